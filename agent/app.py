@@ -1,0 +1,127 @@
+"""Composition root: the SIP endpoint, call admission, per-call sessions and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from contextlib import suppress
+from typing import TYPE_CHECKING
+
+import pjsua2 as pj
+import structlog
+
+from agent.call import CallSession
+from agent.config import ConfigError, Settings
+from agent.realtime.endpoint import RealtimeEndpoint, choose_provider, resolve_endpoint
+from agent.sip.call import SipCall
+from agent.sip.endpoint import SipEndpoint
+
+if TYPE_CHECKING:
+    from agent.local.server import LocalRealtimeServer
+
+log = structlog.get_logger("app")
+
+
+class AgentApp:
+    """One agent process: answers calls on its SIP port, up to ``sip.max_calls`` at once."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.sip = SipEndpoint(settings.sip, self._on_incoming)
+        self.sessions: dict[str, CallSession] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.local_server: LocalRealtimeServer | None = None
+        self.endpoint: RealtimeEndpoint | None = None
+        self.draining = False
+        self.calls_total = 0
+        self.calls_rejected = 0
+        self.ready = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set, then drain active calls and shut down cleanly."""
+        if choose_provider(self.settings) == "local":
+            # Imported here: the local backend's models load only when it is used.
+            from agent.local.server import LocalRealtimeServer
+
+            self.local_server = LocalRealtimeServer("127.0.0.1", 0)
+            await self.local_server.start()
+        try:
+            self.endpoint = resolve_endpoint(
+                self.settings, self.local_server.url if self.local_server else None
+            )
+            try:
+                self.sip.start()
+            except pj.Error as exc:
+                raise ConfigError(
+                    f"cannot start SIP on {self.settings.sip.host}:{self.settings.sip.port}: "
+                    f"{exc.reason}"
+                ) from None
+            poller = asyncio.create_task(self.sip.poll_forever(self._wake_sessions))
+            log.info(
+                "agent_listening",
+                sip=f"sip:{self.settings.sip.user}@{self.settings.sip.host}:{self.sip.bound_port}",
+                backend=self.endpoint.describe(),
+                max_calls=self.settings.sip.max_calls,
+            )
+            self.ready.set()
+            await stop.wait()
+            await self.drain()
+            poller.cancel()
+            with suppress(asyncio.CancelledError):
+                await poller
+        finally:
+            await self.sip.shutdown()
+            if self.local_server is not None:
+                await self.local_server.stop()
+
+    async def drain(self, timeout_s: float = 30.0) -> None:
+        """Refuse new calls (503) and let active ones finish, up to ``timeout_s``."""
+        self.draining = True
+        if self._tasks:
+            log.info("agent_draining", active_calls=len(self.sessions))
+            _, pending = await asyncio.wait(self._tasks, timeout=timeout_s)
+            for session in list(self.sessions.values()):
+                session.sip.end()
+            if pending:
+                await asyncio.wait(pending, timeout=5.0)
+
+    def _wake_sessions(self) -> None:
+        for session in self.sessions.values():
+            session.wake_inbound()
+
+    def _on_incoming(self, call: SipCall) -> None:
+        self.calls_total += 1
+        if self.draining or len(self.sessions) >= self.settings.sip.max_calls:
+            self.calls_rejected += 1
+            call.log.warning(
+                "call_rejected",
+                reason="draining" if self.draining else "at capacity",
+                active_calls=len(self.sessions),
+            )
+            call.reject(503, "Service Unavailable", self.settings.sip.retry_after_s)
+            return
+        assert self.endpoint is not None
+        session = CallSession(call, self.endpoint, self.settings, self._on_session_finished)
+        self.sessions[call.call_id] = session
+        task = asyncio.get_running_loop().create_task(session.run(), name=f"call-{call.call_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_session_finished(self, session: CallSession) -> None:
+        self.sessions.pop(session.call_id, None)
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    """SIGTERM/SIGINT set ``stop`` (drain); a second signal exits at once."""
+    loop = asyncio.get_running_loop()
+
+    def _handle(signum: int) -> None:
+        if stop.is_set():
+            # PJSIP cannot be torn down from here; exit without running destructors.
+            os._exit(128 + signum)
+        log.info("agent_stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, _handle, signum)

@@ -1,0 +1,317 @@
+"""CallSession: one phone call bridged to one realtime session.
+
+It owns the call's lifecycle (ring, open the realtime session, answer, bridge audio both
+ways, hang up) and everything per-call: resamplers, playout buffer, the connection. SIP
+callbacks reach it on the loop thread; the media port reaches it only through the playout
+buffer and the inbound deque.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from agent.audio.levels import rms_dbfs
+from agent.audio.playout import Playout
+from agent.audio.resample import StreamResampler
+from agent.barge_in import BargeIn, Interruption
+from agent.config import Settings
+from agent.observe.transcript import Transcript
+from agent.realtime.connection import RealtimeConnectError, RealtimeConnection
+from agent.realtime.dialect import OutputEvent, output_event
+from agent.realtime.endpoint import RealtimeEndpoint
+from agent.realtime.session_config import greeting_request, session_update
+from agent.sip.call import SipCall
+from agent.sip.media_port import FRAME_BYTES
+
+_SERVER_SAMPLE_RATE = 24000
+_SIP_SAMPLE_RATE = 8000
+
+
+def _transcript_path(settings: Settings, call_id: str) -> Path | None:
+    if not settings.records.dir:
+        return None
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    return Path(settings.records.dir) / f"{stamp}-{call_id}.jsonl"
+
+
+class CallSession:
+    """Bridges ``sip_call`` to a realtime session at ``endpoint`` until either side ends."""
+
+    def __init__(
+        self,
+        sip_call: SipCall,
+        endpoint: RealtimeEndpoint,
+        settings: Settings,
+        on_finished: Callable[[CallSession], None] | None = None,
+    ) -> None:
+        self.sip = sip_call
+        self.endpoint = endpoint
+        self.settings = settings
+        self.call_id = sip_call.call_id
+        self.log = structlog.get_logger("call").bind(
+            call_id=sip_call.call_id, sip_call_id=sip_call.sip_call_id
+        )
+        self._on_finished = on_finished
+        quality = settings.audio.resampler_quality
+        self._up = StreamResampler(_SIP_SAMPLE_RATE, _SERVER_SAMPLE_RATE, quality)
+        self._down = StreamResampler(_SERVER_SAMPLE_RATE, _SIP_SAMPLE_RATE, quality)
+        self._down_item: str | None = None
+        self.playout = Playout()
+        profile = settings.agent
+        self.barge_in = BargeIn(
+            self.playout,
+            output_rate=_SERVER_SAMPLE_RATE,
+            server_interrupts=profile.turn_detection.interrupt_response
+            and profile.turn_detection.type != "none",
+            echo_guard_ms=profile.echo_guard_ms,
+            echo_guard_dbfs=profile.echo_guard_dbfs,
+        )
+        self.transcript = Transcript(_transcript_path(settings, sip_call.call_id), self.call_id)
+        self._conn: RealtimeConnection | None = None
+        self._inbound_ready = asyncio.Event()
+        self._media_active = asyncio.Event()
+        self._ended = asyncio.Event()
+        self._hangup_code: int | None = None
+        self.frames_sent = 0
+        self.audio_deltas = 0
+        self.started_at = time.monotonic()
+        sip_call.listener = self
+
+    # -- SIP side (loop thread, from PJSUA2 callbacks) ---------------------------------------
+    def on_media_active(self, codec: str) -> None:
+        port = self.sip.port
+        if port is not None:
+            port.source = self.playout
+        self._media_active.set()
+
+    def on_disconnected(self, code: int, reason: str) -> None:
+        self._hangup_code = code
+        self._ended.set()
+        self._inbound_ready.set()
+
+    def wake_inbound(self) -> None:
+        """Called by the SIP poll loop when the media port has queued caller frames."""
+        port = self.sip.port
+        if port is not None and port.inbound:
+            self._inbound_ready.set()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def run(self) -> None:
+        try:
+            await self._run()
+        except Exception:
+            self.log.exception("call_failed")
+            self.sip.end()
+        finally:
+            if self._conn is not None:
+                await self._conn.close()
+            self.transcript.event("call_end", hangup_code=self._hangup_code)
+            self.transcript.close()
+            self.log.info(
+                "call_finished",
+                duration_s=round(time.monotonic() - self.started_at, 2),
+                frames_sent=self.frames_sent,
+                audio_deltas=self.audio_deltas,
+                underruns=self.playout.underruns,
+                interruptions=self.barge_in.interruptions,
+            )
+            if self._on_finished is not None:
+                self._on_finished(self)
+
+    async def _run(self) -> None:
+        self.sip.ring()
+        if not await self._open_realtime():
+            return
+        if self._ended.is_set():
+            self.log.info("call_cancelled_before_answer")
+            return
+        self.sip.answer_ok()
+        self.log.info("call_answered")
+        self.transcript.event("call_start", remote=self.sip.remote_uri, local=self.sip.local_uri)
+        greeting = self.settings.agent.greeting
+        assert self._conn is not None
+        if greeting:
+            await self._conn.send(greeting_request(greeting))
+        uplink = asyncio.create_task(self._uplink(), name=f"uplink-{self.call_id}")
+        downlink = asyncio.create_task(self._downlink(), name=f"downlink-{self.call_id}")
+        ended = asyncio.create_task(self._ended.wait(), name=f"ended-{self.call_id}")
+        done, _ = await asyncio.wait({uplink, downlink, ended}, return_when="FIRST_COMPLETED")
+        for task in (uplink, downlink, ended):
+            task.cancel()
+        await asyncio.gather(uplink, downlink, ended, return_exceptions=True)
+        if downlink in done and not self._ended.is_set():
+            reason = self._conn.close_reason if self._conn else ""
+            self.log.warning("realtime_session_lost", reason=reason)
+            self.sip.end()
+
+    async def _open_realtime(self) -> bool:
+        timeout = self.settings.sip.session_timeout_s
+        try:
+            self._conn = await RealtimeConnection.open(self.endpoint, timeout)
+            await self._conn.send(session_update(self.settings.agent, self.endpoint.dialect))
+            await asyncio.wait_for(self._await_session_ready(), timeout)
+        except RealtimeConnectError as exc:
+            self.log.error("realtime_connect_failed", error=str(exc))
+        except TimeoutError:
+            self.log.error("realtime_session_timeout", timeout_s=timeout)
+        else:
+            return True
+        if not self._ended.is_set():
+            self.sip.reject(503, "Service Unavailable", self.settings.sip.retry_after_s)
+        return False
+
+    async def _await_session_ready(self) -> None:
+        assert self._conn is not None
+        async for event in self._conn.events():
+            kind = event["type"]
+            if kind == "session.updated":
+                return
+            if kind == "error":
+                self._log_server_error(event)
+        raise RealtimeConnectError(f"connection closed during set-up: {self._conn.close_reason}")
+
+    # -- caller → model ----------------------------------------------------------------------
+    async def _uplink(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        batch_frames = self.settings.audio.append_batch_ms // 20
+        pending = bytearray()
+        while not self._ended.is_set():
+            await self._inbound_ready.wait()
+            self._inbound_ready.clear()
+            port = self.sip.port
+            if port is None:
+                continue
+            inbound = port.inbound
+            while inbound:
+                frame = inbound.popleft()
+                if self.barge_in.barge_in_pending:
+                    await self._apply(self.barge_in.caller_audio(20, rms_dbfs(frame)))
+                pending += frame
+                if len(pending) >= batch_frames * FRAME_BYTES:
+                    await conn.append_audio(self._up.process(bytes(pending)))
+                    self.frames_sent += len(pending) // FRAME_BYTES
+                    pending.clear()
+
+    # -- model → caller ----------------------------------------------------------------------
+    async def _downlink(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        async for event in conn.events():
+            await self.handle_server_event(event)
+
+    async def handle_server_event(self, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        internal = output_event(self.endpoint.dialect, kind)
+        if internal is OutputEvent.AUDIO_DELTA:
+            self._play_delta(event)
+        elif internal is OutputEvent.AUDIO_DONE:
+            item_id = str(event.get("item_id", ""))
+            self.barge_in.audio_done(item_id)
+            self._finish_item(item_id)
+        elif internal is OutputEvent.TRANSCRIPT_DELTA:
+            self.transcript.agent_delta(str(event.get("item_id", "")), str(event.get("delta", "")))
+        elif internal is OutputEvent.TRANSCRIPT_DONE:
+            line = self.transcript.agent_done(
+                str(event.get("item_id", "")), event.get("transcript")
+            )
+            if line is not None:
+                self.log.info("transcript", role="agent", text=line["text"])
+        elif kind == "input_audio_buffer.speech_started":
+            await self._apply(self.barge_in.speech_started())
+        elif kind == "input_audio_buffer.speech_stopped":
+            self.barge_in.speech_stopped()
+        elif kind == "response.created":
+            self.barge_in.response_created(str(event["response"].get("id", "")))
+        elif kind == "response.done":
+            self.barge_in.response_done(str(event["response"].get("id", "")))
+        elif kind == "conversation.item.truncated":
+            self._on_truncated(event)
+        elif kind == "conversation.item.input_audio_transcription.completed":
+            line = self.transcript.caller(str(event.get("item_id", "")), str(event["transcript"]))
+            self.log.info("transcript", role="caller", text=line["text"])
+        elif kind == "error":
+            self._on_error(event)
+
+    async def _apply(self, interruption: Interruption | None) -> None:
+        """Carry out a barge-in: the playout is already flushed; tell the model."""
+        if interruption is None:
+            return
+        # What the resampler still holds of the cut item was never heard: drop it.
+        self._down.reset()
+        self._down_item = None
+        if interruption.item_id is not None:
+            self.transcript.agent_interrupted(interruption.item_id)
+        self.log.info(
+            "barge_in",
+            item_id=interruption.item_id,
+            audio_end_ms=interruption.audio_end_ms,
+            cancel=any(e["type"] == "response.cancel" for e in interruption.events),
+        )
+        assert self._conn is not None
+        for client_event in interruption.events:
+            await self._conn.send(client_event)
+
+    def _on_truncated(self, event: dict[str, Any]) -> None:
+        item_id = str(event.get("item_id", ""))
+        heard_ms = int(event.get("audio_end_ms", 0))
+        line = self.transcript.agent_truncated(
+            item_id, heard_ms, self.barge_in.received_ms(item_id)
+        )
+        if line is not None:
+            self.log.info("transcript", role="agent", text=line["text"], interrupted=True)
+
+    def _play_delta(self, event: dict[str, Any]) -> None:
+        item_id = str(event.get("item_id", ""))
+        try:
+            audio = base64.b64decode(event.get("delta", ""), validate=True)
+        except (binascii.Error, ValueError):
+            self.log.warning("bad_audio_delta", item_id=item_id)
+            return
+        if len(audio) % 2:
+            audio = audio[:-1]
+        response_id = str(event.get("response_id", ""))
+        if not self.barge_in.accept_audio(response_id, item_id, len(audio) // 2):
+            return
+        if item_id != self._down_item:
+            self._finish_item(self._down_item)
+            self._down_item = item_id
+        self.audio_deltas += 1
+        pcm = self._down.process(audio)
+        if pcm:
+            self.playout.push(item_id, pcm)
+
+    def _finish_item(self, item_id: str | None) -> None:
+        """End of an item's audio: release what the resampler still holds for it."""
+        if item_id is None or item_id != self._down_item:
+            return
+        tail = self._down.flush()
+        if tail:
+            self.playout.push(item_id, tail)
+        self._down_item = None
+
+    def _on_error(self, event: dict[str, Any]) -> None:
+        error = event.get("error") or {}
+        if error.get("code") == "response_cancel_not_active":
+            # Our cancel crossed the server's response.done: nothing was left to cancel.
+            self.barge_in.cancel_rejected()
+            self.log.debug("cancel_raced_response_done")
+            return
+        self._log_server_error(event)
+
+    def _log_server_error(self, event: dict[str, Any]) -> None:
+        error = event.get("error") or {}
+        self.log.warning(
+            "realtime_error",
+            code=error.get("code"),
+            message=error.get("message"),
+            event_id=error.get("event_id"),
+        )

@@ -1,0 +1,101 @@
+"""The ``voice-agent`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from pathlib import Path
+from typing import Any
+
+from agent.config import ConfigError, Settings, load_settings
+from agent.observe.logging import configure_logging, get_logger, register_secret
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="voice-agent", description="SIP voice agent bridged to a realtime speech model"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="answer phone calls")
+    serve.add_argument("--config", type=Path, help="TOML profile (default config/agent.toml)")
+    serve.add_argument("--env-file", type=Path, help=".env file with secrets (default ./.env)")
+    serve.add_argument("--sip-host", help="address to bind SIP and RTP to")
+    serve.add_argument("--sip-port", type=int, help="SIP UDP port (0 picks a free one)")
+    serve.add_argument("--realtime-url", help="ws(s):// URL of any realtime-protocol server")
+    serve.add_argument("--dialect", choices=("ga", "beta"), help="protocol dialect of that URL")
+    serve.add_argument("--log-format", choices=("console", "json"))
+
+    local = sub.add_parser("local-server", help="run the local realtime backend on its own")
+    local.add_argument("--host", default="127.0.0.1")
+    local.add_argument("--port", type=int, default=8765)
+    local.add_argument("--log-format", choices=("console", "json"), default="console")
+    return parser
+
+
+def _serve_settings(args: argparse.Namespace) -> Settings:
+    realtime: dict[str, Any] = {}
+    if args.realtime_url:
+        realtime.update(provider="custom", url=args.realtime_url)
+    if args.dialect:
+        realtime["dialect"] = args.dialect
+    overrides = {
+        "sip": {"host": args.sip_host, "port": args.sip_port},
+        "realtime": realtime,
+        "log": {"format": args.log_format},
+    }
+    return load_settings(args.config, env_file=args.env_file, overrides=overrides)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from agent.app import AgentApp, install_signal_handlers  # imports PJSIP: only when serving
+    from agent.realtime.endpoint import resolve_endpoint
+
+    settings = _serve_settings(args)
+    configure_logging(settings.log.format, settings.log.level)
+    for value in (
+        settings.secrets.openai_api_key,
+        settings.secrets.azure_api_key,
+        settings.secrets.realtime_api_key,
+    ):
+        register_secret(value)
+    # Validate the provider before touching SIP, so a bad URL fails fast with status 2.
+    resolve_endpoint(settings, local_url="ws://127.0.0.1:0/v1/realtime")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+        await AgentApp(settings).run(stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def _local_server(args: argparse.Namespace) -> int:
+    from agent.local.server import run_local_server
+
+    configure_logging(args.log_format)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_local_server(args.host, args.port))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        return _local_server(args)
+    except ConfigError as exc:
+        print(f"voice-agent: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"voice-agent: error: {exc.strerror or exc}", file=sys.stderr)
+        get_logger("cli").debug("os_error", error=str(exc))
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""Typed settings: ``config/*.toml`` profile, then environment (and ``.env``) for secrets.
+
+The TOML file holds everything that is not secret; keys, endpoints and deployments come from
+the environment, which python-dotenv fills from ``.env`` without overriding what is already
+set. Unknown keys and wrongly typed values are errors: a typo in a telephony config should stop
+the process at start, not silently change behaviour on a live call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dotenv import load_dotenv
+
+#: pjsua2-python is compiled with PJSUA_MAX_CALLS=4. pjsua itself answers 486 once every slot is
+#: taken, so one slot is kept free: it lets us answer an INVITE beyond capacity with our own
+#: 503 + Retry-After instead.
+PJSUA_CALL_SLOTS = 4
+MAX_CALLS_PER_PROCESS = PJSUA_CALL_SLOTS - 1
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "agent.toml"
+
+
+class ConfigError(Exception):
+    """Bad configuration: reported as one line, exit status 2."""
+
+
+@dataclass(frozen=True)
+class SipSettings:
+    host: str = "127.0.0.1"
+    port: int = 5060
+    public_host: str = ""
+    user: str = "agent"
+    max_calls: int = MAX_CALLS_PER_PROCESS
+    retry_after_s: int = 30
+    codecs: tuple[str, ...] = ("PCMU", "PCMA")
+    rtp_port: int = 4000
+    rtp_port_range: int = 200
+    session_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class TurnDetection:
+    type: str = "server_vad"
+    threshold: float = 0.5
+    prefix_padding_ms: int = 300
+    silence_duration_ms: int = 500
+    idle_timeout_ms: int = 0
+    eagerness: str = "auto"
+    create_response: bool = True
+    interrupt_response: bool = True
+
+
+@dataclass(frozen=True)
+class AgentProfile:
+    instructions: str = "You are a helpful, concise phone agent."
+    voice: str = "marin"
+    greeting: str = ""
+    #: Transcribe the caller's turns with this model (e.g. "gpt-4o-mini-transcribe"); "" = off.
+    input_transcription_model: str = ""
+    #: Hold a barge-in until this much caller speech energy is measured locally (0 = off).
+    echo_guard_ms: int = 0
+    echo_guard_dbfs: float = -40.0
+    turn_detection: TurnDetection = field(default_factory=TurnDetection)
+
+
+@dataclass(frozen=True)
+class RealtimeSettings:
+    provider: str = "auto"
+    model: str = "gpt-realtime"
+    url: str = ""
+    dialect: str = ""
+    azure_api_version: str = ""
+    connect_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class AudioSettings:
+    resampler_quality: str = "LQ"
+    append_batch_ms: int = 20
+
+
+@dataclass(frozen=True)
+class RecordSettings:
+    #: Directory for per-call transcripts (JSONL); "" writes none.
+    dir: str = "records"
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    format: str = "console"
+    level: str = "info"
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Values read from the environment only; never from the TOML file, never logged."""
+
+    openai_api_key: str = ""
+    azure_api_key: str = ""
+    azure_endpoint: str = ""
+    azure_deployment: str = ""
+    azure_api_version: str = ""
+    realtime_api_key: str = ""
+
+    def __repr__(self) -> str:
+        present = [f.name for f in dataclasses.fields(self) if getattr(self, f.name)]
+        return f"Secrets(set={present})"
+
+
+@dataclass(frozen=True)
+class Settings:
+    sip: SipSettings = field(default_factory=SipSettings)
+    realtime: RealtimeSettings = field(default_factory=RealtimeSettings)
+    agent: AgentProfile = field(default_factory=AgentProfile)
+    audio: AudioSettings = field(default_factory=AudioSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    records: RecordSettings = field(default_factory=RecordSettings)
+    secrets: Secrets = field(default_factory=Secrets, repr=False)
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "realtime.provider": ("auto", "openai", "azure", "custom", "local"),
+    "realtime.dialect": ("", "ga", "beta"),
+    "agent.turn_detection.type": ("server_vad", "semantic_vad", "none"),
+    "agent.turn_detection.eagerness": ("auto", "low", "medium", "high"),
+    "audio.resampler_quality": ("QQ", "LQ", "MQ", "HQ", "VHQ"),
+    "log.format": ("console", "json"),
+    "log.level": ("debug", "info", "warning", "error"),
+}
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {type(value).__name__}")
+        return _build(tp, value, where)
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        (item_tp, _) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        return tuple(_coerce(item_tp, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is types.UnionType:
+        raise ConfigError(f"{where}: unsupported type")
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is bool and not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if not isinstance(value, tp):
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+    choices = _CHOICES.get(where)
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, choices))}")
+    return value
+
+
+def _build(cls: Any, data: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"[{prefix}] " if prefix else ""
+        raise ConfigError(f"{where}unknown key {unknown[0]!r} (known: {', '.join(sorted(names))})")
+    kwargs = {
+        key: _coerce(hints[key], value, f"{prefix}.{key}" if prefix else key)
+        for key, value in data.items()
+    }
+    return cls(**kwargs)
+
+
+def _validate(settings: Settings) -> None:
+    sip = settings.sip
+    if not 1 <= sip.max_calls <= MAX_CALLS_PER_PROCESS:
+        raise ConfigError(
+            f"sip.max_calls: {sip.max_calls} is outside 1..{MAX_CALLS_PER_PROCESS} "
+            f"(the pjsua2 wheel has {PJSUA_CALL_SLOTS} call slots and one is kept to answer 503; "
+            "run more agent processes behind a dispatcher for more calls)"
+        )
+    if not 0 <= sip.port <= 65535:
+        raise ConfigError(f"sip.port: {sip.port} is not a UDP port")
+    for codec in sip.codecs:
+        if codec not in ("PCMU", "PCMA"):
+            raise ConfigError(f"sip.codecs: {codec!r} is not supported (use PCMU and/or PCMA)")
+    if not sip.codecs:
+        raise ConfigError("sip.codecs: at least one of PCMU, PCMA is needed")
+    if not 0 <= settings.agent.echo_guard_ms <= 2000:
+        raise ConfigError("agent.echo_guard_ms: must be between 0 and 2000")
+    if settings.audio.append_batch_ms not in (20, 40):
+        raise ConfigError("audio.append_batch_ms: must be 20 or 40")
+
+
+def secrets_from_env(env: typing.Mapping[str, str]) -> Secrets:
+    return Secrets(
+        openai_api_key=env.get("OPENAI_API_KEY", "").strip(),
+        azure_api_key=env.get("AZURE_OPENAI_API_KEY", "").strip(),
+        azure_endpoint=env.get("AZURE_OPENAI_ENDPOINT", "").strip(),
+        azure_deployment=env.get("AZURE_OPENAI_DEPLOYMENT", "").strip(),
+        azure_api_version=env.get("AZURE_OPENAI_API_VERSION", "").strip(),
+        realtime_api_key=env.get("REALTIME_API_KEY", "").strip(),
+    )
+
+
+def load_settings(
+    path: Path | None = None,
+    *,
+    env_file: Path | None = None,
+    environ: typing.Mapping[str, str] | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> Settings:
+    """Read the TOML profile at ``path`` (default ``config/agent.toml``), then the environment.
+
+    ``overrides`` are per-section values from the command line, applied over the file.
+    ``environ`` replaces ``os.environ`` (tests); otherwise ``.env`` is loaded first.
+    """
+    config_path = path or DEFAULT_CONFIG_PATH
+    if path is not None and not config_path.is_file():
+        raise ConfigError(f"config file not found: {config_path}")
+    data: dict[str, Any] = {}
+    if config_path.is_file():
+        try:
+            data = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_path}: invalid TOML: {exc}") from None
+    for section, values in (overrides or {}).items():
+        data.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
+    if "secrets" in data:
+        raise ConfigError("secrets belong in the environment or .env, not in the config file")
+    settings: Settings = _build(Settings, data, "")
+    if environ is None:
+        load_dotenv(env_file or Path.cwd() / ".env", override=False)
+        environ = os.environ
+    settings = dataclasses.replace(settings, secrets=secrets_from_env(environ))
+    _validate(settings)
+    return settings

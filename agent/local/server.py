@@ -1,0 +1,268 @@
+"""WebSocket transport for the local realtime server.
+
+Everything protocol-shaped happens in ``RealtimeProtocol``; this module only routes a
+connection to its dialect (by request path and query, never by content), feeds frames in,
+wakes the protocol when paced audio is due, and writes events out through one queue so they
+leave in exactly the order the protocol produced them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import structlog
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from agent.local.events import Event, ProtocolError
+from agent.local.protocol import RealtimeProtocol
+from agent.local.responder import Responder
+from agent.realtime.dialect import Dialect
+
+log = structlog.get_logger(__name__)
+
+GA_PATHS = ("/v1/realtime", "/openai/v1/realtime")
+BETA_PATH = "/openai/realtime"
+BETA_API_VERSION = "2025-04-01-preview"
+BETA_DEPLOYMENT = "gpt-4o-realtime-preview"
+
+
+def dialect_for_path(path: str) -> Dialect | None:
+    """The dialect a request path (with its query) asks for, or None when it is not ours.
+
+    ``?dialect=ga|beta`` wins on any path; otherwise ``/v1/realtime`` and
+    ``/openai/v1/realtime`` are GA and ``/openai/realtime?api-version=…-preview`` is beta.
+    """
+    parts = urlsplit(path)
+    query = parse_qs(parts.query)
+    if "dialect" in query:
+        forced = query["dialect"][-1].lower()
+        return Dialect(forced) if forced in (Dialect.GA, Dialect.BETA) else None
+    route = parts.path.rstrip("/")
+    if route in GA_PATHS:
+        return Dialect.GA
+    if route == BETA_PATH and query.get("api-version", [""])[-1].endswith("-preview"):
+        return Dialect.BETA
+    return None
+
+
+def _model_for_path(path: str) -> str | None:
+    models = parse_qs(urlsplit(path).query).get("model")
+    return models[-1] if models else None
+
+
+class LocalSession:
+    """One connection: its protocol state plus a record of the traffic, for tests."""
+
+    def __init__(self, protocol: RealtimeProtocol, *, record: bool = True) -> None:
+        self.protocol = protocol
+        self.dialect: Dialect = protocol.dialect
+        self.received: list[dict[str, Any]] = []
+        self.sent: list[dict[str, Any]] = []
+        self.closed = asyncio.Event()
+        self._record = record
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._wake = asyncio.Event()
+
+    @property
+    def input_audio(self) -> bytearray:
+        """All appended audio, decoded to PCM16 at the session's input rate."""
+        return self.protocol.input_audio
+
+    @property
+    def input_rate(self) -> int:
+        return self.protocol.input_rate
+
+    async def emit(self, event: dict[str, Any]) -> None:
+        """Send an arbitrary server event; returns once it (and all before it) was written."""
+        if self.closed.is_set():
+            raise ConnectionError("the local realtime session is closed")
+        self._push([self.protocol.emit(event)])
+        done = asyncio.ensure_future(self._queue.join())
+        closed = asyncio.ensure_future(self.closed.wait())
+        try:
+            await asyncio.wait({done, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            done.cancel()
+            closed.cancel()
+
+    def _push(self, events: list[Event]) -> None:
+        if self._record:
+            self.sent.extend(events)
+        for event in events:
+            self._queue.put_nowait(event)
+
+    async def run(self, connection: ServerConnection) -> None:
+        loop = asyncio.get_running_loop()
+        self._push(self.protocol.start())
+        writer = asyncio.create_task(self._write(connection))
+        pacer = asyncio.create_task(self._pace(connection))
+        try:
+            async for message in connection:
+                self._record_received(message)
+                self._push(self._receive(message, loop.time()))
+                self._wake.set()
+        except ConnectionClosed:
+            pass
+        finally:
+            for task in (writer, pacer):
+                task.cancel()
+            for task in (writer, pacer):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            self.closed.set()
+
+    def _record_received(self, message: str | bytes) -> None:
+        if not self._record or not isinstance(message, str):
+            return
+        with contextlib.suppress(ValueError):
+            parsed = json.loads(message)
+            if isinstance(parsed, dict):
+                self.received.append(parsed)
+
+    def _receive(self, message: str | bytes, now: float) -> list[Event]:
+        try:
+            return self.protocol.receive(message, now)
+        except Exception:
+            # A bug of ours must cost one error event, not the connection.
+            log.exception("local realtime server failed on a client event")
+            err = ProtocolError(
+                "The server had an error processing your request.",
+                code="server_error",
+                kind="server_error",
+            )
+            return [self.protocol.error_event(err)]
+
+    async def _write(self, connection: ServerConnection) -> None:
+        while True:
+            event = await self._queue.get()
+            try:
+                await connection.send(json.dumps(event))
+            except ConnectionClosed:
+                return
+            finally:
+                self._queue.task_done()
+
+    async def _pace(self, connection: ServerConnection) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                self._wake.clear()
+                self._push(self.protocol.poll(loop.time()))
+                deadline = self.protocol.next_deadline()
+                if deadline is None:
+                    await self._wake.wait()
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), max(deadline - loop.time(), 0))
+        except Exception:
+            log.exception("local realtime server failed while streaming a response")
+            await connection.close(1011, "internal error")
+
+
+class LocalRealtimeServer:
+    """An embedded realtime server speaking both dialects, for tests and cloud-free runs."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        responder_factory: Callable[[], Responder] | None = None,
+        record: bool = True,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.sessions: list[LocalSession] = []
+        self._responder_factory = responder_factory
+        self._record = record
+        self._server: Server | None = None
+
+    async def start(self) -> None:
+        if self._server is not None:
+            return
+        self._server = await serve(self._handle, self.host, self.port, process_request=self._route)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close(close_connections=True)
+        await server.wait_closed()
+
+    async def __aenter__(self) -> LocalRealtimeServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def url(self) -> str:
+        """The GA endpoint, e.g. ``ws://127.0.0.1:8765/v1/realtime``."""
+        return self.url_for(Dialect.GA)
+
+    def url_for(self, dialect: Dialect) -> str:
+        """The URL a client of ``dialect`` connects to (beta: the Azure preview shape)."""
+        if self.port == 0:
+            raise RuntimeError("the local realtime server has not been started")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        base = f"ws://{host}:{self.port}"
+        if dialect is Dialect.GA:
+            return f"{base}{GA_PATHS[0]}"
+        query = urlencode({"api-version": BETA_API_VERSION, "deployment": BETA_DEPLOYMENT})
+        return f"{base}{BETA_PATH}?{query}"
+
+    def _route(self, connection: ServerConnection, request: Request) -> Response | None:
+        if dialect_for_path(request.path) is None:
+            return connection.respond(
+                HTTPStatus.NOT_FOUND,
+                "Not a realtime endpoint: use /v1/realtime, /openai/v1/realtime, "
+                f"{BETA_PATH}?api-version={BETA_API_VERSION}, or add ?dialect=ga|beta.\n",
+            )
+        return None
+
+    async def _handle(self, connection: ServerConnection) -> None:
+        path = connection.request.path if connection.request else ""
+        dialect = dialect_for_path(path) or Dialect.GA
+        responder = self._responder_factory() if self._responder_factory else None
+        protocol = RealtimeProtocol(
+            dialect,
+            responder=responder,
+            model=_model_for_path(path),
+            record_input=self._record,
+        )
+        session = LocalSession(protocol, record=self._record)
+        self.sessions.append(session)
+        log.debug("local realtime connection", dialect=dialect.value, path=urlsplit(path).path)
+        try:
+            await session.run(connection)
+        finally:
+            if not self._record:
+                self.sessions.remove(session)
+
+
+async def run_local_server(host: str, port: int) -> None:
+    """Serve until cancelled (``voice-agent local-server``); logs the URLs once."""
+    # No traffic record: a long-running server must not grow with every call it serves.
+    async with LocalRealtimeServer(host, port, record=False) as server:
+        log.info(
+            "local realtime server listening",
+            url=server.url,
+            beta_url=server.url_for(Dialect.BETA),
+        )
+        await asyncio.Event().wait()

@@ -1,0 +1,114 @@
+"""Per-call transcript, one JSON object per line, written as the call goes.
+
+Each line is flushed when written, so a crash or a dropped connection loses nothing already
+said. Agent lines are held until their text is final: either the transcript is done, or the
+caller interrupted and the server confirmed the truncation, in which case the line is cut to
+the share of the text the caller heard and marked ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+
+@dataclass
+class _AgentLine:
+    text: str = ""
+    written: bool = False
+    interrupted: bool = False
+
+
+def heard_prefix(text: str, heard_ms: int, total_ms: int) -> str:
+    """The part of ``text`` spoken in the first ``heard_ms`` of ``total_ms`` of audio.
+
+    Speech rate is taken as even over the item, and the cut falls back to a word boundary: an
+    estimate, since the API sends no timing for transcript text.
+    """
+    if total_ms <= 0 or heard_ms >= total_ms:
+        return text
+    cut = int(len(text) * max(heard_ms, 0) / total_ms)
+    prefix = text[:cut]
+    if cut < len(text) and not text[cut].isspace():
+        prefix = prefix.rsplit(" ", 1)[0] if " " in prefix else ""
+    return prefix.rstrip()
+
+
+class Transcript:
+    """Writes one call's transcript to ``path`` (JSONL); ``path=None`` keeps it in memory."""
+
+    def __init__(self, path: Path | None, call_id: str) -> None:
+        self.call_id = call_id
+        self.lines: list[dict[str, Any]] = []
+        self._agent: dict[str, _AgentLine] = {}
+        self._file: IO[str] | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = path.open("a", encoding="utf-8")
+        self.path = path
+
+    def _write(self, line: dict[str, Any]) -> dict[str, Any]:
+        line = {"ts": round(time.time(), 3), "call_id": self.call_id, **line}
+        self.lines.append(line)
+        if self._file is not None:
+            self._file.write(json.dumps(line, ensure_ascii=False) + "\n")
+            self._file.flush()
+        return line
+
+    def caller(self, item_id: str, text: str) -> dict[str, Any]:
+        return self._write({"role": "caller", "item_id": item_id, "text": text.strip()})
+
+    def agent_delta(self, item_id: str, delta: str) -> None:
+        line = self._agent.setdefault(item_id, _AgentLine())
+        if not line.written:
+            line.text += delta
+
+    def agent_done(self, item_id: str, text: str | None) -> dict[str, Any] | None:
+        """The agent's transcript for ``item_id`` is complete (not written if interrupted)."""
+        line = self._agent.setdefault(item_id, _AgentLine())
+        if text is not None:
+            line.text = text
+        if line.written or line.interrupted:
+            return None
+        line.written = True
+        return self._write({"role": "agent", "item_id": item_id, "text": line.text.strip()})
+
+    def agent_interrupted(self, item_id: str) -> None:
+        """Barge-in cut this item: hold its line until the truncation is confirmed."""
+        self._agent.setdefault(item_id, _AgentLine()).interrupted = True
+
+    def agent_truncated(self, item_id: str, heard_ms: int, total_ms: int) -> dict[str, Any] | None:
+        line = self._agent.setdefault(item_id, _AgentLine())
+        if line.written:
+            return None
+        line.written = True
+        return self._write(
+            {
+                "role": "agent",
+                "item_id": item_id,
+                "text": heard_prefix(line.text.strip(), heard_ms, total_ms),
+                "interrupted": True,
+                "heard_ms": heard_ms,
+            }
+        )
+
+    def event(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """A non-speech line: call start/end, tool calls, DTMF."""
+        return self._write({"role": "event", "kind": kind, **fields})
+
+    def close(self) -> None:
+        """Write what is still held (e.g. an interrupted line never confirmed), then close."""
+        for item_id, line in self._agent.items():
+            if not line.written and line.text.strip():
+                line.written = True
+                fields: dict[str, Any] = {"role": "agent", "item_id": item_id}
+                fields["text"] = line.text.strip()
+                if line.interrupted:
+                    fields["interrupted"] = True
+                self._write(fields)
+        if self._file is not None:
+            self._file.close()
+            self._file = None

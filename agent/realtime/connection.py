@@ -1,0 +1,117 @@
+"""One realtime session over WebSocket: connect, send client events, read server events.
+
+Connection failures are told apart (bad key, wrong deployment/path/api-version, rate limit,
+timeout, TLS, refused) and reported as one line that names the URL but never a key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import ssl
+from collections.abc import AsyncIterator
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from agent.observe.logging import scrub
+from agent.realtime.endpoint import RealtimeEndpoint
+
+#: Audio deltas can be large (a whole sentence of 24 kHz audio in one frame).
+_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+_STATUS_HINTS = {
+    401: "authentication failed: the API key was rejected",
+    403: "forbidden: the key has no access to this model or deployment",
+    404: "not found: check the deployment name, URL path and api-version",
+    429: "rate limited or out of quota",
+}
+
+
+class RealtimeConnectError(Exception):
+    """The session could not be opened; ``str()`` is one line safe to log."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(scrub(message))
+        self.status = status
+
+
+def _explain(exc: BaseException, endpoint: RealtimeEndpoint) -> RealtimeConnectError:
+    where = f"{endpoint.provider} {endpoint.url}"
+    if isinstance(exc, InvalidStatus):
+        status = exc.response.status_code
+        hint = _STATUS_HINTS.get(status, "unexpected HTTP status")
+        return RealtimeConnectError(f"{where}: HTTP {status} {hint}", status)
+    if isinstance(exc, TimeoutError):
+        return RealtimeConnectError(f"{where}: timed out while connecting")
+    if isinstance(exc, ssl.SSLError):
+        return RealtimeConnectError(f"{where}: TLS error: {exc.reason or exc}")
+    if isinstance(exc, InvalidURI):
+        return RealtimeConnectError(f"{where}: invalid URL")
+    if isinstance(exc, InvalidHandshake):
+        return RealtimeConnectError(f"{where}: WebSocket handshake failed: {exc}")
+    if isinstance(exc, OSError):
+        return RealtimeConnectError(f"{where}: cannot connect: {exc.strerror or exc}")
+    return RealtimeConnectError(f"{where}: {type(exc).__name__}: {exc}")
+
+
+class RealtimeConnection:
+    """A connected session. Iterate it for server events (parsed JSON objects)."""
+
+    def __init__(self, ws: ClientConnection, endpoint: RealtimeEndpoint) -> None:
+        self._ws = ws
+        self.endpoint = endpoint
+        self.dialect = endpoint.dialect
+
+    @classmethod
+    async def open(cls, endpoint: RealtimeEndpoint, timeout_s: float) -> RealtimeConnection:
+        try:
+            ws = await asyncio.wait_for(
+                connect(
+                    endpoint.url,
+                    additional_headers=endpoint.headers,
+                    open_timeout=timeout_s,
+                    max_size=_MAX_MESSAGE_BYTES,
+                    compression=None,
+                    user_agent_header="voice-agent",
+                ),
+                timeout_s,
+            )
+        except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ssl.SSLError) as exc:
+            raise _explain(exc, endpoint) from None
+        return cls(ws, endpoint)
+
+    async def send(self, event: dict[str, Any]) -> None:
+        await self._ws.send(json.dumps(event, separators=(",", ":")))
+
+    async def append_audio(self, audio: bytes) -> None:
+        # Built by hand: this runs every 20 ms per call, and json.dumps of a dict is slower.
+        payload = base64.b64encode(audio).decode("ascii")
+        await self._ws.send('{"type":"input_audio_buffer.append","audio":"' + payload + '"}')
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """Server events until the connection closes. Non-JSON frames are skipped."""
+        try:
+            async for message in self._ws:
+                try:
+                    event = json.loads(message)
+                except (ValueError, TypeError):
+                    continue
+                if isinstance(event, dict) and isinstance(event.get("type"), str):
+                    yield event
+        except ConnectionClosed:
+            return
+
+    @property
+    def closed(self) -> bool:
+        return self._ws.close_code is not None
+
+    @property
+    def close_reason(self) -> str:
+        code = self._ws.close_code
+        return f"{code} {self._ws.close_reason or ''}".strip() if code is not None else ""
+
+    async def close(self) -> None:
+        await self._ws.close()

@@ -1,0 +1,212 @@
+"""The PJSUA2 endpoint in poll mode, its UDP transport and its one local account.
+
+Poll mode (``threadCnt=0``, ``mainThreadOnly=True``) makes every SIP callback run inside
+``libHandleEvents`` on the asyncio loop thread, so SIP state and call sessions share one thread
+and need no locks. The only other thread is the media clock, which calls the media ports.
+
+Teardown order matters to PJSIP: every port, call and account must be destroyed before
+``libDestroy`` (its assertions abort the process otherwise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import os
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pjsua2 as pj
+import structlog
+
+from agent.config import PJSUA_CALL_SLOTS, SipSettings
+from agent.sip.call import SipCall
+
+log = structlog.get_logger("sip")
+
+#: pjsua log levels: 1 error, 2 warning, 3 info, 4+ debug.
+_PJ_LOG_LEVEL = 2
+_POLL_INTERVAL_S = 0.004
+
+
+@contextlib.contextmanager
+def _stdout_silenced() -> Iterator[None]:
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+class _LogForwarder(pj.LogWriter):
+    """PJSIP's own log lines, through structlog (so JSON mode stays JSON)."""
+
+    #: While set, lines are dropped: used where a failure surfaces as an exception anyway, so
+    #: the user sees one clear error instead of PJSIP's three.
+    muted = False
+
+    def write(self, entry: pj.LogEntry) -> None:
+        if self.muted:
+            return
+        message = entry.msg.strip()
+        if entry.level <= 1:
+            log.error("pjsip", message=message)
+        else:
+            log.warning("pjsip", message=message)
+
+
+class _Account(pj.Account):
+    def __init__(self, on_incoming: Callable[[int], None]) -> None:
+        super().__init__()
+        self._on_incoming = on_incoming
+
+    def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
+        try:
+            self._on_incoming(prm.callId)
+        except Exception:
+            log.exception("sip_callback_failed", callback="onIncomingCall")
+
+
+class SipEndpoint:
+    """Owns the PJSUA2 library for this process. Create, ``start()`` and poll on one loop."""
+
+    def __init__(self, settings: SipSettings, on_incoming: Callable[[SipCall], None]) -> None:
+        self.settings = settings
+        self._on_incoming = on_incoming
+        self._ep: pj.Endpoint | None = None
+        self._account: _Account | None = None
+        self._log_writer = _LogForwarder()
+        self.calls: dict[str, SipCall] = {}
+        self._retired: list[SipCall] = []
+        self.bound_port: int = settings.port
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Create the library, the UDP transport and the account. Raises ``pj.Error``."""
+        ep = pj.Endpoint()
+        with _stdout_silenced():
+            # Before libInit applies our log config, pjlib prints its start-up chatter to
+            # stdout, which would break JSON log output.
+            ep.libCreate()
+        self._ep = ep
+        cfg = pj.EpConfig()
+        ua = cfg.uaConfig
+        ua.threadCnt = 0
+        ua.mainThreadOnly = True
+        ua.maxCalls = PJSUA_CALL_SLOTS
+        ua.userAgent = "voice-agent"
+        logc = cfg.logConfig
+        logc.level = _PJ_LOG_LEVEL
+        logc.consoleLevel = _PJ_LOG_LEVEL
+        logc.decor = 0
+        logc.writer = self._log_writer
+        med = cfg.medConfig
+        med.clockRate = 8000
+        med.sndClockRate = 8000
+        med.channelCount = 1
+        med.audioFramePtime = 20
+        med.noVad = True
+        med.ecTailLen = 0
+        ep.libInit(cfg)
+        ep.audDevManager().setNullDev()
+
+        tcfg = pj.TransportConfig()
+        tcfg.port = self.settings.port
+        tcfg.boundAddress = self.settings.host
+        if self.settings.public_host:
+            tcfg.publicAddress = self.settings.public_host
+        self._log_writer.muted = True
+        try:
+            transport_id = ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+        finally:
+            self._log_writer.muted = False
+        self.bound_port = int(ep.transportGetInfo(transport_id).localName.rsplit(":", 1)[1])
+        ep.libStart()
+        self._prefer_g711(ep)
+
+        acfg = pj.AccountConfig()
+        host = self.settings.public_host or self.settings.host
+        acfg.idUri = f"sip:{self.settings.user}@{host}:{self.bound_port}"
+        rtp = acfg.mediaConfig.transportConfig
+        rtp.port = self.settings.rtp_port
+        rtp.portRange = self.settings.rtp_port_range
+        rtp.boundAddress = self.settings.host
+        if self.settings.public_host:
+            rtp.publicAddress = self.settings.public_host
+        account = _Account(self._incoming)
+        account.create(acfg, True)
+        self._account = account
+
+    def _prefer_g711(self, ep: pj.Endpoint) -> None:
+        # The wheel ranks speex first by default; we bridge G.711 only, in the configured order.
+        wanted = {f"{name}/8000": 255 - rank for rank, name in enumerate(self.settings.codecs)}
+        for codec in ep.codecEnum2():
+            codec_id = codec.codecId
+            base = codec_id.rsplit("/", 1)[0] if codec_id.count("/") > 1 else codec_id
+            ep.codecSetPriority(codec_id, wanted.get(base, 0))
+
+    async def poll_forever(self, on_tick: Callable[[], None] | None = None) -> None:
+        """Drive PJSIP from the loop: SIP events, retiring ended calls, waking call sessions."""
+        ep = self._ep
+        assert ep is not None, "start() first"
+        while True:
+            ep.libHandleEvents(0)
+            if self._retired:
+                self._destroy_retired()
+            if on_tick is not None:
+                on_tick()
+            await asyncio.sleep(_POLL_INTERVAL_S)
+
+    async def shutdown(self, timeout_s: float = 3.0) -> None:
+        """End every call, wait for their disconnection, then destroy the library."""
+        ep = self._ep
+        if ep is None:
+            return
+        for call in list(self.calls.values()):
+            call.end()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.calls and loop.time() < deadline:
+            ep.libHandleEvents(0)
+            await asyncio.sleep(_POLL_INTERVAL_S)
+        for call in list(self.calls.values()):
+            self._retire(call)
+        self._destroy_retired()
+        if self._account is not None:
+            self._account.shutdown()
+            self._account = None
+        gc.collect()
+        ep.libDestroy()
+        self._ep = None
+
+    # -- calls -------------------------------------------------------------------------------
+    def _incoming(self, pj_call_id: int) -> None:
+        assert self._account is not None
+        call = SipCall(self._account, pj_call_id, self._retire)
+        self.calls[call.call_id] = call
+        call.log.info("sip_invite", remote=call.remote_uri, local=call.local_uri)
+        self._on_incoming(call)
+
+    def _retire(self, call: SipCall) -> None:
+        if self.calls.pop(call.call_id, None) is not None:
+            self._retired.append(call)
+
+    def _destroy_retired(self) -> None:
+        # Outside the PJSUA2 callback that reported the disconnection: safe to drop the call.
+        retired, self._retired = self._retired, []
+        for call in retired:
+            call.destroy_port()
+            call.listener = None
+        retired.clear()
+
+    @property
+    def handle(self) -> Any:
+        """The raw ``pj.Endpoint`` (for diagnostics and tests)."""
+        return self._ep

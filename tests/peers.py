@@ -1,0 +1,297 @@
+"""Real peers for tests and benchmarks: the agent as a process, SIPp callers, an RTP sink.
+
+Everything binds to 127.0.0.1, every wait is bounded, every process is stopped on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.audio.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+
+HOST = "127.0.0.1"
+SIPP_DIR = Path(__file__).resolve().parent / "sipp"
+REPO = Path(__file__).resolve().parent.parent
+CODEC_PT = {"PCMU": 0, "PCMA": 8}
+
+SIPP = shutil.which("sipp")
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def free_rtp_port() -> int:
+    """An even UDP port whose odd neighbour (RTCP) is free too."""
+    for _ in range(50):
+        port = free_port()
+        if port % 2 == 0 and port < 65000:
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                    sock.bind((HOST, port + 1))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free RTP port pair")
+
+
+def speech_like(seconds: float, rate: int = 8000, dbfs: float = -18.0) -> np.ndarray:
+    """A voiced, syllable-modulated signal: what an energy or neural VAD should call speech."""
+    t = np.arange(int(seconds * rate)) / rate
+    f0 = 140 + 20 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / rate
+    voice = sum(np.sin(k * phase) / k for k in range(1, 12))
+    envelope = 0.55 + 0.45 * np.sin(2 * np.pi * 4.0 * t)
+    signal_ = voice * envelope
+    signal_ *= 10 ** (dbfs / 20) * 32767 / np.sqrt(np.mean(signal_**2))
+    return np.clip(signal_, -32768, 32767).astype(np.int16)
+
+
+def talk_then_pause(talk_s: float = 1.2, pause_s: float = 1.5) -> bytes:
+    """8 kHz PCM16: speech-like audio, then silence (one caller turn)."""
+    pcm = np.concatenate([speech_like(talk_s), np.zeros(int(pause_s * 8000), np.int16)])
+    return pcm.tobytes()
+
+
+def write_g711_stream(path: Path, codec: str, talk_s: float = 1.2, pause_s: float = 1.5) -> Path:
+    """A raw G.711 file for SIPp's rtp_stream: one caller turn."""
+    encode = ulaw_encode if codec == "PCMU" else alaw_encode
+    path.write_bytes(encode(talk_then_pause(talk_s, pause_s)))
+    return path
+
+
+@dataclass
+class RtpPacket:
+    arrival: float
+    payload_type: int
+    seq: int
+    timestamp: int
+    payload: bytes
+
+
+class RtpPeer(asyncio.DatagramProtocol):
+    """The caller's RTP end: keeps every packet the agent sends and can talk back.
+
+    It answers to where the agent's RTP comes from (symmetric RTP), sending G.711 in 20 ms
+    packets paced by the loop clock. SIPp does the signalling, naming this port in its SDP.
+    """
+
+    def __init__(self) -> None:
+        self.packets: list[RtpPacket] = []
+        self.transport: asyncio.DatagramTransport | None = None
+        self.port = 0
+        self.remote: asyncio.Future[tuple[str, int]] = asyncio.get_running_loop().create_future()
+        self._talker: asyncio.Task[None] | None = None
+        self.sent_packets = 0
+
+    @classmethod
+    async def open(cls, port: int = 0) -> RtpPeer:
+        loop = asyncio.get_running_loop()
+        peer = cls()
+        address = (HOST, port or free_rtp_port())
+        await loop.create_datagram_endpoint(lambda: peer, local_addr=address)
+        return peer
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.port = transport.get_extra_info("sockname")[1]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if len(data) < 12:
+            return
+        _, marker_pt, seq, ts = struct.unpack("!BBHI", data[:8])
+        self.packets.append(RtpPacket(time.monotonic(), marker_pt & 0x7F, seq, ts, data[12:]))
+        if not self.remote.done():
+            self.remote.set_result(addr)
+
+    @staticmethod
+    def decode(packet: RtpPacket) -> bytes:
+        """A packet's G.711 payload as 8 kHz PCM16 (empty for other payload types)."""
+        if packet.payload_type == 0:
+            return ulaw_decode(packet.payload)
+        if packet.payload_type == 8:
+            return alaw_decode(packet.payload)
+        return b""
+
+    def audio(self) -> bytes:
+        """All G.711 audio received, decoded to 8 kHz PCM16 in arrival order."""
+        return b"".join(self.decode(packet) for packet in self.packets)
+
+    def talk(self, pcm: bytes, codec: str) -> None:
+        """Start sending ``pcm`` (8 kHz PCM16, looped) once the agent's RTP address is known."""
+        self._talker = asyncio.create_task(self._talk(pcm, codec))
+
+    async def _talk(self, pcm: bytes, codec: str) -> None:
+        encode = ulaw_encode if codec == "PCMU" else alaw_encode
+        payload = encode(pcm)
+        remote = await self.remote
+        assert self.transport is not None
+        ssrc, seq, ts = 0x5EED, 1, 0
+        start = time.monotonic()
+        frame = 0
+        while True:
+            offset = (frame * 160) % len(payload)
+            chunk = (payload + payload)[offset : offset + 160]
+            header = struct.pack("!BBHII", 0x80, CODEC_PT[codec], seq & 0xFFFF, ts, ssrc)
+            self.transport.sendto(header + chunk, remote)
+            self.sent_packets += 1
+            frame, seq, ts = frame + 1, seq + 1, ts + 160
+            await asyncio.sleep(max(0.0, start + frame * 0.02 - time.monotonic()))
+
+    def close(self) -> None:
+        if self._talker is not None:
+            self._talker.cancel()
+        if self.transport is not None:
+            self.transport.close()
+
+
+def rms_dbfs(pcm: bytes) -> float:
+    samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float64)
+    if samples.size == 0:
+        return -120.0
+    rms = float(np.sqrt(np.mean(samples**2)))
+    return 20 * np.log10(max(rms, 1e-6) / 32768)
+
+
+@dataclass
+class AgentProcess:
+    """``voice-agent serve`` as a child process, logging JSON lines we can read."""
+
+    sip_port: int
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    proc: asyncio.subprocess.Process | None = None
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    raw: list[str] = field(default_factory=list)
+    _reader: asyncio.Task[None] | None = None
+
+    async def start(self, timeout_s: float = 20.0) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+        env.update(self.env)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        command = [
+            sys.executable, "-m", "agent.cli", "serve",
+            "--sip-host", HOST, "--sip-port", str(self.sip_port), "--log-format", "json",
+            "--env-file", os.devnull, *self.args,
+        ]  # fmt: skip
+        self.proc = await asyncio.create_subprocess_exec(
+            *command, cwd=REPO, env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        self._reader = asyncio.create_task(self._read())
+        await self.wait_for("agent_listening", timeout_s)
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        async for raw in self.proc.stdout:
+            text = raw.decode(errors="replace").rstrip()
+            self.raw.append(text)
+            with contextlib.suppress(ValueError):
+                line = json.loads(text)
+                if isinstance(line, dict):
+                    self.lines.append(line)
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [line for line in self.lines if line.get("event") == name]
+
+    async def wait_for(self, name: str, timeout_s: float, count: int = 1) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            found = self.events(name)
+            if len(found) >= count:
+                return found
+            if self.proc is not None and self.proc.returncode is not None:
+                break
+            await asyncio.sleep(0.05)
+        tail = "\n".join(self.raw[-30:])
+        raise AssertionError(f"agent never logged {count}x {name!r}; last output:\n{tail}")
+
+    async def stop(self, timeout_s: float = 15.0) -> int:
+        """SIGTERM (drain), then the exit status; kills after ``timeout_s``."""
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), timeout_s)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._reader, 5)
+        return int(self.proc.returncode or 0)
+
+
+@dataclass
+class SippResult:
+    returncode: int
+    output: str
+
+
+def render_scenario(scenario: str, fill: dict[str, str], directory: Path) -> Path:
+    """A copy of ``scenario`` with ``{{name}}`` replaced: for places SIPp reads no keywords."""
+    text = (SIPP_DIR / scenario).read_text()
+    for name, value in fill.items():
+        text = text.replace("{{" + name + "}}", value)
+    path = directory / scenario
+    path.write_text(text)
+    return path
+
+
+async def run_sipp(
+    scenario: str | Path,
+    target_port: int,
+    *,
+    keys: dict[str, str] | None = None,
+    fill: dict[str, str] | None = None,
+    workdir: Path | None = None,
+    calls: int = 1,
+    concurrent: int = 1,
+    rate: float = 10.0,
+    media_port: int | None = None,
+    timeout_s: float = 60.0,
+) -> SippResult:
+    """Run SIPp ``scenario`` (a file in tests/sipp, or a rendered path) against the agent.
+
+    Bounded by ``timeout_s``; SIPp's exit status is 0 only when every call succeeded.
+    """
+    scenario_path = scenario if isinstance(scenario, Path) else SIPP_DIR / scenario
+    if fill:
+        assert workdir is not None and isinstance(scenario, str), "fill needs a workdir"
+        scenario_path = render_scenario(scenario, fill, workdir)
+    assert SIPP is not None, "sipp is not installed (apt-get install sip-tester)"
+    command = [
+        SIPP, f"{HOST}:{target_port}", "-sf", str(scenario_path),
+        "-i", HOST, "-p", str(free_port()), "-mi", HOST, "-mp", str(media_port or free_rtp_port()),
+        "-m", str(calls), "-l", str(concurrent), "-r", str(rate),
+        "-nostdin", "-timeout", f"{int(timeout_s)}s", "-timeout_error", "-recv_timeout", "20s",
+    ]  # fmt: skip
+    for key, value in (keys or {}).items():
+        command += ["-key", key, value]
+    proc = await asyncio.create_subprocess_exec(
+        *command, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=workdir or SIPP_DIR,
+    )  # fmt: skip
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout_s + 10)
+    except TimeoutError:
+        proc.kill()
+        out, _ = await proc.communicate()
+    return SippResult(int(proc.returncode or 0), out.decode(errors="replace"))

@@ -1,0 +1,104 @@
+"""Barge-in end to end: a real SIP call, the agent talking, the server saying the caller spoke.
+
+The local server streams a long reply; the test injects ``input_audio_buffer.speech_started``
+and then reads the caller's received RTP to see when agent audio stopped and how much of it
+was heard, and compares that with the ``conversation.item.truncate`` the agent sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.local.responder import RATE, Reply, ReplyRequest
+from agent.local.server import LocalRealtimeServer
+from tests.oracle import validate_client_event
+from tests.peers import AgentProcess, RtpPeer, free_port, rms_dbfs, run_sipp
+
+pytestmark = [pytest.mark.sipp, pytest.mark.timeout(90)]
+
+_REPLY_S = 12.0
+
+
+class LongToneResponder:
+    """A reply long enough to be interrupted: a steady 440 Hz tone, streamed in 100 ms chunks."""
+
+    def reply(self, request: ReplyRequest) -> Reply:
+        t = np.arange(int(RATE * _REPLY_S)) / RATE
+        pcm = (np.sin(2 * np.pi * 440 * t) * 6000).astype(np.int16).tobytes()
+        chunk = RATE * 2 // 10
+
+        def chunks() -> Iterator[bytes]:
+            for start in range(0, len(pcm), chunk):
+                yield pcm[start : start + chunk]
+
+        return Reply("This is a long answer that the caller will interrupt.", chunks())
+
+
+def _agent_audio_packets(peer: RtpPeer) -> list[tuple[float, bool]]:
+    """(arrival time, carries agent audio) for each RTP packet the caller received."""
+    out = []
+    for packet in peer.packets:
+        pcm = peer.decode(packet)
+        out.append((packet.arrival, rms_dbfs(pcm) > -45))
+    return out
+
+
+async def test_barge_in_stops_audio_and_truncates_to_what_was_heard(tmp_path: Path) -> None:
+    async with LocalRealtimeServer(responder_factory=LongToneResponder) as server:
+        agent = AgentProcess(free_port(), ["--realtime-url", server.url])
+        await agent.start()
+        peer = await RtpPeer.open()
+        try:
+            call = asyncio.create_task(
+                run_sipp(
+                    "uac_peer.xml",
+                    agent.sip_port,
+                    keys={"codec_pt": "0", "codec_name": "PCMU", "sink_port": str(peer.port)},
+                    fill={"call_ms": "5000"},
+                    workdir=tmp_path,
+                )
+            )
+            # The greeting (response.create on answer) plays the long reply; let 1.5 s of it
+            # reach the caller.
+            deadline = time.monotonic() + 10
+            while sum(heard for _, heard in _agent_audio_packets(peer)) < 75:
+                assert time.monotonic() < deadline, "agent audio never reached the caller"
+                await asyncio.sleep(0.02)
+            session = server.sessions[0]
+            sent_at = time.monotonic()
+            await session.emit(
+                {
+                    "type": "input_audio_buffer.speech_started",
+                    "event_id": "event_barge_in",
+                    "audio_start_ms": 1500,
+                    "item_id": "item_caller_1",
+                }
+            )
+            await asyncio.sleep(1.0)
+            packets = _agent_audio_packets(peer)
+            last_agent_audio = max(t for t, heard in packets if heard)
+            assert last_agent_audio - sent_at <= 0.040, (
+                f"agent audio went on {1000 * (last_agent_audio - sent_at):.0f} ms after the event"
+            )
+            assert not any(heard for t, heard in packets if t > sent_at + 0.060)
+
+            truncates = [e for e in session.received if e["type"] == "conversation.item.truncate"]
+            assert len(truncates) == 1
+            truncate = truncates[0]
+            validate_client_event("ga", truncate)
+            heard_ms = 20 * sum(heard for _, heard in packets)
+            assert abs(truncate["audio_end_ms"] - heard_ms) <= 40, (truncate, heard_ms)
+            # The server streamed more than was heard: the cut was real.
+            assert truncate["audio_end_ms"] < _REPLY_S * 1000 - 1000
+            assert (await call).returncode == 0
+            line = (await agent.wait_for("barge_in", 2))[0]
+            assert line["audio_end_ms"] == truncate["audio_end_ms"]
+        finally:
+            peer.close()
+            assert await agent.stop() == 0

@@ -1,0 +1,223 @@
+"""End to end: SIPp calls `voice-agent serve` over real SIP/RTP on 127.0.0.1.
+
+The realtime side is the project's local server, run in this test process so the test can see
+exactly what the agent sent it; the agent runs as its own process, as in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from agent.local.server import LocalRealtimeServer
+from tests.oracle import validate_client_event
+from tests.peers import (
+    CODEC_PT,
+    AgentProcess,
+    RtpPeer,
+    free_port,
+    rms_dbfs,
+    run_sipp,
+    talk_then_pause,
+    write_g711_stream,
+)
+
+pytestmark = [pytest.mark.sipp, pytest.mark.timeout(120)]
+
+
+@pytest.fixture
+async def local_server() -> AsyncIterator[LocalRealtimeServer]:
+    async with LocalRealtimeServer("127.0.0.1", 0) as server:
+        yield server
+
+
+async def _agent(server_url: str, *extra: str) -> AgentProcess:
+    agent = AgentProcess(free_port(), ["--realtime-url", server_url, *extra])
+    await agent.start()
+    return agent
+
+
+def _sipp_caller(stream: Path, codec: str, call_ms: int) -> dict[str, dict[str, str] | Path]:
+    """run_sipp arguments for uac_audio.xml: SIPp itself streams ``stream`` as RTP."""
+    pt = str(CODEC_PT[codec])
+    return {
+        "keys": {"codec_pt": pt, "codec_name": codec},
+        "fill": {"stream_file": str(stream), "codec_pt": pt, "call_ms": str(call_ms)},
+        "workdir": stream.parent,
+    }
+
+
+def _peer_caller(
+    peer: RtpPeer, codec: str, call_ms: int, workdir: Path
+) -> dict[str, dict[str, str] | Path]:
+    """run_sipp arguments for uac_peer.xml: SIPp signals, ``peer`` carries the RTP."""
+    return {
+        "keys": {
+            "codec_pt": str(CODEC_PT[codec]),
+            "codec_name": codec,
+            "sink_port": str(peer.port),
+        },
+        "fill": {"call_ms": str(call_ms)},
+        "workdir": workdir,
+    }
+
+
+@pytest.mark.parametrize("codec", ["PCMU", "PCMA"])
+async def test_call_bridges_audio_both_ways(
+    codec: str, local_server: LocalRealtimeServer, tmp_path: Path
+) -> None:
+    agent = await _agent(local_server.url)
+    peer = await RtpPeer.open()
+    try:
+        peer.talk(talk_then_pause(), codec)
+        result = await run_sipp(
+            "uac_peer.xml", agent.sip_port, **_peer_caller(peer, codec, 4500, tmp_path)
+        )
+        assert result.returncode == 0, result.output[-3000:]
+
+        # The caller's speech reached the realtime session as 24 kHz PCM16, not silence.
+        assert len(local_server.sessions) == 1
+        session = local_server.sessions[0]
+        assert session.input_rate == 24000
+        seconds_in = len(session.input_audio) / 2 / 24000
+        assert seconds_in > 3.0, f"only {seconds_in:.2f} s of caller audio reached the model"
+        assert rms_dbfs(bytes(session.input_audio)) > -35
+        for event in session.received:
+            validate_client_event("ga", event)
+        kinds = [event["type"] for event in session.received]
+        assert kinds[0] == "session.update"
+        assert "input_audio_buffer.append" in kinds
+        # The server's VAD heard a caller turn in it.
+        sent = [event["type"] for event in session.sent]
+        assert "input_audio_buffer.speech_started" in sent
+        assert "input_audio_buffer.committed" in sent
+
+        # The model's audio reached the caller as RTP in the negotiated codec, not silence.
+        payload_types = {packet.payload_type for packet in peer.packets}
+        assert payload_types == {CODEC_PT[codec]}
+        heard = peer.audio()
+        assert len(heard) / 2 / 8000 > 3.0
+        assert rms_dbfs(heard) > -40, "agent audio at the caller is silent"
+
+        # BYE from the caller ended the realtime session.
+        await asyncio.wait_for(session.closed.wait(), 5)
+        await agent.wait_for("call_finished", 5)
+    finally:
+        peer.close()
+        assert await agent.stop() == 0
+
+
+@pytest.mark.parametrize("codec", ["PCMU", "PCMA"])
+async def test_sipp_rtp_stream_reaches_the_model(
+    codec: str, local_server: LocalRealtimeServer, tmp_path: Path
+) -> None:
+    agent = await _agent(local_server.url)
+    try:
+        stream = write_g711_stream(tmp_path / f"caller.{codec}", codec)
+        result = await run_sipp(
+            "uac_audio.xml", agent.sip_port, **_sipp_caller(stream, codec, 3000)
+        )
+        assert result.returncode == 0, result.output[-3000:]
+        session = local_server.sessions[0]
+        assert len(session.input_audio) / 2 / 24000 > 2.0
+        assert rms_dbfs(bytes(session.input_audio)) > -35
+        await asyncio.wait_for(session.closed.wait(), 5)
+    finally:
+        assert await agent.stop() == 0
+
+
+async def test_calls_beyond_capacity_get_503_with_retry_after(
+    local_server: LocalRealtimeServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "one-call.toml"
+    config.write_text("[sip]\nmax_calls = 1\nretry_after_s = 7\n")
+    agent = await _agent(local_server.url, "--config", str(config))
+    try:
+        stream = write_g711_stream(tmp_path / "caller.PCMU", "PCMU")
+        first = asyncio.create_task(
+            run_sipp("uac_audio.xml", agent.sip_port, **_sipp_caller(stream, "PCMU", 4000))
+        )
+        await agent.wait_for("call_answered", 10)
+        refused = await run_sipp(
+            "uac_expect_503.xml", agent.sip_port, fill={"retry_after": "7"}, workdir=tmp_path
+        )
+        assert refused.returncode == 0, refused.output[-3000:]
+        assert (await first).returncode == 0
+        rejected = agent.events("call_rejected")
+        assert len(rejected) == 1 and rejected[0]["reason"] == "at capacity"
+        assert rejected[0]["call_id"] and rejected[0]["sip_call_id"]
+    finally:
+        assert await agent.stop() == 0
+
+
+async def test_unreachable_realtime_backend_gets_503(tmp_path: Path) -> None:
+    dead_url = f"ws://127.0.0.1:{free_port(1)}/v1/realtime"
+    agent = await _agent(dead_url)
+    try:
+        refused = await run_sipp(
+            "uac_expect_503.xml", agent.sip_port, fill={"retry_after": "30"}, workdir=tmp_path
+        )
+        assert refused.returncode == 0, refused.output[-3000:]
+        failure = await agent.wait_for("realtime_connect_failed", 5)
+        assert "cannot connect" in failure[0]["error"]
+    finally:
+        assert await agent.stop() == 0
+
+
+async def test_cancel_while_ringing_ends_cleanly() -> None:
+    # A realtime server that accepts TCP but never completes the WebSocket handshake keeps
+    # the call ringing, so the caller's CANCEL arrives before any answer.
+    hung: list[asyncio.StreamWriter] = []
+
+    async def never_answer(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        hung.append(writer)
+
+    stall = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = stall.sockets[0].getsockname()[1]
+    agent = await _agent(f"ws://127.0.0.1:{port}/v1/realtime")
+    try:
+        result = await run_sipp("uac_cancel.xml", agent.sip_port)
+        assert result.returncode == 0, result.output[-3000:]
+        ended = await agent.wait_for("sip_call_ended", 5)
+        assert ended[0]["code"] == 487
+        await agent.wait_for("call_finished", 10)
+    finally:
+        for writer in hung:
+            writer.close()
+        stall.close()
+        assert await agent.stop() == 0
+
+
+def _process_resources(pid: int) -> tuple[int, int]:
+    threads = len(os.listdir(f"/proc/{pid}/task"))
+    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    return threads, fds
+
+
+async def test_sequential_calls_leak_nothing(
+    local_server: LocalRealtimeServer, tmp_path: Path
+) -> None:
+    agent = await _agent(local_server.url)
+    try:
+        stream = write_g711_stream(tmp_path / "caller.PCMU", "PCMU")
+        caller = _sipp_caller(stream, "PCMU", 700)
+        warmup = await run_sipp("uac_audio.xml", agent.sip_port, calls=2, **caller)
+        assert warmup.returncode == 0, warmup.output[-3000:]
+        await agent.wait_for("call_finished", 5, count=2)
+        assert agent.proc is not None
+        before = _process_resources(agent.proc.pid)
+
+        result = await run_sipp("uac_audio.xml", agent.sip_port, calls=20, rate=5, **caller)
+        assert result.returncode == 0, result.output[-3000:]
+        await agent.wait_for("call_finished", 10, count=22)
+        await asyncio.sleep(0.5)
+        after = _process_resources(agent.proc.pid)
+        assert after == before, f"threads/fds before {before}, after 20 calls {after}"
+        assert len(local_server.sessions) == 22
+        await asyncio.wait_for(asyncio.gather(*(s.closed.wait() for s in local_server.sessions)), 5)
+    finally:
+        assert await agent.stop() == 0
