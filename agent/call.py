@@ -19,20 +19,24 @@ from typing import Any
 import structlog
 
 from agent.audio.levels import rms_dbfs
+from agent.audio.model_format import ModelAudio, ResampledPcm16, model_audio_for
 from agent.audio.playout import Playout
-from agent.audio.resample import StreamResampler
 from agent.barge_in import BargeIn, Interruption
 from agent.config import Settings
 from agent.observe.transcript import Transcript
 from agent.realtime.connection import RealtimeConnectError, RealtimeConnection
 from agent.realtime.dialect import OutputEvent, output_event
 from agent.realtime.endpoint import RealtimeEndpoint
-from agent.realtime.session_config import greeting_request, session_update
+from agent.realtime.session_config import audio_format_update, greeting_request, session_update
 from agent.sip.call import SipCall
 from agent.sip.media_port import FRAME_BYTES
 
-_SERVER_SAMPLE_RATE = 24000
-_SIP_SAMPLE_RATE = 8000
+
+def _user_part(uri: str) -> str:
+    """``"Bob" <sip:+15551234@host>;tag=x`` → ``+15551234``."""
+    inner = uri.split("<", 1)[1].split(">", 1)[0] if "<" in uri else uri
+    inner = inner.split(":", 1)[1] if ":" in inner else inner
+    return inner.split("@", 1)[0].split(";", 1)[0]
 
 
 def _transcript_path(settings: Settings, call_id: str) -> Path | None:
@@ -60,15 +64,14 @@ class CallSession:
             call_id=sip_call.call_id, sip_call_id=sip_call.sip_call_id
         )
         self._on_finished = on_finished
-        quality = settings.audio.resampler_quality
-        self._up = StreamResampler(_SIP_SAMPLE_RATE, _SERVER_SAMPLE_RATE, quality)
-        self._down = StreamResampler(_SERVER_SAMPLE_RATE, _SIP_SAMPLE_RATE, quality)
+        # Resampled PCM16 until the call's codec is known (passthrough may replace it).
+        self._audio: ModelAudio = ResampledPcm16(settings.audio.resampler_quality)
         self._down_item: str | None = None
         self.playout = Playout()
         profile = settings.agent
         self.barge_in = BargeIn(
             self.playout,
-            output_rate=_SERVER_SAMPLE_RATE,
+            output_rate=self._audio.rate,
             server_interrupts=profile.turn_detection.interrupt_response
             and profile.turn_detection.type != "none",
             echo_guard_ms=profile.echo_guard_ms,
@@ -136,8 +139,9 @@ class CallSession:
         self.sip.answer_ok()
         self.log.info("call_answered")
         self.transcript.event("call_start", remote=self.sip.remote_uri, local=self.sip.local_uri)
-        greeting = self.settings.agent.greeting
         assert self._conn is not None
+        await self._choose_model_audio()
+        greeting = self.settings.agent.greeting
         if greeting:
             await self._conn.send(greeting_request(greeting))
         uplink = asyncio.create_task(self._uplink(), name=f"uplink-{self.call_id}")
@@ -156,7 +160,13 @@ class CallSession:
         timeout = self.settings.sip.session_timeout_s
         try:
             self._conn = await RealtimeConnection.open(self.endpoint, timeout)
-            await self._conn.send(session_update(self.settings.agent, self.endpoint.dialect))
+            call_vars = {
+                "caller": _user_part(self.sip.remote_uri),
+                "dialed": _user_part(self.sip.local_uri),
+                "call_id": self.call_id,
+            }
+            update = session_update(self.settings.agent, self.endpoint.dialect, call_vars=call_vars)
+            await self._conn.send(update)
             await asyncio.wait_for(self._await_session_ready(), timeout)
         except RealtimeConnectError as exc:
             self.log.error("realtime_connect_failed", error=str(exc))
@@ -167,6 +177,25 @@ class CallSession:
         if not self._ended.is_set():
             self.sip.reject(503, "Service Unavailable", self.settings.sip.retry_after_s)
         return False
+
+    async def _choose_model_audio(self) -> None:
+        """With G.711 passthrough on and a G.711 call, switch the session to the call's codec.
+
+        The codec is known only once the answer's SDP is negotiated, so this is a second
+        ``session.update``, sent before any audio or the greeting.
+        """
+        audio = model_audio_for(
+            self.sip.codec,
+            self.settings.audio.g711_passthrough,
+            self.settings.audio.resampler_quality,
+        )
+        if audio.codec == self._audio.codec:
+            return
+        assert self._conn is not None
+        await self._conn.send(audio_format_update(self.endpoint.dialect, audio.codec))
+        self._audio = audio
+        self.barge_in.output_rate = audio.rate
+        self.log.info("g711_passthrough", codec=audio.codec)
 
     async def _await_session_ready(self) -> None:
         assert self._conn is not None
@@ -197,7 +226,7 @@ class CallSession:
                     await self._apply(self.barge_in.caller_audio(20, rms_dbfs(frame)))
                 pending += frame
                 if len(pending) >= batch_frames * FRAME_BYTES:
-                    await conn.append_audio(self._up.process(bytes(pending)))
+                    await conn.append_audio(self._audio.to_model(bytes(pending)))
                     self.frames_sent += len(pending) // FRAME_BYTES
                     pending.clear()
 
@@ -246,7 +275,7 @@ class CallSession:
         if interruption is None:
             return
         # What the resampler still holds of the cut item was never heard: drop it.
-        self._down.reset()
+        self._audio.reset_from_model()
         self._down_item = None
         if interruption.item_id is not None:
             self.transcript.agent_interrupted(interruption.item_id)
@@ -276,16 +305,17 @@ class CallSession:
         except (binascii.Error, ValueError):
             self.log.warning("bad_audio_delta", item_id=item_id)
             return
-        if len(audio) % 2:
-            audio = audio[:-1]
+        width = self._audio.sample_bytes
+        if len(audio) % width:
+            audio = audio[: len(audio) - len(audio) % width]
         response_id = str(event.get("response_id", ""))
-        if not self.barge_in.accept_audio(response_id, item_id, len(audio) // 2):
+        if not self.barge_in.accept_audio(response_id, item_id, len(audio) // width):
             return
         if item_id != self._down_item:
             self._finish_item(self._down_item)
             self._down_item = item_id
         self.audio_deltas += 1
-        pcm = self._down.process(audio)
+        pcm = self._audio.from_model(audio)
         if pcm:
             self.playout.push(item_id, pcm)
 
@@ -293,7 +323,7 @@ class CallSession:
         """End of an item's audio: release what the resampler still holds for it."""
         if item_id is None or item_id != self._down_item:
             return
-        tail = self._down.flush()
+        tail = self._audio.flush_from_model()
         if tail:
             self.playout.push(item_id, tail)
         self._down_item = None

@@ -27,6 +27,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--realtime-url", help="ws(s):// URL of any realtime-protocol server")
     serve.add_argument("--dialect", choices=("ga", "beta"), help="protocol dialect of that URL")
     serve.add_argument("--log-format", choices=("console", "json"))
+    serve.add_argument("--records-dir", help="directory for call transcripts ('' for none)")
+
+    check = sub.add_parser("check", help="validate the config and open one realtime session")
+    check.add_argument("--config", type=Path, help="TOML profile (default config/agent.toml)")
+    check.add_argument("--env-file", type=Path, help=".env file with secrets (default ./.env)")
+    check.add_argument("--realtime-url", help="ws(s):// URL of any realtime-protocol server")
+    check.add_argument("--dialect", choices=("ga", "beta"), help="protocol dialect of that URL")
 
     local = sub.add_parser("local-server", help="run the local realtime backend on its own")
     local.add_argument("--host", default="127.0.0.1")
@@ -35,32 +42,35 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _serve_settings(args: argparse.Namespace) -> Settings:
+def _settings(args: argparse.Namespace) -> Settings:
     realtime: dict[str, Any] = {}
     if args.realtime_url:
         realtime.update(provider="custom", url=args.realtime_url)
     if args.dialect:
         realtime["dialect"] = args.dialect
-    overrides = {
-        "sip": {"host": args.sip_host, "port": args.sip_port},
-        "realtime": realtime,
-        "log": {"format": args.log_format},
-    }
-    return load_settings(args.config, env_file=args.env_file, overrides=overrides)
-
-
-def _serve(args: argparse.Namespace) -> int:
-    from agent.app import AgentApp, install_signal_handlers  # imports PJSIP: only when serving
-    from agent.realtime.endpoint import resolve_endpoint
-
-    settings = _serve_settings(args)
-    configure_logging(settings.log.format, settings.log.level)
+    overrides: dict[str, dict[str, Any]] = {"realtime": realtime}
+    if args.command == "serve":
+        overrides |= {
+            "sip": {"host": args.sip_host, "port": args.sip_port},
+            "log": {"format": args.log_format},
+            "records": {"dir": args.records_dir},
+        }
+    settings = load_settings(args.config, env_file=args.env_file, overrides=overrides)
     for value in (
         settings.secrets.openai_api_key,
         settings.secrets.azure_api_key,
         settings.secrets.realtime_api_key,
     ):
         register_secret(value)
+    return settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from agent.app import AgentApp, install_signal_handlers  # imports PJSIP: only when serving
+    from agent.realtime.endpoint import resolve_endpoint
+
+    settings = _settings(args)
+    configure_logging(settings.log.format, settings.log.level)
     # Validate the provider before touching SIP, so a bad URL fails fast with status 2.
     resolve_endpoint(settings, local_url="ws://127.0.0.1:0/v1/realtime")
 
@@ -71,6 +81,15 @@ def _serve(args: argparse.Namespace) -> int:
 
     asyncio.run(main())
     return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from agent.check import run_check
+
+    settings = _settings(args)
+    configure_logging(settings.log.format, "warning")
+    ok = asyncio.run(run_check(settings, sys.stdout))
+    return 0 if ok else 1
 
 
 def _local_server(args: argparse.Namespace) -> int:
@@ -87,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "check":
+            return _check(args)
         return _local_server(args)
     except ConfigError as exc:
         print(f"voice-agent: error: {exc}", file=sys.stderr)

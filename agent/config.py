@@ -59,6 +59,18 @@ class TurnDetection:
 
 
 @dataclass(frozen=True)
+class PromptReference:
+    """A stored prompt (GA only): ``{id, version, variables}``.
+
+    Variable values may use ``{caller}``, ``{dialed}`` and ``{call_id}``, filled in per call.
+    """
+
+    id: str = ""
+    version: str = ""
+    variables: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class AgentProfile:
     instructions: str = "You are a helpful, concise phone agent."
     voice: str = "marin"
@@ -68,7 +80,14 @@ class AgentProfile:
     #: Hold a barge-in until this much caller speech energy is measured locally (0 = off).
     echo_guard_ms: int = 0
     echo_guard_dbfs: float = -40.0
+    #: Sampling temperature, beta dialect only (0.6-1.2); 0 leaves the server default.
+    temperature: float = 0.0
+    #: Cap on output tokens per response; 0 leaves the server default ("inf").
+    max_output_tokens: int = 0
+    #: Input noise reduction: "" (off), "near_field" (handsets) or "far_field" (speakerphones).
+    noise_reduction: str = ""
     turn_detection: TurnDetection = field(default_factory=TurnDetection)
+    prompt: PromptReference = field(default_factory=PromptReference)
 
 
 @dataclass(frozen=True)
@@ -85,6 +104,9 @@ class RealtimeSettings:
 class AudioSettings:
     resampler_quality: str = "LQ"
     append_batch_ms: int = 20
+    #: Send G.711 to the model as is (session format audio/pcmu or audio/pcma) when the call's
+    #: codec matches: no resampling and no resampler delay, at the model's 8 kHz input quality.
+    g711_passthrough: bool = False
 
 
 @dataclass(frozen=True)
@@ -131,6 +153,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "realtime.dialect": ("", "ga", "beta"),
     "agent.turn_detection.type": ("server_vad", "semantic_vad", "none"),
     "agent.turn_detection.eagerness": ("auto", "low", "medium", "high"),
+    "agent.noise_reduction": ("", "near_field", "far_field"),
     "audio.resampler_quality": ("QQ", "LQ", "MQ", "HQ", "VHQ"),
     "log.format": ("console", "json"),
     "log.level": ("debug", "info", "warning", "error"),
@@ -143,6 +166,10 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a table, got {type(value).__name__}")
         return _build(tp, value, where)
     origin = typing.get_origin(tp)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {type(value).__name__}")
+        return {str(k): _coerce(str, v, f"{where}.{k}") for k, v in value.items()}
     if origin is tuple:
         (item_tp, _) = typing.get_args(tp)
         if not isinstance(value, list):
@@ -193,6 +220,11 @@ def _validate(settings: Settings) -> None:
             raise ConfigError(f"sip.codecs: {codec!r} is not supported (use PCMU and/or PCMA)")
     if not sip.codecs:
         raise ConfigError("sip.codecs: at least one of PCMU, PCMA is needed")
+    temperature = settings.agent.temperature
+    if temperature and not 0.6 <= temperature <= 1.2:
+        raise ConfigError("agent.temperature: must be 0 (server default) or within 0.6..1.2")
+    if settings.agent.max_output_tokens < 0:
+        raise ConfigError("agent.max_output_tokens: must be 0 (server default) or positive")
     if not 0 <= settings.agent.echo_guard_ms <= 2000:
         raise ConfigError("agent.echo_guard_ms: must be between 0 and 2000")
     if settings.audio.append_batch_ms not in (20, 40):

@@ -14,6 +14,7 @@ import signal
 import socket
 import struct
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,6 +177,8 @@ class AgentProcess:
     sip_port: int
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    #: Where the agent writes call transcripts; a fresh temporary directory by default.
+    records_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="records-")))
     proc: asyncio.subprocess.Process | None = None
     lines: list[dict[str, Any]] = field(default_factory=list)
     raw: list[str] = field(default_factory=list)
@@ -188,7 +191,7 @@ class AgentProcess:
         command = [
             sys.executable, "-m", "agent.cli", "serve",
             "--sip-host", HOST, "--sip-port", str(self.sip_port), "--log-format", "json",
-            "--env-file", os.devnull, *self.args,
+            "--env-file", os.devnull, "--records-dir", str(self.records_dir), *self.args,
         ]  # fmt: skip
         self.proc = await asyncio.create_subprocess_exec(
             *command, cwd=REPO, env=env,
@@ -207,6 +210,13 @@ class AgentProcess:
                 line = json.loads(text)
                 if isinstance(line, dict):
                     self.lines.append(line)
+
+    def transcripts(self) -> list[list[dict[str, Any]]]:
+        """Every call transcript written so far, each as its list of JSON lines."""
+        return [
+            [json.loads(line) for line in path.read_text().splitlines()]
+            for path in sorted(self.records_dir.glob("*.jsonl"))
+        ]
 
     def events(self, name: str) -> list[dict[str, Any]]:
         return [line for line in self.lines if line.get("event") == name]

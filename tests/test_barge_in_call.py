@@ -99,6 +99,20 @@ async def test_barge_in_stops_audio_and_truncates_to_what_was_heard(tmp_path: Pa
             assert (await call).returncode == 0
             line = (await agent.wait_for("barge_in", 2))[0]
             assert line["audio_end_ms"] == truncate["audio_end_ms"]
+            await agent.wait_for("call_finished", 5)
         finally:
             peer.close()
             assert await agent.stop() == 0
+        # The transcript marks the agent's line as interrupted, cut to what was heard.
+        (transcript,) = agent.transcripts()
+        agent_lines = [line for line in transcript if line["role"] == "agent"]
+        assert len(agent_lines) == 1
+        cut = agent_lines[0]
+        assert cut["interrupted"] is True
+        assert cut["heard_ms"] == truncate["audio_end_ms"]
+        full = "This is a long answer that the caller will interrupt."
+        assert full.startswith(cut["text"]) and len(cut["text"]) < len(full)
+        assert [line["kind"] for line in transcript if line["role"] == "event"] == [
+            "call_start",
+            "call_end",
+        ]

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from agent.local.server import LocalRealtimeServer
-from tests.oracle import validate_client_event
+from agent.realtime.dialect import Dialect
+from tests.oracle import validate_client_event, validate_server_event
 from tests.peers import (
     CODEC_PT,
     AgentProcess,
@@ -66,11 +67,29 @@ def _peer_caller(
     }
 
 
-@pytest.mark.parametrize("codec", ["PCMU", "PCMA"])
+@pytest.mark.parametrize(
+    ("codec", "dialect", "passthrough"),
+    [
+        ("PCMU", Dialect.GA, False),
+        ("PCMA", Dialect.GA, False),
+        ("PCMU", Dialect.BETA, False),
+        ("PCMA", Dialect.GA, True),
+        ("PCMU", Dialect.BETA, True),
+    ],
+    ids=["pcmu-ga", "pcma-ga", "pcmu-beta", "pcma-ga-passthrough", "pcmu-beta-passthrough"],
+)
 async def test_call_bridges_audio_both_ways(
-    codec: str, local_server: LocalRealtimeServer, tmp_path: Path
+    codec: str,
+    dialect: Dialect,
+    passthrough: bool,
+    local_server: LocalRealtimeServer,
+    tmp_path: Path,
 ) -> None:
-    agent = await _agent(local_server.url)
+    config = tmp_path / "agent.toml"
+    config.write_text(f"[audio]\ng711_passthrough = {str(passthrough).lower()}\n")
+    agent = await _agent(
+        local_server.url_for(dialect), "--dialect", dialect.value, "--config", str(config)
+    )
     peer = await RtpPeer.open()
     try:
         peer.talk(talk_then_pause(), codec)
@@ -79,15 +98,20 @@ async def test_call_bridges_audio_both_ways(
         )
         assert result.returncode == 0, result.output[-3000:]
 
-        # The caller's speech reached the realtime session as 24 kHz PCM16, not silence.
+        # The caller's speech reached the realtime session (24 kHz PCM16, or the call's own
+        # G.711 at 8 kHz with passthrough), not silence.
         assert len(local_server.sessions) == 1
         session = local_server.sessions[0]
-        assert session.input_rate == 24000
-        seconds_in = len(session.input_audio) / 2 / 24000
+        assert session.dialect is dialect
+        rate = 8000 if passthrough else 24000
+        assert session.input_rate == rate
+        seconds_in = len(session.input_audio) / 2 / rate
         assert seconds_in > 3.0, f"only {seconds_in:.2f} s of caller audio reached the model"
         assert rms_dbfs(bytes(session.input_audio)) > -35
         for event in session.received:
-            validate_client_event("ga", event)
+            validate_client_event(dialect, event)
+        for event in session.sent:
+            validate_server_event(dialect, event)
         kinds = [event["type"] for event in session.received]
         assert kinds[0] == "session.update"
         assert "input_audio_buffer.append" in kinds
@@ -166,6 +190,37 @@ async def test_unreachable_realtime_backend_gets_503(tmp_path: Path) -> None:
         assert "cannot connect" in failure[0]["error"]
     finally:
         assert await agent.stop() == 0
+
+
+async def test_rejected_key_gets_503_and_never_reaches_the_logs(tmp_path: Path) -> None:
+    key = "sk-test-secret-0123456789abcdef"
+
+    async def unauthorized(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(unauthorized, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    agent = AgentProcess(
+        free_port(),
+        ["--realtime-url", f"ws://127.0.0.1:{port}/v1/realtime"],
+        env={"REALTIME_API_KEY": key},
+    )
+    await agent.start()
+    try:
+        refused = await run_sipp(
+            "uac_expect_503.xml", agent.sip_port, fill={"retry_after": "30"}, workdir=tmp_path
+        )
+        assert refused.returncode == 0, refused.output[-3000:]
+        failure = (await agent.wait_for("realtime_connect_failed", 5))[0]
+        assert "HTTP 401" in failure["error"]
+        assert failure["call_id"] and failure["sip_call_id"]
+    finally:
+        server.close()
+        assert await agent.stop() == 0
+    assert key not in "\n".join(agent.raw)
 
 
 async def test_cancel_while_ringing_ends_cleanly() -> None:

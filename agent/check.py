@@ -1,0 +1,62 @@
+"""``voice-agent check``: validate the configuration, then open and close one session.
+
+It prints provider, URL (never a key), dialect and the outcome, one line each, so a wrong
+deployment name or api-version shows up before the first phone call does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TextIO
+
+from agent.config import Settings
+from agent.realtime.connection import RealtimeConnectError, RealtimeConnection
+from agent.realtime.endpoint import choose_provider, resolve_endpoint
+from agent.realtime.session_config import session_update
+
+
+async def _open_session(settings: Settings, local_url: str | None, out: TextIO) -> bool:
+    endpoint = resolve_endpoint(settings, local_url)
+    print(f"provider: {endpoint.provider}", file=out)
+    print(f"url:      {endpoint.url}", file=out)
+    print(f"dialect:  {endpoint.dialect.value}", file=out)
+    timeout = settings.realtime.connect_timeout_s
+    started = time.monotonic()
+    try:
+        conn = await RealtimeConnection.open(endpoint, timeout)
+    except RealtimeConnectError as exc:
+        print(f"result:   FAILED: {exc}", file=out)
+        return False
+    try:
+        await conn.send(session_update(settings.agent, endpoint.dialect))
+        outcome = await asyncio.wait_for(_session_outcome(conn), timeout)
+    except TimeoutError:
+        outcome = f"FAILED: no session.updated within {timeout:g} s"
+    finally:
+        await conn.close()
+    elapsed_ms = (time.monotonic() - started) * 1000
+    print(f"result:   {outcome} ({elapsed_ms:.0f} ms)", file=out)
+    return outcome.startswith("ok")
+
+
+async def _session_outcome(conn: RealtimeConnection) -> str:
+    async for event in conn.events():
+        if event["type"] == "session.updated":
+            return "ok: session created and updated"
+        if event["type"] == "error":
+            error = event.get("error") or {}
+            return f"FAILED: server rejected session.update: {error.get('code')}: " + str(
+                error.get("message")
+            )
+    return f"FAILED: connection closed: {conn.close_reason}"
+
+
+async def run_check(settings: Settings, out: TextIO) -> bool:
+    """True when a session could be opened with ``settings``."""
+    if choose_provider(settings) != "local":
+        return await _open_session(settings, None, out)
+    from agent.local.server import LocalRealtimeServer
+
+    async with LocalRealtimeServer(record=False) as server:
+        return await _open_session(settings, server.url, out)
