@@ -71,6 +71,32 @@ async def test_barge_in_stops_audio_and_truncates_to_what_was_heard(tmp_path: Pa
                 assert time.monotonic() < deadline, "agent audio never reached the caller"
                 await asyncio.sleep(0.02)
             session = server.sessions[0]
+            # A non-fatal server error is logged with its code and the client event it refers
+            # to, and the call goes on.
+            await session.emit(
+                {
+                    "type": "error",
+                    "event_id": "event_err_1",
+                    "error": {
+                        "type": "invalid_request_error",
+                        "code": "invalid_value",
+                        "message": "Invalid value for 'voice'.",
+                        "param": "session.voice",
+                        "event_id": "client_evt_7",
+                    },
+                }
+            )
+            # A caller line, as the server's input transcription reports it.
+            await session.emit(
+                {
+                    "type": "conversation.item.input_audio_transcription.completed",
+                    "event_id": "event_tr_1",
+                    "item_id": "item_caller_0",
+                    "content_index": 0,
+                    "transcript": "What are your opening hours?",
+                    "usage": {"type": "duration", "seconds": 1.2},
+                }
+            )
             sent_at = time.monotonic()
             await session.emit(
                 {
@@ -97,14 +123,19 @@ async def test_barge_in_stops_audio_and_truncates_to_what_was_heard(tmp_path: Pa
             # The server streamed more than was heard: the cut was real.
             assert truncate["audio_end_ms"] < _REPLY_S * 1000 - 1000
             assert (await call).returncode == 0
+            error = (await agent.wait_for("realtime_error", 2))[0]
+            assert (error["code"], error["event_id"]) == ("invalid_value", "client_evt_7")
             line = (await agent.wait_for("barge_in", 2))[0]
             assert line["audio_end_ms"] == truncate["audio_end_ms"]
             await agent.wait_for("call_finished", 5)
         finally:
             peer.close()
             assert await agent.stop() == 0
-        # The transcript marks the agent's line as interrupted, cut to what was heard.
+        # The transcript has the caller's line and marks the agent's line as interrupted, cut
+        # to what was heard.
         (transcript,) = agent.transcripts()
+        caller_lines = [line for line in transcript if line["role"] == "caller"]
+        assert [line["text"] for line in caller_lines] == ["What are your opening hours?"]
         agent_lines = [line for line in transcript if line["role"] == "agent"]
         assert len(agent_lines) == 1
         cut = agent_lines[0]

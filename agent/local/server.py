@@ -85,7 +85,8 @@ class LocalSession:
         """Send an arbitrary server event; returns once it (and all before it) was written."""
         if self.closed.is_set():
             raise ConnectionError("the local realtime session is closed")
-        self._push([self.protocol.emit(event)])
+        self.protocol.emit(event)
+        self._push(self.protocol.take())
         done = asyncio.ensure_future(self._queue.join())
         closed = asyncio.ensure_future(self.closed.wait())
         try:
