@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -176,6 +177,32 @@ async def test_calls_beyond_capacity_get_503_with_retry_after(
         assert rejected[0]["call_id"] and rejected[0]["sip_call_id"]
     finally:
         assert await agent.stop() == 0
+
+
+async def test_sigterm_drains_active_calls_and_refuses_new_ones(
+    local_server: LocalRealtimeServer, tmp_path: Path
+) -> None:
+    agent = await _agent(local_server.url)
+    stream = write_g711_stream(tmp_path / "caller.PCMU", "PCMU")
+    active = asyncio.create_task(
+        run_sipp("uac_audio.xml", agent.sip_port, **_sipp_caller(stream, "PCMU", 3000))
+    )
+    answered = (await agent.wait_for("call_answered", 10))[0]
+    assert agent.proc is not None
+    agent.proc.send_signal(signal.SIGTERM)
+    await agent.wait_for("agent_draining", 5)
+    refused = await run_sipp(
+        "uac_expect_503.xml", agent.sip_port, fill={"retry_after": "30"}, workdir=tmp_path
+    )
+    assert refused.returncode == 0, refused.output[-3000:]
+    assert agent.events("call_rejected")[0]["reason"] == "draining"
+    # The call in progress was not cut: it ran to the caller's BYE.
+    assert (await active).returncode == 0
+    # With no call left, the agent exits by itself, cleanly.
+    assert await asyncio.wait_for(agent.proc.wait(), 10) == 0
+    assert await agent.stop() == 0
+    ended = [e for e in agent.events("sip_call_ended") if e["call_id"] == answered["call_id"]]
+    assert [e["code"] for e in ended] == [200]
 
 
 async def test_unreachable_realtime_backend_gets_503(tmp_path: Path) -> None:
