@@ -170,6 +170,13 @@ class BargeIn:
         self.interruptions += 1
         return result
 
+    def session_restarted(self) -> None:
+        """A new realtime session replaced a dropped one: forget the old responses."""
+        self._active_response = None
+        self._interrupted_responses.clear()
+        self._cancel_sent_for = None
+        self._pending = False
+
     def cancel_rejected(self) -> None:
         """The server said no response was active: our cancel raced its response.done."""
         self._cancel_sent_for = None

@@ -18,8 +18,9 @@ from typing import Any
 
 import structlog
 
-from agent.audio.levels import rms_dbfs
+from agent.audio.levels import rms_dbfs, tone
 from agent.audio.model_format import ModelAudio, ResampledPcm16, model_audio_for
+from agent.audio.pcm import SIP_RATE
 from agent.audio.playout import Playout
 from agent.barge_in import BargeIn, Interruption
 from agent.config import Settings
@@ -30,6 +31,14 @@ from agent.realtime.endpoint import RealtimeEndpoint
 from agent.realtime.session_config import audio_format_update, greeting_request, session_update
 from agent.sip.call import SipCall
 from agent.sip.media_port import FRAME_BYTES
+
+#: Two short beeps, queued for the caller when the realtime session drops.
+_NOTICE_ITEM = "notice:session-lost"
+_NOTICE_TONE = tone(660, 150, SIP_RATE, -16.0) + bytes(800 * 2) + tone(660, 150, SIP_RATE, -16.0)
+_RESUME_INSTRUCTIONS = (
+    "The phone line to you dropped for a moment and is back. Apologise in one short sentence "
+    "and ask the caller to repeat what they said last."
+)
 
 
 def _user_part(uri: str) -> str:
@@ -131,7 +140,9 @@ class CallSession:
 
     async def _run(self) -> None:
         self.sip.ring()
-        if not await self._open_realtime():
+        if not await self._connect():
+            if not self._ended.is_set():
+                self.sip.reject(503, "Service Unavailable", self.settings.sip.retry_after_s)
             return
         if self._ended.is_set():
             self.log.info("call_cancelled_before_answer")
@@ -144,6 +155,27 @@ class CallSession:
         greeting = self.settings.agent.greeting
         if greeting:
             await self._conn.send(greeting_request(greeting))
+        reconnects_left = self.settings.realtime.reconnect_attempts
+        while not await self._bridge():
+            reason = self._conn.close_reason if self._conn else ""
+            self.log.warning("realtime_session_lost", reason=reason)
+            self.transcript.event("realtime_session_lost", reason=reason)
+            # Tell the caller something happened rather than leave them in silence.
+            self.playout.push(_NOTICE_ITEM, _NOTICE_TONE)
+            self.barge_in.session_restarted()
+            if reconnects_left > 0:
+                reconnects_left -= 1
+                if await self._connect():
+                    self.log.info("realtime_session_restored")
+                    assert self._conn is not None
+                    await self._conn.send(greeting_request(_RESUME_INSTRUCTIONS))
+                    continue
+            await self._wait_playout_drained(self.settings.sip.session_timeout_s)
+            self.sip.end()
+            return
+
+    async def _bridge(self) -> bool:
+        """Carry audio both ways until the call ends (True) or the session drops (False)."""
         uplink = asyncio.create_task(self._uplink(), name=f"uplink-{self.call_id}")
         downlink = asyncio.create_task(self._downlink(), name=f"downlink-{self.call_id}")
         ended = asyncio.create_task(self._ended.wait(), name=f"ended-{self.call_id}")
@@ -151,21 +183,33 @@ class CallSession:
         for task in (uplink, downlink, ended):
             task.cancel()
         await asyncio.gather(uplink, downlink, ended, return_exceptions=True)
-        if downlink in done and not self._ended.is_set():
-            reason = self._conn.close_reason if self._conn else ""
-            self.log.warning("realtime_session_lost", reason=reason)
-            self.sip.end()
+        return not (downlink in done and not self._ended.is_set())
 
-    async def _open_realtime(self) -> bool:
+    async def _wait_playout_drained(self, timeout_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.playout.queued_samples > 0 and not self._ended.is_set():
+            if loop.time() > deadline:
+                return
+            await asyncio.sleep(0.02)
+
+    async def _connect(self) -> bool:
+        """Open the realtime session and configure it; False (logged) when that fails."""
         timeout = self.settings.sip.session_timeout_s
+        if self._conn is not None:
+            await self._conn.close()
         try:
-            self._conn = await RealtimeConnection.open(self.endpoint, timeout)
+            self._conn = await RealtimeConnection.open(
+                self.endpoint, min(timeout, self.settings.realtime.connect_timeout_s)
+            )
             call_vars = {
                 "caller": _user_part(self.sip.remote_uri),
                 "dialed": _user_part(self.sip.local_uri),
                 "call_id": self.call_id,
             }
-            update = session_update(self.settings.agent, self.endpoint.dialect, call_vars=call_vars)
+            update = session_update(
+                self.settings.agent, self.endpoint.dialect, self._audio.codec, call_vars=call_vars
+            )
             await self._conn.send(update)
             await asyncio.wait_for(self._await_session_ready(), timeout)
         except RealtimeConnectError as exc:
@@ -174,8 +218,6 @@ class CallSession:
             self.log.error("realtime_session_timeout", timeout_s=timeout)
         else:
             return True
-        if not self._ended.is_set():
-            self.sip.reject(503, "Service Unavailable", self.settings.sip.retry_after_s)
         return False
 
     async def _choose_model_audio(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -98,6 +99,8 @@ class RealtimeSettings:
     dialect: str = ""
     azure_api_version: str = ""
     connect_timeout_s: float = 5.0
+    #: When the session drops mid-call: how often to open a new one before hanging up.
+    reconnect_attempts: int = 1
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,75 @@ class RecordSettings:
 class LogSettings:
     format: str = "console"
     level: str = "info"
+
+
+#: Built-in tools a profile can enable (agent/tools/builtins.py).
+BUILTIN_TOOLS = ("end_call", "transfer_call", "send_dtmf")
+DTMF_DIGITS = "0123456789*#ABCD"
+
+
+@dataclass(frozen=True)
+class CustomToolSettings:
+    """One ``[[tools.custom]]`` entry: an operator's Python callable offered to the model."""
+
+    #: "module:function", sync or async; the module is looked up on ``tools.python_path`` too.
+    function: str = ""
+    #: The name the model sees (default: the function's name).
+    name: str = ""
+    #: What the model reads about the tool (default: the function's docstring).
+    description: str = ""
+    #: JSON schema of the arguments, as JSON text (default: derived from the type hints).
+    parameters: str = ""
+
+
+@dataclass(frozen=True)
+class McpServerSettings:
+    """One ``[[tools.mcp]]`` entry: an MCP server whose tools are offered to the model."""
+
+    #: Names the server in logs and transcripts.
+    name: str = ""
+    #: stdio transport: the command and its arguments, e.g. ["uv", "run", "crm-mcp"].
+    command: tuple[str, ...] = ()
+    #: Streamable-HTTP transport: the server's URL (use either ``command`` or ``url``).
+    url: str = ""
+    #: Environment variables passed from the agent's environment to a stdio server (secrets
+    #: stay in the environment, never in the profile).
+    env_passthrough: tuple[str, ...] = ()
+    #: Only these of the server's tools are offered (empty: all of them).
+    include: tuple[str, ...] = ()
+    #: Prepended to the server's tool names, e.g. "crm_", to keep names unique.
+    prefix: str = ""
+    #: How long connecting and listing tools may take at call start.
+    connect_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class ToolSettings:
+    """``[tools]``: function calling, built-in call control, caller DTMF, custom and MCP tools."""
+
+    builtin: tuple[str, ...] = ("end_call",)
+    #: Default time limit of one tool call; the model gets an error output when it passes.
+    timeout_s: float = 10.0
+    #: Per-tool time limits (tool name -> seconds), overriding ``timeout_s``.
+    timeouts: dict[str, float] = field(default_factory=dict)
+    #: Per-tool argument names whose values never reach logs or transcripts.
+    redact: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Tool outputs longer than this are cut before the model sees them.
+    max_output_chars: int = 4000
+    #: The only places transfer_call can send a call to (name -> SIP URI).
+    transfer_destinations: dict[str, str] = field(default_factory=dict)
+    #: Caller digits handled without the model: "end_call" or "transfer_call:<name>".
+    dtmf_actions: dict[str, str] = field(default_factory=dict)
+    #: Tell the model which keys the caller pressed.
+    dtmf_to_model: bool = True
+    #: Digits pressed within this time of each other reach the model as one message.
+    dtmf_batch_ms: int = 1200
+    #: send_dtmf only sends digit strings matching this regular expression in full.
+    send_dtmf_pattern: str = "[0-9*#]{1,20}"
+    #: Extra directories searched for custom tool modules (relative: to the working directory).
+    python_path: tuple[str, ...] = ()
+    custom: tuple[CustomToolSettings, ...] = ()
+    mcp: tuple[McpServerSettings, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -145,6 +217,7 @@ class Settings:
     audio: AudioSettings = field(default_factory=AudioSettings)
     log: LogSettings = field(default_factory=LogSettings)
     records: RecordSettings = field(default_factory=RecordSettings)
+    tools: ToolSettings = field(default_factory=ToolSettings)
     secrets: Secrets = field(default_factory=Secrets, repr=False)
 
 
@@ -169,7 +242,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a table, got {type(value).__name__}")
-        return {str(k): _coerce(str, v, f"{where}.{k}") for k, v in value.items()}
+        (_, value_tp) = typing.get_args(tp)
+        return {str(k): _coerce(value_tp, v, f"{where}.{k}") for k, v in value.items()}
     if origin is tuple:
         (item_tp, _) = typing.get_args(tp)
         if not isinstance(value, list):
@@ -231,6 +305,53 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("audio.append_batch_ms: must be 20 or 40")
 
 
+def _validate_tools(tools: ToolSettings) -> None:
+    """Checks that need no imports; custom modules and MCP servers are checked at start-up."""
+    for name in tools.builtin:
+        if name not in BUILTIN_TOOLS:
+            raise ConfigError(f"tools.builtin: {name!r} is not one of {', '.join(BUILTIN_TOOLS)}")
+    if "transfer_call" in tools.builtin and not tools.transfer_destinations:
+        raise ConfigError("tools.builtin: transfer_call needs [tools.transfer_destinations]")
+    for name, uri in tools.transfer_destinations.items():
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+            raise ConfigError(f"tools.transfer_destinations: {name!r} is not a simple name")
+        if not re.match(r"sips?:\S+$", uri):
+            raise ConfigError(f"tools.transfer_destinations.{name}: {uri!r} is not a SIP URI")
+    for digit, action in tools.dtmf_actions.items():
+        if len(digit) != 1 or digit not in DTMF_DIGITS:
+            raise ConfigError(f"tools.dtmf_actions: {digit!r} is not a DTMF digit ({DTMF_DIGITS})")
+        kind, _, target = action.partition(":")
+        if action == "end_call":
+            continue
+        if kind != "transfer_call" or target not in tools.transfer_destinations:
+            raise ConfigError(
+                f"tools.dtmf_actions.{digit}: {action!r} is not 'end_call' or "
+                "'transfer_call:<name>' with a name from [tools.transfer_destinations]"
+            )
+    if tools.timeout_s <= 0 or any(t <= 0 for t in tools.timeouts.values()):
+        raise ConfigError("tools.timeout_s and tools.timeouts: must be positive")
+    if tools.max_output_chars < 100:
+        raise ConfigError("tools.max_output_chars: must be at least 100")
+    if not 100 <= tools.dtmf_batch_ms <= 10000:
+        raise ConfigError("tools.dtmf_batch_ms: must be between 100 and 10000")
+    try:
+        re.compile(tools.send_dtmf_pattern)
+    except re.error as exc:
+        raise ConfigError(f"tools.send_dtmf_pattern: invalid regular expression: {exc}") from None
+    for index, custom in enumerate(tools.custom):
+        module, _, function = custom.function.partition(":")
+        if not module or not function:
+            raise ConfigError(f"tools.custom[{index}].function: expected 'module:function'")
+    for index, server in enumerate(tools.mcp):
+        where = f"tools.mcp[{index}]"
+        if not server.name:
+            raise ConfigError(f"{where}.name: every MCP server needs a name")
+        if bool(server.command) == bool(server.url):
+            raise ConfigError(f"{where}: set either command (stdio) or url (streamable HTTP)")
+        if server.url and not re.match(r"https?://", server.url):
+            raise ConfigError(f"{where}.url: {server.url!r} is not an http(s):// URL")
+
+
 def secrets_from_env(env: typing.Mapping[str, str]) -> Secrets:
     return Secrets(
         openai_api_key=env.get("OPENAI_API_KEY", "").strip(),
@@ -273,4 +394,5 @@ def load_settings(
         environ = os.environ
     settings = dataclasses.replace(settings, secrets=secrets_from_env(environ))
     _validate(settings)
+    _validate_tools(settings.tools)
     return settings

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -302,4 +303,45 @@ async def test_sequential_calls_leak_nothing(
         assert len(local_server.sessions) == 22
         await asyncio.wait_for(asyncio.gather(*(s.closed.wait() for s in local_server.sessions)), 5)
     finally:
+        assert await agent.stop() == 0
+
+
+@pytest.mark.parametrize("reconnects", [0, 1])
+async def test_dropped_realtime_session_is_told_then_restored_or_ended(
+    reconnects: int, local_server: LocalRealtimeServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text(f'[realtime]\nreconnect_attempts = {reconnects}\n[agent]\ngreeting = ""\n')
+    agent = await _agent(local_server.url, "--config", str(config))
+    peer = await RtpPeer.open()
+    scenario = "uac_peer_wait_bye.xml" if reconnects == 0 else "uac_peer.xml"
+    try:
+        call = asyncio.create_task(
+            run_sipp(scenario, agent.sip_port, **_peer_caller(peer, "PCMU", 3000, tmp_path))
+        )
+        await agent.wait_for("call_answered", 10)
+        await asyncio.sleep(0.5)
+        quiet_until = time.monotonic()
+        await local_server.sessions[0].drop()
+        await agent.wait_for("realtime_session_lost", 5)
+        result = await call
+        assert result.returncode == 0, result.output[-3000:]
+        # The caller heard the notice beeps (nothing else was playing: no greeting).
+        beeps = [p for p in peer.packets if p.arrival > quiet_until]
+        assert rms_dbfs(b"".join(RtpPeer.decode(p) for p in beeps)) > -40
+        if reconnects:
+            # A second session was opened and told to apologise; the caller hung up later.
+            await agent.wait_for("realtime_session_restored", 5)
+            assert len(local_server.sessions) == 2
+            kinds = [e["type"] for e in local_server.sessions[1].received]
+            assert kinds[:2] == ["session.update", "response.create"]
+        else:
+            # The agent hung up on its own after the notice: uac_peer_wait_bye.xml succeeds
+            # only when it receives our BYE.
+            assert len(local_server.sessions) == 1
+            beeps_end = max(p.arrival for p in beeps if rms_dbfs(RtpPeer.decode(p)) > -40)
+            assert beeps_end - quiet_until < 2.0
+        await agent.wait_for("call_finished", 5)
+    finally:
+        peer.close()
         assert await agent.stop() == 0

@@ -71,6 +71,7 @@ class LocalSession:
         self._record = record
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._wake = asyncio.Event()
+        self._connection: ServerConnection | None = None
 
     @property
     def input_audio(self) -> bytearray:
@@ -101,8 +102,15 @@ class LocalSession:
         for event in events:
             self._queue.put_nowait(event)
 
+    async def drop(self, code: int = 1011, reason: str = "server error") -> None:
+        """Close this connection from the server side, as a failing cloud service would."""
+        if self._connection is not None:
+            await self._connection.close(code, reason)
+        await self.closed.wait()
+
     async def run(self, connection: ServerConnection) -> None:
         loop = asyncio.get_running_loop()
+        self._connection = connection
         self._push(self.protocol.start())
         writer = asyncio.create_task(self._write(connection))
         pacer = asyncio.create_task(self._pace(connection))
