@@ -8,7 +8,9 @@ the difference lives here, so adding a dialect touches this one file.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class Dialect(StrEnum):
@@ -89,3 +91,83 @@ def codec_of_format(fmt: object) -> str:
         kind = str(fmt.get("type", "audio/pcm"))
         return {"audio/pcmu": "pcmu", "audio/pcma": "pcma"}.get(kind, "pcm16")
     return {"g711_ulaw": "pcmu", "g711_alaw": "pcma"}.get(str(fmt), "pcm16")
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    """A session configuration in no dialect's shape; ``session_body`` gives it one.
+
+    ``turn_detection`` is the neutral object (``type`` server_vad/semantic_vad and its
+    settings) or None for no server VAD; zero/empty values mean "leave the server default".
+    """
+
+    instructions: str
+    voice: str
+    codec: str = "pcm16"
+    turn_detection: dict[str, Any] | None = None
+    transcription_model: str = ""
+    noise_reduction: str = ""
+    max_output_tokens: int = 0
+    temperature: float = 0.0
+    prompt: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] = field(default_factory=list)
+
+
+def session_body(dialect: Dialect, spec: SessionSpec) -> dict[str, Any]:
+    """The ``session`` object of a ``session.update`` in ``dialect``.
+
+    Settings a dialect does not have are left out rather than sent and rejected: temperature
+    exists only in beta, stored prompts and ``idle_timeout_ms`` only in GA.
+    """
+    fmt = audio_format(dialect, spec.codec)
+    turn = dict(spec.turn_detection) if spec.turn_detection is not None else None
+    transcription = {"model": spec.transcription_model} if spec.transcription_model else None
+    noise = {"type": spec.noise_reduction} if spec.noise_reduction else None
+    session: dict[str, Any]
+    if dialect is Dialect.GA:
+        audio_in: dict[str, Any] = {"format": fmt, "turn_detection": turn}
+        if transcription:
+            audio_in["transcription"] = transcription
+        if noise:
+            audio_in["noise_reduction"] = noise
+        session = {
+            "type": "realtime",
+            "output_modalities": ["audio"],
+            "instructions": spec.instructions,
+            "audio": {"input": audio_in, "output": {"format": fmt, "voice": spec.voice}},
+        }
+        if spec.max_output_tokens:
+            session["max_output_tokens"] = spec.max_output_tokens
+        if spec.prompt:
+            session["prompt"] = spec.prompt
+    else:
+        if turn is not None:
+            turn.pop("idle_timeout_ms", None)
+        session = {
+            "modalities": ["audio", "text"],
+            "instructions": spec.instructions,
+            "voice": spec.voice,
+            "input_audio_format": fmt,
+            "output_audio_format": fmt,
+            "turn_detection": turn,
+        }
+        if transcription:
+            session["input_audio_transcription"] = transcription
+        if noise:
+            session["input_audio_noise_reduction"] = noise
+        if spec.temperature:
+            session["temperature"] = spec.temperature
+        if spec.max_output_tokens:
+            session["max_response_output_tokens"] = spec.max_output_tokens
+    if spec.tools:
+        session["tools"] = spec.tools
+        session["tool_choice"] = "auto"
+    return session
+
+
+def format_update_body(dialect: Dialect, codec: str) -> dict[str, Any]:
+    """The ``session`` object of a ``session.update`` that changes only the audio formats."""
+    fmt = audio_format(dialect, codec)
+    if dialect is Dialect.GA:
+        return {"type": "realtime", "audio": {"input": {"format": fmt}, "output": {"format": fmt}}}
+    return {"input_audio_format": fmt, "output_audio_format": fmt}
