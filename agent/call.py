@@ -276,8 +276,15 @@ class CallSession:
     async def _downlink(self) -> None:
         conn = self._conn
         assert conn is not None
+        malformed: set[str] = set()
         async for event in conn.events():
-            await self.handle_server_event(event)
+            try:
+                await self.handle_server_event(event)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                # A malformed event must not end the call; say so once per event type.
+                if event["type"] not in malformed:
+                    malformed.add(event["type"])
+                    self.log.warning("malformed_server_event", type=event["type"], error=repr(exc))
 
     async def handle_server_event(self, event: dict[str, Any]) -> None:
         kind = event["type"]

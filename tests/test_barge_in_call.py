@@ -147,3 +147,46 @@ async def test_barge_in_stops_audio_and_truncates_to_what_was_heard(tmp_path: Pa
             "call_start",
             "call_end",
         ]
+
+
+async def test_malformed_server_events_are_logged_once_and_the_call_goes_on(
+    tmp_path: Path,
+) -> None:
+    async with LocalRealtimeServer() as server:
+        agent = AgentProcess(free_port(), ["--realtime-url", server.url])
+        await agent.start()
+        peer = await RtpPeer.open()
+        try:
+            call = asyncio.create_task(
+                run_sipp(
+                    "uac_peer.xml",
+                    agent.sip_port,
+                    keys={"codec_pt": "8", "codec_name": "PCMA", "sink_port": str(peer.port)},
+                    fill={"call_ms": "3000"},
+                    workdir=tmp_path,
+                )
+            )
+            await agent.wait_for("call_answered", 10)
+            session = server.sessions[0]
+            for bad in (
+                {"type": "response.created"},  # no response object
+                {"type": "response.created", "response": None},
+                {"type": "response.output_audio.delta", "item_id": "i", "delta": "@@not base64"},
+                {"type": "conversation.item.input_audio_transcription.completed"},
+                {"type": "some.future.event", "payload": [1, 2, 3]},
+            ):
+                await session.emit(bad)
+            # The greeting still plays and the call runs to the caller's BYE.
+            assert (await call).returncode == 0
+            await agent.wait_for("call_finished", 5)
+            assert rms_dbfs(peer.audio()) > -40
+            malformed = agent.events("malformed_server_event")
+            assert sorted(e["type"] for e in malformed) == [
+                "conversation.item.input_audio_transcription.completed",
+                "response.created",
+            ]
+            assert len(agent.events("bad_audio_delta")) == 1
+            assert not agent.events("realtime_session_lost")
+        finally:
+            peer.close()
+            assert await agent.stop() == 0
