@@ -16,6 +16,7 @@ from agent.config import ConfigError, Settings
 from agent.realtime.endpoint import RealtimeEndpoint, choose_provider, resolve_endpoint
 from agent.sip.call import SipCall
 from agent.sip.endpoint import SipEndpoint
+from agent.tools.catalog import ToolCatalog
 
 if TYPE_CHECKING:
     from agent.local.server import LocalRealtimeServer
@@ -29,6 +30,8 @@ class AgentApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.sip = SipEndpoint(settings.sip, self._on_incoming)
+        # Custom tools are imported here, so a broken one stops the start (ConfigError).
+        self.tool_catalog = ToolCatalog(settings.tools)
         self.sessions: dict[str, CallSession] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.local_server: LocalRealtimeServer | None = None
@@ -42,9 +45,14 @@ class AgentApp:
         """Serve until ``stop`` is set, then drain active calls and shut down cleanly."""
         if choose_provider(self.settings) == "local":
             # Imported here: the local backend's models load only when it is used.
+            from agent.local.backend import make_backend
             from agent.local.server import LocalRealtimeServer
 
-            self.local_server = LocalRealtimeServer("127.0.0.1", 0)
+            local = self.settings.local
+            # No traffic record: a long-running agent must not grow with every call.
+            self.local_server = LocalRealtimeServer(
+                "127.0.0.1", 0, backend=make_backend(local.backend, local.brain), record=False
+            )
             await self.local_server.start()
         try:
             self.endpoint = resolve_endpoint(
@@ -64,6 +72,11 @@ class AgentApp:
                 backend=self.endpoint.describe(),
                 max_calls=self.settings.sip.max_calls,
             )
+            if self.local_server is not None:
+                # Models load in a background thread while calls are already answered (a
+                # call's first reply waits for the model it needs); not before SIP is up, so
+                # a failed start costs nothing.
+                self.local_server.warm_up()
             self.ready.set()
             await stop.wait()
             await self.drain()
@@ -72,6 +85,7 @@ class AgentApp:
                 await poller
         finally:
             await self.sip.shutdown()
+            await self.tool_catalog.close()
             if self.local_server is not None:
                 await self.local_server.stop()
 
@@ -102,7 +116,13 @@ class AgentApp:
             call.reject(503, "Service Unavailable", self.settings.sip.retry_after_s)
             return
         assert self.endpoint is not None
-        session = CallSession(call, self.endpoint, self.settings, self._on_session_finished)
+        session = CallSession(
+            call,
+            self.endpoint,
+            self.settings,
+            self._on_session_finished,
+            tool_catalog=self.tool_catalog,
+        )
         self.sessions[call.call_id] = session
         task = asyncio.get_running_loop().create_task(session.run(), name=f"call-{call.call_id}")
         self._tasks.add(task)

@@ -31,6 +31,9 @@ from agent.realtime.endpoint import RealtimeEndpoint
 from agent.realtime.session_config import audio_format_update, greeting_request, session_update
 from agent.sip.call import SipCall
 from agent.sip.media_port import FRAME_BYTES
+from agent.tools.catalog import ToolCatalog
+from agent.tools.control import SipCallControl
+from agent.tools.session import CallTools
 
 #: Two short beeps, queued for the caller when the realtime session drops.
 _NOTICE_ITEM = "notice:session-lost"
@@ -64,6 +67,7 @@ class CallSession:
         endpoint: RealtimeEndpoint,
         settings: Settings,
         on_finished: Callable[[CallSession], None] | None = None,
+        tool_catalog: ToolCatalog | None = None,
     ) -> None:
         self.sip = sip_call
         self.endpoint = endpoint
@@ -87,6 +91,14 @@ class CallSession:
             echo_guard_dbfs=profile.echo_guard_dbfs,
         )
         self.transcript = Transcript(_transcript_path(settings, sip_call.call_id), self.call_id)
+        # The lambda holds the barge-in state, not the session: a cycle through the session
+        # would keep its pj.Call alive until the GC, whose late destructor hangs up whichever
+        # new call reuses the pjsua call slot.
+        barge_in = self.barge_in
+        self.control = SipCallControl(sip_call, lambda: barge_in.agent_speaking)
+        self.tools = CallTools(
+            settings.tools, self.control, endpoint.dialect, self.transcript, self.log, tool_catalog
+        )
         self._conn: RealtimeConnection | None = None
         self._inbound_ready = asyncio.Event()
         self._media_active = asyncio.Event()
@@ -109,6 +121,13 @@ class CallSession:
         self._ended.set()
         self._inbound_ready.set()
 
+    def on_dtmf(self, digit: str, method: str) -> None:
+        self.tools.caller_dtmf(digit, method)
+
+    def on_transfer_status(self, code: int, reason: str, final: bool) -> None:
+        self.transcript.event("transfer_status", code=code, reason=reason, final=final)
+        self.control.on_transfer_status(code, reason, final)
+
     def wake_inbound(self) -> None:
         """Called by the SIP poll loop when the media port has queued caller frames."""
         port = self.sip.port
@@ -123,6 +142,7 @@ class CallSession:
             self.log.exception("call_failed")
             self.sip.end()
         finally:
+            await self.tools.close()
             if self._conn is not None:
                 await self._conn.close()
             self.transcript.event("call_end", hangup_code=self._hangup_code)
@@ -208,10 +228,15 @@ class CallSession:
                 "call_id": self.call_id,
             }
             update = session_update(
-                self.settings.agent, self.endpoint.dialect, self._audio.codec, call_vars=call_vars
+                self.settings.agent,
+                self.endpoint.dialect,
+                self._audio.codec,
+                call_vars=call_vars,
+                tools=await self.tools.declarations(),
             )
             await self._conn.send(update)
             await asyncio.wait_for(self._await_session_ready(), timeout)
+            self.tools.start(self._conn.send)
         except RealtimeConnectError as exc:
             self.log.error("realtime_connect_failed", error=str(exc))
         except TimeoutError:
@@ -288,6 +313,7 @@ class CallSession:
 
     async def handle_server_event(self, event: dict[str, Any]) -> None:
         kind = event["type"]
+        await self.tools.server_event(event)
         internal = output_event(self.endpoint.dialect, kind)
         if internal is OutputEvent.AUDIO_DELTA:
             self._play_delta(event)

@@ -39,6 +39,14 @@ def _parser() -> argparse.ArgumentParser:
     local.add_argument("--host", default="127.0.0.1")
     local.add_argument("--port", type=int, default=8765)
     local.add_argument("--log-format", choices=("console", "json"), default="console")
+    local.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="answer with a synthetic voice-like tone (no speech models)",
+    )
+    local.add_argument(
+        "--brain", type=Path, help="the voice backend's script (default config/local_brain.toml)"
+    )
     return parser
 
 
@@ -93,11 +101,13 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _local_server(args: argparse.Namespace) -> int:
+    from agent.local.backend import make_backend
     from agent.local.server import run_local_server
 
     configure_logging(args.log_format)
+    backend = make_backend("synthetic" if args.synthetic else "voice", str(args.brain or ""))
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_local_server(args.host, args.port))
+        asyncio.run(run_local_server(args.host, args.port, backend))
     return 0
 
 

@@ -124,6 +124,17 @@ class LogSettings:
     level: str = "info"
 
 
+@dataclass(frozen=True)
+class LocalSettings:
+    """``[local]``: the embedded backend used when no cloud provider is configured."""
+
+    #: "voice" (offline VAD, speech-to-text, scripted brain, text-to-speech) or "synthetic"
+    #: (a voice-like tone, no models: for load tests).
+    backend: str = "voice"
+    #: The brain's script (TOML); "" is the shipped config/local_brain.toml.
+    brain: str = ""
+
+
 #: Built-in tools a profile can enable (agent/tools/builtins.py).
 BUILTIN_TOOLS = ("end_call", "transfer_call", "send_dtmf")
 DTMF_DIGITS = "0123456789*#ABCD"
@@ -218,6 +229,7 @@ class Settings:
     log: LogSettings = field(default_factory=LogSettings)
     records: RecordSettings = field(default_factory=RecordSettings)
     tools: ToolSettings = field(default_factory=ToolSettings)
+    local: LocalSettings = field(default_factory=LocalSettings)
     secrets: Secrets = field(default_factory=Secrets, repr=False)
 
 
@@ -230,6 +242,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "audio.resampler_quality": ("QQ", "LQ", "MQ", "HQ", "VHQ"),
     "log.format": ("console", "json"),
     "log.level": ("debug", "info", "warning", "error"),
+    "local.backend": ("voice", "synthetic"),
 }
 
 

@@ -18,3 +18,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sipp: needs the SIPp binary")
+    config.addinivalue_line(
+        "markers", "slow: real-time end-to-end calls with the speech models (run by default)"
+    )

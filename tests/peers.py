@@ -28,6 +28,8 @@ HOST = "127.0.0.1"
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"
 REPO = Path(__file__).resolve().parent.parent
 CODEC_PT = {"PCMU": 0, "PCMA": 8}
+#: RFC 4733 event codes 0-15, as keypad digits.
+DTMF_EVENTS = "0123456789*#ABCD"
 
 SIPP = shutil.which("sipp")
 
@@ -100,6 +102,8 @@ class RtpPeer(asyncio.DatagramProtocol):
         self.remote: asyncio.Future[tuple[str, int]] = asyncio.get_running_loop().create_future()
         self._talker: asyncio.Task[None] | None = None
         self.sent_packets = 0
+        # The DTMF stream's RTP sequence and timestamp go on across send_dtmf calls.
+        self._dtmf_seq, self._dtmf_ts = 1, 8000
 
     @classmethod
     async def open(cls, port: int = 0) -> RtpPeer:
@@ -133,6 +137,49 @@ class RtpPeer(asyncio.DatagramProtocol):
     def audio(self) -> bytes:
         """All G.711 audio received, decoded to 8 kHz PCM16 in arrival order."""
         return b"".join(self.decode(packet) for packet in self.packets)
+
+    def telephone_events(self, payload_type: int = 101) -> list[str]:
+        """RFC 4733 key presses received, in order (one per event, however often it is sent).
+
+        ``payload_type`` is the telephone-event PT of the call's SDP (101 in our scenarios).
+        """
+        digits: list[str] = []
+        seen: set[int] = set()
+        for packet in self.packets:
+            if packet.payload_type != payload_type or len(packet.payload) < 4:
+                continue
+            # Every packet of one event carries the event's start timestamp.
+            if packet.timestamp in seen:
+                continue
+            seen.add(packet.timestamp)
+            code = packet.payload[0]
+            digits.append(DTMF_EVENTS[code] if code < len(DTMF_EVENTS) else f"<{code}>")
+        return digits
+
+    async def send_dtmf(
+        self, digits: str, payload_type: int = 101, tone_ms: int = 100, gap_ms: int = 120
+    ) -> None:
+        """Press ``digits`` as RFC 4733 telephone-events (a stream of their own, no audio)."""
+        remote = await self.remote
+        assert self.transport is not None
+        ssrc, seq, ts = 0xD7F0, self._dtmf_seq, self._dtmf_ts
+        for digit in digits:
+            code = DTMF_EVENTS.index(digit)
+            steps = tone_ms // 20
+            for step in range(steps + 3):
+                end = step >= steps - 1
+                duration = 160 * min(step + 1, steps)
+                marker = 0x80 if step == 0 else 0
+                header = struct.pack("!BBHII", 0x80, marker | payload_type, seq & 0xFFFF, ts, ssrc)
+                # The end packet is sent three times (RFC 4733 2.5.1.4), same duration.
+                body = struct.pack("!BBH", code, (0x80 if end else 0) | 10, duration)
+                self.transport.sendto(header + body, remote)
+                seq += 1
+                if step < steps - 1:
+                    await asyncio.sleep(0.02)
+            ts += 8 * (tone_ms + gap_ms)
+            self._dtmf_seq, self._dtmf_ts = seq, ts
+            await asyncio.sleep(gap_ms / 1000)
 
     def talk(self, pcm: bytes, codec: str) -> None:
         """Start sending ``pcm`` (8 kHz PCM16, looped) once the agent's RTP address is known."""
@@ -277,10 +324,12 @@ async def run_sipp(
     rate: float = 10.0,
     media_port: int | None = None,
     timeout_s: float = 60.0,
+    extra_args: list[str] | None = None,
 ) -> SippResult:
     """Run SIPp ``scenario`` (a file in tests/sipp, or a rendered path) against the agent.
 
     Bounded by ``timeout_s``; SIPp's exit status is 0 only when every call succeeded.
+    ``extra_args`` are passed to SIPp as they are (e.g. ``-trace_logs``).
     """
     scenario_path = scenario if isinstance(scenario, Path) else SIPP_DIR / scenario
     if fill:
@@ -295,6 +344,7 @@ async def run_sipp(
     ]  # fmt: skip
     for key, value in (keys or {}).items():
         command += ["-key", key, value]
+    command += extra_args or []
     proc = await asyncio.create_subprocess_exec(
         *command, stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=workdir or SIPP_DIR,

@@ -180,3 +180,36 @@ def test_concurrent_push_and_pull_lose_nothing() -> None:
     received = sum(p.received_samples(i) for i in recent)
     assert played == received == sum(n for _, n in items[-MAX_TRACKED_ITEMS:])
     assert total == len(expected) // 2
+
+
+def test_gap_frames_count_only_silence_inside_an_item() -> None:
+    p = Playout()
+    p.push("a", ramp(0, 160))
+    p.pull()
+    p.pull()  # "a" ran dry: a gap only if more of "a" comes
+    p.pull()
+    assert p.gap_frames == 0
+    p.push("a", ramp(160, 80))  # late audio of "a": the two silent pulls were a gap
+    assert p.gap_frames == 2
+    p.pull()  # half a frame of "a", then silence: padded
+    p.pull()
+    p.push("b", ramp(0, 160))  # a new item after silence: a pause between turns, no gap
+    assert p.gap_frames == 2
+    assert p.stats() == {
+        "frames_pulled": 5,
+        "underruns": 3,
+        "padded_frames": 1,
+        "gap_frames": 2,
+        "dropped_samples": 0,
+    }
+
+
+def test_flush_forgets_a_pending_gap() -> None:
+    p = Playout()
+    p.push("a", ramp(0, 160))
+    p.pull()
+    p.pull()
+    p.flush()  # barge-in: the silence after it is wanted
+    p.pull()
+    p.push("a", ramp(160, 160))  # stale audio of the cut item arriving late
+    assert p.gap_frames == 0

@@ -67,6 +67,11 @@ class Playout:
         self.underruns = 0  # pulls that found nothing queued: a whole frame of silence
         self.padded_frames = 0  # pulls that ran dry mid-frame: audio, then silence
         self.dropped_samples = 0  # pushed audio refused because the buffer was full
+        # Underruns also happen whenever the agent is silent, which is no loss. A gap is a pull
+        # that ran short while an item was playing and more of that same item arrived later:
+        # audio that was due and came late (a stalled loop, a slow model, a starved process).
+        self.gap_frames = 0
+        self._gap_pending = 0  # short pulls since the playing item's audio ran out
 
     # -- loop thread ----------------------------------------------------------------------
 
@@ -86,6 +91,10 @@ class Playout:
                 data = data[: accepted * 2]
             if accepted <= 0:
                 return
+            if self._gap_pending:
+                if item_id == self._last_played:
+                    self.gap_frames += self._gap_pending
+                self._gap_pending = 0
             self._segments.append((item_id, data))
             self._queued += accepted
             counts.received += accepted
@@ -110,6 +119,7 @@ class Playout:
             self._head_offset = 0
             self._queued = 0
             self._last_played = None
+            self._gap_pending = 0
             return item, played
 
     # -- media clock thread ---------------------------------------------------------------
@@ -121,6 +131,8 @@ class Playout:
             self.frames_pulled += 1
             if not self._segments:
                 self.underruns += 1
+                if self._last_played is not None:
+                    self._gap_pending += 1
                 return self._silence
             item, data = self._segments[0]
             start = self._head_offset
@@ -155,6 +167,7 @@ class Playout:
         if filled < need:
             scratch[filled:] = memoryview(self._silence)[: need - filled]
             self.padded_frames += 1
+            self._gap_pending += 1
         return bytes(self._scratch)
 
     def _account(self, item: str, samples: int) -> None:
@@ -181,6 +194,17 @@ class Playout:
         with self._lock:
             counts = self._counts.get(item_id)
             return counts.received if counts is not None else 0
+
+    def stats(self) -> dict[str, int]:
+        """Counters for the end-of-call log line."""
+        with self._lock:
+            return {
+                "frames_pulled": self.frames_pulled,
+                "underruns": self.underruns,
+                "padded_frames": self.padded_frames,
+                "gap_frames": self.gap_frames,
+                "dropped_samples": self.dropped_samples,
+            }
 
     @property
     def queued_samples(self) -> int:

@@ -39,28 +39,53 @@ def decode(codec: str, data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype="<i2").astype(np.int16)
 
 
-def encode_reply(pcm24k: Iterable[bytes], codec: str, chunk_ms: int) -> Iterator[bytes]:
-    """Re-frame a responder's PCM16 24 kHz chunks as ``chunk_ms`` wire chunks in ``codec``.
+class ReplyEncoder:
+    """Re-frames a responder's PCM16 24 kHz audio, pushed in pieces of any size, as
+    ``chunk_ms`` wire chunks in ``codec``.
 
-    The last chunk may be shorter. Resampling for G.711 is streamed so chunk boundaries do
-    not click, and is only done as chunks are pulled (responses are produced lazily).
+    Resampling for G.711 is streamed, so piece boundaries do not click. Push-style, for
+    replies produced by a worker thread: ``feed`` returns the whole chunks ready so far and
+    ``flush`` the rest (the last chunk may be shorter).
     """
-    rate = sample_rate(codec)
-    chunk_samples = rate * chunk_ms // 1000
-    resampler = None if rate == REPLY_RATE else soxr.ResampleStream(REPLY_RATE, rate, 1, "int16")
-    pending = np.zeros(0, dtype=np.int16)
+
+    def __init__(self, codec: str, chunk_ms: int) -> None:
+        self._codec = codec
+        rate = sample_rate(codec)
+        self._chunk_samples = rate * chunk_ms // 1000
+        self._resampler = (
+            None if rate == REPLY_RATE else soxr.ResampleStream(REPLY_RATE, rate, 1, "int16")
+        )
+        self._pending = np.zeros(0, dtype=np.int16)
+
+    def feed(self, pcm24k: bytes) -> list[bytes]:
+        samples = np.frombuffer(pcm24k[: len(pcm24k) // 2 * 2], dtype="<i2").astype(np.int16)
+        if self._resampler is not None:
+            samples = self._resampler.resample_chunk(samples)
+        self._pending = np.concatenate([self._pending, samples])
+        whole = len(self._pending) // self._chunk_samples * self._chunk_samples
+        out = [
+            _encode(self._codec, self._pending[start : start + self._chunk_samples])
+            for start in range(0, whole, self._chunk_samples)
+        ]
+        self._pending = self._pending[whole:]
+        return out
+
+    def flush(self) -> list[bytes]:
+        pending = self._pending
+        if self._resampler is not None:
+            tail = self._resampler.resample_chunk(np.zeros(0, np.int16), True)
+            pending = np.concatenate([pending, tail])
+        self._pending = np.zeros(0, dtype=np.int16)
+        step = self._chunk_samples
+        return [_encode(self._codec, pending[i : i + step]) for i in range(0, len(pending), step)]
+
+
+def encode_reply(pcm24k: Iterable[bytes], codec: str, chunk_ms: int) -> Iterator[bytes]:
+    """``ReplyEncoder`` over an iterable, pulled lazily (responses are produced lazily)."""
+    encoder = ReplyEncoder(codec, chunk_ms)
     for block in pcm24k:
-        samples = np.frombuffer(block[: len(block) // 2 * 2], dtype="<i2").astype(np.int16)
-        if resampler is not None:
-            samples = resampler.resample_chunk(samples)
-        pending = np.concatenate([pending, samples])
-        while len(pending) >= chunk_samples:
-            yield _encode(codec, pending[:chunk_samples])
-            pending = pending[chunk_samples:]
-    if resampler is not None:
-        pending = np.concatenate([pending, resampler.resample_chunk(np.zeros(0, np.int16), True)])
-    for start in range(0, len(pending), chunk_samples):
-        yield _encode(codec, pending[start : start + chunk_samples])
+        yield from encoder.feed(block)
+    yield from encoder.flush()
 
 
 def _encode(codec: str, samples: np.ndarray) -> bytes:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import secrets
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +45,8 @@ class Item:
     """A conversation item: its wire form plus what the server keeps beside it.
 
     ``data`` is the dialect's wire dict; ``audio`` is a user turn's PCM16 (at ``audio_rate``)
-    for the responder; ``audio_ms`` is how much assistant audio the item holds.
+    for the responder; ``audio_ms`` is how much assistant audio the item holds;
+    ``transcription`` is the speech-to-text of a user audio turn once it was started.
     """
 
     data: dict[str, Any]
@@ -53,6 +55,7 @@ class Item:
     audio_ms: float = 0.0
     text: str | None = None
     streaming: bool = False
+    transcription: Future[str] | None = None
 
     @property
     def id(self) -> str:
@@ -143,6 +146,19 @@ class EventBuilder:
             "status": "in_progress",
             "role": "assistant",
             "content": [],
+        }
+
+    def function_call_item(
+        self, item_id: str, call_id: str, name: str, arguments: str, status: str
+    ) -> dict[str, Any]:
+        return {
+            "id": item_id,
+            "object": "realtime.item",
+            "type": "function_call",
+            "status": status,
+            "name": name,
+            "call_id": call_id,
+            "arguments": arguments,
         }
 
     def assistant_content(self, modality: str, text: str) -> dict[str, Any]:

@@ -7,23 +7,37 @@ it with a fake clock and the transport with the event loop's.
 
 Audio positions (``audio_start_ms``, ``audio_end_ms``) are measured on the appended audio's
 own timeline, as the real API does, never on the wall clock.
+
+Slow work (speech-to-text, text-to-speech) never runs here: a ``Transcriber`` returns futures
+and a responder may answer with a ``ReplyStream``, both filled by worker threads. They call
+``waker`` (from any thread) when something is ready; the transport then calls ``poll``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
 from agent.local import codec
+from agent.local.client_input import checked_item, item_text, parse, required
 from agent.local.events import Event, EventBuilder, Item, ProtocolError, ResponseInfo, new_id
-from agent.local.responder import Reply, ReplyRequest, Responder, SyntheticResponder
+from agent.local.reply_source import Pending, ReplySource
+from agent.local.reply_stream import ReplyPlan, ReplyStream
+from agent.local.responder import (
+    ReplyRequest,
+    Responder,
+    SyntheticResponder,
+    ToolCall,
+    ToolResult,
+    Transcriber,
+)
 from agent.local.session_state import SessionState, check_modalities
 from agent.local.vad import EnergyVad, VadEvent, VadFactory, VoiceActivityDetector
 from agent.realtime.dialect import Dialect, OutputEvent
@@ -36,6 +50,8 @@ MIN_COMMIT_MS = 100
 """A manual commit needs at least this much buffered audio, as with the real API."""
 MAX_HISTORY = 64
 """Older conversation items are forgotten, keeping per-connection state bounded."""
+ARGUMENTS_DELTA_CHARS = 24
+"""Function call arguments are streamed in pieces of this size, like the API's token deltas."""
 
 log = structlog.get_logger(__name__)
 
@@ -57,18 +73,33 @@ _UNSUPPORTED_EVENTS = ("output_audio_buffer.clear", "transcription_session.updat
 
 @dataclass
 class _Response:
+    """A response in flight: planning (``plan`` is None), then streaming its message."""
+
     info: ResponseInfo
-    item: Item
-    previous_item_id: str | None
+    source: ReplySource
     modality: str
-    words: list[str]
-    chunks: Iterator[bytes]
     codec: str
-    started_at: float
     next_due: float
+    plan: ReplyPlan | None = None
+    item: Item | None = None
+    """The assistant message being streamed (None while planning or for a bare call)."""
+    previous_item_id: str | None = None
+    words: list[str] = field(default_factory=list)
+    started_at: float | None = None
+    """When the first audio chunk went out: pacing counts from there."""
+    starved: bool = False
+    """The producer had no audio ready at the last look; the stream wakes us."""
     next_word: int = 0
     sent_text: list[str] = field(default_factory=list)
     sent_ms: float = 0.0
+
+
+@dataclass
+class _IdleTimer:
+    """The ``idle_timeout_ms`` countdown, armed when a response's audio finished playing."""
+
+    deadline: float
+    audio_start_ms: float
 
 
 class RealtimeProtocol:
@@ -81,6 +112,7 @@ class RealtimeProtocol:
         responder: Responder | None = None,
         model: str | None = None,
         vad_factory: VadFactory = EnergyVad,
+        transcriber: Transcriber | None = None,
         record_input: bool = True,
         chunk_ms: int = CHUNK_MS,
         lead_ms: int = LEAD_MS,
@@ -94,6 +126,9 @@ class RealtimeProtocol:
         self._events = EventBuilder(dialect)
         self._responder = responder or SyntheticResponder()
         self._vad_factory = vad_factory
+        self._transcriber = transcriber
+        self.waker: Callable[[], None] = _no_wake
+        """Called from any thread when background work finished; the transport polls then."""
         self._record_input = record_input
         self._chunk_ms = chunk_ms
         self._lead_s = lead_ms / 1000
@@ -107,6 +142,10 @@ class RealtimeProtocol:
         self._speech_item_id: str | None = None
         self._speech_start_ms = 0.0
         self._response: _Response | None = None
+        self._transcribing: list[Item] = []
+        self._idle: _IdleTimer | None = None
+        self._now = 0.0
+        """The time of the latest ``receive`` or ``poll``."""
         self._handlers: dict[str, Callable[[dict[str, Any], float], None]] = {
             "session.update": self._on_session_update,
             "input_audio_buffer.append": self._on_append,
@@ -130,9 +169,10 @@ class RealtimeProtocol:
 
     def receive(self, message: str | bytes, now: float) -> list[Event]:
         """Handle one client frame; bad input becomes an ``error`` event, never an exception."""
+        self._now = now
         client_event_id: str | None = None
         try:
-            event = _parse(message)
+            event = parse(message)
             raw_id = event.get("event_id")
             client_event_id = raw_id if isinstance(raw_id, str) else None
             self._dispatch(event, now)
@@ -141,25 +181,56 @@ class RealtimeProtocol:
         return self._drain() + self.poll(now)
 
     def poll(self, now: float) -> list[Event]:
-        """Send whatever paced audio is due at ``now`` and finish responses that ran out."""
+        """Send what is due at ``now``: transcripts that finished, a planned response's
+        opening, paced audio, the end of responses that ran out, an idle timeout."""
+        self._now = now
+        self._report_transcriptions()
         response = self._response
-        while response is not None and response.next_due <= now:
+        if response is not None and response.plan is None:
+            self._try_open(response, now)
+        while (
+            response is not None
+            and response is self._response
+            and response.plan is not None
+            and response.next_due <= now
+        ):
             try:
-                chunk = next(response.chunks, None)
+                chunk = response.source.next_chunk()
             except Exception as exc:
-                log.exception("local responder failed while streaming a reply")
-                error = {"type": "server_error", "code": "responder_failed", "message": str(exc)}
-                self._finish(response, "failed", error=error)
+                self._fail(response, exc)
                 break
-            if chunk is None:
+            if chunk is Pending.WAIT:
+                response.starved = True
+                break
+            response.starved = False
+            if chunk is Pending.END:
                 self._finish(response, "completed")
                 break
-            self._send_chunk(response, chunk)
+            self._send_chunk(response, chunk, now)
+        self._check_idle(now)
         return self._drain()
 
     def next_deadline(self) -> float | None:
-        """When ``poll`` next has something to send, or None while idle."""
-        return None if self._response is None else self._response.next_due
+        """When ``poll`` next has something to send, or None until then (or until ``waker``
+        is called)."""
+        deadlines: list[float] = []
+        response = self._response
+        if response is not None and response.plan is not None and not response.starved:
+            deadlines.append(response.next_due)
+        if self._idle is not None:
+            deadlines.append(self._idle.deadline)
+        return min(deadlines, default=None)
+
+    def close(self) -> None:
+        """The connection ended: stop background work and give back pooled resources."""
+        if self._response is not None:
+            self._response.source.cancel()
+            self._response = None
+        for item in self._transcribing:
+            if item.transcription is not None:
+                item.transcription.cancel()
+        self._transcribing.clear()
+        self._close_vad()
 
     def emit(self, event: dict[str, Any]) -> Event:
         """Queue an arbitrary server event (tests inject e.g. a speech_started this way)."""
@@ -259,13 +330,21 @@ class RealtimeProtocol:
     # ---- input audio ---------------------------------------------------------------------
 
     def _reset_vad(self) -> None:
+        self._close_vad()
         turn = self.session.turn_detection
         self._vad = None if turn is None else self._vad_factory(self.input_rate, turn.vad)
         self._vad_base_ms = self._timeline_ms
         self._speech_item_id = None
+        if turn is None or turn.idle_timeout_ms is None:
+            self._idle = None
+
+    def _close_vad(self) -> None:
+        if self._vad is not None:
+            self._vad.close()
+            self._vad = None
 
     def _on_append(self, event: dict[str, Any], now: float) -> None:
-        audio = _required(event, "audio", str)
+        audio = required(event, "audio", str)
         try:
             raw = base64.b64decode(audio, validate=True)
         except (binascii.Error, ValueError) as exc:
@@ -298,6 +377,7 @@ class RealtimeProtocol:
                 audio_start_ms=round(self._speech_start_ms),
                 item_id=self._speech_item_id,
             )
+            self._idle = None
             if turn is not None and turn.interrupt_response and self._response is not None:
                 self._finish(self._response, "cancelled", "turn_detected")
             return
@@ -321,6 +401,49 @@ class RealtimeProtocol:
         previous = self._add_item(item)
         self._send("input_audio_buffer.committed", previous_item_id=previous, item_id=item_id)
         self._out.extend(self._events.item_added(item, previous))
+        if self.session.transcription_enabled and self._transcribe(item) is not None:
+            # Reported as it finishes, in parallel with any response (as the API does).
+            self._transcribing.append(item)
+
+    # ---- input transcription -------------------------------------------------------------
+
+    def _transcribe(self, item: Item) -> Future[str] | None:
+        """Start (once) the speech-to-text of a user audio item."""
+        if item.transcription is None and self._transcriber is not None and item.audio:
+            item.transcription = self._transcriber.submit(item.audio, item.audio_rate)
+            item.transcription.add_done_callback(lambda _: self.waker())
+        return item.transcription
+
+    def _report_transcriptions(self) -> None:
+        for item in list(self._transcribing):
+            future = item.transcription
+            if future is None or not future.done():
+                continue
+            self._transcribing.remove(item)
+            ids = {"item_id": item.id, "content_index": 0}
+            error = None if future.cancelled() else future.exception()
+            if future.cancelled() or error is not None:
+                self._send(
+                    "conversation.item.input_audio_transcription.failed",
+                    **ids,
+                    error={
+                        "type": "transcription_error",
+                        "code": "transcription_failed",
+                        "message": str(error or "cancelled"),
+                        "param": None,
+                    },
+                )
+                continue
+            text = future.result()
+            item.data["content"][0]["transcript"] = text
+            seconds = len(item.audio) / 2 / (item.audio_rate or self.input_rate)
+            self._send("conversation.item.input_audio_transcription.delta", **ids, delta=text)
+            self._send(
+                "conversation.item.input_audio_transcription.completed",
+                **ids,
+                transcript=text,
+                usage={"type": "duration", "seconds": round(seconds, 3)},
+            )
 
     def _on_commit(self, event: dict[str, Any], now: float) -> None:
         buffered_ms = len(self._buffer) / 2 * 1000 / self.input_rate
@@ -343,7 +466,7 @@ class RealtimeProtocol:
     # ---- conversation items --------------------------------------------------------------
 
     def _on_item_create(self, event: dict[str, Any], now: float) -> None:
-        raw = _required(event, "item", dict)
+        raw = required(event, "item", dict)
         previous_id = event.get("previous_item_id")
         if previous_id is not None and previous_id != "root" and self.item(previous_id) is None:
             raise ProtocolError(
@@ -351,7 +474,7 @@ class RealtimeProtocol:
                 code="item_create_invalid_previous_item_id",
                 param="previous_item_id",
             )
-        data = _checked_item(raw)
+        data = checked_item(raw)
         item_id = data.get("id") or new_id("item")
         if self.item(item_id) is not None:
             raise ProtocolError(
@@ -360,7 +483,7 @@ class RealtimeProtocol:
                 param="item.id",
             )
         data.update(id=item_id, object="realtime.item", status="completed")
-        item = Item(data, text=_item_text(data))
+        item = Item(data, text=item_text(data))
         previous = self._add_item(
             item,
             after=previous_id if previous_id not in (None, "root") else None,
@@ -369,7 +492,7 @@ class RealtimeProtocol:
         self._out.extend(self._events.item_added(item, previous))
 
     def _find(self, event: dict[str, Any], code: str) -> Item:
-        item_id = _required(event, "item_id", str)
+        item_id = required(event, "item_id", str)
         found = self.item(item_id)
         if found is None:
             raise ProtocolError(
@@ -390,8 +513,8 @@ class RealtimeProtocol:
 
     def _on_truncate(self, event: dict[str, Any], now: float) -> None:
         item = self._find(event, "item_truncate_invalid_item_id")
-        content_index = _required(event, "content_index", int)
-        audio_end_ms = _required(event, "audio_end_ms", int)
+        content_index = required(event, "content_index", int)
+        audio_end_ms = required(event, "audio_end_ms", int)
         content = item.data.get("content") or []
         audio_types = ("output_audio", "audio")
         if item.data.get("role") != "assistant" or not any(
@@ -450,7 +573,7 @@ class RealtimeProtocol:
             )
         self._finish(response, "cancelled", "client_cancelled")
 
-    def _start_response(self, params: dict[str, Any], now: float) -> None:
+    def _start_response(self, params: dict[str, Any], now: float, *, idle: bool = False) -> None:
         if self._response is not None:
             raise ProtocolError(
                 "Conversation already has an active response in progress: "
@@ -477,8 +600,10 @@ class RealtimeProtocol:
                 code="invalid_type",
                 param="response.metadata",
             )
+        modality = "audio" if "audio" in modalities else "text"
+        request = self._reply_request(instructions, idle=idle, audio=modality == "audio")
         try:
-            reply = self._responder.reply(self._reply_request(instructions))
+            reply = self._responder.reply(request)
         except Exception as exc:
             # A pluggable backend (STT/TTS) can fail; the client hears about it, the
             # connection carries on.
@@ -486,7 +611,7 @@ class RealtimeProtocol:
             raise ProtocolError(
                 f"The responder failed: {exc}", code="responder_failed", kind="server_error"
             ) from exc
-        modality = "audio" if "audio" in modalities else "text"
+        self._idle = None
         info = ResponseInfo(
             id=new_id("resp"),
             conversation_id=self._conversation_id,
@@ -496,45 +621,109 @@ class RealtimeProtocol:
             metadata=metadata,
         )
         self._send("response.created", response=self._events.response(info, "in_progress"))
+        output_codec = self.session.output_codec
+        response = _Response(
+            info=info,
+            source=ReplySource(reply, output_codec, self._chunk_ms, modality == "audio"),
+            modality=modality,
+            codec=output_codec,
+            next_due=now,
+        )
+        self._response = response
+        if isinstance(reply, ReplyStream):
+            reply.set_waker(self.waker)
+        self._try_open(response, now)
+
+    def _try_open(self, response: _Response, now: float) -> None:
+        """Once the responder has decided what to say, open the response's message item.
+
+        A reply that is only a function call has no message: the call goes out at once.
+        """
+        try:
+            plan = response.source.plan()
+        except Exception as exc:
+            self._fail(response, exc)
+            return
+        if plan is None:
+            return
+        response.plan = plan
+        if not plan.text and plan.tool_call is not None:
+            self._finish(response, "completed")
+            return
         item = Item(self._events.assistant_item(new_id("item")), streaming=True)
         previous = self._add_item(item)
-        info.output.append(item)
-        ids = {"response_id": info.id, "output_index": 0}
+        response.item = item
+        response.previous_item_id = previous
+        response.words = _words(plan.text)
+        response.info.output.append(item)
+        ids = {"response_id": response.info.id, "output_index": 0}
         self._send("response.output_item.added", **ids, item=item.wire())
         self._out.extend(self._events.item_added(item, previous))
-        item.data["content"] = [self._events.assistant_content(modality, "")]
+        item.data["content"] = [self._events.assistant_content(response.modality, "")]
         self._send(
             "response.content_part.added",
             **ids,
             item_id=item.id,
             content_index=0,
-            part=self._events.content_part(modality, ""),
+            part=self._events.content_part(response.modality, ""),
         )
-        output_codec = self.session.output_codec
-        response = _Response(
-            info=info,
-            item=item,
-            previous_item_id=previous,
-            modality=modality,
-            words=_words(reply.text),
-            chunks=_audio_chunks(reply, output_codec, self._chunk_ms, modality),
-            codec=output_codec,
-            started_at=now,
-            next_due=now,
-        )
-        self._response = response
-        if modality == "text":
+        response.next_due = now
+        if response.modality == "text":
             self._finish(response, "completed")
 
-    def _reply_request(self, instructions: str) -> ReplyRequest:
+    def _reply_request(self, instructions: str, *, idle: bool, audio: bool) -> ReplyRequest:
+        turn = next(
+            (
+                item
+                for item in reversed(self.items)
+                if item.data.get("role") == "user"
+                or item.data.get("type") == "function_call_output"
+            ),
+            None,
+        )
+        tool_result = None
+        if turn is not None and turn.data.get("type") == "function_call_output":
+            tool_result = self._tool_result(turn)
         user = next(
             (item for item in reversed(self.items) if item.data.get("role") == "user"), None
         )
+        common: dict[str, Any] = {
+            "tool_result": tool_result,
+            "tools": self.session.tool_names,
+            "idle": idle,
+            "audio": audio,
+        }
         if user is None:
-            return ReplyRequest(instructions, None, b"", self.input_rate)
-        return ReplyRequest(instructions, user.text, user.audio, user.audio_rate or self.input_rate)
+            return ReplyRequest(instructions, None, b"", self.input_rate, **common)
+        future = self._transcribe(user)
+        return ReplyRequest(
+            instructions,
+            user.text,
+            user.audio,
+            user.audio_rate or self.input_rate,
+            user_transcript=(lambda: future.result()) if future is not None else None,
+            **common,
+        )
+
+    def _tool_result(self, output: Item) -> ToolResult:
+        call_id = output.data.get("call_id")
+        call = next(
+            (
+                item
+                for item in self.items
+                if item.data.get("type") == "function_call" and item.data.get("call_id") == call_id
+            ),
+            None,
+        )
+        data = call.data if call is not None else {}
+        return ToolResult(
+            name=str(data.get("name", "")),
+            arguments=str(data.get("arguments", "{}")),
+            output=str(output.data.get("output", "")),
+        )
 
     def _delta_fields(self, response: _Response) -> dict[str, Any]:
+        assert response.item is not None
         return {
             "response_id": response.info.id,
             "item_id": response.item.id,
@@ -551,7 +740,10 @@ class RealtimeProtocol:
         )
         self._out.append(self._events.output(which, **self._delta_fields(response), delta=word))
 
-    def _send_chunk(self, response: _Response, chunk: bytes) -> None:
+    def _send_chunk(self, response: _Response, chunk: bytes, now: float) -> None:
+        assert response.item is not None
+        if response.started_at is None:
+            response.started_at = now
         # The transcript runs ahead of the audio, a word per chunk, as the real API's does.
         if response.next_word < len(response.words):
             self._send_word(response)
@@ -567,6 +759,11 @@ class RealtimeProtocol:
         response.item.audio_ms = response.sent_ms
         response.next_due = response.started_at + response.sent_ms / 1000 - self._lead_s
 
+    def _fail(self, response: _Response, exc: BaseException) -> None:
+        log.error("local responder failed", error=str(exc), error_type=type(exc).__name__)
+        error = {"type": "server_error", "code": "responder_failed", "message": str(exc)}
+        self._finish(response, "failed", error=error)
+
     def _finish(
         self,
         response: _Response,
@@ -575,8 +772,24 @@ class RealtimeProtocol:
         *,
         error: dict[str, str] | None = None,
     ) -> None:
-        """Close the response's part, item and the response itself (completed, cancelled or
-        failed)."""
+        """Close the response's message and the response itself (completed, cancelled or
+        failed); a completed response then makes its planned function call, if any."""
+        response.source.cancel()
+        if response.item is not None:
+            self._close_message(response, status)
+        call = response.plan.tool_call if response.plan is not None else None
+        if status == "completed" and call is not None:
+            self._call_function(response, call)
+        details: dict[str, Any] | None = None
+        if reason is not None:
+            details = {"type": status, "reason": reason}
+        elif error is not None:
+            details = {"type": status, "error": error}
+        self._send("response.done", response=self._events.response(response.info, status, details))
+        self._response = None
+        self._arm_idle(response)
+
+    def _close_message(self, response: _Response, status: str) -> None:
         if status == "completed":
             while response.next_word < len(response.words):
                 self._send_word(response)
@@ -595,6 +808,7 @@ class RealtimeProtocol:
             part=self._events.content_part(response.modality, text),
         )
         item = response.item
+        assert item is not None
         item.streaming = False
         item.data["status"] = "completed" if status == "completed" else "incomplete"
         item.data["content"] = [self._events.assistant_content(response.modality, text)]
@@ -606,117 +820,78 @@ class RealtimeProtocol:
             output_index=0,
             item=item.wire(),
         )
-        details: dict[str, Any] | None = None
-        if reason is not None:
-            details = {"type": status, "reason": reason}
-        elif error is not None:
-            details = {"type": status, "error": error}
-        self._send("response.done", response=self._events.response(response.info, status, details))
-        self._response = None
 
-
-def _parse(message: str | bytes) -> dict[str, Any]:
-    if not isinstance(message, str):
-        raise ProtocolError(
-            "Binary frames are not supported; send each event as a JSON text frame.",
-            code="invalid_json",
+    def _call_function(self, response: _Response, call: ToolCall) -> None:
+        """Stream a function call item the way the API does: added, argument deltas, done."""
+        output_index = len(response.info.output)
+        item_id, call_id = new_id("item"), new_id("call")
+        item = Item(self._events.function_call_item(item_id, call_id, call.name, "", "in_progress"))
+        previous = self._add_item(item)
+        response.info.output.append(item)
+        ids = {"response_id": response.info.id, "output_index": output_index}
+        self._send("response.output_item.added", **ids, item=item.wire())
+        self._out.extend(self._events.item_added(item, previous))
+        call_ids = {**ids, "item_id": item_id, "call_id": call_id}
+        for start in range(0, len(call.arguments), ARGUMENTS_DELTA_CHARS):
+            delta = call.arguments[start : start + ARGUMENTS_DELTA_CHARS]
+            self._send("response.function_call_arguments.delta", **call_ids, delta=delta)
+        # GA names the function in the done event; the beta event has no such field.
+        named = {"name": call.name} if self.dialect is Dialect.GA else {}
+        self._send(
+            "response.function_call_arguments.done",
+            **call_ids,
+            **named,
+            arguments=call.arguments,
         )
-    try:
-        event = json.loads(message)
-    except ValueError as exc:
-        raise ProtocolError(
-            f"We could not parse the JSON body of your request. ({exc})", code="invalid_json"
-        ) from exc
-    if not isinstance(event, dict):
-        raise ProtocolError("Each event must be a JSON object.", code="invalid_json")
-    return event
+        item.data.update(status="completed", arguments=call.arguments)
+        if self.dialect is Dialect.GA:
+            self._out.append(self._events.item_done(item, previous))
+        self._send("response.output_item.done", **ids, item=item.wire())
 
+    # ---- idle timeout --------------------------------------------------------------------
 
-def _required(event: dict[str, Any], key: str, kind: type) -> Any:
-    if key not in event or event[key] is None:
-        raise ProtocolError(
-            f"Missing required parameter: '{key}'.", code="missing_required_parameter", param=key
-        )
-    value = event[key]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ProtocolError(
-            f"Invalid type for '{key}': expected {kind.__name__}.", code="invalid_type", param=key
-        )
-    return value
-
-
-_ITEM_ROLES = ("user", "assistant", "system")
-
-
-def _checked_item(raw: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a client item after checking the fields its type requires."""
-    data = json.loads(json.dumps(raw))
-    kind = data.get("type")
-    if kind == "message":
-        if data.get("role") not in _ITEM_ROLES:
-            raise ProtocolError(
-                f"Invalid value: '{data.get('role')}'. Supported values are: 'user', "
-                "'assistant', and 'system'.",
-                code="invalid_value",
-                param="item.role",
-            )
-        content = data.get("content")
-        if not isinstance(content, list) or not all(
-            isinstance(part, dict) and isinstance(part.get("type"), str) for part in content
-        ):
-            raise ProtocolError(
-                "Invalid 'item.content': expected a list of content parts with a 'type'.",
-                code="invalid_value",
-                param="item.content",
-            )
-        for part in content:
-            # Keep the history light: the audio bytes of a client item are not echoed back.
-            if isinstance(part.get("audio"), str):
-                part["audio"] = None
-    elif kind == "function_call_output":
-        for key in ("call_id", "output"):
-            _item_string(data, key)
-    elif kind == "function_call":
-        for key in ("call_id", "name", "arguments"):
-            _item_string(data, key)
-    else:
-        raise ProtocolError(
-            f"Invalid value: '{kind}'. Supported values are: 'message', 'function_call', and "
-            "'function_call_output'.",
-            code="invalid_value",
-            param="item.type",
-        )
-    if "id" in data and not isinstance(data["id"], str):
-        raise ProtocolError("Invalid type for 'item.id': expected a string.", code="invalid_type")
-    return data
-
-
-def _item_string(data: dict[str, Any], key: str) -> None:
-    if not isinstance(data.get(key), str):
-        raise ProtocolError(
-            f"Missing required parameter: 'item.{key}'.",
-            code="missing_required_parameter",
-            param=f"item.{key}",
+    def _arm_idle(self, response: _Response) -> None:
+        """Start the idle countdown from when the response's audio will have been played."""
+        turn = self.session.turn_detection
+        if turn is None or turn.idle_timeout_ms is None:
+            return
+        now = self._now
+        played_until = now
+        if response.started_at is not None:
+            played_until = max(now, response.started_at + response.sent_ms / 1000)
+        self._idle = _IdleTimer(
+            deadline=played_until + turn.idle_timeout_ms / 1000,
+            audio_start_ms=self._timeline_ms + (played_until - now) * 1000,
         )
 
+    def _check_idle(self, now: float) -> None:
+        idle = self._idle
+        if idle is None or now < idle.deadline or self._response is not None:
+            return
+        if self._vad is not None and self._vad.speaking:
+            return
+        self._idle = None
+        item_id = new_id("item")
+        end_ms = self._timeline_ms
+        start_ms = min(idle.audio_start_ms, end_ms)
+        self._send(
+            "input_audio_buffer.timeout_triggered",
+            audio_start_ms=round(start_ms),
+            audio_end_ms=round(end_ms),
+            item_id=item_id,
+        )
+        # The silent stretch becomes a user turn, and the model prompts the caller to go on.
+        self._commit(item_id, start_ms, end_ms)
+        try:
+            self._start_response({}, now, idle=True)
+        except ProtocolError as err:
+            self._out.append(self._events.error(err))
 
-def _item_text(data: dict[str, Any]) -> str | None:
-    if data.get("type") != "message":
-        return None
-    texts = [
-        part["text"]
-        for part in data.get("content", [])
-        if isinstance(part.get("text"), str) and part.get("type") in ("input_text", "text")
-    ]
-    return " ".join(texts) if texts else None
+
+def _no_wake() -> None:
+    """The default waker: a caller that polls on its own needs no wake-ups."""
 
 
 def _words(text: str) -> list[str]:
     """Transcript deltas: each word with the whitespace before it, so they join to ``text``."""
     return re.findall(r"\s*\S+", text)
-
-
-def _audio_chunks(reply: Reply, output_codec: str, chunk_ms: int, modality: str) -> Iterator[bytes]:
-    if modality != "audio":
-        return iter(())
-    return codec.encode_reply(reply.audio, output_codec, chunk_ms)

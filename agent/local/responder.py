@@ -1,21 +1,46 @@
-"""What the local server says back: the reply text and its audio.
+"""What the local server says back: the reply text, its audio, and maybe a function call.
 
 The protocol asks a ``Responder`` for each response and streams whatever it returns, so a
-real STT/LLM/TTS chain can replace ``SyntheticResponder`` without touching the protocol.
+real STT/LLM/TTS chain can replace ``SyntheticResponder`` without touching the protocol. A
+responder answers either at once with a ``Reply`` (cheap, synchronous: the synthetic voice,
+test doubles) or with a ``ReplyStream`` that a worker thread fills while the event loop goes
+on (speech-to-text and text-to-speech take hundreds of milliseconds).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from agent.local.reply_stream import ReplyStream
+
 RATE = 24000
 """Responders produce PCM16 mono little-endian audio at this rate (the API's native rate)."""
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A function call the reply makes after (or instead of) speaking."""
+
+    name: str
+    arguments: str
+    """The arguments as a JSON object text, as the API sends them."""
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """The client's answer to an earlier function call (a ``function_call_output`` item)."""
+
+    name: str
+    arguments: str
+    output: str
 
 
 @dataclass(frozen=True)
@@ -24,24 +49,44 @@ class ReplyRequest:
 
     ``user_audio`` is the latest user turn's audio (PCM16 at ``user_audio_rate``; empty when
     the turn was text), ``user_text`` its text when the client sent a text message.
+    ``user_transcript`` blocks until that turn's speech-to-text is done (call it from a
+    worker thread only); ``tool_result`` is set when the conversation ends with a function
+    call's output; ``tools`` names the functions the session lets the model call;
+    ``idle`` says the response was triggered by the idle timeout; ``audio`` says whether the
+    response wants audio at all (text-only responses need no speech synthesis).
     """
 
     instructions: str
     user_text: str | None
     user_audio: bytes
     user_audio_rate: int
+    user_transcript: Callable[[], str] | None = None
+    tool_result: ToolResult | None = None
+    tools: tuple[str, ...] = ()
+    idle: bool = False
+    audio: bool = True
 
 
 @dataclass(frozen=True)
 class Reply:
-    """A reply: its transcript, and its audio as PCM16 24 kHz chunks of any size."""
+    """A reply: its transcript, its audio as PCM16 24 kHz chunks of any size, and an optional
+    function call made once the speech is done."""
 
     text: str
     audio: Iterator[bytes]
+    tool_call: ToolCall | None = field(default=None)
 
 
 class Responder(Protocol):
-    def reply(self, request: ReplyRequest) -> Reply: ...
+    def reply(self, request: ReplyRequest) -> Reply | ReplyStream: ...
+
+
+class Transcriber(Protocol):
+    """Speech-to-text of committed user turns, run off the event loop."""
+
+    def submit(self, pcm: bytes, rate: int) -> Future[str]:
+        """Start transcribing PCM16 mono ``pcm`` at ``rate``; the future holds the text."""
+        ...
 
 
 _LEVEL_DBFS = -16.0

@@ -22,6 +22,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from agent.local.backend import Backend, synthetic_backend
 from agent.local.events import Event, ProtocolError
 from agent.local.protocol import RealtimeProtocol
 from agent.local.responder import Responder
@@ -111,6 +112,7 @@ class LocalSession:
     async def run(self, connection: ServerConnection) -> None:
         loop = asyncio.get_running_loop()
         self._connection = connection
+        self.protocol.waker = lambda: _wake_from_any_thread(loop, self._wake)
         self._push(self.protocol.start())
         writer = asyncio.create_task(self._write(connection))
         pacer = asyncio.create_task(self._pace(connection))
@@ -127,6 +129,7 @@ class LocalSession:
             for task in (writer, pacer):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            self.protocol.close()
             self.closed.set()
 
     def _record_received(self, message: str | bytes) -> None:
@@ -186,12 +189,19 @@ class LocalRealtimeServer:
         port: int = 0,
         *,
         responder_factory: Callable[[], Responder] | None = None,
+        backend: Backend | None = None,
         record: bool = True,
     ) -> None:
+        """``backend`` defaults to the synthetic one; ``responder_factory`` swaps only its
+        responder (tests)."""
         self.host = host
         self.port = port
         self.sessions: list[LocalSession] = []
-        self._responder_factory = responder_factory
+        if backend is None:
+            backend = synthetic_backend()
+            if responder_factory is not None:
+                backend = Backend("custom", responder_factory)
+        self.backend = backend
         self._record = record
         self._server: Server | None = None
 
@@ -200,6 +210,11 @@ class LocalRealtimeServer:
             return
         self._server = await serve(self._handle, self.host, self.port, process_request=self._route)
         self.port = self._server.sockets[0].getsockname()[1]
+
+    def warm_up(self) -> None:
+        """Start loading the backend's models in the background; returns at once."""
+        if self.backend.warm_up is not None:
+            self.backend.warm_up()
 
     async def stop(self) -> None:
         server, self._server = self._server, None
@@ -248,11 +263,12 @@ class LocalRealtimeServer:
     async def _handle(self, connection: ServerConnection) -> None:
         path = connection.request.path if connection.request else ""
         dialect = dialect_for_path(path) or Dialect.GA
-        responder = self._responder_factory() if self._responder_factory else None
         protocol = RealtimeProtocol(
             dialect,
-            responder=responder,
+            responder=self.backend.responder_factory(),
             model=_model_for_path(path),
+            vad_factory=self.backend.vad_factory,
+            transcriber=self.backend.transcriber,
             record_input=self._record,
         )
         session = LocalSession(protocol, record=self._record)
@@ -265,13 +281,21 @@ class LocalRealtimeServer:
                 self.sessions.remove(session)
 
 
-async def run_local_server(host: str, port: int) -> None:
+def _wake_from_any_thread(loop: asyncio.AbstractEventLoop, wake: asyncio.Event) -> None:
+    # Worker threads finish after a connection (or its loop) may be gone: nothing to wake.
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(wake.set)
+
+
+async def run_local_server(host: str, port: int, backend: Backend | None = None) -> None:
     """Serve until cancelled (``voice-agent local-server``); logs the URLs once."""
     # No traffic record: a long-running server must not grow with every call it serves.
-    async with LocalRealtimeServer(host, port, record=False) as server:
+    async with LocalRealtimeServer(host, port, backend=backend, record=False) as server:
+        server.warm_up()
         log.info(
             "local realtime server listening",
             url=server.url,
             beta_url=server.url_for(Dialect.BETA),
+            backend=server.backend.name,
         )
         await asyncio.Event().wait()

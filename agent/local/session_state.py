@@ -78,11 +78,15 @@ _BETA_FORMATS = {"pcm16", "g711_ulaw", "g711_alaw"}
 
 @dataclass(frozen=True)
 class TurnDetection:
-    """Server VAD settings; ``semantic_vad`` is served by the same energy detector."""
+    """Server VAD settings; ``semantic_vad`` is served by the same detector as ``server_vad``.
+
+    ``idle_timeout_ms`` is None unless set (GA ``server_vad`` only, as with the real API).
+    """
 
     vad: VadConfig
     create_response: bool
     interrupt_response: bool
+    idle_timeout_ms: int | None = None
 
 
 def default_turn_detection() -> dict[str, Any]:
@@ -237,11 +241,46 @@ class SessionState:
                 _number(raw.get("silence_duration_ms"), defaults.silence_duration_ms)
             ),
         )
+        idle = raw.get("idle_timeout_ms")
+        idle_applies = (
+            self.dialect is Dialect.GA
+            and raw.get("type") == "server_vad"
+            and isinstance(idle, int)
+            and not isinstance(idle, bool)
+            and idle > 0
+        )
         return TurnDetection(
             vad=vad,
             create_response=raw.get("create_response") is not False,
             interrupt_response=raw.get("interrupt_response") is not False,
+            idle_timeout_ms=idle if idle_applies else None,
         )
+
+    @property
+    def transcription_enabled(self) -> bool:
+        """True when the client asked for transcripts of its audio turns."""
+        if self.dialect is Dialect.GA:
+            raw = (self._ga_audio.get("input") or {}).get("transcription")
+        else:
+            raw = self.data.get("input_audio_transcription")
+        return isinstance(raw, dict)
+
+    @property
+    def tool_names(self) -> tuple[str, ...]:
+        """The functions the model may call now, after ``tool_choice``."""
+        names = tuple(
+            tool["name"]
+            for tool in self.data.get("tools") or []
+            if isinstance(tool, dict)
+            and tool.get("type", "function") == "function"
+            and isinstance(tool.get("name"), str)
+        )
+        choice = self.data.get("tool_choice")
+        if choice == "none":
+            return ()
+        if isinstance(choice, dict) and isinstance(choice.get("name"), str):
+            return tuple(name for name in names if name == choice["name"])
+        return names
 
 
 def _number(value: object, default: float) -> float:
@@ -397,7 +436,7 @@ def _check_turn_detection(value: object, param: str) -> None:
             code="invalid_value",
             param=f"{param}.threshold",
         )
-    for key in ("prefix_padding_ms", "silence_duration_ms"):
+    for key in ("prefix_padding_ms", "silence_duration_ms", "idle_timeout_ms"):
         ms = turn.get(key)
         if ms is not None and (not isinstance(ms, int) or isinstance(ms, bool) or ms < 0):
             raise ProtocolError(

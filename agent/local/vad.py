@@ -2,8 +2,8 @@
 
 The detector works on the appended audio's own timeline (sample counts, never the wall
 clock), so turn boundaries are reproducible from the audio alone. ``EnergyVad`` is a plain
-frame-energy detector; anything implementing ``VoiceActivityDetector`` (a Silero or WebRTC
-model, say) can replace it through the protocol's ``vad_factory``.
+frame-energy detector; anything implementing ``VoiceActivityDetector`` (the Silero model in
+``silero_vad``) can replace it through the protocol's ``vad_factory``.
 """
 
 from __future__ import annotations
@@ -63,6 +63,10 @@ class VoiceActivityDetector(Protocol):
 
     def process(self, samples: np.ndarray) -> list[VadEvent]: ...
 
+    def close(self) -> None:
+        """The detector is no longer needed (a pooled model goes back to its pool)."""
+        ...
+
 
 VadFactory = Callable[[int, VadConfig], VoiceActivityDetector]
 
@@ -85,6 +89,9 @@ class EnergyVad:
     @property
     def speaking(self) -> bool:
         return self._speaking
+
+    def close(self) -> None:
+        """Nothing to release: the detector is plain state."""
 
     def process(self, samples: np.ndarray) -> list[VadEvent]:
         events: list[VadEvent] = []

@@ -87,6 +87,11 @@ class RealtimeConnection:
         await self._ws.send(json.dumps(event, separators=(",", ":")))
 
     async def append_audio(self, audio: bytes) -> None:
+        if not audio:
+            # soxr releases its output in blocks: with LQ nearly half of the 20 ms frames
+            # yield no samples yet. An empty append carries nothing but costs a send here
+            # and a parse there.
+            return
         # Built by hand: this runs every 20 ms per call, and json.dumps of a dict is slower.
         payload = base64.b64encode(audio).decode("ascii")
         await self._ws.send('{"type":"input_audio_buffer.append","audio":"' + payload + '"}')

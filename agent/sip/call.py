@@ -24,6 +24,14 @@ class CallListener(Protocol):
 
     def on_disconnected(self, code: int, reason: str) -> None: ...
 
+    def on_dtmf(self, digit: str, method: str) -> None: ...
+
+    def on_transfer_status(self, code: int, reason: str, final: bool) -> None: ...
+
+
+class SipCommandError(Exception):
+    """A SIP command (transfer, DTMF) could not be carried out; ``str()`` says why."""
+
 
 def _sip_header(name: str, value: str) -> pj.SipHeader:
     header = pj.SipHeader()
@@ -78,6 +86,28 @@ class SipCall(pj.Call):
         prm.statusCode = pj.PJSIP_SC_DECLINE
         self._safe("hangup", lambda: self.hangup(prm))
 
+    def transfer(self, uri: str) -> None:
+        """Blind transfer: send REFER to ``uri``; progress comes to ``on_transfer_status``."""
+        if self.disconnected:
+            raise SipCommandError("the call has ended")
+        try:
+            self.xfer(uri, pj.CallOpParam(True))
+        except pj.Error as exc:
+            raise SipCommandError(f"REFER not sent: {exc.reason}") from None
+        self.log.info("sip_transfer_sent", refer_to=uri)
+
+    def send_dtmf(self, digits: str) -> None:
+        """Send ``digits`` as RFC 4733 telephone-events (the peer must have offered them)."""
+        if self.disconnected:
+            raise SipCommandError("the call has ended")
+        prm = pj.CallSendDtmfParam()
+        prm.method = pj.PJSUA_DTMF_METHOD_RFC2833
+        prm.digits = digits
+        try:
+            self.sendDtmf(prm)
+        except pj.Error as exc:
+            raise SipCommandError(f"DTMF not sent: {exc.reason}") from None
+
     def _respond(self, code: int) -> None:
         prm = pj.CallOpParam()
         prm.statusCode = code
@@ -105,6 +135,27 @@ class SipCall(pj.Call):
             self._on_retire(self)
         except Exception:
             self.log.exception("sip_callback_failed", callback="onCallState")
+
+    def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
+        # One call per key press, for RFC 4733 events and SIP INFO (application/dtmf-relay)
+        # alike: pjsua 2.15 answers such an INFO itself and reports it here.
+        try:
+            method = "info" if prm.method == pj.PJSUA_DTMF_METHOD_SIP_INFO else "rfc4733"
+            if self.listener is not None:
+                self.listener.on_dtmf(str(prm.digit), method)
+        except Exception:
+            self.log.exception("sip_callback_failed", callback="onDtmfDigit")
+
+    def onCallTransferStatus(self, prm: pj.OnCallTransferStatusParam) -> None:
+        # REFER progress: the 202 (reported as 100 "Accepted"), then each NOTIFY's sipfrag.
+        try:
+            prm.cont = True
+            code, final = int(prm.statusCode), bool(prm.finalNotify)
+            self.log.info("sip_transfer_status", code=code, reason=prm.reason, final=final)
+            if self.listener is not None:
+                self.listener.on_transfer_status(code, str(prm.reason), final)
+        except Exception:
+            self.log.exception("sip_callback_failed", callback="onCallTransferStatus")
 
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
         try:
@@ -152,3 +203,17 @@ class SipCall(pj.Call):
         self._detach_media()
         port, self.port = self.port, None
         del port
+
+    def destroy(self) -> None:
+        """Delete the PJSUA2 call object now, on the loop thread, after its disconnection.
+
+        Left to the garbage collector, a call kept alive by a reference cycle would be
+        deleted at some later moment, and pjsua2's destructor hangs up whatever call then
+        holds the same call slot. Deleting it here makes the moment deterministic; the
+        Python wrapper stays behind, disowned, and must not be used again.
+        """
+        self.destroy_port()
+        self.listener = None
+        if self.thisown:
+            pj.Call.__swig_destroy__(self)
+            self.thisown = False

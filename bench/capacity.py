@@ -1,0 +1,539 @@
+"""Capacity benchmark: N concurrent SIP calls with two-way G.711 audio against voice-agent.
+
+Usage: uv run python bench/capacity.py [--quick] [--json PATH] [--levels 1,2,3,10] [--call-s 30]
+
+SIPp places N concurrent calls (each `--call-s` long); a caller process (bench/rtp_caller.py)
+carries each call's RTP both ways; the realtime side is bench/stream_server.py in its own
+process (a steady tone reply, no models), so the agent's CPU is the bridge's alone. One agent
+process takes at most 3 calls (the pjsua2 wheel's limit, see README "Capacity"), so N calls
+run on ceil(N/3) agents on their own SIP ports, SIPp spreading the calls over them.
+
+Per N it reports: calls answered and failed; agent CPU per second of call (all agent
+processes, from /proc, over the steady window when every call is up), split into the
+asyncio thread and PJSIP's media clock thread (which runs the frame callbacks); RSS and PSS
+per call; frames lost (inbound frames the agent dropped, gaps inside the agent's audio as
+the agent counted them and as the caller heard them, RTP packets lost); the caller-side
+inter-arrival jitter of the agent's RTP (|interval - 20 ms|, kernel receive timestamps);
+and the CPU of the helpers and the whole machine, to see when the 2 cores run out.
+Levels after the listed ones keep going (150, 200, 300, ...) while a level stays clean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench import procstat
+from bench.harness import (
+    CALLS_PER_AGENT,
+    RESULTS,
+    AgentAudio,
+    Child,
+    agent_pid,
+    environment,
+    finish_sipp,
+    percentiles,
+    start_agents,
+    start_sipp,
+    stop_agents,
+    write_json,
+)
+from bench.rtp_caller import FRAME_NS, LegRecord, load_legs
+from tests.peers import AgentProcess
+
+DEFAULT_JSON = RESULTS / "capacity.json"
+DEFAULT_LEVELS = (1, 2, 3, 10, 50, 75, 100)
+EXTRA_LEVELS = (150, 200, 250, 300, 400)
+SAMPLE_INTERVAL_S = 0.5
+MACHINE_EVERY = 4
+
+
+@dataclass
+class Timeline:
+    """/proc samples taken while the calls run.
+
+    ``points``: (monotonic ns, {pid: sample}) of our processes, twice a second. ``machine``:
+    (monotonic ns, every thread's CPU) once every MACHINE_EVERY points, to see how much else
+    ran on the cores meanwhile (reading every thread costs more than our own few).
+    """
+
+    points: list[tuple[int, dict[int, procstat.ProcSample]]] = field(default_factory=list)
+    machine: list[tuple[int, dict[tuple[int, int], int]]] = field(default_factory=list)
+    pss: dict[int, int] = field(default_factory=dict)
+
+    def take(self, pids: Sequence[int]) -> None:
+        samples = {pid: s for pid in pids if (s := procstat.sample(pid)) is not None}
+        self.points.append((time.monotonic_ns(), samples))
+        if len(self.points) % MACHINE_EVERY == 1:
+            self.machine.append((time.monotonic_ns(), procstat.all_tasks_ns()))
+
+    def around(self, start_ns: int, end_ns: int) -> tuple[Any, Any] | None:
+        """The first sample at or after ``start_ns`` and the last at or before ``end_ns``."""
+        inside = [p for p in self.points if start_ns <= p[0] <= end_ns]
+        if len(inside) < 2:
+            return None
+        return inside[0], inside[-1]
+
+    def others_ms_per_s(self, start_ns: int, end_ns: int, ours: set[int]) -> float | None:
+        """CPU used by every other process on the machine within the window (lower bound)."""
+        inside = [m for m in self.machine if start_ns <= m[0] <= end_ns]
+        if len(inside) < 2:
+            return None
+        (t0, before), (t1, after) = inside[0], inside[-1]
+        return procstat.tasks_delta_ns(before, after, ours) / 1e6 / ((t1 - t0) / 1e9)
+
+
+async def _sample_until(
+    timeline: Timeline, pids: Sequence[int], stop: asyncio.Event, pss_at: float
+) -> None:
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        timeline.take(pids)
+        if not timeline.pss and loop.time() >= pss_at:
+            timeline.pss = {pid: procstat.pss_bytes(pid) for pid in pids}
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), SAMPLE_INTERVAL_S)
+
+
+async def _idle_cost(pids: Sequence[int], seconds: float) -> dict[str, float]:
+    """CPU and memory of the agents before any call: what each process costs doing nothing."""
+    before = {pid: procstat.sample(pid) for pid in pids}
+    await asyncio.sleep(seconds)
+    after = {pid: procstat.sample(pid) for pid in pids}
+    cpu = [
+        (a.cpu_ns - b.cpu_ns) / 1e6 / seconds
+        for pid in pids
+        if (a := after[pid]) is not None and (b := before[pid]) is not None
+    ]
+    rss = [s.rss for s in after.values() if s is not None]
+    pss = [procstat.pss_bytes(pid) for pid in pids]
+    return {
+        "cpu_ms_per_s_per_process": round(float(np.mean(cpu)), 2) if cpu else 0.0,
+        "rss_mb_per_process": round(float(np.mean(rss)) / 2**20, 1) if rss else 0.0,
+        "pss_mb_per_process": round(float(np.mean(pss)) / 2**20, 1) if pss else 0.0,
+    }
+
+
+async def _await_media_stats(agents: Sequence[AgentProcess], calls: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if sum(len(a.events("media_stats")) for a in agents) >= calls:
+            return
+        await asyncio.sleep(0.1)
+
+
+@dataclass
+class LevelRun:
+    """Everything one level produced, before analysis."""
+
+    calls: int
+    agents: list[AgentProcess]
+    helper_pids: dict[str, int]
+    legs: list[LegRecord]
+    server: list[dict[str, Any]]
+    timeline: Timeline
+    idle: dict[str, float]
+    sipp_successful: int
+    sipp_failed: int
+    sipp_returncode: int
+    sipp_tail: str
+
+
+async def _profile(pid: int, delay_s: float, seconds: float, out: Path) -> None:
+    """py-spy's view of one agent process in the steady window (raw collapsed stacks)."""
+    await asyncio.sleep(delay_s)
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    proc = await asyncio.create_subprocess_exec(
+        spy, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))),
+        "--rate", "500", "--format", "raw", "--nonblocking", "--threads",
+        "--output", str(out), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    await asyncio.wait_for(proc.wait(), seconds + 30)
+
+
+async def run_level(
+    calls: int, call_s: float, workdir: Path, audio: AgentAudio, profile: Path | None = None
+) -> LevelRun:
+    """Place ``calls`` concurrent calls and record everything about them."""
+    agents_needed = max(1, math.ceil(calls / CALLS_PER_AGENT))
+    server = await Child.start("bench.stream_server", "--out", str(workdir / "server.json"))
+    caller = await Child.start(
+        "bench.rtp_caller", "--legs", str(calls), "--out", str(workdir / "caller.npz"),
+        "--max-seconds", str(call_s + 300),
+    )  # fmt: skip
+    agents: list[AgentProcess] = []
+    timeline = Timeline()
+    stop_sampling = asyncio.Event()
+    try:
+        agents = await start_agents(agents_needed, server.ready["url"], workdir, audio)
+        pids = [agent_pid(a) for a in agents]
+        idle = await _idle_cost(pids, 2.0)
+        ports = caller.ready["ports"]
+        targets = [(agents[i % len(agents)].sip_port, ports[i]) for i in range(calls)]
+        # Spread the INVITEs over at most ~10 s so every call is up for most of its length.
+        rate = max(5.0, calls / 10)
+        ramp_s = calls / rate
+        timeout_s = call_s + ramp_s + 60
+        sipp = await start_sipp(
+            targets, workdir, call_ms=int(call_s * 1000), rate=rate, timeout_s=timeout_s
+        )
+        loop = asyncio.get_running_loop()
+        pss_at = loop.time() + ramp_s + 1 + max(0.0, call_s - ramp_s) / 2
+        helper_pids = {"server": server.pid, "caller": caller.pid, "sipp": sipp.pid}
+        sampler = asyncio.create_task(
+            _sample_until(timeline, [*pids, *helper_pids.values()], stop_sampling, pss_at)
+        )
+        profiler = None
+        if profile is not None:
+            steady_s = max(1.0, call_s - ramp_s - 4)
+            profiler = asyncio.create_task(_profile(pids[0], ramp_s + 2, steady_s, profile))
+        outcome = await finish_sipp(sipp, timeout_s + 30)
+        if profiler is not None:
+            await profiler
+        stop_sampling.set()
+        await sampler
+        await _await_media_stats(agents, calls, 15.0)
+    finally:
+        stop_sampling.set()
+        await caller.stop()
+        await server.stop()
+        await stop_agents(agents)
+    return LevelRun(
+        calls=calls,
+        agents=agents,
+        helper_pids=helper_pids,
+        legs=load_legs(workdir / "caller.npz"),
+        server=json.loads((workdir / "server.json").read_text())["sessions"],
+        timeline=timeline,
+        idle=idle,
+        sipp_successful=outcome.successful,
+        sipp_failed=outcome.failed,
+        sipp_returncode=outcome.returncode,
+        sipp_tail=outcome.output[-2000:],
+    )
+
+
+# -- analysis -----------------------------------------------------------------------------
+
+
+def steady_window(legs: Sequence[LegRecord]) -> tuple[int, int] | None:
+    """When every answered call was up: last first packet to first last packet, less margins."""
+    answered = [leg for leg in legs if leg.rx_ns.size > 1]
+    if not answered:
+        return None
+    start = max(int(leg.rx_ns[0]) for leg in answered)
+    end = min(int(leg.rx_ns[-1]) for leg in answered)
+    # Leave the set-up and tear-down out, but keep at least half of a short (smoke) window.
+    margin = min(1_000_000_000, max(0, end - start) // 4)
+    return (start + margin, end - margin) if end - start > 0 else None
+
+
+def _intervals_ms(leg: LegRecord, window: tuple[int, int]) -> np.ndarray:
+    inside = (leg.rx_ns >= window[0]) & (leg.rx_ns <= window[1])
+    arrivals, seqs = leg.rx_ns[inside], leg.rx_seq[inside].astype(np.int64)
+    if arrivals.size < 2:
+        return np.zeros(0)
+    consecutive = np.diff(seqs) % 65536 == 1  # a lost packet is loss, not jitter
+    return np.diff(arrivals)[consecutive] / 1e6
+
+
+def _rtp_lost(leg: LegRecord) -> int:
+    if leg.rx_seq.size < 2:
+        return 0
+    steps = np.diff(leg.rx_seq.astype(np.int64)) % 65536
+    forward = steps[(steps >= 1) & (steps < 1000)]  # larger steps are reordering
+    return int(np.sum(forward - 1))
+
+
+def _silent_inside(leg: LegRecord) -> int:
+    """Silent packets between the first and the last audible one: the reply never pauses."""
+    loud = np.flatnonzero(leg.rx_audible)
+    if loud.size == 0:
+        return 0
+    span = leg.rx_audible[loud[0] : loud[-1] + 1]
+    return int(span.size - np.count_nonzero(span))
+
+
+def _cpu(run: LevelRun, window: tuple[int, int]) -> dict[str, Any]:
+    pair = run.timeline.around(*window)
+    if pair is None:
+        return {}
+    (t0, before), (t1, after) = pair
+    seconds = (t1 - t0) / 1e9
+    call_seconds = seconds * run.calls
+    main = media = 0
+    for agent in run.agents:
+        pid = agent_pid(agent)
+        if pid in before and pid in after:
+            m, c = procstat.thread_delta_ns(before[pid], after[pid])
+            main, media = main + m, media + c
+    helpers = {
+        name: round((after[pid].cpu_ns - before[pid].cpu_ns) / 1e6 / seconds, 1)
+        for name, pid in run.helper_pids.items()
+        if pid in before and pid in after
+    }
+    ours = {agent_pid(a) for a in run.agents} | set(run.helper_pids.values())
+    others = run.timeline.others_ms_per_s(*window, ours | {os.getpid()})
+    return {
+        "window_s": round(seconds, 2),
+        "agent_cpu_ms_per_call_s": round((main + media) / 1e6 / call_seconds, 3),
+        "loop_thread_ms_per_call_s": round(main / 1e6 / call_seconds, 3),
+        "media_threads_ms_per_call_s": round(media / 1e6 / call_seconds, 3),
+        # 100 frame callbacks per call-second (50 in, 50 out); the media threads also run
+        # PJSIP's RTP, jitter buffer and G.711, so this bounds a callback's cost from above
+        # (bench/swig_callbacks.py measures the callbacks alone).
+        "media_us_per_callback_bound": round(media / 1e3 / (call_seconds * 100), 1),
+        "agents_cpu_ms_per_s": round((main + media) / 1e6 / seconds, 1),
+        "helpers_cpu_ms_per_s": helpers,
+        # Whatever else ran on the machine meanwhile: these cores may be shared.
+        "others_cpu_ms_per_s": None if others is None else round(others, 1),
+    }
+
+
+def _memory(run: LevelRun) -> dict[str, float]:
+    pids = [agent_pid(a) for a in run.agents]
+    middle = run.timeline.points[len(run.timeline.points) // 2][1] if run.timeline.points else {}
+    rss = sum(middle[pid].rss for pid in pids if pid in middle)
+    pss = sum(run.timeline.pss.get(pid, 0) for pid in pids)
+    idle_rss = run.idle["rss_mb_per_process"] * len(pids) * 2**20
+    return {
+        "rss_mb_per_call": round(rss / run.calls / 2**20, 2),
+        "pss_mb_per_call": round(pss / run.calls / 2**20, 2),
+        "rss_growth_mb_per_call": round((rss - idle_rss) / run.calls / 2**20, 2),
+    }
+
+
+def _agent_counters(agents: Sequence[AgentProcess]) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for agent in agents:
+        for line in agent.events("media_stats"):
+            for key in ("frames_in", "frames_out", "inbound_dropped", "gap_frames", "underruns"):
+                totals[key] = totals.get(key, 0) + int(line.get(key, 0))
+    return totals
+
+
+def analyse(run: LevelRun) -> dict[str, Any]:
+    window = steady_window(run.legs)
+    answered = sum(len(a.events("call_answered")) for a in run.agents)
+    rejected = sum(len(a.events("call_rejected")) for a in run.agents)
+    counters = _agent_counters(run.agents)
+    intervals = (
+        np.concatenate([_intervals_ms(leg, window) for leg in run.legs]) if window else np.zeros(0)
+    )
+    rtp_lost = sum(_rtp_lost(leg) for leg in run.legs)
+    silent = sum(_silent_inside(leg) for leg in run.legs)
+    gaps = max(counters.get("gap_frames", 0), silent)
+    frames_lost = counters.get("inbound_dropped", 0) + gaps + rtp_lost
+    # A leg talks on for a second after the agent's last packet (that is how it knows the
+    # call is over): count only what it sent while the call was up.
+    sent = sum(
+        int(np.count_nonzero(leg.tx_ns <= leg.rx_ns[-1])) for leg in run.legs if leg.rx_ns.size
+    )
+    appended_frames = sum(s["appended_ms"] for s in run.server) // 20
+    late = np.concatenate([leg.tx_late_ns for leg in run.legs]) / 1e6 if run.legs else []
+    return {
+        "calls": run.calls,
+        "agents": len(run.agents),
+        "answered": answered,
+        "failed": max(run.sipp_failed, run.calls - run.sipp_successful),
+        "rejected_503": rejected,
+        "frames_lost": frames_lost,
+        "inbound_dropped": counters.get("inbound_dropped", 0),
+        "gap_frames_agent": counters.get("gap_frames", 0),
+        "silent_frames_heard": silent,
+        "rtp_packets_lost": rtp_lost,
+        "caller_frames_sent": sent,
+        "frames_appended": appended_frames,
+        # Frames in flight at hang-up (jitter buffer, last batch) never reach the server.
+        "inbound_not_appended_per_call": round((sent - appended_frames) / run.calls, 1),
+        "empty_appends": sum(s["empty_appends"] for s in run.server),
+        "jitter_ms": percentiles(np.abs(intervals - FRAME_NS / 1e6), 3),
+        "caller_send_late_ms": percentiles(late, 3),
+        **(_cpu(run, window) if window else {}),
+        **_memory(run),
+        "idle": run.idle,
+        "sipp_returncode": run.sipp_returncode,
+    }
+
+
+# -- report -------------------------------------------------------------------------------
+
+_COLUMNS = (
+    # header, row key (dotted for nested), width
+    ("calls", "calls", 5),
+    ("procs", "agents", 5),
+    ("answered", "answered", 8),
+    ("failed", "failed", 6),
+    ("lost", "frames_lost", 5),
+    ("CPU ms/call-s", "agent_cpu_ms_per_call_s", 13),
+    ("loop", "loop_thread_ms_per_call_s", 6),
+    ("media", "media_threads_ms_per_call_s", 6),
+    ("all agents ms/s", "agents_cpu_ms_per_s", 15),
+    ("others", "others_cpu_ms_per_s", 6),
+    ("RSS MB/call", "rss_mb_per_call", 11),
+    ("PSS MB/call", "pss_mb_per_call", 11),
+    ("jitter p50", "jitter_ms.p50", 10),
+    ("p99 ms", "jitter_ms.p99", 7),
+)
+
+
+def _get(row: dict[str, Any], key: str) -> Any:
+    value: Any = row
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def format_table(result: dict[str, Any]) -> str:
+    lines = [" ".join(f"{h:>{w}}" for h, _, w in _COLUMNS)]
+    for row in result["levels"]:
+        cells = []
+        for _, key, width in _COLUMNS:
+            value = _get(row, key)
+            text = "-" if value is None else f"{value:.3g}" if isinstance(value, float) else value
+            cells.append(f"{text!s:>{width}}")
+        lines.append(" ".join(cells))
+    lines.append(
+        f"largest N with 0 failed calls and 0 lost frames: {result['largest_clean_calls']}; "
+        f"{result['call_s']:g} s calls; CPU over the window when every call was up."
+    )
+    return "\n".join(lines)
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """CPU per call-second and outgoing jitter against N (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in result["levels"] if r.get("agent_cpu_ms_per_call_s") is not None]
+    calls = [r["calls"] for r in rows]
+    fig, (cpu_ax, jitter_ax) = plt.subplots(2, 1, figsize=(7, 7), sharex=True)
+    for key, style, label in (
+        ("agent_cpu_ms_per_call_s", "o-", "agent total"),
+        ("loop_thread_ms_per_call_s", "s--", "asyncio thread"),
+        ("media_threads_ms_per_call_s", "^--", "PJSIP media threads"),
+    ):
+        cpu_ax.plot(calls, [r[key] for r in rows], style, label=label)
+    cpu_ax.axhline(2.0, color="grey", linestyle=":", label="target 2 ms")
+    cpu_ax.set_ylabel("agent CPU, ms per second of call")
+    cpu_ax.legend()
+    cpu_ax.grid(True, alpha=0.3)
+    jitter_ax.plot(calls, [r["jitter_ms"]["p50"] for r in rows], "o-", label="p50")
+    jitter_ax.plot(calls, [r["jitter_ms"]["p99"] for r in rows], "s-", label="p99")
+    lossy = [r for r in rows if r["frames_lost"] or r["failed"]]
+    if lossy:
+        jitter_ax.plot(
+            [r["calls"] for r in lossy],
+            [r["jitter_ms"]["p99"] for r in lossy],
+            "rx",
+            markersize=12,
+            label="frames lost or calls failed",
+        )
+    jitter_ax.axhline(2.0, color="grey", linestyle=":", label="target p99 2 ms")
+    jitter_ax.set_ylabel("outgoing RTP jitter, ms\n|inter-arrival - 20 ms|")
+    jitter_ax.set_xlabel("concurrent calls (3 per agent process)")
+    jitter_ax.set_xscale("log")
+    jitter_ax.legend()
+    jitter_ax.grid(True, alpha=0.3)
+    fig.suptitle(
+        f"voice-agent capacity, {result['environment']['cpus']} CPUs, {result['audio']}, "
+        f"{result['call_s']:g} s calls"
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _clean(row: dict[str, Any]) -> bool:
+    return row["failed"] == 0 and row["frames_lost"] == 0 and row["answered"] == row["calls"]
+
+
+async def run(
+    levels: Sequence[int],
+    call_s: float,
+    audio: AgentAudio,
+    extend: bool,
+    profile_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Run each level in turn (fresh processes for each); keep going while it holds."""
+    rows: list[dict[str, Any]] = []
+    if profile_dir is not None:
+        profile_dir.mkdir(parents=True, exist_ok=True)
+    queue = list(levels)
+    if extend:
+        queue += [n for n in EXTRA_LEVELS if n > max(levels)]
+    for calls in queue:
+        if extend and calls > max(levels) and rows and not _clean(rows[-1]):
+            break
+        with tempfile.TemporaryDirectory(prefix=f"bench-capacity-{calls}-") as tmp:
+            profile = profile_dir / f"profile-capacity-{calls}.txt" if profile_dir else None
+            level = await run_level(calls, call_s, Path(tmp), audio, profile)
+        row = analyse(level)
+        rows.append(row)
+        print(format_table({"levels": [row], "largest_clean_calls": "-", "call_s": call_s}))
+    clean = [r["calls"] for r in rows if _clean(r)]
+    return {
+        "benchmark": "capacity",
+        "environment": environment(),
+        "call_s": call_s,
+        "audio": audio.label,
+        "calls_per_agent": CALLS_PER_AGENT,
+        "levels": rows,
+        "largest_clean_calls": max(clean) if clean else 0,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="N=2, 3 s calls (smoke run)")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write JSON")
+    parser.add_argument(
+        "--levels", help="comma-separated N (default 1,2,3,10,50,75,100, then more)"
+    )
+    parser.add_argument("--call-s", type=float, default=30.0, help="length of each call")
+    parser.add_argument("--quality", default="LQ", help="the agents' soxr resampler quality")
+    parser.add_argument("--batch-ms", type=int, default=20, help="the agents' append batch")
+    parser.add_argument("--passthrough", action="store_true", help="G.711 passthrough sessions")
+    parser.add_argument(
+        "--profile", type=Path, help="directory for py-spy profiles of one agent per level"
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        levels, call_s, extend = [2], 3.0, False
+    elif args.levels:
+        levels, call_s, extend = [int(n) for n in args.levels.split(",")], args.call_s, False
+    else:
+        levels, call_s, extend = list(DEFAULT_LEVELS), args.call_s, True
+    audio = AgentAudio(args.quality, args.passthrough, args.batch_ms)
+    result = asyncio.run(run(levels, call_s, audio, extend, args.profile))
+    print()
+    print(format_table(result))
+    write_json(result, args.json)
+    print(f"wrote {args.json}")
+    if not args.quick:
+        # Next to the JSON, same name: capacity.json -> capacity.png.
+        png = args.json.with_suffix(".png")
+        plot(result, png)
+        print(f"wrote {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,328 @@
+"""Latency benchmark: the time the agent adds to each direction of a call's audio, per frame.
+
+Usage: uv run python bench/latency.py [--quick] [--json PATH] [--calls 3] [--call-s 30]
+
+Inbound (caller -> model): the caller (bench/rtp_caller.py, ``markers``) sends silence with a
+20 ms tone frame every 100 ms; the realtime server (bench/stream_server.py, in this process)
+finds each tone onset in the appended audio. Latency = the server reading the append that
+carries the onset - the caller sending that RTP packet. Both are CLOCK_MONOTONIC on one
+machine over loopback, so this is RTP arrival at the agent -> append written by the agent,
+plus a few tens of microseconds of loopback and WebSocket parsing.
+
+Outbound (model -> caller): the server sends a 140 ms delta (40 ms of tone, then silence)
+about every 200 ms, so each one lands on an empty playout buffer. Latency = the caller's kernel
+receive time of the RTP packet carrying the onset - the server writing the delta.
+
+Each figure is split into the resampler's part and the rest. soxr's output count does not
+depend on the signal, so replaying the same frames (or deltas) through a fresh stream of the
+same quality says exactly how many 20 ms frames later the onset came out of the resampler;
+the rest is the bridge (PJSIP's jitter buffer, the media clock's phase, the hand-off to the
+event loop, the WebSocket write). With G.711 passthrough there is no resampler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.audio.resample import StreamResampler, measure_holdback
+from bench.harness import (
+    RESULTS,
+    AgentAudio,
+    Child,
+    environment,
+    finish_sipp,
+    percentiles,
+    start_agents,
+    start_sipp,
+    stop_agents,
+    write_json,
+)
+from bench.rtp_caller import FRAME_MS, FRAME_SAMPLES, LegRecord, load_legs, marker_period
+from bench.stream_server import (
+    ONSET_LEVEL,
+    ONSET_QUIET_MS,
+    BenchServer,
+    BenchSession,
+    Reply,
+)
+
+DEFAULT_JSON = RESULTS / "latency.json"
+#: Outbound marker deltas: session i sends one every 203 + 20 i ms. The spacing tells sessions
+#: apart at the caller (its legs are not otherwise tied to sessions), and the odd 3 ms moves
+#: each delta to another phase of the agent's 20 ms media clock.
+_DELTA_PERIOD_MS = 203
+_DELTA_PERIOD_STEP_MS = 20
+_SIP_RATE = 8000
+#: The caller's clock runs this much slow, so its frames sweep every phase of the agent's
+#: 20 ms media clock (a full sweep every 20 s): waiting for the next tick is part of the
+#: latency, 0 to 20 ms depending on that phase.
+_CALLER_SKEW_PPM = 1000
+
+
+def _delta_period_ms(session_index: int) -> int:
+    return _DELTA_PERIOD_MS + _DELTA_PERIOD_STEP_MS * session_index
+
+
+def _marker_reply(session_index: int, call_s: float) -> Reply:
+    period = _delta_period_ms(session_index)
+    # 40 ms of tone, then 100 ms of silence: more than any quality up to MQ holds back, so a
+    # delta's tone always leaves the resampler with that delta, never with the next one.
+    return Reply.markers(
+        count=int(call_s * 1000 // period) + 10, tone_ms=40, chunk_ms=140, period_ms=period
+    )
+
+
+@dataclass
+class Sample:
+    """One marker's latency and the part of it the resampler accounts for."""
+
+    total_ms: float
+    resampler_ms: float
+
+
+# -- inbound ------------------------------------------------------------------------------
+
+
+def _input_counts(audio: AgentAudio, frames: int) -> np.ndarray:
+    """Samples the agent has appended after each of its first ``frames`` 20 ms frames."""
+    if audio.passthrough:
+        return np.arange(1, frames + 1) * FRAME_SAMPLES
+    stream = StreamResampler(_SIP_RATE, 24000, audio.quality)
+    silence = bytes(FRAME_SAMPLES * 2)
+    counts = np.empty(frames, dtype=np.int64)
+    total = 0
+    for i in range(frames):
+        total += len(stream.process(silence)) // 2
+        counts[i] = total
+    return counts
+
+
+def _inbound_samples(
+    session: BenchSession, leg: LegRecord, leg_index: int, audio: AgentAudio
+) -> list[Sample]:
+    onsets = session.onsets
+    if not onsets:
+        return []
+    period = marker_period(leg_index)
+    frame = session.rate * FRAME_MS // 1000
+    markers_sent = leg.tx_ns[::period]
+    # The first onset belongs to the last marker sent before it arrived; the rest follow by
+    # their position in the appended audio (a lost marker cannot shift the pairing).
+    first = int(np.searchsorted(markers_sent, onsets[0].received_ns)) - 1
+    counts = _input_counts(audio, onsets[-1].append_end // frame + 50)
+    samples = []
+    for onset in onsets:
+        index = first + round((onset.sample - onsets[0].sample) / (period * frame))
+        if not 0 <= index < markers_sent.size:
+            continue
+        total = (onset.received_ns - int(markers_sent[index])) / 1e6
+        # The append was sent right after the agent's frame number `emitted` (0-based); the
+        # onset's own frame is `own`: the difference is how long the resampler held it.
+        emitted = int(np.searchsorted(counts, onset.append_end))
+        own = onset.sample // frame
+        samples.append(Sample(total, max(0, emitted - own) * FRAME_MS))
+    return samples
+
+
+# -- outbound -----------------------------------------------------------------------------
+
+
+def _caller_onsets(leg: LegRecord) -> list[int]:
+    """Indexes of received packets that carry a tone onset (after >= 30 ms of quiet)."""
+    pcm = np.abs(leg.rx_pcm().astype(np.int32))
+    loud = np.flatnonzero(pcm >= ONSET_LEVEL)
+    if loud.size == 0:
+        return []
+    quiet = _SIP_RATE * ONSET_QUIET_MS // 1000
+    starts = loud[np.concatenate(([True], np.diff(loud) > quiet))]
+    return [int(s) // FRAME_SAMPLES for s in starts]
+
+
+def _output_delay_frames(audio: AgentAudio, reply: Reply, deltas: int) -> list[int]:
+    """For each marker delta, the 20 ms frames of held-back audio played before its onset."""
+    if audio.passthrough:
+        return [0] * deltas
+    stream = StreamResampler(24000, _SIP_RATE, audio.quality)
+    delays = []
+    for _ in range(deltas):
+        out = np.abs(np.frombuffer(stream.process(reply.chunk), dtype="<i2").astype(np.int32))
+        loud = np.flatnonzero(out >= ONSET_LEVEL)
+        if loud.size == 0:
+            raise ValueError(f"soxr {audio.quality} held back a whole marker tone")
+        delays.append(int(loud[0]) // FRAME_SAMPLES)
+    return delays
+
+
+def _outbound_samples(session: BenchSession, leg: LegRecord, audio: AgentAudio) -> list[Sample]:
+    sent = np.array([d.sent_ns for d in session.sent], dtype=np.int64)
+    if sent.size == 0:
+        return []
+    delays = _output_delay_frames(audio, session.default_reply, sent.size)
+    samples = []
+    for packet in _caller_onsets(leg):
+        arrival = int(leg.rx_ns[packet])
+        index = int(np.searchsorted(sent, arrival)) - 1  # the last delta written before it
+        if index < 0:
+            continue
+        samples.append(Sample((arrival - int(sent[index])) / 1e6, delays[index] * FRAME_MS))
+    return samples
+
+
+# -- pairing legs and sessions ------------------------------------------------------------
+
+
+def _median_step(values: Sequence[int]) -> float:
+    return float(np.median(np.diff(values))) if len(values) > 1 else 0.0
+
+
+def pair_up(sessions: Sequence[BenchSession], legs: Sequence[LegRecord]) -> list[tuple[int, int]]:
+    """(session, leg) index pairs, told apart by each one's marker period."""
+    pairs = []
+    for s_index, session in enumerate(sessions):
+        frame = session.rate * FRAME_MS // 1000
+        step = _median_step([o.sample for o in session.onsets]) / frame  # in frames
+        if step == 0:
+            continue
+        leg_index = min(range(len(legs)), key=lambda i: abs(marker_period(i) - step))
+        pairs.append((s_index, leg_index))
+    return pairs
+
+
+def _summary(samples: Sequence[Sample]) -> dict[str, Any]:
+    total = np.array([s.total_ms for s in samples])
+    resampler = np.array([s.resampler_ms for s in samples])
+    return {
+        "total_ms": percentiles(total),
+        "resampler_ms": percentiles(resampler),
+        "bridge_ms": percentiles(total - resampler),
+    }
+
+
+async def run_mode(audio: AgentAudio, calls: int, call_s: float, workdir: Path) -> dict[str, Any]:
+    """One agent, ``calls`` concurrent calls with markers both ways; latency per marker."""
+    server = BenchServer(lambda index: _marker_reply(index, call_s), markers=True)
+    await server.start()
+    caller = await Child.start(
+        "bench.rtp_caller", "--legs", str(calls), "--pattern", "markers", "--keep-audio",
+        "--skew-ppm", str(_CALLER_SKEW_PPM),
+        "--out", str(workdir / "caller.npz"), "--max-seconds", str(call_s + 120),
+    )  # fmt: skip
+    agents = []
+    try:
+        agents = await start_agents(1, server.url, workdir, audio)
+        targets = [(agents[0].sip_port, port) for port in caller.ready["ports"]]
+        sipp = await start_sipp(
+            targets, workdir, call_ms=int(call_s * 1000), rate=5, timeout_s=call_s + 60
+        )
+        outcome = await finish_sipp(sipp, call_s + 90)
+    finally:
+        await caller.stop()
+        await stop_agents(agents)
+        await server.stop()
+    legs = load_legs(workdir / "caller.npz")
+    inbound: list[Sample] = []
+    outbound: list[Sample] = []
+    for s_index, leg_index in pair_up(server.sessions, legs):
+        session, leg = server.sessions[s_index], legs[leg_index]
+        inbound += _inbound_samples(session, leg, leg_index, audio)
+        outbound += _outbound_samples(session, leg, audio)
+    row: dict[str, Any] = {
+        "audio": audio.label,
+        "calls": calls,
+        "calls_failed": outcome.failed,
+        "inbound": _summary(inbound),
+        "outbound": _summary(outbound),
+    }
+    if not audio.passthrough:
+        held = measure_holdback(_SIP_RATE, 24000, audio.quality)
+        held_down = measure_holdback(24000, _SIP_RATE, audio.quality)
+        row["resampler_holdback_ms"] = {
+            "inbound_mean": round(held.mean_ms, 1),
+            "inbound_max": round(held.max_ms, 1),
+            "outbound_mean": round(held_down.mean_ms, 1),
+            "outbound_max": round(held_down.max_ms, 1),
+        }
+    return row
+
+
+def format_table(result: dict[str, Any]) -> str:
+    lines = [
+        f"{'audio':<20} {'dir':<8} {'markers':>7} {'total p50':>9} {'p99':>6} "
+        f"{'resampler p50':>13} {'p99':>5} {'bridge p50':>10} {'p99':>6}  (ms)"
+    ]
+    for row in result["rows"]:
+        for direction in ("inbound", "outbound"):
+            part = row[direction]
+            total, resampler, bridge = part["total_ms"], part["resampler_ms"], part["bridge_ms"]
+            lines.append(
+                f"{row['audio']:<20} {direction:<8} {total['count']:>7} "
+                f"{_ms(total['p50']):>9} {_ms(total['p99']):>6} "
+                f"{_ms(resampler['p50']):>13} {_ms(resampler['p99']):>5} "
+                f"{_ms(bridge['p50']):>10} {_ms(bridge['p99']):>6}"
+            )
+    lines.append(
+        "inbound: caller's RTP send -> server reads the append; outbound: server writes the "
+        "delta -> caller receives the RTP (kernel time). Resampler part from a replay of "
+        "the same frames through soxr; bridge = total - resampler."
+    )
+    return "\n".join(lines)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+async def run(modes: Sequence[AgentAudio], calls: int, call_s: float) -> dict[str, Any]:
+    rows = []
+    for audio in modes:
+        with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
+            rows.append(await run_mode(audio, calls, call_s, Path(tmp)))
+    return {
+        "benchmark": "latency",
+        "environment": environment(),
+        "call_s": call_s,
+        "calls": calls,
+        "marker_every_ms": {"inbound": marker_period(0) * FRAME_MS, "outbound": _DELTA_PERIOD_MS},
+        "rows": rows,
+    }
+
+
+def _parse_modes(text: str) -> list[AgentAudio]:
+    modes = []
+    for name in text.split(","):
+        name = name.strip()
+        modes.append(AgentAudio(passthrough=True) if name == "passthrough" else AgentAudio(name))
+    return modes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 calls of 3 s, LQ only")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write JSON")
+    parser.add_argument("--calls", type=int, default=3, help="concurrent calls (one agent: <= 3)")
+    parser.add_argument("--call-s", type=float, default=30.0, help="length of each call")
+    parser.add_argument(
+        "--modes", default="LQ,MQ,passthrough", help="soxr qualities and/or 'passthrough'"
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        modes, calls, call_s = [AgentAudio()], 2, 3.0
+    else:
+        modes, calls, call_s = _parse_modes(args.modes), args.calls, args.call_s
+    result = asyncio.run(run(modes, calls, call_s))
+    print(format_table(result))
+    write_json(result, args.json)
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,115 @@
+"""Smoke runs of the benchmarks in bench/, so that they keep working as the agent changes.
+
+Each runs its benchmark's own code in quick mode (two calls of a few seconds, or a couple of
+interruptions) and checks the shape and sanity of the result: every call answered, nothing
+failed, figures present and physically possible. Never a wall-clock threshold: how fast is
+what the benchmarks report, not what tests assert.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import barge_in, capacity, latency
+from bench.harness import AgentAudio, write_json
+from tests.peers import REPO
+
+pytestmark = [pytest.mark.sipp, pytest.mark.timeout(180)]
+
+
+def _round_trip(result: dict[str, Any], path: Path) -> dict[str, Any]:
+    """What the benchmark would write, read back (it must be plain JSON)."""
+    write_json(result, path)
+    return json.loads(path.read_text())
+
+
+def _percentiles_ok(figures: dict[str, Any], lowest: float = 0.0) -> None:
+    assert figures["count"] > 0
+    assert lowest <= figures["p50"] <= figures["p99"] <= figures["max"]
+
+
+async def test_capacity_quick(tmp_path: Path) -> None:
+    result = _round_trip(
+        await capacity.run([2], call_s=3.0, audio=AgentAudio(), extend=False),
+        tmp_path / "capacity.json",
+    )
+    (row,) = result["levels"]
+    assert row["calls"] == 2 and row["agents"] == 1
+    assert row["answered"] == 2
+    assert row["failed"] == 0 and row["rejected_503"] == 0
+    assert row["frames_lost"] >= 0 and row["inbound_dropped"] >= 0
+    # The caller's audio reached the server and the agent's reached the caller.
+    assert row["frames_appended"] > 0 and row["caller_frames_sent"] > 0
+    assert row["empty_appends"] == 0
+    _percentiles_ok(row["jitter_ms"])
+    assert row["agent_cpu_ms_per_call_s"] > 0
+    assert row["loop_thread_ms_per_call_s"] > 0 and row["media_threads_ms_per_call_s"] > 0
+    assert row["rss_mb_per_call"] > 0 and row["pss_mb_per_call"] > 0
+    assert result["largest_clean_calls"] in (0, 2)
+    assert "Successful" not in capacity.format_table(result)  # renders, no SIPp noise
+
+
+async def test_latency_quick(tmp_path: Path) -> None:
+    result = _round_trip(
+        await latency.run([AgentAudio()], calls=2, call_s=3.0), tmp_path / "latency.json"
+    )
+    (row,) = result["rows"]
+    assert row["calls_failed"] == 0
+    for direction in ("inbound", "outbound"):
+        part = row[direction]
+        # A frame can only arrive after it was sent: every latency is positive.
+        _percentiles_ok(part["total_ms"], lowest=0.0)
+        # The resampler delays a marker by whole 20 ms frames.
+        assert part["resampler_ms"]["p50"] % 20 == 0
+    assert row["resampler_holdback_ms"]["inbound_max"] > 0
+    assert "inbound" in latency.format_table(result)
+
+
+async def test_barge_in_quick(tmp_path: Path) -> None:
+    result = _round_trip(
+        await barge_in.run(interruptions=2, calls=1, audio=AgentAudio(), seed=1),
+        tmp_path / "barge_in.json",
+    )
+    assert result["calls_failed"] == 0
+    assert result["interruptions_measured"] == 2
+    assert result["truncates_received"] == 2
+    assert result["stop_ms"]["count"] == 2
+    _percentiles_ok(result["truncate_error_ms"])
+    _percentiles_ok(result["heard_ms"], lowest=1.0)
+    assert "interruptions" in barge_in.format_table(result)
+
+
+def test_swig_callbacks_quick(tmp_path: Path) -> None:
+    # Its own process: it creates a PJSUA2 library, which this process must not hold.
+    out = tmp_path / "swig.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.swig_callbacks", "--quick", "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert [row["port"] for row in result["rows"]] == ["empty", "bridge"]
+    assert all(len(row["us_per_callback_runs"]) == 1 for row in result["rows"])
+
+
+def test_resampler_quick(tmp_path: Path) -> None:
+    out = tmp_path / "resampler.json"
+    done = subprocess.run(
+        [sys.executable, "bench/resampler.py", "--frames", "50", "--repeats", "1", "--json", out],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert {row["quality"] for row in rows} >= {"LQ", "MQ"}
