@@ -72,13 +72,14 @@ class Interruption:
 async def _drive(session: BenchSession, count: int, rng: random.Random) -> None:
     """Let each reply play a while, interrupt it, wait for the truncate, start the next."""
     await asyncio.wait_for(_first_reply(session), 20)
-    for _ in range(count):
+    for done in range(1, count + 1):
         await asyncio.sleep(rng.uniform(*HEARD_BEFORE_CUT_S))
         session.truncated.clear()
         await session.interrupt()
         await asyncio.wait_for(session.truncated.wait(), 5)
-        await asyncio.sleep(PAUSE_S)
-        await session.start_response(REPLY)
+        if done < count:
+            await asyncio.sleep(PAUSE_S)
+            await session.start_response(REPLY)
 
 
 async def _first_reply(session: BenchSession) -> None:
@@ -92,8 +93,8 @@ async def _drive_all(server: BenchServer, calls: int, per_call: int, seed: int) 
     rng = random.Random(seed)
     for index in range(calls):
         while len(server.sessions) <= index:
-            server.new_session.clear()
             await asyncio.wait_for(server.new_session.wait(), 30)
+            server.new_session.clear()
         session = server.sessions[index]
         drivers.append(asyncio.create_task(_drive(session, per_call, random.Random(rng.random()))))
     await asyncio.gather(*drivers)

@@ -254,7 +254,7 @@ def _intervals_ms(leg: LegRecord, window: tuple[int, int]) -> np.ndarray:
 def _rtp_lost(leg: LegRecord) -> int:
     if leg.rx_seq.size < 2:
         return 0
-    steps = np.diff(leg.rx_seq.astype(np.int64)) % 65536
+    steps = np.mod(np.diff(leg.rx_seq.astype(np.int64)), 65536)
     forward = steps[(steps >= 1) & (steps < 1000)]  # larger steps are reordering
     return int(np.sum(forward - 1))
 
@@ -344,7 +344,9 @@ def analyse(run: LevelRun) -> dict[str, Any]:
         int(np.count_nonzero(leg.tx_ns <= leg.rx_ns[-1])) for leg in run.legs if leg.rx_ns.size
     )
     appended_frames = sum(s["appended_ms"] for s in run.server) // 20
-    late = np.concatenate([leg.tx_late_ns for leg in run.legs]) / 1e6 if run.legs else []
+    late: np.ndarray = (
+        np.concatenate([leg.tx_late_ns for leg in run.legs]) / 1e6 if run.legs else np.zeros(0)
+    )
     return {
         "calls": run.calls,
         "agents": len(run.agents),

@@ -10,10 +10,12 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import platform
 import re
 import shutil
 import signal
+import subprocess
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -230,9 +232,6 @@ def percentiles(values: Sequence[float] | np.ndarray, digits: int = 2) -> dict[s
 
 def environment() -> dict[str, Any]:
     """What the figures were measured on."""
-    import os
-
-    import pjsua2  # noqa: F401  (the wheel must be importable; its version is in the lock)
     import soxr
     import websockets
 
@@ -251,8 +250,6 @@ def environment() -> dict[str, Any]:
 def _sipp_version() -> str:
     if SIPP is None:
         return ""
-    import subprocess
-
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         out = subprocess.run([SIPP, "-v"], capture_output=True, text=True, timeout=10).stdout
         match = re.search(r"SIPp (v[\w.\-]+)", out)

@@ -31,6 +31,7 @@ from array import array
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import numpy as np
 
@@ -248,7 +249,7 @@ class RtpCaller:
 
     def save(self, path: Path) -> None:
         """Every leg's record as numpy arrays named ``<leg>_<field>``."""
-        arrays: dict[str, np.ndarray] = {"ports": np.array(self.ports, dtype=np.int32)}
+        arrays: dict[str, Any] = {"ports": np.array(self.ports, dtype=np.int32)}
         for index, leg in enumerate(self.legs):
             arrays[f"{index}_tx_ns"] = np.frombuffer(leg.tx_ns, dtype=np.int64)
             arrays[f"{index}_tx_late_ns"] = np.frombuffer(leg.tx_late_ns, dtype=np.int64)

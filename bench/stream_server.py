@@ -347,6 +347,13 @@ class BenchSession:
         )
         self.response_done.set()
 
+    def closed(self) -> None:
+        """The connection is gone: note when, and stop streaming into it."""
+        self.closed_ns = time.monotonic_ns()
+        response, self._response = self._response, None
+        if response is not None and response.task is not None:
+            response.task.cancel()
+
     def stats(self) -> dict[str, Any]:
         end = self.closed_ns or time.monotonic_ns()
         return {
@@ -401,9 +408,7 @@ class BenchServer:
         except ConnectionClosed:
             pass
         finally:
-            session.closed_ns = time.monotonic_ns()
-            if session._response is not None and session._response.task is not None:
-                session._response.task.cancel()
+            session.closed()
 
     def stats(self) -> list[dict[str, Any]]:
         return [session.stats() for session in self.sessions]

@@ -132,7 +132,7 @@ FEW, MANY = 1, 9
 def run(seconds: float, repeats: int) -> dict[str, Any]:
     ep = _endpoint()
     try:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for kind in ("empty", "bridge"):
             costs = []
             for _ in range(repeats):
