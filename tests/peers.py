@@ -40,18 +40,21 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
         return int(sock.getsockname()[1])
 
 
-def free_rtp_port() -> int:
-    """An even UDP port whose odd neighbour (RTCP) is free too."""
+def free_rtp_port(span: int = 2) -> int:
+    """An even UDP port with the ``span - 1`` ports after it free too (RTP, RTCP, ...)."""
     for _ in range(50):
         port = free_port()
-        if port % 2 == 0 and port < 65000:
-            try:
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-                    sock.bind((HOST, port + 1))
-                return port
-            except OSError:
-                continue
-    raise RuntimeError("no free RTP port pair")
+        if port % 2 or port + span > 65000:
+            continue
+        try:
+            with contextlib.ExitStack() as held:
+                for neighbour in range(port + 1, port + span):
+                    sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+                    sock.bind((HOST, neighbour))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free run of RTP ports")
 
 
 def speech_like(seconds: float, rate: int = 8000, dbfs: float = -18.0) -> np.ndarray:
@@ -112,6 +115,10 @@ class RtpPeer(asyncio.DatagramProtocol):
         address = (HOST, port or free_rtp_port())
         await loop.create_datagram_endpoint(lambda: peer, local_addr=address)
         return peer
+
+    def sipp_keys(self, codec: str = "PCMU") -> dict[str, str]:
+        """SIPp ``-key`` values for uac_peer*.xml: offer ``codec``, name this port in the SDP."""
+        return {"codec_pt": str(CODEC_PT[codec]), "codec_name": codec, "sink_port": str(self.port)}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -336,22 +343,31 @@ async def run_sipp(
         assert workdir is not None and isinstance(scenario, str), "fill needs a workdir"
         scenario_path = render_scenario(scenario, fill, workdir)
     assert SIPP is not None, "sipp is not installed (apt-get install sip-tester)"
-    command = [
-        SIPP, f"{HOST}:{target_port}", "-sf", str(scenario_path),
-        "-i", HOST, "-p", str(free_port()), "-mi", HOST, "-mp", str(media_port or free_rtp_port()),
-        "-m", str(calls), "-l", str(concurrent), "-r", str(rate),
-        "-nostdin", "-timeout", f"{int(timeout_s)}s", "-timeout_error", "-recv_timeout", "20s",
-    ]  # fmt: skip
-    for key, value in (keys or {}).items():
-        command += ["-key", key, value]
-    command += extra_args or []
-    proc = await asyncio.create_subprocess_exec(
-        *command, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=workdir or SIPP_DIR,
-    )  # fmt: skip
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout_s + 10)
-    except TimeoutError:
-        proc.kill()
-        out, _ = await proc.communicate()
-    return SippResult(int(proc.returncode or 0), out.decode(errors="replace"))
+    for _attempt in range(3):
+        # SIPp binds its media port and the three after it (RTCP, video RTP/RTCP).
+        rtp = media_port or free_rtp_port(span=4)
+        command = [
+            SIPP, f"{HOST}:{target_port}", "-sf", str(scenario_path),
+            "-i", HOST, "-p", str(free_port()), "-mi", HOST, "-mp", str(rtp),
+            "-m", str(calls), "-l", str(concurrent), "-r", str(rate),
+            "-nostdin", "-timeout", f"{int(timeout_s)}s", "-timeout_error", "-recv_timeout", "20s",
+        ]  # fmt: skip
+        for key, value in (keys or {}).items():
+            command += ["-key", key, value]
+        command += extra_args or []
+        proc = await asyncio.create_subprocess_exec(
+            *command, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            cwd=workdir or SIPP_DIR,
+        )  # fmt: skip
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout_s + 10)
+        except TimeoutError:
+            proc.kill()
+            out, _ = await proc.communicate()
+        result = SippResult(int(proc.returncode or 0), out.decode(errors="replace"))
+        # 254 (SIPp's -2): it could not bind a port another process took between our probe
+        # and its bind. No call was placed, so trying again with fresh ports is safe.
+        if result.returncode != 254 or media_port is not None:
+            return result
+    return result

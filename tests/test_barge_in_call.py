@@ -59,7 +59,7 @@ async def test_barge_in_stops_audio_and_truncates_to_what_was_heard(tmp_path: Pa
                 run_sipp(
                     "uac_peer.xml",
                     agent.sip_port,
-                    keys={"codec_pt": "0", "codec_name": "PCMU", "sink_port": str(peer.port)},
+                    keys=peer.sipp_keys("PCMU"),
                     fill={"call_ms": "5000"},
                     workdir=tmp_path,
                 )
@@ -161,7 +161,7 @@ async def test_malformed_server_events_are_logged_once_and_the_call_goes_on(
                 run_sipp(
                     "uac_peer.xml",
                     agent.sip_port,
-                    keys={"codec_pt": "8", "codec_name": "PCMA", "sink_port": str(peer.port)},
+                    keys=peer.sipp_keys("PCMA"),
                     fill={"call_ms": "3000"},
                     workdir=tmp_path,
                 )

@@ -171,7 +171,7 @@ async def open_call(
         run_sipp(
             "uac_peer_wait_bye.xml",
             agent.sip_port,
-            keys={"codec_pt": "0", "codec_name": "PCMU", "sink_port": str(caller.port)},
+            keys=caller.sipp_keys("PCMU"),
             workdir=tmp_path,
             timeout_s=120,
             extra_args=["-recv_timeout", "100s"],

@@ -59,11 +59,7 @@ def _peer_caller(
 ) -> dict[str, dict[str, str] | Path]:
     """run_sipp arguments for uac_peer.xml: SIPp signals, ``peer`` carries the RTP."""
     return {
-        "keys": {
-            "codec_pt": str(CODEC_PT[codec]),
-            "codec_name": codec,
-            "sink_port": str(peer.port),
-        },
+        "keys": peer.sipp_keys(codec),
         "fill": {"call_ms": str(call_ms)},
         "workdir": workdir,
     }

@@ -79,10 +79,6 @@ async def _agent(server: LocalRealtimeServer, profile: Path, dialect: Dialect) -
     return agent
 
 
-def _peer_keys(peer: RtpPeer) -> dict[str, str]:
-    return {"codec_pt": "0", "codec_name": "PCMU", "sink_port": str(peer.port)}
-
-
 async def _until(check: Callable[[], Any], what: str, timeout_s: float = 10.0) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -155,7 +151,7 @@ async def test_end_call_hangs_up_after_the_goodbye_was_heard(tmp_path: Path) -> 
         peer = await RtpPeer.open()
         try:
             call = asyncio.create_task(
-                run_sipp("uac_peer_wait_bye.xml", agent.sip_port, keys=_peer_keys(peer))
+                run_sipp("uac_peer_wait_bye.xml", agent.sip_port, keys=peer.sipp_keys())
             )
             session = await _session(server)
             # The model says goodbye (the greeting's tone) and ends the call in one response.
@@ -189,7 +185,7 @@ async def test_transfer_sends_refer_to_the_allowlisted_uri_and_ends_the_leg(
                 run_sipp(
                     "uac_transfer.xml",
                     agent.sip_port,
-                    keys=_peer_keys(peer),
+                    keys=peer.sipp_keys(),
                     fill={"notify_status": "200 OK"},
                     workdir=tmp_path,
                     extra_args=["-trace_logs"],
@@ -226,7 +222,7 @@ async def test_unknown_destination_is_refused_and_a_failed_transfer_keeps_the_ca
                 run_sipp(
                     "uac_transfer_fails.xml",
                     agent.sip_port,
-                    keys=_peer_keys(peer),
+                    keys=peer.sipp_keys(),
                     fill={"notify_status": "486 Busy Here", "call_ms": "1500"},
                     workdir=tmp_path,
                     extra_args=["-trace_logs"],
@@ -276,7 +272,7 @@ async def test_send_dtmf_reaches_the_caller_as_rfc4733_events(
                 run_sipp(
                     "uac_peer.xml",
                     agent.sip_port,
-                    keys=_peer_keys(peer),
+                    keys=peer.sipp_keys(),
                     fill={"call_ms": "3000"},
                     workdir=tmp_path,
                 )
@@ -307,7 +303,7 @@ async def test_caller_dtmf_reaches_the_model_and_a_mapped_key_ends_the_call(
                 run_sipp(
                     "uac_info_dtmf_wait_bye.xml",
                     agent.sip_port,
-                    keys=_peer_keys(peer),
+                    keys=peer.sipp_keys(),
                     fill={"info_digit": "7", "info_after_ms": "300"},
                     workdir=tmp_path,
                 )
@@ -384,7 +380,7 @@ prefix = "crm_"
                 run_sipp(
                     "uac_peer.xml",
                     agent.sip_port,
-                    keys=_peer_keys(peer),
+                    keys=peer.sipp_keys(),
                     fill={"call_ms": "3500"},
                     workdir=tmp_path,
                 )
