@@ -37,9 +37,6 @@ class AgentApp:
         self.local_server: LocalRealtimeServer | None = None
         self.endpoint: RealtimeEndpoint | None = None
         self.draining = False
-        self.calls_total = 0
-        self.calls_rejected = 0
-        self.ready = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set, then drain active calls and shut down cleanly."""
@@ -77,7 +74,6 @@ class AgentApp:
                 # call's first reply waits for the model it needs); not before SIP is up, so
                 # a failed start costs nothing.
                 self.local_server.warm_up()
-            self.ready.set()
             await stop.wait()
             await self.drain()
             poller.cancel()
@@ -105,9 +101,7 @@ class AgentApp:
             session.wake_inbound()
 
     def _on_incoming(self, call: SipCall) -> None:
-        self.calls_total += 1
         if self.draining or len(self.sessions) >= self.settings.sip.max_calls:
-            self.calls_rejected += 1
             call.log.warning(
                 "call_rejected",
                 reason="draining" if self.draining else "at capacity",

@@ -101,7 +101,6 @@ class CallSession:
         )
         self._conn: RealtimeConnection | None = None
         self._inbound_ready = asyncio.Event()
-        self._media_active = asyncio.Event()
         self._ended = asyncio.Event()
         self._hangup_code: int | None = None
         self.frames_sent = 0
@@ -114,7 +113,6 @@ class CallSession:
         port = self.sip.port
         if port is not None:
             port.source = self.playout
-        self._media_active.set()
 
     def on_disconnected(self, code: int, reason: str) -> None:
         self._hangup_code = code

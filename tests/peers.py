@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -22,12 +23,15 @@ from typing import Any
 
 import numpy as np
 
+from agent.audio import levels
 from agent.audio.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 
 HOST = "127.0.0.1"
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"
 REPO = Path(__file__).resolve().parent.parent
 CODEC_PT = {"PCMU": 0, "PCMA": 8}
+#: A full-scale sine has half the power of a full-scale square wave.
+_SQUARE_VS_SINE_DB = 10 * math.log10(2)
 #: RFC 4733 event codes 0-15, as keypad digits.
 DTMF_EVENTS = "0123456789*#ABCD"
 
@@ -217,11 +221,12 @@ class RtpPeer(asyncio.DatagramProtocol):
 
 
 def rms_dbfs(pcm: bytes) -> float:
-    samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float64)
-    if samples.size == 0:
-        return -120.0
-    rms = float(np.sqrt(np.mean(samples**2)))
-    return 20 * np.log10(max(rms, 1e-6) / 32768)
+    """RMS level re a full-scale *square* wave: 3.01 dB below ``agent.audio.levels.rms_dbfs``.
+
+    The end-to-end tests' thresholds were set on this scale; the measurement itself is the
+    shared one.
+    """
+    return levels.rms_dbfs(pcm) - _SQUARE_VS_SINE_DB
 
 
 @dataclass
