@@ -13,7 +13,12 @@ import structlog
 
 from agent.call import CallSession
 from agent.config import ConfigError, Settings
-from agent.realtime.endpoint import RealtimeEndpoint, choose_provider, resolve_endpoint
+from agent.realtime.endpoint import (
+    RealtimeEndpoint,
+    choose_provider,
+    configuration_warnings,
+    resolve_endpoint,
+)
 from agent.sip.call import SipCall
 from agent.sip.endpoint import SipEndpoint
 from agent.tools.catalog import ToolCatalog
@@ -69,6 +74,8 @@ class AgentApp:
                 backend=self.endpoint.describe(),
                 max_calls=self.settings.sip.max_calls,
             )
+            for warning in configuration_warnings(self.settings, self.endpoint):
+                log.warning("config_deprecated", detail=warning)
             if self.local_server is not None:
                 # Models load in a background thread while calls are already answered (a
                 # call's first reply waits for the model it needs); not before SIP is up, so

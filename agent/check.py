@@ -12,7 +12,7 @@ from typing import TextIO
 
 from agent.config import Settings
 from agent.realtime.connection import RealtimeConnectError, RealtimeConnection
-from agent.realtime.endpoint import choose_provider, resolve_endpoint
+from agent.realtime.endpoint import choose_provider, configuration_warnings, resolve_endpoint
 from agent.realtime.session_config import session_update
 
 
@@ -21,6 +21,8 @@ async def _open_session(settings: Settings, local_url: str | None, out: TextIO) 
     print(f"provider: {endpoint.provider}", file=out)
     print(f"url:      {endpoint.url}", file=out)
     print(f"dialect:  {endpoint.dialect.value}", file=out)
+    for warning in configuration_warnings(settings, endpoint):
+        print(f"warning:  {warning}", file=out)
     timeout = settings.realtime.connect_timeout_s
     started = time.monotonic()
     try:

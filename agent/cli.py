@@ -25,7 +25,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--sip-host", help="address to bind SIP and RTP to")
     serve.add_argument("--sip-port", type=int, help="SIP UDP port (0 picks a free one)")
     serve.add_argument("--realtime-url", help="ws(s):// URL of any realtime-protocol server")
-    serve.add_argument("--dialect", choices=("ga", "beta"), help="protocol dialect of that URL")
+    serve.add_argument(
+        "--dialect",
+        choices=("ga", "beta"),
+        help="protocol dialect of that URL (beta is deprecated)",
+    )
     serve.add_argument("--log-format", choices=("console", "json"))
     serve.add_argument("--records-dir", help="directory for call transcripts ('' for none)")
 
@@ -33,7 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--config", type=Path, help="TOML profile (default config/agent.toml)")
     check.add_argument("--env-file", type=Path, help=".env file with secrets (default ./.env)")
     check.add_argument("--realtime-url", help="ws(s):// URL of any realtime-protocol server")
-    check.add_argument("--dialect", choices=("ga", "beta"), help="protocol dialect of that URL")
+    check.add_argument(
+        "--dialect",
+        choices=("ga", "beta"),
+        help="protocol dialect of that URL (beta is deprecated)",
+    )
 
     local = sub.add_parser("local-server", help="run the local realtime backend on its own")
     local.add_argument("--host", default="127.0.0.1")

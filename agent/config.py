@@ -20,6 +20,8 @@ from typing import Any
 
 from dotenv import load_dotenv
 
+from agent.realtime.models import DEFAULT_REALTIME_MODEL
+
 #: pjsua2-python is compiled with PJSUA_MAX_CALLS=4. pjsua itself answers 486 once every slot is
 #: taken, so one slot is kept free: it lets us answer an INVITE beyond capacity with our own
 #: 503 + Retry-After instead.
@@ -76,7 +78,7 @@ class AgentProfile:
     instructions: str = "You are a helpful, concise phone agent."
     voice: str = "marin"
     greeting: str = ""
-    #: Transcribe the caller's turns with this model (e.g. "gpt-4o-mini-transcribe"); "" = off.
+    #: Transcribe the caller's turns with this model (e.g. "gpt-realtime-whisper"); "" = off.
     input_transcription_model: str = ""
     #: Hold a barge-in until this much caller speech energy is measured locally (0 = off).
     echo_guard_ms: int = 0
@@ -94,7 +96,7 @@ class AgentProfile:
 @dataclass(frozen=True)
 class RealtimeSettings:
     provider: str = "auto"
-    model: str = "gpt-realtime"
+    model: str = DEFAULT_REALTIME_MODEL
     url: str = ""
     dialect: str = ""
     azure_api_version: str = ""

@@ -22,7 +22,7 @@ def _settings(realtime: RealtimeSettings | None = None, **secrets: str) -> Setti
 def test_openai_ga() -> None:
     endpoint = resolve_endpoint(_settings(openai_api_key=KEY))
     assert endpoint.provider == "openai"
-    assert endpoint.url == "wss://api.openai.com/v1/realtime?model=gpt-realtime"
+    assert endpoint.url == "wss://api.openai.com/v1/realtime?model=gpt-realtime-2.1"
     assert endpoint.headers == {"Authorization": f"Bearer {KEY}"}
     assert endpoint.dialect is Dialect.GA
     assert KEY not in endpoint.describe() and KEY not in repr(endpoint)

@@ -15,8 +15,9 @@ from typing import Any
 from agent.local.events import ProtocolError, new_id
 from agent.local.vad import VadConfig
 from agent.realtime.dialect import Dialect, audio_format, codec_of_format
+from agent.realtime.models import DEFAULT_REALTIME_MODEL
 
-GA_MODEL = "gpt-realtime"
+GA_MODEL = DEFAULT_REALTIME_MODEL
 # The beta session schema only admits known model names, so report a real preview model
 # whatever the Azure deployment is called.
 BETA_MODEL = "gpt-4o-realtime-preview"

@@ -12,6 +12,7 @@ from urllib.parse import urlencode, urlsplit
 
 from agent.config import ConfigError, Settings
 from agent.realtime.dialect import Dialect
+from agent.realtime.models import model_warnings
 
 OPENAI_REALTIME_URL = "wss://api.openai.com/v1/realtime"
 AZURE_PREVIEW_API_VERSION = "2025-04-01-preview"
@@ -109,3 +110,11 @@ def _azure_endpoint(settings: Settings) -> RealtimeEndpoint:
     url = f"{host}/openai/realtime?{query}"
     dialect = Dialect(rt.dialect or "beta")
     return RealtimeEndpoint("azure", url, dialect, headers)
+
+
+def configuration_warnings(settings: Settings, endpoint: RealtimeEndpoint) -> list[str]:
+    """Deprecated models (realtime, Azure deployment, caller transcription) and the deprecated
+    beta dialect, one line each: logged at start and printed by ``voice-agent check``."""
+    deployment = settings.secrets.azure_deployment if endpoint.provider == "azure" else ""
+    models = (settings.realtime.model, deployment, settings.agent.input_transcription_model)
+    return model_warnings(models, endpoint.dialect is Dialect.BETA)
