@@ -21,6 +21,7 @@ from agent.realtime.endpoint import (
 )
 from agent.sip.call import SipCall
 from agent.sip.endpoint import SipEndpoint
+from agent.sip.request_policy import Answer, unavailable
 from agent.tools.catalog import ToolCatalog
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ class AgentApp:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.sip = SipEndpoint(settings.sip, self._on_incoming)
+        self.sip = SipEndpoint(settings.sip, self._on_incoming, self._admission)
         # Custom tools are imported here, so a broken one stops the start (ConfigError).
         self.tool_catalog = ToolCatalog(settings.tools)
         self.sessions: dict[str, CallSession] = {}
@@ -107,14 +108,21 @@ class AgentApp:
         for session in self.sessions.values():
             session.wake_inbound()
 
+    def _admission(self) -> Answer | None:
+        """The answer to a new INVITE (or OPTIONS) now: None while calls are taken."""
+        if self.draining:
+            return unavailable(self.settings.sip.retry_after_s, "draining")
+        if len(self.sessions) >= self.settings.sip.max_calls:
+            return unavailable(self.settings.sip.retry_after_s, "at capacity")
+        return None
+
     def _on_incoming(self, call: SipCall) -> None:
-        if self.draining or len(self.sessions) >= self.settings.sip.max_calls:
-            call.log.warning(
-                "call_rejected",
-                reason="draining" if self.draining else "at capacity",
-                active_calls=len(self.sessions),
-            )
-            call.reject(503, "Service Unavailable", self.settings.sip.retry_after_s)
+        refusal = self._admission()
+        if refusal is not None:
+            # The request gate refuses these before a call slot is taken; this is for an
+            # INVITE that got past it (a gate disabled by a layout mismatch).
+            call.log.warning("call_rejected", reason=refusal.why, active_calls=len(self.sessions))
+            call.reject(refusal.code, refusal.reason, self.settings.sip.retry_after_s)
             return
         assert self.endpoint is not None
         session = CallSession(

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -34,6 +35,8 @@ from agent.sip.media_port import FRAME_BYTES
 from agent.tools.catalog import ToolCatalog
 from agent.tools.control import SipCallControl
 from agent.tools.session import CallTools
+
+T = TypeVar("T")
 
 #: Two short beeps, queued for the caller when the realtime session drops.
 _NOTICE_ITEM = "notice:session-lost"
@@ -101,6 +104,7 @@ class CallSession:
         )
         self._conn: RealtimeConnection | None = None
         self._inbound_ready = asyncio.Event()
+        self._confirmed = asyncio.Event()
         self._ended = asyncio.Event()
         self._hangup_code: int | None = None
         self.frames_sent = 0
@@ -113,6 +117,9 @@ class CallSession:
         port = self.sip.port
         if port is not None:
             port.source = self.playout
+
+    def on_confirmed(self) -> None:
+        self._confirmed.set()
 
     def on_disconnected(self, code: int, reason: str) -> None:
         self._hangup_code = code
@@ -138,12 +145,14 @@ class CallSession:
             await self._run()
         except Exception:
             self.log.exception("call_failed")
-            self.sip.end()
         finally:
+            # A caller left on a line with no session behind it hears nothing: hang up.
+            self.sip.end()
             await self.tools.close()
             if self._conn is not None:
                 await self._conn.close()
-            self.transcript.event("call_end", hangup_code=self._hangup_code)
+            if self.transcript.started:
+                self.transcript.event("call_end", hangup_code=self._hangup_code)
             self.transcript.close()
             self.log.info(
                 "call_finished",
@@ -158,18 +167,22 @@ class CallSession:
 
     async def _run(self) -> None:
         self.sip.ring()
-        if not await self._connect():
-            if not self._ended.is_set():
-                self.sip.reject(503, "Service Unavailable", self.settings.sip.retry_after_s)
-            return
-        if self._ended.is_set():
+        connected = await self._until_ended(self._connect())
+        if connected is None or self._ended.is_set():
+            # CANCEL (or the caller gone) while the session was still being opened: give the
+            # call's capacity back now, not when the handshake times out.
             self.log.info("call_cancelled_before_answer")
+            return
+        if not connected:
+            self.sip.reject(503, "Service Unavailable", self.settings.sip.retry_after_s)
             return
         self.sip.answer_ok()
         self.log.info("call_answered")
-        self.transcript.event("call_start", remote=self.sip.remote_uri, local=self.sip.local_uri)
         assert self._conn is not None
         await self._choose_model_audio()
+        if not await self._await_ack():
+            return
+        self.transcript.event("call_start", remote=self.sip.remote_uri, local=self.sip.local_uri)
         greeting = self.settings.agent.greeting
         if greeting:
             await self._conn.send(greeting_request(greeting))
@@ -192,16 +205,85 @@ class CallSession:
             self.sip.end()
             return
 
+    async def _until_ended(self, work: Awaitable[T]) -> T | None:
+        """``work``'s result; None, with ``work`` cancelled, when the call ends first."""
+        task = asyncio.ensure_future(work)
+        ended = asyncio.ensure_future(self._ended.wait())
+        try:
+            await asyncio.wait({task, ended}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        return None if task.cancelled() else task.result()
+
+    async def _await_ack(self) -> bool:
+        """Wait for the caller's ACK; no audio goes to the model and no reply starts before.
+
+        A 200 that is never acknowledged (a spoofed INVITE) would otherwise hold a call slot
+        and stream the line to a billed model session for 64 s: end it after
+        ``sip.ack_timeout_s`` instead, and free both at once.
+        """
+        timeout = self.settings.sip.ack_timeout_s
+        try:
+            await asyncio.wait_for(self._until_ended(self._confirmed.wait()), timeout)
+        except TimeoutError:
+            self.log.warning("call_ack_timeout", timeout_s=timeout)
+            self.sip.end()
+            return False
+        if not self._confirmed.is_set():
+            return False
+        if self.sip.codec is None:
+            # Acknowledged without an SDP answer to our offer (a late-offer INVITE whose ACK
+            # carries none, as scanners send): a call with no audio is no call.
+            self.log.warning("call_without_media")
+            self.sip.end()
+            return False
+        port = self.sip.port
+        if port is not None:
+            # Caller audio that arrived before the ACK was never meant for the model.
+            port.inbound.clear()
+        return True
+
     async def _bridge(self) -> bool:
         """Carry audio both ways until the call ends (True) or the session drops (False)."""
         uplink = asyncio.create_task(self._uplink(), name=f"uplink-{self.call_id}")
         downlink = asyncio.create_task(self._downlink(), name=f"downlink-{self.call_id}")
         ended = asyncio.create_task(self._ended.wait(), name=f"ended-{self.call_id}")
-        done, _ = await asyncio.wait({uplink, downlink, ended}, return_when="FIRST_COMPLETED")
-        for task in (uplink, downlink, ended):
+        watch = asyncio.create_task(self._watch_media(), name=f"media-watch-{self.call_id}")
+        tasks = (uplink, downlink, ended, watch)
+        done, _ = await asyncio.wait(tasks, return_when="FIRST_COMPLETED")
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(uplink, downlink, ended, return_exceptions=True)
-        return not (downlink in done and not self._ended.is_set())
+        await asyncio.gather(*tasks, return_exceptions=True)
+        # Anything else that finished (the downlink's events ran out, a send failed) means
+        # the session is gone while the caller is still there.
+        return self._ended.is_set() or watch in done
+
+    async def _watch_media(self) -> None:
+        """Return (ending the call) once no RTP came for ``sip.rtp_timeout_s``.
+
+        A caller gone without a BYE (a dead phone, a lost network) would otherwise hold a
+        call slot and stream silence to a billed model session until the drain. Not while
+        the far end holds the call: no RTP is expected then.
+        """
+        timeout = self.settings.sip.rtp_timeout_s
+        if timeout <= 0:
+            await self._ended.wait()
+            return
+        last, quiet_since = None, time.monotonic()
+        while not self._ended.is_set():
+            await asyncio.sleep(min(1.0, timeout / 4))
+            now, count = time.monotonic(), self.sip.received_rtp_packets()
+            if count is None or count != last:
+                last, quiet_since = count, now
+                continue
+            if now - quiet_since >= timeout:
+                self.log.warning("call_media_timeout", timeout_s=timeout)
+                self.sip.end()
+                return
 
     async def _wait_playout_drained(self, timeout_s: float) -> None:
         loop = asyncio.get_running_loop()

@@ -23,10 +23,10 @@ from dotenv import load_dotenv
 from agent.realtime.models import DEFAULT_REALTIME_MODEL
 
 #: pjsua2-python is compiled with PJSUA_MAX_CALLS=4. pjsua itself answers 486 once every slot is
-#: taken, so one slot is kept free: it lets us answer an INVITE beyond capacity with our own
-#: 503 + Retry-After instead.
+#: taken; the request gate (agent/sip/pj_gate.py) answers INVITEs beyond capacity with our own
+#: 503 + Retry-After before pjsua spends a slot on them, so all four carry calls.
 PJSUA_CALL_SLOTS = 4
-MAX_CALLS_PER_PROCESS = PJSUA_CALL_SLOTS - 1
+MAX_CALLS_PER_PROCESS = PJSUA_CALL_SLOTS
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "agent.toml"
 
@@ -47,6 +47,10 @@ class SipSettings:
     rtp_port: int = 4000
     rtp_port_range: int = 200
     session_timeout_s: float = 5.0
+    #: An answered call whose ACK has not come within this long is ended (spoofed INVITEs).
+    ack_timeout_s: float = 5.0
+    #: A call that receives no RTP for this long (not on hold) is ended; 0 = never.
+    rtp_timeout_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -299,9 +303,13 @@ def _validate(settings: Settings) -> None:
     if not 1 <= sip.max_calls <= MAX_CALLS_PER_PROCESS:
         raise ConfigError(
             f"sip.max_calls: {sip.max_calls} is outside 1..{MAX_CALLS_PER_PROCESS} "
-            f"(the pjsua2 wheel has {PJSUA_CALL_SLOTS} call slots and one is kept to answer 503; "
+            f"(the pjsua2 wheel has {PJSUA_CALL_SLOTS} call slots; "
             "run more agent processes behind a dispatcher for more calls)"
         )
+    if not 0.5 <= sip.ack_timeout_s <= 32:
+        raise ConfigError("sip.ack_timeout_s: must be between 0.5 and 32 (SIP's own limit)")
+    if sip.rtp_timeout_s < 0:
+        raise ConfigError("sip.rtp_timeout_s: must be 0 (never) or positive")
     if not 0 <= sip.port <= 65535:
         raise ConfigError(f"sip.port: {sip.port} is not a UDP port")
     for codec in sip.codecs:

@@ -24,13 +24,14 @@ from typing import Any
 
 import numpy as np
 
+from agent.config import MAX_CALLS_PER_PROCESS
 from tests.peers import REPO, AgentProcess, free_port, free_rtp_port
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 SIPP = shutil.which("sipp")
-#: The agent keeps one of the wheel's 4 call slots free to answer 503 (README "Capacity").
-CALLS_PER_AGENT = 3
+#: Calls one agent process carries: the pjsua2 wheel's call slots (README "Capacity").
+CALLS_PER_AGENT = MAX_CALLS_PER_PROCESS
 #: RTP ports each agent may use: 4 call slots x (RTP + RTCP), kept apart between agents.
 _RTP_PORTS_PER_AGENT = 16
 _RTP_BASE_PORT = 20000

@@ -238,6 +238,8 @@ class AgentProcess:
     env: dict[str, str] = field(default_factory=dict)
     #: Where the agent writes call transcripts; a fresh temporary directory by default.
     records_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="records-")))
+    #: The agent's working directory (where a core dump would land).
+    cwd: Path = REPO
     proc: asyncio.subprocess.Process | None = None
     lines: list[dict[str, Any]] = field(default_factory=list)
     raw: list[str] = field(default_factory=list)
@@ -247,13 +249,14 @@ class AgentProcess:
         env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
         env.update(self.env)
         env.setdefault("PYTHONUNBUFFERED", "1")
+        env.setdefault("PYTHONPATH", str(REPO))
         command = [
             sys.executable, "-m", "agent.cli", "serve",
             "--sip-host", HOST, "--sip-port", str(self.sip_port), "--log-format", "json",
             "--env-file", os.devnull, "--records-dir", str(self.records_dir), *self.args,
         ]  # fmt: skip
         self.proc = await asyncio.create_subprocess_exec(
-            *command, cwd=REPO, env=env,
+            *command, cwd=self.cwd, env=env,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip

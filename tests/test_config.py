@@ -37,7 +37,7 @@ def test_values_are_read_and_typed(tmp_path: Path) -> None:
         ("[sip]\nprot = 5060\n", "unknown key 'prot'"),
         ("[sipp]\n", "unknown key 'sipp'"),
         ('[sip]\nport = "5060"\n', "sip.port: expected an integer"),
-        ("[sip]\nmax_calls = 4\n", "sip.max_calls: 4 is outside 1..3"),
+        ("[sip]\nmax_calls = 5\n", "sip.max_calls: 5 is outside 1..4"),
         ('[sip]\ncodecs = ["opus"]\n', "'opus' is not supported"),
         ('[realtime]\nprovider = "gemini"\n', "realtime.provider: 'gemini' is not one of"),
         ("[sip\n", "invalid TOML"),

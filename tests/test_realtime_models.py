@@ -51,7 +51,8 @@ def test_every_deprecated_name_and_replacement_is_known_to_the_package() -> None
 def test_deprecated_models_and_the_beta_dialect_are_warned_about(tmp_path: Path) -> None:
     config = tmp_path / "old.toml"
     config.write_text(
-        '[realtime]\nmodel = "gpt-realtime-mini"\n[agent]\ninput_transcription_model = "whisper-1"\n'
+        '[realtime]\nmodel = "gpt-realtime-mini"\n'
+        '[agent]\ninput_transcription_model = "whisper-1"\n'
     )
     settings = load_settings(config, environ={})
     endpoint = resolve_endpoint(settings, "ws://127.0.0.1:1/v1/realtime")
@@ -59,8 +60,7 @@ def test_deprecated_models_and_the_beta_dialect_are_warned_about(tmp_path: Path)
     assert warnings == [
         "model 'gpt-realtime-mini' is deprecated and shuts down on 2027-01-20; "
         "use 'gpt-realtime-2.1-mini'",
-        "model 'whisper-1' is deprecated and shuts down on 2027-02-26; "
-        "use 'gpt-realtime-whisper'",
+        "model 'whisper-1' is deprecated and shuts down on 2027-02-26; use 'gpt-realtime-whisper'",
     ]
     beta = dataclasses.replace(
         settings, realtime=dataclasses.replace(settings.realtime, dialect="beta")

@@ -171,7 +171,7 @@ async def test_calls_beyond_capacity_get_503_with_retry_after(
         assert (await first).returncode == 0
         rejected = agent.events("call_rejected")
         assert len(rejected) == 1 and rejected[0]["reason"] == "at capacity"
-        assert rejected[0]["call_id"] and rejected[0]["sip_call_id"]
+        assert rejected[0]["code"] == 503 and rejected[0]["sip_call_id"]
     finally:
         assert await agent.stop() == 0
 
@@ -340,4 +340,30 @@ async def test_dropped_realtime_session_is_told_then_restored_or_ended(
         await agent.wait_for("call_finished", 5)
     finally:
         peer.close()
+        assert await agent.stop() == 0
+
+
+async def test_all_four_call_slots_carry_calls_and_the_fifth_invite_gets_503(
+    local_server: LocalRealtimeServer, tmp_path: Path
+) -> None:
+    agent = await _agent(local_server.url)
+    try:
+        stream = write_g711_stream(tmp_path / "caller.PCMU", "PCMU")
+        four = asyncio.create_task(
+            run_sipp(
+                "uac_audio.xml", agent.sip_port, calls=4, concurrent=4, rate=20,
+                **_sipp_caller(stream, "PCMU", 4000),
+            )
+        )  # fmt: skip
+        await agent.wait_for("call_answered", 10, count=4)
+        refused = await run_sipp(
+            "uac_expect_503.xml", agent.sip_port, fill={"retry_after": "30"}, workdir=tmp_path
+        )
+        assert refused.returncode == 0, refused.output[-3000:]
+        result = await four
+        assert result.returncode == 0, result.output[-3000:]
+        assert len(local_server.sessions) == 4
+        for session in local_server.sessions:
+            assert rms_dbfs(bytes(session.input_audio)) > -35
+    finally:
         assert await agent.stop() == 0

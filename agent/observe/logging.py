@@ -34,13 +34,14 @@ def scrub(text: str) -> str:
     return text
 
 
-def _redact(value: Any) -> Any:
+def redact(value: Any) -> Any:
+    """``value`` with secret-named fields masked and registered secrets scrubbed, at any depth."""
     if isinstance(value, str):
         return scrub(value)
     if isinstance(value, dict):
-        return {k: (_MASK if _SECRET_KEY.search(str(k)) else _redact(v)) for k, v in value.items()}
+        return {k: (_MASK if _SECRET_KEY.search(str(k)) else redact(v)) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return type(value)(_redact(v) for v in value)
+        return type(value)(redact(v) for v in value)
     return value
 
 
@@ -52,7 +53,7 @@ def redact_secrets(
         if _SECRET_KEY.search(key):
             event_dict[key] = _MASK
         else:
-            event_dict[key] = _redact(event_dict[key])
+            event_dict[key] = redact(event_dict[key])
     return event_dict
 
 

@@ -1,7 +1,11 @@
 """Per-call transcript, one JSON object per line, written as the call goes.
 
 Each line is flushed when written, so a crash or a dropped connection loses nothing already
-said. Agent lines are held until their text is final: either the transcript is done, or the
+said. The file is created with the first line, so a call refused before it was answered
+leaves none. Every line passes the log scrubber first: a server's close reason or a tool's
+error that quotes an API key is written with the key masked.
+
+Agent lines are held until their text is final: either the transcript is done, or the
 caller interrupted and the server confirmed the truncation, in which case the line is cut to
 the share of the text the caller heard and marked ``interrupted``.
 """
@@ -13,6 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+from agent.observe.logging import redact
 
 
 @dataclass
@@ -45,18 +51,24 @@ class Transcript:
         self.lines: list[dict[str, Any]] = []
         self._agent: dict[str, _AgentLine] = {}
         self._file: IO[str] | None = None
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = path.open("a", encoding="utf-8")
+        self._closed = False
         self.path = path
 
     def _write(self, line: dict[str, Any]) -> dict[str, Any]:
-        line = {"ts": round(time.time(), 3), "call_id": self.call_id, **line}
+        line = redact({"ts": round(time.time(), 3), "call_id": self.call_id, **line})
         self.lines.append(line)
+        if self._file is None and self.path is not None and not self._closed:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("a", encoding="utf-8")
         if self._file is not None:
             self._file.write(json.dumps(line, ensure_ascii=False) + "\n")
             self._file.flush()
         return line
+
+    @property
+    def started(self) -> bool:
+        """Something was written (a call that was never answered writes nothing)."""
+        return bool(self.lines)
 
     def caller(self, item_id: str, text: str) -> dict[str, Any]:
         return self._write({"role": "caller", "item_id": item_id, "text": text.strip()})
@@ -109,6 +121,7 @@ class Transcript:
                 if line.interrupted:
                     fields["interrupted"] = True
                 self._write(fields)
+        self._closed = True
         if self._file is not None:
             self._file.close()
             self._file = None

@@ -8,19 +8,24 @@ an exception escape into SWIG: it would be printed and lost, and could leave PJS
 from __future__ import annotations
 
 import contextlib
-import itertools
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import pjsua2 as pj
 import structlog
 
+from agent.observe.ids import new_call_id
 from agent.sip.media_port import BridgePort
-
-_call_numbers = itertools.count(1)
+from agent.sip.message import sdp_audio_address
+from agent.sip.rtp_filter import expected_source, find_udp_socket, restrict_source, split_address
 
 
 class CallListener(Protocol):
     def on_media_active(self, codec: str) -> None: ...
+
+    def on_confirmed(self) -> None:
+        """The caller's ACK for our 200 arrived: the call is established."""
+        ...
 
     def on_disconnected(self, code: int, reason: str) -> None: ...
 
@@ -43,9 +48,13 @@ def _sip_header(name: str, value: str) -> pj.SipHeader:
 class SipCall(pj.Call):
     """A PJSUA2 call owned by :class:`~agent.sip.endpoint.SipEndpoint`."""
 
-    def __init__(self, account: pj.Account, call_id: int, on_retire: Any) -> None:
+    def __init__(
+        self, account: pj.Account, call_id: int, on_retire: Any, source_ip: str = ""
+    ) -> None:
         super().__init__(account, call_id)
-        self.call_id = f"c{next(_call_numbers):05d}"
+        #: Where the INVITE came from: the only address a NAT-ed caller's RTP may latch onto.
+        self.source_ip = source_ip
+        self.call_id = new_call_id()
         info = self.getInfo()
         self.sip_call_id: str = info.callIdString
         self.remote_uri: str = info.remoteUri
@@ -54,11 +63,17 @@ class SipCall(pj.Call):
         self.port: BridgePort | None = None
         self.listener: CallListener | None = None
         self.disconnected = False
+        self.confirmed = False
         self.log = structlog.get_logger("sip").bind(
             call_id=self.call_id, sip_call_id=self.sip_call_id
         )
         self._on_retire = on_retire
         self._audio: pj.AudioMedia | None = None
+        #: Media index and socket still waiting to latch onto the caller's exact RTP source.
+        self._unlatched: tuple[int, int] | None = None
+        #: While set (inside onIncomingCall), responses are queued in ``deferred``.
+        self.defer_responses = False
+        self.deferred: list[Callable[[], None]] = []
 
     # -- commands (loop thread) -------------------------------------------------------------
     def ring(self) -> None:
@@ -108,12 +123,40 @@ class SipCall(pj.Call):
         except pj.Error as exc:
             raise SipCommandError(f"DTMF not sent: {exc.reason}") from None
 
+    def received_rtp_packets(self) -> int | None:
+        """RTP packets received on the call's audio so far; None while none is expected
+        (no active audio, or the far end holds the call: inactive or recvonly)."""
+        if self.disconnected:
+            return None
+        try:
+            info = self.getInfo()
+            for index, media in enumerate(info.media):
+                if media.type != pj.PJMEDIA_TYPE_AUDIO:
+                    continue
+                if media.status != pj.PJSUA_CALL_MEDIA_ACTIVE:
+                    return None
+                if not media.dir & pj.PJMEDIA_DIR_DECODING:
+                    return None
+                return int(self.getStreamStat(index).rtcp.rxStat.pkt)
+        except pj.Error:
+            return None
+        return None
+
     def _respond(self, code: int) -> None:
         prm = pj.CallOpParam()
         prm.statusCode = code
         self._safe(f"answer {code}", lambda: self.answer(prm))
 
+    def send_deferred(self) -> None:
+        """Send the responses queued while pjsua was still inside onIncomingCall."""
+        actions, self.deferred = self.deferred, []
+        for action in actions:
+            action()
+
     def _safe(self, what: str, action: Any) -> None:
+        if self.defer_responses:
+            self.deferred.append(lambda: self._safe(what, action))
+            return
         if self.disconnected:
             return
         try:
@@ -125,6 +168,11 @@ class SipCall(pj.Call):
     def onCallState(self, prm: pj.OnCallStateParam) -> None:
         try:
             info = self.getInfo()
+            if info.state == pj.PJSIP_INV_STATE_CONFIRMED and not self.confirmed:
+                self.confirmed = True
+                if self.listener is not None:
+                    self.listener.on_confirmed()
+                return
             if info.state != pj.PJSIP_INV_STATE_DISCONNECTED or self.disconnected:
                 return
             self.disconnected = True
@@ -157,6 +205,17 @@ class SipCall(pj.Call):
         except Exception:
             self.log.exception("sip_callback_failed", callback="onCallTransferStatus")
 
+    def onCallTransferRequest(self, prm: pj.OnCallTransferRequestParam) -> None:
+        # The request gate answers a far end's REFER before pjsua sees it; should one get
+        # through, never dial where a caller says (toll fraud).
+        prm.statusCode = pj.PJSIP_SC_FORBIDDEN
+        # The refusal stands whatever happens to the log line; nothing may escape into SWIG.
+        with contextlib.suppress(Exception):
+            self.log.warning("sip_refer_refused", refer_to=str(prm.dstUri)[:200])
+
+    def onCallReplaceRequest(self, prm: pj.OnCallReplaceRequestParam) -> None:
+        prm.statusCode = pj.PJSIP_SC_FORBIDDEN
+
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
         try:
             self._attach_media()
@@ -178,6 +237,7 @@ class SipCall(pj.Call):
             audio.startTransmit(self.port)
             self.port.startTransmit(audio)
             self._audio = audio
+            self._guard_sources(index)
             codec = self.getStreamInfo(index).codecName.upper()
             if codec != self.codec:
                 self.codec = codec
@@ -185,6 +245,66 @@ class SipCall(pj.Call):
                 if self.listener is not None:
                     self.listener.on_media_active(codec)
             return
+
+    def guard_offer(self, sdp: str) -> None:
+        """Filter the call's RTP sockets as soon as the INVITE's offer is known.
+
+        Before pjsua starts the stream: a stranger's packet arriving between the start of
+        the stream and the answer would otherwise be latched onto at once.
+        """
+        remote = sdp_audio_address(sdp)
+        if remote is not None:
+            self._restrict_sources(0, remote, (remote[0], remote[1] + 1))
+
+    def _guard_sources(self, index: int) -> None:
+        """Let the call's RTP and RTCP sockets receive only from the caller's media address.
+
+        pjmedia would otherwise move its remote address to any source that sends it a few
+        packets while the caller pauses, and play the agent's audio there (RTP hijack).
+        """
+        stream = self.getStreamInfo(index)
+        rtp = split_address(stream.remoteRtpAddress)
+        if rtp is not None:
+            self._restrict_sources(index, rtp, split_address(stream.remoteRtcpAddress))
+
+    def _restrict_sources(
+        self, index: int, rtp: tuple[str, int], rtcp: tuple[str, int] | None
+    ) -> None:
+        try:
+            transport = self.getMedTransportInfo(index)
+        except pj.Error:
+            return
+        self._unlatched = None
+        pairs = ((rtp, transport.localRtpName, True), (rtcp, transport.localRtcpName, False))
+        for remote, local_text, is_rtp in pairs:
+            local = split_address(local_text)
+            if remote is None or local is None:
+                continue
+            fd = find_udp_socket(local[1])
+            if fd is None:
+                self.log.warning("rtp_guard_unavailable", local=local_text)
+                continue
+            ip, port = expected_source(remote[0], remote[1], self.source_ip or remote[0])
+            restrict_source(fd, ip, port)
+            if port is None and is_rtp:
+                self._unlatched = (index, fd)
+            if is_rtp:
+                self.log.debug("rtp_source_expected", address=f"{ip}:{port or '*'}")
+
+    def check_latch(self) -> None:
+        """Caller behind NAT: once its first RTP arrived, accept that exact source only."""
+        if self._unlatched is None or self.disconnected:
+            return
+        index, fd = self._unlatched
+        try:
+            source = split_address(self.getMedTransportInfo(index).srcRtpName)
+        except pj.Error:
+            return
+        if source is None:
+            return
+        self._unlatched = None
+        restrict_source(fd, *source)
+        self.log.info("rtp_source_latched", address=f"{source[0]}:{source[1]}")
 
     def _detach_media(self) -> None:
         port, audio = self.port, self._audio
@@ -199,10 +319,11 @@ class SipCall(pj.Call):
                 source.stopTransmit(sink)
 
     def destroy_port(self) -> None:
-        """Drop the media port now, on the loop thread (never leave it to the GC)."""
+        """Delete the media port now, on the loop thread (never leave it to the GC)."""
         self._detach_media()
         port, self.port = self.port, None
-        del port
+        if port is not None:
+            port.close()
 
     def destroy(self) -> None:
         """Delete the PJSUA2 call object now, on the loop thread, after its disconnection.

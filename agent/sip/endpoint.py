@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import gc
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,10 +23,16 @@ import pjsua2 as pj
 import structlog
 
 from agent.config import PJSUA_CALL_SLOTS, SipSettings
+from agent.observe.ratelimit import KeyedRateLimit, quote
 from agent.sip.call import SipCall
 from agent.sip.media_port import BridgePort, FrameWaker
+from agent.sip.message import SipRequest
+from agent.sip.pj_gate import PjsipRequestGate
+from agent.sip.request_policy import Admission, Answer, RequestPolicy
 
 log = structlog.get_logger("sip")
+#: Digits, addresses and hex blanked: what makes two PJSIP log lines "the same kind".
+_LOG_KIND = re.compile(r"[0-9a-fA-Fx.:]{2,}")
 
 #: pjsua log levels: 1 error, 2 warning, 3 info, 4+ debug.
 _PJ_LOG_LEVEL = 2
@@ -56,30 +63,45 @@ def _stdout_silenced() -> Iterator[None]:
 
 
 class _LogForwarder(pj.LogWriter):
-    """PJSIP's own log lines, through structlog (so JSON mode stays JSON)."""
+    """PJSIP's own log lines, through structlog (so JSON mode stays JSON).
+
+    Rate-limited and cut short: PJSIP logs every datagram it cannot parse with the whole
+    packet quoted, so 800 garbage datagrams would otherwise write 200 KB of log. Lines of one
+    kind (the text with its numbers blanked) pass once per 10 s, with a count of those held.
+    """
 
     #: While set, lines are dropped: used where a failure surfaces as an exception anyway, so
     #: the user sees one clear error instead of PJSIP's three.
     muted = False
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._limit = KeyedRateLimit(interval_s=10.0)
+
     def write(self, entry: pj.LogEntry) -> None:
         if self.muted:
             return
         message = entry.msg.strip()
-        if entry.level <= 1:
-            log.error("pjsip", message=message)
-        else:
-            log.warning("pjsip", message=message)
+        allowed, held = self._limit.check(_LOG_KIND.sub("#", message[:60]))
+        if not allowed:
+            return
+        emit = log.error if entry.level <= 1 else log.warning
+        emit("pjsip", message=quote(message), held_back=held)
 
 
 class _Account(pj.Account):
-    def __init__(self, on_incoming: Callable[[int], None]) -> None:
+    def __init__(self, on_incoming: Callable[[int, str, str], None]) -> None:
         super().__init__()
         self._on_incoming = on_incoming
 
     def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
         try:
-            self._on_incoming(prm.callId)
+            message = prm.rdata.wholeMsg
+            self._on_incoming(
+                prm.callId,
+                prm.rdata.srcAddress.rpartition(":")[0],
+                message.partition("\r\n\r\n")[2],
+            )
         except Exception:
             log.exception("sip_callback_failed", callback="onIncomingCall")
 
@@ -87,14 +109,25 @@ class _Account(pj.Account):
 class SipEndpoint:
     """Owns the PJSUA2 library for this process. Create, ``start()`` and poll on one loop."""
 
-    def __init__(self, settings: SipSettings, on_incoming: Callable[[SipCall], None]) -> None:
+    def __init__(
+        self,
+        settings: SipSettings,
+        on_incoming: Callable[[SipCall], None],
+        admission: Admission = lambda: None,
+    ) -> None:
         self.settings = settings
         self._on_incoming = on_incoming
+        self.policy = RequestPolicy(settings.user, admission)
+        self._gate: PjsipRequestGate | None = None
+        # One line per source, method and answer every 10 s at most: a scan or a flood must
+        # not turn into a flood of log lines.
+        self._refusals = KeyedRateLimit(interval_s=10.0)
         self._ep: pj.Endpoint | None = None
         self._account: _Account | None = None
         self._log_writer = _LogForwarder()
         self.calls: dict[str, SipCall] = {}
         self._retired: list[SipCall] = []
+        self._deferred: list[SipCall] = []
         self.bound_port: int = settings.port
         self._waker = FrameWaker()
         self._wakeup: asyncio.Future[None] | None = None
@@ -156,6 +189,23 @@ class SipEndpoint:
         account = _Account(self._incoming)
         account.create(acfg, True)
         self._account = account
+        self._gate = PjsipRequestGate(self.policy, self._answered, self._destroy_retired)
+
+    def _answered(self, request: SipRequest, answer: Answer) -> None:
+        if answer.code < 300 or request.method == "OPTIONS":
+            # OPTIONS is a dispatcher's health probe: 503 while full is its answer, not news.
+            return
+        allowed, held = self._refusals.check((request.source_ip, request.method, answer.code))
+        if allowed:
+            log.warning(
+                "call_rejected" if request.method == "INVITE" else "sip_request_refused",
+                method=request.method,
+                code=answer.code,
+                reason=answer.why,
+                source=f"{request.source_ip}:{request.source_port}",
+                sip_call_id=(request.header("call-id") or "")[:100],
+                held_back=held,
+            )
 
     def _prefer_g711(self, ep: pj.Endpoint) -> None:
         # The wheel ranks speex first by default; we bridge G.711 only, in the configured order.
@@ -181,6 +231,9 @@ class SipEndpoint:
             while True:
                 waker.consume()
                 ep.libHandleEvents(0)
+                self._answer_deferred()
+                for call in self.calls.values():
+                    call.check_latch()
                 if self._retired:
                     self._destroy_retired()
                 if on_tick is not None:
@@ -218,6 +271,9 @@ class SipEndpoint:
         if self._account is not None:
             self._account.shutdown()
             self._account = None
+        if self._gate is not None:
+            self._gate.close()
+            self._gate = None
         gc.collect()
         ep.libDestroy()
         self._ep = None
@@ -225,12 +281,28 @@ class SipEndpoint:
         self._waker.close()
 
     # -- calls -------------------------------------------------------------------------------
-    def _incoming(self, pj_call_id: int) -> None:
+    def _incoming(self, pj_call_id: int, source_ip: str, body: str) -> None:
         assert self._account is not None
-        call = SipCall(self._account, pj_call_id, self._retire)
+        call = SipCall(self._account, pj_call_id, self._retire, source_ip)
+        if body:
+            call.guard_offer(body)
         self.calls[call.call_id] = call
         call.log.info("sip_invite", remote=call.remote_uri, local=call.local_uri)
-        self._on_incoming(call)
+        # Inside onIncomingCall pjsua still owns the INVITE: a final response sent from here
+        # makes it free the cloned request twice for an INVITE without SDP (SIGABRT). Calls
+        # answered or rejected now are queued and done right after libHandleEvents returns.
+        call.defer_responses = True
+        try:
+            self._on_incoming(call)
+        finally:
+            call.defer_responses = False
+            if call.deferred:
+                self._deferred.append(call)
+
+    def _answer_deferred(self) -> None:
+        deferred, self._deferred = self._deferred, []
+        for call in deferred:
+            call.send_deferred()
 
     def _retire(self, call: SipCall) -> None:
         if self.calls.pop(call.call_id, None) is not None:
@@ -238,6 +310,9 @@ class SipEndpoint:
 
     def _destroy_retired(self) -> None:
         # Outside the PJSUA2 callback that reported the disconnection: safe to drop the call.
+        # Also run by the request gate before pjsua takes a new INVITE: a pj.Call deleted
+        # after its slot went to a new call would clear that call's link to its object and
+        # hang it up (~Call acts on the slot number, whoever holds it by then).
         retired, self._retired = self._retired, []
         for call in retired:
             if call.port is not None:

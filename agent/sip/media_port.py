@@ -127,6 +127,21 @@ class BridgePort(pj.AudioMediaPort):
         fmt.frameTimeUsec = FRAME_MS * 1000
         self.createPort(name, fmt)
 
+    def close(self) -> None:
+        """Delete the C++ port now, while this Python object is alive (loop thread only).
+
+        PJSIP's clock thread may be inside a frame callback of this port at any moment. Left to
+        Python's deallocation, the C++ destructor would run while the object it calls back is
+        being torn down. Deleting it explicitly, with the object still alive, lets the
+        destructor wait (pjsua2 takes the port's lock, with the GIL released) for a callback in
+        flight to return against a whole object; after it, no callback comes. Only the Python
+        attributes (counters, ``inbound``) may be used afterwards.
+        """
+        self.source = _Silence()
+        if self.thisown:
+            pj.AudioMediaPort.__swig_destroy__(self)
+            self.thisown = False
+
     def stats(self) -> dict[str, int]:
         """Frame counters of the call, with the source's own when it keeps any (Playout)."""
         counters = {

@@ -1,0 +1,75 @@
+"""The kernel filter on a call's RTP socket: only the caller's address gets through."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from agent.sip.rtp_filter import (
+    expected_source,
+    find_udp_socket,
+    is_private,
+    restrict_source,
+    split_address,
+)
+
+
+@pytest.fixture
+def sockets() -> Iterator[dict[str, socket.socket]]:
+    made: dict[str, socket.socket] = {}
+    for name, host in (
+        ("rx", "127.0.0.1"),
+        ("a", "127.0.0.1"),
+        ("b", "127.0.0.1"),
+        ("c", "127.0.0.2"),
+    ):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((host, 0))
+        made[name] = sock
+    made["rx"].settimeout(0.2)
+    yield made
+    for sock in made.values():
+        sock.close()
+
+
+def _arrivals(s: dict[str, socket.socket]) -> list[bytes]:
+    for name in ("a", "b", "c"):
+        s[name].sendto(name.encode(), s["rx"].getsockname())
+    got = []
+    try:
+        while True:
+            got.append(s["rx"].recv(16))
+    except TimeoutError:
+        return got
+
+
+def test_only_the_allowed_source_reaches_the_socket(sockets: dict[str, socket.socket]) -> None:
+    rx = sockets["rx"]
+    fd = find_udp_socket(rx.getsockname()[1])
+    assert fd == rx.fileno()
+    assert _arrivals(sockets) == [b"a", b"b", b"c"]
+    restrict_source(fd, "127.0.0.1", sockets["a"].getsockname()[1])
+    assert _arrivals(sockets) == [b"a"]
+    restrict_source(fd, "127.0.0.1")  # any port of the address: a NAT-ed caller, unlatched
+    assert _arrivals(sockets) == [b"a", b"b"]
+    restrict_source(fd, "127.0.0.2", sockets["c"].getsockname()[1])
+    assert _arrivals(sockets) == [b"c"]
+
+
+def test_expected_source() -> None:
+    # The SDP's address, exactly, when the caller can be reached there.
+    assert expected_source("127.0.0.1", 4000, "127.0.0.1") == ("127.0.0.1", 4000)
+    assert expected_source("203.0.113.9", 4000, "198.51.100.1") == ("203.0.113.9", 4000)
+    # Behind NAT: the signalling address, port to be latched.
+    assert expected_source("192.168.1.20", 4000, "198.51.100.1") == ("198.51.100.1", None)
+    assert is_private("100.64.1.1") and is_private("10.1.2.3") and not is_private("127.0.0.1")
+
+
+def test_split_address() -> None:
+    assert split_address("127.0.0.1:4000") == ("127.0.0.1", 4000)
+    assert split_address("0.0.0.0:4000") is None
+    assert split_address("127.0.0.1:0") is None
+    assert split_address("[::1]:4000") is None
+    assert split_address("") is None
