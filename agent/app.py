@@ -100,7 +100,7 @@ class AgentApp:
             log.info("agent_draining", active_calls=len(self.sessions))
             _, pending = await asyncio.wait(self._tasks, timeout=timeout_s)
             for session in list(self.sessions.values()):
-                session.sip.end()
+                session.end("the agent shut down")
             if pending:
                 await asyncio.wait(pending, timeout=5.0)
 

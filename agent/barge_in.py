@@ -31,11 +31,17 @@ class _Item:
 
 @dataclass
 class Interruption:
-    """What one barge-in did; ``events`` are the client events to send, in order."""
+    """What one caller turn started during a response did; ``events`` are the client events
+    to send, in order. It is a barge-in (``cut``) only when it cut agent audio short: a
+    caller who speaks while the agent is silent interrupts nothing."""
 
     item_id: str | None
     audio_end_ms: int | None
     events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def cut(self) -> bool:
+        return self.item_id is not None
 
 
 class BargeIn:
@@ -67,6 +73,7 @@ class BargeIn:
         self._cancel_sent_for: str | None = None
         self._pending = False
         self._loud_ms = 0.0
+        #: Barge-ins: caller turns that cut agent audio short.
         self.interruptions = 0
         self.stale_deltas_dropped = 0
 
@@ -96,6 +103,13 @@ class BargeIn:
         item = self._items.get(item_id)
         if item is not None:
             item.audio_done = True
+
+    def fully_heard(self, item_id: str) -> bool:
+        """All of the item's audio has arrived and been handed to the line."""
+        item = self._items.get(item_id)
+        if item is None or not item.audio_done:
+            return item is None  # an item without audio (text only) has nothing to hear
+        return self.playout.played_samples(item_id) >= self.playout.received_samples(item_id)
 
     def received_ms(self, item_id: str) -> int:
         item = self._items.get(item_id)
@@ -167,7 +181,8 @@ class BargeIn:
             if not self.server_interrupts and self._cancel_sent_for != response:
                 self._cancel_sent_for = response
                 result.events.append({"type": "response.cancel"})
-        self.interruptions += 1
+        if result.cut:
+            self.interruptions += 1
         return result
 
     def session_restarted(self) -> None:

@@ -25,6 +25,7 @@ from agent.audio.pcm import SIP_RATE
 from agent.audio.playout import Playout
 from agent.barge_in import BargeIn, Interruption
 from agent.config import Settings
+from agent.observe.outcome import AGENT, CallOutcome
 from agent.observe.transcript import Transcript
 from agent.realtime.connection import RealtimeConnectError, RealtimeConnection
 from agent.realtime.dialect import OutputEvent, output_event
@@ -98,7 +99,8 @@ class CallSession:
         # would keep its pj.Call alive until the GC, whose late destructor hangs up whichever
         # new call reuses the pjsua call slot.
         barge_in = self.barge_in
-        self.control = SipCallControl(sip_call, lambda: barge_in.agent_speaking)
+        self.outcome = CallOutcome()
+        self.control = SipCallControl(sip_call, lambda: barge_in.agent_speaking, self.outcome)
         self.tools = CallTools(
             settings.tools, self.control, endpoint.dialect, self.transcript, self.log, tool_catalog
         )
@@ -107,6 +109,7 @@ class CallSession:
         self._confirmed = asyncio.Event()
         self._ended = asyncio.Event()
         self._hangup_code: int | None = None
+        self._answered = False
         self.frames_sent = 0
         self.audio_deltas = 0
         self.started_at = time.monotonic()
@@ -123,6 +126,7 @@ class CallSession:
 
     def on_disconnected(self, code: int, reason: str) -> None:
         self._hangup_code = code
+        self.outcome.disconnected(code, reason, self._answered)
         self._ended.set()
         self._inbound_ready.set()
 
@@ -143,19 +147,29 @@ class CallSession:
     async def run(self) -> None:
         try:
             await self._run()
-        except Exception:
+        except Exception as exc:
             self.log.exception("call_failed")
+            self.outcome.decide(AGENT, f"error: {type(exc).__name__}")
         finally:
             # A caller left on a line with no session behind it hears nothing: hang up.
-            self.sip.end()
+            self._end("the call's session ended")
             await self.tools.close()
             if self._conn is not None:
                 await self._conn.close()
             if self.transcript.started:
-                self.transcript.event("call_end", hangup_code=self._hangup_code)
+                self._write_cut_replies()
+                self.transcript.event(
+                    "call_end",
+                    ended_by=self.outcome.ended_by,
+                    reason=self.outcome.reason,
+                    sip_code=self._hangup_code,
+                    sip_call_id=self.sip.sip_call_id,
+                )
             self.transcript.close()
             self.log.info(
                 "call_finished",
+                ended_by=self.outcome.ended_by,
+                reason=self.outcome.reason,
                 duration_s=round(time.monotonic() - self.started_at, 2),
                 frames_sent=self.frames_sent,
                 audio_deltas=self.audio_deltas,
@@ -174,15 +188,22 @@ class CallSession:
             self.log.info("call_cancelled_before_answer")
             return
         if not connected:
+            self.outcome.decide(AGENT, "the realtime session could not be opened")
             self.sip.reject(503, "Service Unavailable", self.settings.sip.retry_after_s)
             return
         self.sip.answer_ok()
+        self._answered = True
         self.log.info("call_answered")
         assert self._conn is not None
         await self._choose_model_audio()
         if not await self._await_ack():
             return
-        self.transcript.event("call_start", remote=self.sip.remote_uri, local=self.sip.local_uri)
+        self.transcript.event(
+            "call_start",
+            remote=self.sip.remote_uri,
+            local=self.sip.local_uri,
+            sip_call_id=self.sip.sip_call_id,
+        )
         greeting = self.settings.agent.greeting
         if greeting:
             await self._conn.send(greeting_request(greeting))
@@ -202,8 +223,38 @@ class CallSession:
                     await self._conn.send(greeting_request(_RESUME_INSTRUCTIONS))
                     continue
             await self._wait_playout_drained(self.settings.sip.session_timeout_s)
-            self.sip.end()
+            self._end("the realtime session was lost")
             return
+
+    def _end(self, reason: str) -> None:
+        """The agent ends the call (BYE, or 603 before answer), for ``reason``."""
+        if not self.sip.disconnected:
+            self.outcome.decide(AGENT, reason)
+        self.sip.end()
+
+    def end(self, reason: str) -> None:
+        """End the call from outside (the agent shutting down)."""
+        self._end(reason)
+
+    def _write_heard_replies(self) -> None:
+        """Write the agent lines whose audio the caller has heard to the end."""
+        for item_id in self.transcript.held_final_items():
+            if self.barge_in.fully_heard(item_id):
+                line = self.transcript.agent_done(item_id, None)
+                if line is not None:
+                    self.log.info("transcript", role="agent", text=line["text"])
+
+    def _write_cut_replies(self) -> None:
+        """Agent lines the caller's hang-up cut short: written now, before the call's end,
+        marked interrupted with the share that was heard (as a barge-in's are)."""
+        for item_id, barged_in in self.transcript.pending_agent_items():
+            heard_ms = self.playout.played_ms(item_id)
+            total_ms = self.barge_in.received_ms(item_id)
+            if barged_in or heard_ms < total_ms:
+                cause = "barge-in" if barged_in else "hang-up"
+                self.transcript.agent_truncated(item_id, heard_ms, total_ms, cause=cause)
+            else:
+                self.transcript.agent_done(item_id, None)
 
     async def _until_ended(self, work: Awaitable[T]) -> T | None:
         """``work``'s result; None, with ``work`` cancelled, when the call ends first."""
@@ -231,7 +282,7 @@ class CallSession:
             await asyncio.wait_for(self._until_ended(self._confirmed.wait()), timeout)
         except TimeoutError:
             self.log.warning("call_ack_timeout", timeout_s=timeout)
-            self.sip.end()
+            self._end(f"no ACK within {timeout:g} s")
             return False
         if not self._confirmed.is_set():
             return False
@@ -239,7 +290,7 @@ class CallSession:
             # Acknowledged without an SDP answer to our offer (a late-offer INVITE whose ACK
             # carries none, as scanners send): a call with no audio is no call.
             self.log.warning("call_without_media")
-            self.sip.end()
+            self._end("no audio was negotiated")
             return False
         port = self.sip.port
         if port is not None:
@@ -263,7 +314,8 @@ class CallSession:
         return self._ended.is_set() or watch in done
 
     async def _watch_media(self) -> None:
-        """Return (ending the call) once no RTP came for ``sip.rtp_timeout_s``.
+        """Return (ending the call) once no RTP came for ``sip.rtp_timeout_s``; meanwhile
+        write the agent lines whose audio has been heard.
 
         A caller gone without a BYE (a dead phone, a lost network) would otherwise hold a
         call slot and stream silence to a billed model session until the drain. Not while
@@ -271,18 +323,18 @@ class CallSession:
         """
         timeout = self.settings.sip.rtp_timeout_s
         if timeout <= 0:
-            await self._ended.wait()
-            return
+            timeout = float("inf")
         last, quiet_since = None, time.monotonic()
         while not self._ended.is_set():
-            await asyncio.sleep(min(1.0, timeout / 4))
+            await asyncio.sleep(min(0.5, timeout / 4))
+            self._write_heard_replies()
             now, count = time.monotonic(), self.sip.received_rtp_packets()
             if count is None or count != last:
                 last, quiet_since = count, now
                 continue
             if now - quiet_since >= timeout:
                 self.log.warning("call_media_timeout", timeout_s=timeout)
-                self.sip.end()
+                self._end(f"no RTP for {timeout:g} s")
                 return
 
     async def _wait_playout_drained(self, timeout_s: float) -> None:
@@ -401,14 +453,12 @@ class CallSession:
             item_id = str(event.get("item_id", ""))
             self.barge_in.audio_done(item_id)
             self._finish_item(item_id)
+            self._write_heard_replies()
         elif internal is OutputEvent.TRANSCRIPT_DELTA:
             self.transcript.agent_delta(str(event.get("item_id", "")), str(event.get("delta", "")))
         elif internal is OutputEvent.TRANSCRIPT_DONE:
-            line = self.transcript.agent_done(
-                str(event.get("item_id", "")), event.get("transcript")
-            )
-            if line is not None:
-                self.log.info("transcript", role="agent", text=line["text"])
+            self.transcript.agent_final(str(event.get("item_id", "")), event.get("transcript"))
+            self._write_heard_replies()
         elif kind == "input_audio_buffer.speech_started":
             await self._apply(self.barge_in.speech_started())
         elif kind == "input_audio_buffer.speech_stopped":
@@ -432,14 +482,15 @@ class CallSession:
         # What the resampler still holds of the cut item was never heard: drop it.
         self._audio.reset_from_model()
         self._down_item = None
-        if interruption.item_id is not None:
+        if interruption.cut:
+            assert interruption.item_id is not None
             self.transcript.agent_interrupted(interruption.item_id)
-        self.log.info(
-            "barge_in",
-            item_id=interruption.item_id,
-            audio_end_ms=interruption.audio_end_ms,
-            cancel=any(e["type"] == "response.cancel" for e in interruption.events),
-        )
+            self.log.info(
+                "barge_in",
+                item_id=interruption.item_id,
+                audio_end_ms=interruption.audio_end_ms,
+                cancel=any(e["type"] == "response.cancel" for e in interruption.events),
+            )
         assert self._conn is not None
         for client_event in interruption.events:
             await self._conn.send(client_event)

@@ -30,7 +30,14 @@ def _parser() -> argparse.ArgumentParser:
         choices=("ga", "beta"),
         help="protocol dialect of that URL (beta is deprecated)",
     )
+    serve.add_argument(
+        "--rtp-port",
+        type=_port_range,
+        metavar="FIRST[-LAST]",
+        help="RTP ports: the first one, or a range such as 4000-4199",
+    )
     serve.add_argument("--log-format", choices=("console", "json"))
+    serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     serve.add_argument("--records-dir", help="directory for call transcripts ('' for none)")
 
     check = sub.add_parser("check", help="validate the config and open one realtime session")
@@ -58,6 +65,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _port_range(text: str) -> tuple[int, int | None]:
+    """``4000`` or ``4000-4199`` -> (first port, how many; None keeps the profile's)."""
+    first, sep, last = text.partition("-")
+    try:
+        low = int(first)
+        high = int(last) if sep else None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port or FIRST-LAST") from None
+    if not 1024 <= low <= 65535 or (high is not None and not low < high <= 65535):
+        raise argparse.ArgumentTypeError(f"{text!r}: ports must be 1024-65535, FIRST < LAST")
+    return low, (high - low + 1 if high is not None else None)
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     realtime: dict[str, Any] = {}
     if args.realtime_url:
@@ -66,9 +86,15 @@ def _settings(args: argparse.Namespace) -> Settings:
         realtime["dialect"] = args.dialect
     overrides: dict[str, dict[str, Any]] = {"realtime": realtime}
     if args.command == "serve":
+        rtp_port, rtp_range = args.rtp_port or (None, None)
         overrides |= {
-            "sip": {"host": args.sip_host, "port": args.sip_port},
-            "log": {"format": args.log_format},
+            "sip": {
+                "host": args.sip_host,
+                "port": args.sip_port,
+                "rtp_port": rtp_port,
+                "rtp_port_range": rtp_range,
+            },
+            "log": {"format": args.log_format, "level": args.log_level},
             "records": {"dir": args.records_dir},
         }
     settings = load_settings(args.config, env_file=args.env_file, overrides=overrides)

@@ -20,7 +20,7 @@ from typing import Any
 
 from dotenv import load_dotenv
 
-from agent.realtime.models import DEFAULT_REALTIME_MODEL
+from agent.realtime.models import DEFAULT_REALTIME_MODEL, DEFAULT_TRANSCRIPTION_MODEL
 
 #: pjsua2-python is compiled with PJSUA_MAX_CALLS=4. pjsua itself answers 486 once every slot is
 #: taken; the request gate (agent/sip/pj_gate.py) answers INVITEs beyond capacity with our own
@@ -79,11 +79,14 @@ class PromptReference:
 
 @dataclass(frozen=True)
 class AgentProfile:
-    instructions: str = "You are a helpful, concise phone agent."
+    instructions: str = (
+        "You are a friendly, concise phone agent. Keep answers short: this is a phone call."
+    )
     voice: str = "marin"
-    greeting: str = ""
-    #: Transcribe the caller's turns with this model (e.g. "gpt-realtime-whisper"); "" = off.
-    input_transcription_model: str = ""
+    greeting: str = "Greet the caller in one short sentence and ask how you can help."
+    #: Transcribe the caller's turns with this model; "" = off. The local backend transcribes
+    #: every turn anyway; a cloud backend bills the transcription on top of the session.
+    input_transcription_model: str = DEFAULT_TRANSCRIPTION_MODEL
     #: Hold a barge-in until this much caller speech energy is measured locally (0 = off).
     echo_guard_ms: int = 0
     echo_guard_dbfs: float = -40.0
@@ -286,7 +289,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
 
 def _build(cls: Any, data: dict[str, Any], prefix: str) -> Any:
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    # Fields kept out of repr (the secrets) are not the file's to set: never offer them.
+    names = {f.name for f in dataclasses.fields(cls) if f.repr}
     unknown = sorted(set(data) - names)
     if unknown:
         where = f"[{prefix}] " if prefix else ""
@@ -411,6 +415,9 @@ def load_settings(
         data.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
     if "secrets" in data:
         raise ConfigError("secrets belong in the environment or .env, not in the config file")
+    if env_file is not None and not env_file.exists():
+        # A typo here would otherwise fall back, silently, to another backend.
+        raise ConfigError(f"env file not found: {env_file}")
     settings: Settings = _build(Settings, data, "")
     if environ is None:
         load_dotenv(env_file or Path.cwd() / ".env", override=False)

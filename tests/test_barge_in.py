@@ -210,3 +210,16 @@ def test_echo_guard_does_not_delay_barge_in_when_agent_is_silent() -> None:
     _, barge = _setup(echo_guard_ms=200)
     cut = barge.speech_started()
     assert cut is not None
+
+
+def test_only_a_turn_that_cuts_agent_audio_counts_as_a_barge_in() -> None:
+    playout, barge = _setup()
+    quiet = barge.speech_started()  # the agent was silent: nothing to cut
+    assert quiet is not None and not quiet.cut and barge.interruptions == 0
+    barge.response_created("resp_1")
+    _deliver(barge, playout, "resp_1", "item_a", 1000)
+    _pull(playout, 5)
+    cut = barge.speech_started()
+    assert cut is not None and cut.cut and barge.interruptions == 1
+    again = barge.speech_started()  # the same turn, nothing left playing
+    assert again is not None and not again.cut and barge.interruptions == 1

@@ -64,3 +64,49 @@ def test_bad_choice_is_a_usage_error(flag: str) -> None:
     result = _serve(flag, "nonsense")
     assert result.returncode == 2
     assert "invalid choice" in result.stderr
+
+
+def test_a_named_env_file_that_does_not_exist_stops_the_start(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "serve", "--env-file", str(tmp_path / "typo.env")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    _assert_one_clear_error(result, "env file not found")
+
+
+@pytest.mark.parametrize("value", ["80", "5000-4000", "x"])
+def test_bad_rtp_ports_are_a_usage_error(value: str) -> None:
+    result = _serve("--rtp-port", value)
+    assert result.returncode == 2 and "--rtp-port" in result.stderr
+
+
+async def test_rtp_port_and_log_level_flags_take_effect(tmp_path: Path) -> None:
+    from agent.local.server import LocalRealtimeServer
+    from tests.peers import AgentProcess, RtpPeer, free_port, free_rtp_port, run_sipp
+
+    first = free_rtp_port(span=8)
+    async with LocalRealtimeServer("127.0.0.1", 0) as server:
+        agent = AgentProcess(
+            free_port(),
+            ["--realtime-url", server.url, "--rtp-port", f"{first}-{first + 7}",
+             "--log-level", "debug"],
+        )  # fmt: skip
+        await agent.start()
+        peer = await RtpPeer.open()
+        try:
+            result = await run_sipp(
+                "uac_peer.xml", agent.sip_port, keys=peer.sipp_keys(),
+                fill={"call_ms": "1000"}, workdir=tmp_path,
+            )  # fmt: skip
+            assert result.returncode == 0, result.output[-2000:]
+            # The agent's RTP came from the range given on the command line ...
+            _, port = await peer.remote
+            assert first <= port <= first + 7
+            # ... and debug lines are written at --log-level debug.
+            assert any(line["level"] == "debug" for line in agent.lines)
+        finally:
+            peer.close()
+            assert await agent.stop() == 0

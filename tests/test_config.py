@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -11,14 +13,6 @@ def _load(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> S
     path = tmp_path / "agent.toml"
     path.write_text(text)
     return load_settings(path, environ=environ or {})
-
-
-def test_shipped_default_profile_loads_and_matches_code_defaults() -> None:
-    shipped = load_settings(DEFAULT_CONFIG_PATH, environ={})
-    assert shipped.sip == Settings().sip
-    assert shipped.realtime == Settings().realtime
-    assert shipped.audio == Settings().audio
-    assert shipped.agent.turn_detection == Settings().agent.turn_detection
 
 
 def test_values_are_read_and_typed(tmp_path: Path) -> None:
@@ -69,3 +63,65 @@ def test_dotenv_file_fills_unset_variables(tmp_path: Path, monkeypatch: pytest.M
     config.write_text("")
     settings = load_settings(config, env_file=env_file)
     assert settings.secrets.azure_endpoint == "https://example.openai.azure.com"
+
+
+def _fields(obj: object, prefix: str = "") -> dict[str, object]:
+    """Every setting of a settings object, by dotted name."""
+    found: dict[str, object] = {}
+    for item in dataclasses.fields(obj):  # type: ignore[arg-type]
+        if not item.repr:
+            continue  # the secrets: from the environment, never from a file
+        value = getattr(obj, item.name)
+        if dataclasses.is_dataclass(value):
+            found |= _fields(value, f"{prefix}{item.name}.")
+        else:
+            found[f"{prefix}{item.name}"] = value
+    return found
+
+
+#: Arrays of tables: their default is none, and the shipped file shows them as commented
+#: examples (an empty `custom = []` would break a profile that adds a [[tools.custom]]).
+_ARRAYS_OF_TABLES = {"tools.custom", "tools.mcp"}
+
+
+def test_the_shipped_profile_holds_exactly_the_code_defaults(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    shipped = _fields(load_settings(DEFAULT_CONFIG_PATH, environ={}))
+    defaults = _fields(load_settings(empty, environ={}))
+    assert defaults == _fields(Settings())
+    assert shipped == defaults
+    # ... and it writes every key out, so it documents them all.
+    text = tomllib.loads(DEFAULT_CONFIG_PATH.read_text())
+    written: set[str] = set()
+
+    def walk(table: dict[str, object], prefix: str) -> None:
+        for key, value in table.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, dict) and not (
+                name in defaults and isinstance(defaults[name], dict)
+            ):
+                walk(value, f"{name}.")
+            else:
+                written.add(name)
+
+    walk(text, "")
+    missing = set(defaults) - written - _ARRAYS_OF_TABLES
+    assert not missing, f"keys the shipped profile leaves out: {sorted(missing)}"
+    assert all(defaults[name] == () for name in _ARRAYS_OF_TABLES)
+    body = DEFAULT_CONFIG_PATH.read_text()
+    assert "# [[tools.custom]]" in body and "# [[tools.mcp]]" in body
+
+
+def test_a_named_env_file_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="env file not found"):
+        load_settings(env_file=tmp_path / "typo.env")
+
+
+def test_unknown_tables_never_offer_the_secrets_table(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("[sipp]\nport = 1\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, environ={})
+    assert "unknown key 'sipp'" in str(caught.value)
+    assert "secrets" not in str(caught.value)

@@ -12,7 +12,15 @@ from agent.local.brain import DEFAULT_BRAIN_PATH, Brain, load_brain, normalize, 
 from agent.local.responder import ReplyRequest, ToolResult
 from agent.local.voice import decide
 
-TOOLS = ("end_call", "transfer_call")
+
+def _enum(name: str, *options: str) -> dict[str, object]:
+    return {"type": "object", "properties": {name: {"type": "string", "enum": list(options)}}}
+
+
+TOOLS = {
+    "end_call": {"type": "object", "properties": {"reason": {"type": "string"}}},
+    "transfer_call": _enum("destination", "billing", "front_desk"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -61,21 +69,20 @@ def test_the_fallback_echoes_what_was_said(brain: Brain) -> None:
 
 def test_intents_call_their_function_with_json_arguments(brain: Brain) -> None:
     transfer = brain.answer("Can I talk to someone?", TOOLS)
-    assert transfer.text == "Let me transfer you to a colleague."
+    assert transfer.text == "Let me put you through to a colleague."
     assert transfer.tool_call is not None
     assert transfer.tool_call.name == "transfer_call"
-    assert json.loads(transfer.tool_call.arguments) == {"destination": "operator"}
+    assert json.loads(transfer.tool_call.arguments) == {"destination": "billing"}
     goodbye = brain.answer("Bye!", TOOLS)
     assert goodbye.tool_call is not None and goodbye.tool_call.name == "end_call"
     assert json.loads(goodbye.tool_call.arguments) == {"reason": "the caller said goodbye"}
 
 
 def test_a_function_the_session_does_not_offer_is_not_called(brain: Brain) -> None:
-    decision = brain.answer("Can I talk to someone?", ("end_call",))
-    assert decision.intent == "transfer"
-    assert decision.text == "Let me transfer you to a colleague."
-    assert decision.tool_call is None
-    assert brain.answer("Goodbye", ()).tool_call is None
+    decision = brain.answer("Goodbye", {})
+    assert decision.intent == "goodbye" and decision.tool_call is None
+    # An intent without an `unavailable` line says its reply alone.
+    assert decision.text == "Thank you for calling. Goodbye!"
 
 
 def test_after_a_function_call(brain: Brain) -> None:
@@ -106,7 +113,7 @@ def test_pattern_groups_fill_replies_and_arguments() -> None:
             )
         )
     )
-    decision = brain.answer("Where is order number 4711?", ("lookup",))
+    decision = brain.answer("Where is order number 4711?", {"lookup": {}})
     assert decision.text == "Order 4711 ships today."
     assert decision.tool_call is not None
     assert json.loads(decision.tool_call.arguments) == {
@@ -128,12 +135,12 @@ def test_intents_are_tried_in_file_order() -> None:
             )
         )
     )
-    assert brain.answer("order status", ()).intent == "first"
+    assert brain.answer("order status", {}).intent == "first"
 
 
 def test_keywords_match_whole_words_only(brain: Brain) -> None:
     # "hi" inside "this" or "which" must not greet the caller.
-    assert brain.answer("Which one is this?", ()).intent == "fallback"
+    assert brain.answer("Which one is this?", {}).intent == "fallback"
     assert normalize("  What's UP, Doc?! ") == "what's up doc"
 
 
@@ -203,3 +210,25 @@ def test_every_line_of_the_script_is_required() -> None:
 def test_missing_script_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_brain(tmp_path / "nope.toml")
+
+
+def test_the_transfer_goes_to_a_destination_the_profile_offers(brain: Brain) -> None:
+    named = brain.answer("Can you put me through to billing?", TOOLS)
+    assert named.tool_call is not None
+    assert json.loads(named.tool_call.arguments) == {"destination": "billing"}
+    anyone = brain.answer("I want to speak to a person.", TOOLS)
+    assert anyone.tool_call is not None
+    assert json.loads(anyone.tool_call.arguments) == {"destination": "billing"}
+    desk = brain.answer(
+        "talk to the front desk", {"transfer_call": _enum("destination", "x", "front_desk")}
+    )
+    assert desk.tool_call is not None
+    assert json.loads(desk.tool_call.arguments)["destination"] == "front_desk"
+
+
+def test_no_transfer_offered_says_so_instead_of_promising_one(brain: Brain) -> None:
+    decision = brain.answer("Can I speak to a human?", {"end_call": {}})
+    assert decision.tool_call is None
+    assert decision.intent == "transfer:unavailable"
+    assert "cannot put you through" in decision.text
+    assert "transfer you" not in decision.text.lower()

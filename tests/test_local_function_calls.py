@@ -172,8 +172,8 @@ def test_the_session_tools_reach_the_responder(dialect: Dialect) -> None:
         session["type"] = "realtime"
     h.send({"type": "session.update", "session": session})
     h.send({"type": "response.create"})
-    assert responder.requests[-1].tools == ("end_call",)
+    assert responder.requests[-1].tools == {"end_call": {"type": "object"}}
     h.until_done()
     h.send({"type": "session.update", "session": {**session, "tool_choice": "none"}})
     h.send({"type": "response.create"})
-    assert responder.requests[-1].tools == ()
+    assert responder.requests[-1].tools == {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -145,3 +146,29 @@ def test_check_with_bad_config_exits_2(tmp_path: object) -> None:
     assert result.returncode == 2
     assert "is not a ws:// or wss:// URL" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_close_is_prompt_while_the_server_is_still_streaming() -> None:
+    """An ended call no longer reads; a streaming server must not stall its close."""
+    from websockets.asyncio.server import ServerConnection, serve
+
+    closed = asyncio.Event()
+
+    async def streaming(ws: ServerConnection) -> None:
+        chunk = json.dumps({"type": "response.output_audio.delta", "delta": "A" * 65536})
+        try:
+            for _ in range(400):  # ~26 MB: far more than the sockets buffer
+                await ws.send(chunk)
+        except Exception:
+            pass
+        finally:
+            closed.set()
+
+    async with serve(streaming, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        conn = await RealtimeConnection.open(_endpoint(f"ws://127.0.0.1:{port}/v1/realtime"), 5)
+        await asyncio.sleep(0.5)  # the server fills the socket; nothing reads it
+        started = asyncio.get_running_loop().time()
+        await conn.close()
+        assert asyncio.get_running_loop().time() - started < 1.5
+        await asyncio.wait_for(closed.wait(), 2)

@@ -367,3 +367,34 @@ async def test_all_four_call_slots_carry_calls_and_the_fifth_invite_gets_503(
             assert rms_dbfs(bytes(session.input_audio)) > -35
     finally:
         assert await agent.stop() == 0
+
+
+async def test_a_reply_cut_by_the_hang_up_is_recorded_as_cut_before_the_end(
+    local_server: LocalRealtimeServer, tmp_path: Path
+) -> None:
+    agent = await _agent(local_server.url)
+    peer = await RtpPeer.open()
+    try:
+        # The caller stays silent and hangs up 0.8 s into the agent's 1.5-3 s greeting.
+        result = await run_sipp(
+            "uac_peer.xml", agent.sip_port, **_peer_caller(peer, "PCMU", 800, tmp_path)
+        )
+        assert result.returncode == 0, result.output[-3000:]
+        await agent.wait_for("call_finished", 10)
+    finally:
+        peer.close()
+        assert await agent.stop() == 0
+    (lines,) = agent.transcripts()
+    kinds = [line.get("kind", line["role"]) for line in lines]
+    assert kinds == ["call_start", "agent", "call_end"], kinds
+    start, reply, end = lines
+    assert start["sip_call_id"] and start["sip_call_id"] == end["sip_call_id"]
+    assert reply["interrupted"] is True and reply["cut_by"] == "hang-up"
+    assert 300 < reply["heard_ms"] < 1500
+    said = "You said something. I am the local test agent."
+    assert reply["text"] and said.startswith(reply["text"]) and reply["text"] != said
+    assert (end["ended_by"], end["reason"]) == ("caller", "the caller hung up")
+    assert end["sip_code"] == 200
+    # A caller who never spoke interrupted nothing.
+    assert agent.events("barge_in") == []
+    assert agent.events("call_finished")[0]["interruptions"] == 0

@@ -169,6 +169,14 @@ async def test_end_call_hangs_up_after_the_goodbye_was_heard(tmp_path: Path) -> 
             line = (await agent.wait_for("tool_call", 5))[0]
             assert line["tool"] == "end_call" and line["outcome"] == "ok"
             assert line["duration_ms"] >= 500  # it waited for the tone to play out
+            # Logged and recorded as what it was, not as the SIP code of the BYE.
+            finished = (await agent.wait_for("call_finished", 5))[0]
+            assert (finished["ended_by"], finished["reason"]) == (
+                "agent",
+                "end_call: caller is done",
+            )
+            end = agent.transcripts()[0][-1]
+            assert end["kind"] == "call_end" and end["ended_by"] == "agent"
         finally:
             peer.close()
             assert await agent.stop() == 0
@@ -206,6 +214,11 @@ async def test_transfer_sends_refer_to_the_allowlisted_uri_and_ends_the_leg(
             _check_client_events(session)
             statuses = agent.events("sip_transfer_status")
             assert [(s["code"], s["final"]) for s in statuses][-1] == (200, True)
+            finished = (await agent.wait_for("call_finished", 5))[0]
+            assert (finished["ended_by"], finished["reason"]) == (
+                "transfer",
+                f"transferred to {_BILLING}",
+            )
         finally:
             peer.close()
             assert await agent.stop() == 0

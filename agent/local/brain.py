@@ -17,7 +17,7 @@ import json
 import re
 import string
 import tomllib
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,11 @@ from agent.local.responder import ToolCall, ToolResult
 DEFAULT_BRAIN_PATH = Path(__file__).resolve().parent.parent.parent / "config" / "local_brain.toml"
 
 _SCRIPT_TEXTS = ("greeting", "fallback", "not_heard", "idle", "tool_done", "tool_failed")
-_INTENT_KEYS = {"name", "keywords", "patterns", "reply", "tool", "arguments", "after_tool"}
+_INTENT_KEYS = {
+    "name", "keywords", "patterns", "reply", "tool", "arguments", "after_tool", "unavailable",
+}  # fmt: skip
+#: The functions a session offers: name -> JSON schema of its arguments.
+Tools = Mapping[str, Mapping[str, Any]]
 _FAILURE_WORDS = ("error", "failed", "failure")
 
 
@@ -43,6 +47,8 @@ class Intent:
     tool: str | None = None
     arguments: Mapping[str, Any] = field(default_factory=dict)
     after_tool: str | None = None
+    #: Said instead of ``reply`` when the session does not offer ``tool``.
+    unavailable: str | None = None
 
     def match(self, normalized: str) -> dict[str, str] | None:
         """The template fields if this intent matches ``normalized`` text, else None.
@@ -93,8 +99,14 @@ class Brain:
     def prompt_idle(self) -> Decision:
         return Decision(self.script.idle, None, "idle")
 
-    def answer(self, utterance: str, tools: Collection[str]) -> Decision:
-        """The reply to what the caller said; a function is called only if offered."""
+    def answer(self, utterance: str, tools: Tools) -> Decision:
+        """The reply to what the caller said; a function is called only if offered.
+
+        Arguments the intent leaves out, or gives a value the function does not take, are
+        chosen from the function's own schema where it lists the allowed values (``enum``):
+        the one the caller named, else the first. So the transfer intent asks for one of the
+        profile's real destinations, whatever they are called.
+        """
         normalized = normalize(utterance)
         if not normalized:
             return Decision(self.script.not_heard, None, "not_heard")
@@ -104,9 +116,14 @@ class Brain:
             if groups is None:
                 continue
             fields = _Fields({**groups, "utterance": shown})
+            if intent.tool is not None and intent.tool not in tools:
+                if intent.unavailable:
+                    return Decision(intent.unavailable, None, f"{intent.name}:unavailable")
+                return Decision(intent.reply.format_map(fields), None, intent.name)
             call = None
-            if intent.tool is not None and intent.tool in tools:
+            if intent.tool is not None:
                 arguments = _fill_arguments(intent.arguments, fields)
+                arguments = _choose_allowed(arguments, tools[intent.tool], normalized)
                 call = ToolCall(intent.tool, json.dumps(arguments))
             return Decision(intent.reply.format_map(fields), call, intent.name)
         return Decision(self.script.fallback.format_map({"utterance": shown}), None, "fallback")
@@ -199,6 +216,12 @@ def _intent(raw: object, index: int) -> Intent:
     if after_tool is not None:
         after_tool = _text(raw, "after_tool", where)
         _check_fields(after_tool, set(), f"{where}.after_tool")
+    unavailable = raw.get("unavailable")
+    if unavailable is not None:
+        if tool is None:
+            raise ValueError(f"{where}: 'unavailable' without a 'tool'")
+        unavailable = _text(raw, "unavailable", where)
+        _check_fields(unavailable, set(), f"{where}.unavailable")
     return Intent(
         name=name,
         reply=reply,
@@ -207,6 +230,7 @@ def _intent(raw: object, index: int) -> Intent:
         tool=tool,
         arguments=arguments,
         after_tool=after_tool,
+        unavailable=unavailable,
     )
 
 
@@ -255,6 +279,24 @@ def _fill_arguments(value: Any, fields: Mapping[str, str]) -> Any:
     if isinstance(value, list):
         return [_fill_arguments(item, fields) for item in value]
     return value
+
+
+def _choose_allowed(
+    arguments: dict[str, Any], schema: Mapping[str, Any], normalized: str
+) -> dict[str, Any]:
+    """``arguments`` with every enum-constrained property set to a value the schema allows."""
+    properties = schema.get("properties")
+    if not isinstance(properties, Mapping):
+        return arguments
+    chosen = dict(arguments)
+    for name, prop in properties.items():
+        options = prop.get("enum") if isinstance(prop, Mapping) else None
+        if not isinstance(options, list) or not options or chosen.get(name) in options:
+            continue
+        padded = f" {normalized} "
+        named = [o for o in options if isinstance(o, str) and f" {normalize(o)} " in padded]
+        chosen[name] = named[0] if named else options[0]
+    return chosen
 
 
 def _failed(output: str) -> bool:

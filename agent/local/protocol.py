@@ -689,7 +689,7 @@ class RealtimeProtocol:
         )
         common: dict[str, Any] = {
             "tool_result": tool_result,
-            "tools": self.session.tool_names,
+            "tools": self.session.tools,
             "idle": idle,
             "audio": audio,
         }

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -51,7 +51,8 @@ class ReplyRequest:
     the turn was text), ``user_text`` its text when the client sent a text message.
     ``user_transcript`` blocks until that turn's speech-to-text is done (call it from a
     worker thread only); ``tool_result`` is set when the conversation ends with a function
-    call's output; ``tools`` names the functions the session lets the model call;
+    call's output; ``tools`` maps the functions the session lets the model call to the JSON
+    schemas of their arguments;
     ``idle`` says the response was triggered by the idle timeout; ``audio`` says whether the
     response wants audio at all (text-only responses need no speech synthesis).
     """
@@ -62,7 +63,7 @@ class ReplyRequest:
     user_audio_rate: int
     user_transcript: Callable[[], str] | None = None
     tool_result: ToolResult | None = None
-    tools: tuple[str, ...] = ()
+    tools: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     idle: bool = False
     audio: bool = True
 

@@ -267,21 +267,21 @@ class SessionState:
         return isinstance(raw, dict)
 
     @property
-    def tool_names(self) -> tuple[str, ...]:
-        """The functions the model may call now, after ``tool_choice``."""
-        names = tuple(
-            tool["name"]
+    def tools(self) -> dict[str, dict[str, Any]]:
+        """The functions the model may call now (after ``tool_choice``) -> argument schemas."""
+        offered = {
+            tool["name"]: tool.get("parameters") if isinstance(tool.get("parameters"), dict) else {}
             for tool in self.data.get("tools") or []
             if isinstance(tool, dict)
             and tool.get("type", "function") == "function"
             and isinstance(tool.get("name"), str)
-        )
+        }
         choice = self.data.get("tool_choice")
         if choice == "none":
-            return ()
+            return {}
         if isinstance(choice, dict) and isinstance(choice.get("name"), str):
-            return tuple(name for name in names if name == choice["name"])
-        return names
+            return {name: schema for name, schema in offered.items() if name == choice["name"]}
+        return offered
 
 
 def _number(value: object, default: float) -> float:

@@ -5,9 +5,10 @@ said. The file is created with the first line, so a call refused before it was a
 leaves none. Every line passes the log scrubber first: a server's close reason or a tool's
 error that quotes an API key is written with the key masked.
 
-Agent lines are held until their text is final: either the transcript is done, or the
-caller interrupted and the server confirmed the truncation, in which case the line is cut to
-the share of the text the caller heard and marked ``interrupted``.
+Agent lines are held until their text is final and it is known what the caller heard: the
+transcript is done and its audio was played out; or the caller interrupted and the server
+confirmed the truncation; or the caller hung up mid-reply. An interrupted line is cut to the
+share of the text the caller heard and marked ``interrupted`` (with ``cut_by``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class _AgentLine:
     text: str = ""
     written: bool = False
     interrupted: bool = False
+    final: bool = False  # the server's transcript of the item is complete
 
 
 def heard_prefix(text: str, heard_ms: int, total_ms: int) -> str:
@@ -88,11 +90,30 @@ class Transcript:
         line.written = True
         return self._write({"role": "agent", "item_id": item_id, "text": line.text.strip()})
 
+    def agent_final(self, item_id: str, text: str | None) -> None:
+        """The item's transcript is complete, but not yet heard: held until ``agent_done``."""
+        line = self._agent.setdefault(item_id, _AgentLine())
+        if text is not None:
+            line.text = text
+        line.final = True
+
+    def held_final_items(self) -> list[str]:
+        """Items whose transcript is complete and waits for its audio to be heard."""
+        return [
+            item_id
+            for item_id, line in self._agent.items()
+            if line.final and not line.written and not line.interrupted
+        ]
+
     def agent_interrupted(self, item_id: str) -> None:
         """Barge-in cut this item: hold its line until the truncation is confirmed."""
         self._agent.setdefault(item_id, _AgentLine()).interrupted = True
 
-    def agent_truncated(self, item_id: str, heard_ms: int, total_ms: int) -> dict[str, Any] | None:
+    def agent_truncated(
+        self, item_id: str, heard_ms: int, total_ms: int, cause: str = "barge-in"
+    ) -> dict[str, Any] | None:
+        """The caller heard only ``heard_ms`` of the item: cut by ``cause``
+        (``barge-in`` or ``hang-up``)."""
         line = self._agent.setdefault(item_id, _AgentLine())
         if line.written:
             return None
@@ -104,8 +125,17 @@ class Transcript:
                 "text": heard_prefix(line.text.strip(), heard_ms, total_ms),
                 "interrupted": True,
                 "heard_ms": heard_ms,
+                "cut_by": cause,
             }
         )
+
+    def pending_agent_items(self) -> list[tuple[str, bool]]:
+        """Agent items with text still held: (item id, cut by a barge-in not yet confirmed)."""
+        return [
+            (item_id, line.interrupted)
+            for item_id, line in self._agent.items()
+            if not line.written and line.text.strip()
+        ]
 
     def event(self, kind: str, **fields: Any) -> dict[str, Any]:
         """A non-speech line: call start/end, tool calls, DTMF."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import ssl
 from collections.abc import AsyncIterator
@@ -21,6 +22,8 @@ from agent.realtime.endpoint import RealtimeEndpoint
 
 #: Audio deltas can be large (a whole sentence of 24 kHz audio in one frame).
 _MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+#: Longest wait for the server's side of the closing handshake.
+_CLOSE_TIMEOUT_S = 2.0
 
 _STATUS_HINTS = {
     401: "authentication failed: the API key was rejected",
@@ -75,6 +78,7 @@ class RealtimeConnection:
                     open_timeout=timeout_s,
                     max_size=_MAX_MESSAGE_BYTES,
                     compression=None,
+                    close_timeout=_CLOSE_TIMEOUT_S,
                     user_agent_header="voice-agent",
                 ),
                 timeout_s,
@@ -119,4 +123,21 @@ class RealtimeConnection:
         return f"{code} {self._ws.close_reason or ''}".strip() if code is not None else ""
 
     async def close(self) -> None:
-        await self._ws.close()
+        """Close the session, reading (and dropping) what the server still sends meanwhile.
+
+        A call that has ended no longer reads its events, and a server streaming a reply
+        fills the socket with audio ahead of the close: unread, it would hold the server's
+        answer to our close frame behind it, and the close would wait out its timeout.
+        """
+        reader = asyncio.create_task(self._discard_incoming())
+        try:
+            await self._ws.close()
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    async def _discard_incoming(self) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for _ in self._ws:
+                pass

@@ -39,7 +39,9 @@ class CallControl(Protocol):
         """Wait until the agent's audio has been played out; False if ``timeout_s`` passed."""
         ...
 
-    def hang_up(self) -> None: ...
+    def hang_up(self, reason: str = "") -> None:
+        """End the call; ``reason`` says why, in words, for the call's record."""
+        ...
 
     async def transfer(self, uri: str) -> TransferOutcome:
         """Blind transfer (REFER); returns the final outcome, raises ToolError if not sent."""
@@ -54,8 +56,9 @@ def _end_call(control: CallControl) -> Tool:
     async def handler(args: dict[str, Any]) -> ToolResult:
         # The goodbye is usually in the same response as the call: let it be heard first.
         await control.wait_until_quiet(QUIET_WAIT_S)
-        control.hang_up()
-        return ToolResult(f"The call has ended ({args.get('reason', 'no reason given')}).", False)
+        reason = str(args.get("reason") or "no reason given")
+        control.hang_up(f"end_call: {reason}")
+        return ToolResult(f"The call has ended ({reason}).", False)
 
     return Tool(
         name="end_call",

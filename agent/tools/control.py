@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from agent.observe.outcome import AGENT, TRANSFER, CallOutcome
 from agent.sip.call import SipCall, SipCommandError
 from agent.tools.builtins import TransferOutcome
 from agent.tools.registry import ToolError
@@ -16,12 +17,19 @@ _LAST_FRAME_S = 0.04
 
 
 class SipCallControl:
-    """Ends, transfers and sends DTMF on ``sip``; ``speaking`` says if agent audio is pending."""
+    """Ends, transfers and sends DTMF on ``sip``; ``speaking`` says if agent audio is pending.
 
-    def __init__(self, sip: SipCall, speaking: Callable[[], bool]) -> None:
+    ``outcome`` is told why the call ends when a tool ends it.
+    """
+
+    def __init__(
+        self, sip: SipCall, speaking: Callable[[], bool], outcome: CallOutcome | None = None
+    ) -> None:
         self.sip = sip
         self._speaking = speaking
+        self.outcome = outcome or CallOutcome()
         self._transfer: asyncio.Future[TransferOutcome] | None = None
+        self._transfer_uri = ""
 
     async def wait_until_quiet(self, timeout_s: float) -> bool:
         loop = asyncio.get_running_loop()
@@ -33,7 +41,8 @@ class SipCallControl:
         await asyncio.sleep(_LAST_FRAME_S)
         return True
 
-    def hang_up(self) -> None:
+    def hang_up(self, reason: str = "") -> None:
+        self.outcome.decide(AGENT, reason or "the agent hung up")
         self.sip.end()
 
     async def transfer(self, uri: str) -> TransferOutcome:
@@ -41,6 +50,7 @@ class SipCallControl:
             raise ToolError("a transfer is already in progress")
         outcome: asyncio.Future[TransferOutcome] = asyncio.get_running_loop().create_future()
         self._transfer = outcome
+        self._transfer_uri = uri
         try:
             try:
                 self.sip.transfer(uri)
@@ -56,6 +66,7 @@ class SipCallControl:
             return
         result = TransferOutcome(code, reason)
         if result.ok:
+            self.outcome.decide(TRANSFER, f"transferred to {self._transfer_uri}")
             self.hang_up()
         pending = self._transfer
         if pending is not None and not pending.done():
