@@ -19,6 +19,19 @@ SIP_RATE = 8000
 MODEL_RATE = 24000
 """Sample rate of the realtime speech model's PCM16 input and output."""
 
+FRAME_MS = 20
+"""Every media frame, caller's and agent's, is 20 ms (RTP's usual ptime)."""
+
+
+def frame_samples(rate: int) -> int:
+    """Samples in one 20 ms frame at ``rate`` (160 at 8 kHz, 320 at 16 kHz)."""
+    return rate * FRAME_MS // 1000
+
+
+def frame_bytes(rate: int) -> int:
+    """Bytes of one 20 ms PCM16 frame at ``rate``."""
+    return frame_samples(rate) * 2
+
 BytesLike = bytes | bytearray | memoryview
 
 
