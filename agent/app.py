@@ -8,7 +8,6 @@ import signal
 from contextlib import suppress
 from typing import TYPE_CHECKING
 
-import pjsua2 as pj
 import structlog
 
 from agent.call import CallSession
@@ -19,8 +18,8 @@ from agent.realtime.endpoint import (
     configuration_warnings,
     resolve_endpoint,
 )
-from agent.sip.call import SipCall
-from agent.sip.endpoint import SipEndpoint
+from agent.sip.engine import EngineCall, EngineStartError
+from agent.sip.engines import create_engine
 from agent.sip.request_policy import Answer, unavailable
 from agent.tools.catalog import ToolCatalog
 
@@ -35,7 +34,7 @@ class AgentApp:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.sip = SipEndpoint(settings.sip, self._on_incoming, self._admission)
+        self.sip = create_engine(settings.sip, self._on_incoming, self._admission)
         # Custom tools are imported here, so a broken one stops the start (ConfigError).
         self.tool_catalog = ToolCatalog(settings.tools)
         self.sessions: dict[str, CallSession] = {}
@@ -63,12 +62,9 @@ class AgentApp:
             )
             try:
                 self.sip.start()
-            except pj.Error as exc:
-                raise ConfigError(
-                    f"cannot start SIP on {self.settings.sip.host}:{self.settings.sip.port}: "
-                    f"{exc.reason}"
-                ) from None
-            poller = asyncio.create_task(self.sip.poll_forever(self._wake_sessions))
+            except EngineStartError as exc:
+                raise ConfigError(str(exc)) from None
+            poller = asyncio.create_task(self.sip.run())
             log.info(
                 "agent_listening",
                 sip=f"sip:{self.settings.sip.user}@{self.settings.sip.host}:{self.sip.bound_port}",
@@ -104,10 +100,6 @@ class AgentApp:
             if pending:
                 await asyncio.wait(pending, timeout=5.0)
 
-    def _wake_sessions(self) -> None:
-        for session in self.sessions.values():
-            session.wake_inbound()
-
     def _admission(self) -> Answer | None:
         """The answer to a new INVITE (or OPTIONS) now: None while calls are taken."""
         if self.draining:
@@ -116,12 +108,18 @@ class AgentApp:
             return unavailable(self.settings.sip.retry_after_s, "at capacity")
         return None
 
-    def _on_incoming(self, call: SipCall) -> None:
+    def _on_incoming(self, call: EngineCall) -> None:
         refusal = self._admission()
         if refusal is not None:
             # The request gate refuses these before a call slot is taken; this is for an
             # INVITE that got past it (a gate disabled by a layout mismatch).
-            call.log.warning("call_rejected", reason=refusal.why, active_calls=len(self.sessions))
+            log.warning(
+                "call_rejected",
+                call_id=call.call_id,
+                sip_call_id=call.sip_call_id,
+                reason=refusal.why,
+                active_calls=len(self.sessions),
+            )
             call.reject(refusal.code, refusal.reason, self.settings.sip.retry_after_s)
             return
         assert self.endpoint is not None

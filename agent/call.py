@@ -1,16 +1,17 @@
-"""CallSession: one phone call bridged to one realtime session.
+"""CallSession: the asyncio shell of one call, wiring one engine call, one transport and one
+bridge.
 
-It owns the call's lifecycle (ring, open the realtime session, answer, bridge audio both
-ways, hang up) and everything per-call: resamplers, playout buffer, the connection. SIP
-callbacks reach it on the loop thread; the media port reaches it only through the playout
-buffer and the inbound deque.
+Every decision is the bridge's (``agent.bridge.CallBridge``); the session carries them out
+and feeds it what happens: the SIP call's events (the engine's listener callbacks, on the
+loop thread), the caller's frames (drained once per media tick), the server's messages
+(parsed by the protocol adapter), tool results and the time. What stays here is the I/O and
+its timing: opening the session while the call rings, waiting for the ACK, noticing a caller
+gone silent for good, and the order of teardown.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
@@ -19,129 +20,174 @@ from typing import Any, TypeVar
 
 import structlog
 
-from agent.audio.levels import rms_dbfs, tone
-from agent.audio.model_format import ModelAudio, ResampledPcm16, model_audio_for
-from agent.audio.pcm import SIP_RATE
-from agent.audio.playout import Playout
-from agent.barge_in import BargeIn, Interruption
+from agent.bridge import BridgeConfig, CallBridge, Step
+from agent.bridge.actions import (
+    HangUp,
+    HungUp,
+    Note,
+    Reconnect,
+    RunTool,
+    Transfer,
+    TransferFinished,
+)
+from agent.bridge.outcome import AGENT
 from agent.config import Settings
-from agent.observe.outcome import AGENT, CallOutcome
-from agent.observe.transcript import Transcript
+from agent.observe.transcript import RecordWriter
+from agent.realtime.adapter import MalformedEvent, RealtimeAdapter
 from agent.realtime.connection import RealtimeConnectError, RealtimeConnection
-from agent.realtime.dialect import OutputEvent, output_event
 from agent.realtime.endpoint import RealtimeEndpoint
-from agent.realtime.session_config import audio_format_update, greeting_request, session_update
-from agent.sip.call import SipCall
-from agent.sip.media_port import FRAME_BYTES
+from agent.realtime.session_config import session_spec
+from agent.realtime.transport import RealtimeTransport
+from agent.sip.engine import EngineCall, SipCommandError
+from agent.sip.message import uri_user
+from agent.tools.builtins import TransferOutcome
 from agent.tools.catalog import ToolCatalog
-from agent.tools.control import SipCallControl
+from agent.tools.registry import ToolError
 from agent.tools.session import CallTools
 
 T = TypeVar("T")
 
-#: Two short beeps, queued for the caller when the realtime session drops.
-_NOTICE_ITEM = "notice:session-lost"
-_NOTICE_TONE = tone(660, 150, SIP_RATE, -16.0) + bytes(800 * 2) + tone(660, 150, SIP_RATE, -16.0)
-_RESUME_INSTRUCTIONS = (
-    "The phone line to you dropped for a moment and is back. Apologise in one short sentence "
-    "and ask the caller to repeat what they said last."
-)
 
-
-def _user_part(uri: str) -> str:
-    """``"Bob" <sip:+15551234@host>;tag=x`` → ``+15551234``."""
-    inner = uri.split("<", 1)[1].split(">", 1)[0] if "<" in uri else uri
-    inner = inner.split(":", 1)[1] if ":" in inner else inner
-    return inner.split("@", 1)[0].split(";", 1)[0]
-
-
-def _transcript_path(settings: Settings, call_id: str) -> Path | None:
+def _records_path(settings: Settings, call_id: str) -> Path | None:
     if not settings.records.dir:
         return None
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     return Path(settings.records.dir) / f"{stamp}-{call_id}.jsonl"
 
 
+def bridge_config(settings: Settings, call_vars: dict[str, str]) -> BridgeConfig:
+    """The bridge's configuration for one call, from the profile."""
+    profile = settings.agent
+    td = profile.turn_detection
+    return BridgeConfig(
+        session=session_spec(profile, call_vars=call_vars),
+        greeting=profile.greeting,
+        resampler_quality=settings.audio.resampler_quality,
+        g711_passthrough=settings.audio.g711_passthrough,
+        append_batch_ms=settings.audio.append_batch_ms,
+        server_interrupts=td.interrupt_response and td.type != "none",
+        echo_guard_ms=profile.echo_guard_ms,
+        echo_guard_dbfs=profile.echo_guard_dbfs,
+        reconnect_attempts=settings.realtime.reconnect_attempts,
+        notice_wait_ms=int(settings.sip.session_timeout_s * 1000),
+        dtmf_actions=dict(settings.tools.dtmf_actions),
+        dtmf_batch_ms=settings.tools.dtmf_batch_ms,
+        dtmf_to_model=settings.tools.dtmf_to_model,
+    )
+
+
+class _Control:
+    """The built-in tools' hold on the call (``agent.tools.builtins.CallControl``)."""
+
+    def __init__(self, session: CallSession) -> None:
+        self._session = session
+
+    async def end_call(self, reason: str) -> None:
+        await self._session.hang_up_when_quiet(reason)
+
+    async def transfer(self, uri: str) -> TransferOutcome:
+        return await self._session.transfer_when_quiet(uri)
+
+    def send_dtmf(self, digits: str) -> None:
+        try:
+            self._session.call.send_dtmf(digits)
+        except SipCommandError as exc:
+            raise ToolError(str(exc)) from None
+
+
 class CallSession:
-    """Bridges ``sip_call`` to a realtime session at ``endpoint`` until either side ends."""
+    """Bridges ``call`` to a realtime session at ``endpoint`` until either side ends."""
 
     def __init__(
         self,
-        sip_call: SipCall,
+        call: EngineCall,
         endpoint: RealtimeEndpoint,
         settings: Settings,
         on_finished: Callable[[CallSession], None] | None = None,
         tool_catalog: ToolCatalog | None = None,
     ) -> None:
-        self.sip = sip_call
+        self.call = call
         self.endpoint = endpoint
         self.settings = settings
-        self.call_id = sip_call.call_id
+        self.call_id = call.call_id
         self.log = structlog.get_logger("call").bind(
-            call_id=sip_call.call_id, sip_call_id=sip_call.sip_call_id
+            call_id=call.call_id, sip_call_id=call.sip_call_id
         )
         self._on_finished = on_finished
-        # Resampled PCM16 until the call's codec is known (passthrough may replace it).
-        self._audio: ModelAudio = ResampledPcm16(settings.audio.resampler_quality)
-        self._down_item: str | None = None
-        self.playout = Playout()
-        profile = settings.agent
-        self.barge_in = BargeIn(
-            self.playout,
-            output_rate=self._audio.rate,
-            server_interrupts=profile.turn_detection.interrupt_response
-            and profile.turn_detection.type != "none",
-            echo_guard_ms=profile.echo_guard_ms,
-            echo_guard_dbfs=profile.echo_guard_dbfs,
-        )
-        self.transcript = Transcript(_transcript_path(settings, sip_call.call_id), self.call_id)
-        # The lambda holds the barge-in state, not the session: a cycle through the session
-        # would keep its pj.Call alive until the GC, whose late destructor hangs up whichever
-        # new call reuses the pjsua call slot.
-        barge_in = self.barge_in
-        self.outcome = CallOutcome()
-        self.control = SipCallControl(sip_call, lambda: barge_in.agent_speaking, self.outcome)
-        self.tools = CallTools(
-            settings.tools, self.control, endpoint.dialect, self.transcript, self.log, tool_catalog
-        )
-        self._conn: RealtimeConnection | None = None
-        self._inbound_ready = asyncio.Event()
+        self.adapter = RealtimeAdapter(endpoint.dialect)
+        call_vars = {
+            "caller": uri_user(call.remote_uri),
+            "dialed": uri_user(call.local_uri),
+            "call_id": self.call_id,
+        }
+        self.bridge = CallBridge(bridge_config(settings, call_vars))
+        self.records = RecordWriter(_records_path(settings, call.call_id), self.call_id)
+        self.tools = CallTools(settings.tools, _Control(self), self.records, self.log, tool_catalog)
+        self._conn: RealtimeTransport | None = None
+        #: Bumped with each new session: a tool's result for an earlier one is not sent.
+        self._generation = 0
+        self._frames_ready = asyncio.Event()
         self._confirmed = asyncio.Event()
         self._ended = asyncio.Event()
         self._hangup_code: int | None = None
+        self._hangup_reason = ""
         self._answered = False
-        self.frames_sent = 0
-        self.audio_deltas = 0
+        self._hung_up: list[asyncio.Future[None]] = []
+        self._transfers: list[asyncio.Future[TransferOutcome]] = []
+        self._malformed: set[str] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._sends: set[asyncio.Future[None]] = set()
         self.started_at = time.monotonic()
-        sip_call.listener = self
+        call.listener = self
 
-    # -- SIP side (loop thread, from PJSUA2 callbacks) ---------------------------------------
-    def on_media_active(self, codec: str) -> None:
-        port = self.sip.port
-        if port is not None:
-            port.source = self.playout
+    # -- the SIP call's events (loop thread, from the engine) ---------------------------------
+    def on_media(self, codec: str, rate: int) -> None:
+        step = self.bridge.media_started(codec, rate)
+        self.call.play_from(self.bridge.playout)
+        self._submit(step)
 
     def on_confirmed(self) -> None:
         self._confirmed.set()
 
-    def on_disconnected(self, code: int, reason: str) -> None:
-        self._hangup_code = code
-        self.outcome.disconnected(code, reason, self._answered)
-        self._ended.set()
-        self._inbound_ready.set()
+    def on_frames(self) -> None:
+        self._frames_ready.set()
 
     def on_dtmf(self, digit: str, method: str) -> None:
-        self.tools.caller_dtmf(digit, method)
+        self._submit(self.bridge.caller_dtmf(digit, method, self._now()))
 
     def on_transfer_status(self, code: int, reason: str, final: bool) -> None:
-        self.transcript.event("transfer_status", code=code, reason=reason, final=final)
-        self.control.on_transfer_status(code, reason, final)
+        self.log.info("sip_transfer_status", code=code, reason=reason, final=final)
+        self._submit(self.bridge.transfer_status(code, reason, final))
 
-    def wake_inbound(self) -> None:
-        """Called by the SIP poll loop when the media port has queued caller frames."""
-        port = self.sip.port
-        if port is not None and port.inbound:
-            self._inbound_ready.set()
+    def on_disconnected(self, code: int, reason: str) -> None:
+        self._hangup_code, self._hangup_reason = code, reason
+        self._ended.set()
+        self._frames_ready.set()
+
+    # -- the call's tools ask (loop thread) ---------------------------------------------------
+    async def hang_up_when_quiet(self, reason: str) -> None:
+        """End the call once the agent's words were heard; returns once it is ended."""
+        if self.call.disconnected:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._hung_up.append(done)
+        self._submit(self.bridge.hang_up_when_quiet(reason, self._now()))
+        await done
+
+    async def transfer_when_quiet(self, uri: str) -> TransferOutcome:
+        if self._transfers:
+            raise ToolError("a transfer is already in progress")
+        outcome: asyncio.Future[TransferOutcome] = asyncio.get_running_loop().create_future()
+        self._transfers.append(outcome)
+        self._submit(self.bridge.transfer_when_quiet(uri, self._now()))
+        result = await outcome
+        if result.status == 0:
+            raise ToolError(result.reason)
+        return result
+
+    def end(self, reason: str) -> None:
+        """End the call from outside (the agent shutting down)."""
+        self._end(reason)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def run(self) -> None:
@@ -149,38 +195,44 @@ class CallSession:
             await self._run()
         except Exception as exc:
             self.log.exception("call_failed")
-            self.outcome.decide(AGENT, f"error: {type(exc).__name__}")
+            self.bridge.outcome.decide(AGENT, f"error: {type(exc).__name__}")
         finally:
             # A caller left on a line with no session behind it hears nothing: hang up.
             self._end("the call's session ended")
-            await self.tools.close()
-            if self._conn is not None:
-                await self._conn.close()
-            if self.transcript.started:
-                self._write_cut_replies()
-                self.transcript.event(
-                    "call_end",
-                    ended_by=self.outcome.ended_by,
-                    reason=self.outcome.reason,
-                    sip_code=self._hangup_code,
-                    sip_call_id=self.sip.sip_call_id,
-                )
-            self.transcript.close()
-            self.log.info(
-                "call_finished",
-                ended_by=self.outcome.ended_by,
-                reason=self.outcome.reason,
-                duration_s=round(time.monotonic() - self.started_at, 2),
-                frames_sent=self.frames_sent,
-                audio_deltas=self.audio_deltas,
-                underruns=self.playout.underruns,
-                interruptions=self.barge_in.interruptions,
+            await self._finish()
+
+    async def _finish(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        await self.tools.close()
+        if self._conn is not None:
+            await self._conn.close()
+        step = self.bridge.call_ended(self._hangup_code or 0, self._hangup_reason, self._answered)
+        self._apply_now(step)
+        if self.records.started:
+            self.records.event(
+                "call_end",
+                ended_by=self.bridge.outcome.ended_by,
+                reason=self.bridge.outcome.reason,
+                sip_code=self._hangup_code,
+                sip_call_id=self.call.sip_call_id,
             )
-            if self._on_finished is not None:
-                self._on_finished(self)
+        self.records.close()
+        self.log.info(
+            "call_finished",
+            ended_by=self.bridge.outcome.ended_by,
+            reason=self.bridge.outcome.reason,
+            duration_s=round(time.monotonic() - self.started_at, 2),
+            frames_sent=self.bridge.frames_sent,
+            audio_deltas=self.bridge.audio_deltas,
+            underruns=self.bridge.playout.underruns,
+            interruptions=self.bridge.interruptions,
+        )
+        if self._on_finished is not None:
+            self._on_finished(self)
 
     async def _run(self) -> None:
-        self.sip.ring()
+        self.call.ring()
         connected = await self._until_ended(self._connect())
         if connected is None or self._ended.is_set():
             # CANCEL (or the caller gone) while the session was still being opened: give the
@@ -188,73 +240,67 @@ class CallSession:
             self.log.info("call_cancelled_before_answer")
             return
         if not connected:
-            self.outcome.decide(AGENT, "the realtime session could not be opened")
-            self.sip.reject(503, "Service Unavailable", self.settings.sip.retry_after_s)
+            self.bridge.outcome.decide(AGENT, "the realtime session could not be opened")
+            self.call.reject(503, "Service Unavailable", self.settings.sip.retry_after_s)
             return
-        self.sip.answer_ok()
+        self.call.answer()
         self._answered = True
         self.log.info("call_answered")
-        assert self._conn is not None
-        await self._choose_model_audio()
         if not await self._await_ack():
             return
-        self.transcript.event(
+        self.records.event(
             "call_start",
-            remote=self.sip.remote_uri,
-            local=self.sip.local_uri,
-            sip_call_id=self.sip.sip_call_id,
+            remote=self.call.remote_uri,
+            local=self.call.local_uri,
+            sip_call_id=self.call.sip_call_id,
         )
-        greeting = self.settings.agent.greeting
-        if greeting:
-            await self._conn.send(greeting_request(greeting))
-        reconnects_left = self.settings.realtime.reconnect_attempts
-        while not await self._bridge():
-            reason = self._conn.close_reason if self._conn else ""
-            self.log.warning("realtime_session_lost", reason=reason)
-            self.transcript.event("realtime_session_lost", reason=reason)
-            # Tell the caller something happened rather than leave them in silence.
-            self.playout.push(_NOTICE_ITEM, _NOTICE_TONE)
-            self.barge_in.session_restarted()
-            if reconnects_left > 0:
-                reconnects_left -= 1
+        await self._carry_out(self.bridge.call_confirmed(self._now()))
+        while True:
+            lost = await self._bridge_audio()
+            if lost is None:
+                return
+            step = self.bridge.session_lost(lost, self._now())
+            reconnect = any(isinstance(action, Reconnect) for action in step.actions)
+            await self._carry_out(step)
+            if reconnect:
                 if await self._connect():
-                    self.log.info("realtime_session_restored")
-                    assert self._conn is not None
-                    await self._conn.send(greeting_request(_RESUME_INSTRUCTIONS))
+                    await self._carry_out(self.bridge.session_restored())
                     continue
-            await self._wait_playout_drained(self.settings.sip.session_timeout_s)
-            self._end("the realtime session was lost")
+                await self._carry_out(self.bridge.reconnect_failed(self._now()))
+            # No session any more: the line stays up until the bridge hangs up (after the
+            # notice has been heard).
+            self._conn = None
+            await self._bridge_audio()
             return
 
-    def _end(self, reason: str) -> None:
-        """The agent ends the call (BYE, or 603 before answer), for ``reason``."""
-        if not self.sip.disconnected:
-            self.outcome.decide(AGENT, reason)
-        self.sip.end()
+    async def _connect(self) -> bool:
+        """Open the realtime session and configure it; False (logged) when that fails."""
+        timeout = self.settings.sip.session_timeout_s
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+        try:
+            self.bridge.offer_tools(await self.tools.declarations())
+            self._conn = await RealtimeConnection.open(
+                self.endpoint, min(timeout, self.settings.realtime.connect_timeout_s)
+            )
+            self._generation += 1
+            await self._carry_out(self.bridge.session_config())
+            await asyncio.wait_for(self._until_ready(self._conn), timeout)
+        except RealtimeConnectError as exc:
+            self.log.error("realtime_connect_failed", error=str(exc))
+        except TimeoutError:
+            self.log.error("realtime_session_timeout", timeout_s=timeout)
+        else:
+            return True
+        return False
 
-    def end(self, reason: str) -> None:
-        """End the call from outside (the agent shutting down)."""
-        self._end(reason)
-
-    def _write_heard_replies(self) -> None:
-        """Write the agent lines whose audio the caller has heard to the end."""
-        for item_id in self.transcript.held_final_items():
-            if self.barge_in.fully_heard(item_id):
-                line = self.transcript.agent_done(item_id, None)
-                if line is not None:
-                    self.log.info("transcript", role="agent", text=line["text"])
-
-    def _write_cut_replies(self) -> None:
-        """Agent lines the caller's hang-up cut short: written now, before the call's end,
-        marked interrupted with the share that was heard (as a barge-in's are)."""
-        for item_id, barged_in in self.transcript.pending_agent_items():
-            heard_ms = self.playout.played_ms(item_id)
-            total_ms = self.barge_in.received_ms(item_id)
-            if barged_in or heard_ms < total_ms:
-                cause = "barge-in" if barged_in else "hang-up"
-                self.transcript.agent_truncated(item_id, heard_ms, total_ms, cause=cause)
-            else:
-                self.transcript.agent_done(item_id, None)
+    async def _until_ready(self, conn: RealtimeTransport) -> None:
+        async for message in conn.messages():
+            await self._receive(message)
+            if self.bridge.session_ready:
+                return
+        raise RealtimeConnectError(f"connection closed during set-up: {conn.close_reason}")
 
     async def _until_ended(self, work: Awaitable[T]) -> T | None:
         """``work``'s result; None, with ``work`` cancelled, when the call ends first."""
@@ -286,36 +332,43 @@ class CallSession:
             return False
         if not self._confirmed.is_set():
             return False
-        if self.sip.codec is None:
+        if self.call.codec is None:
             # Acknowledged without an SDP answer to our offer (a late-offer INVITE whose ACK
             # carries none, as scanners send): a call with no audio is no call.
             self.log.warning("call_without_media")
             self._end("no audio was negotiated")
             return False
-        port = self.sip.port
-        if port is not None:
-            # Caller audio that arrived before the ACK was never meant for the model.
-            port.inbound.clear()
+        # Caller audio that arrived before the ACK was never meant for the model.
+        self.call.take_frames()
         return True
 
-    async def _bridge(self) -> bool:
-        """Carry audio both ways until the call ends (True) or the session drops (False)."""
-        uplink = asyncio.create_task(self._uplink(), name=f"uplink-{self.call_id}")
-        downlink = asyncio.create_task(self._downlink(), name=f"downlink-{self.call_id}")
-        ended = asyncio.create_task(self._ended.wait(), name=f"ended-{self.call_id}")
-        watch = asyncio.create_task(self._watch_media(), name=f"media-watch-{self.call_id}")
-        tasks = (uplink, downlink, ended, watch)
-        done, _ = await asyncio.wait(tasks, return_when="FIRST_COMPLETED")
+    async def _bridge_audio(self) -> str | None:
+        """Carry audio both ways until the call ends (None) or the session is lost (why)."""
+        tasks = [
+            asyncio.create_task(self._uplink(), name=f"uplink-{self.call_id}"),
+            asyncio.create_task(self._ended.wait(), name=f"ended-{self.call_id}"),
+            asyncio.create_task(self._watch_media(), name=f"media-watch-{self.call_id}"),
+        ]
+        downlink = None
+        if self._conn is not None:
+            downlink = asyncio.create_task(self._downlink(self._conn), name=f"down-{self.call_id}")
+            tasks.append(downlink)
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        # Anything else that finished (the downlink's events ran out, a send failed) means
-        # the session is gone while the caller is still there.
-        return self._ended.is_set() or watch in done
+        if self._ended.is_set() or downlink is None or downlink not in done:
+            return None
+        return self._conn.close_reason if self._conn is not None else ""
+
+    def _end(self, reason: str) -> None:
+        """The agent ends the call (BYE, or 603 before answer), for ``reason``."""
+        if not self.call.disconnected:
+            self.bridge.outcome.decide(AGENT, reason)
+        self.call.hang_up()
 
     async def _watch_media(self) -> None:
-        """Return (ending the call) once no RTP came for ``sip.rtp_timeout_s``; meanwhile
-        write the agent lines whose audio has been heard.
+        """Return (ending the call) once no RTP came for ``sip.rtp_timeout_s``.
 
         A caller gone without a BYE (a dead phone, a lost network) would otherwise hold a
         call slot and stream silence to a billed model session until the drain. Not while
@@ -323,12 +376,12 @@ class CallSession:
         """
         timeout = self.settings.sip.rtp_timeout_s
         if timeout <= 0:
-            timeout = float("inf")
+            await self._ended.wait()
+            return
         last, quiet_since = None, time.monotonic()
         while not self._ended.is_set():
-            await asyncio.sleep(min(0.5, timeout / 4))
-            self._write_heard_replies()
-            now, count = time.monotonic(), self.sip.received_rtp_packets()
+            await asyncio.sleep(min(1.0, timeout / 4))
+            now, count = time.monotonic(), self.call.received_rtp_packets()
             if count is None or count != last:
                 last, quiet_since = count, now
                 continue
@@ -337,217 +390,125 @@ class CallSession:
                 self._end(f"no RTP for {timeout:g} s")
                 return
 
-    async def _wait_playout_drained(self, timeout_s: float) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while self.playout.queued_samples > 0 and not self._ended.is_set():
-            if loop.time() > deadline:
-                return
-            await asyncio.sleep(0.02)
-
-    async def _connect(self) -> bool:
-        """Open the realtime session and configure it; False (logged) when that fails."""
-        timeout = self.settings.sip.session_timeout_s
-        if self._conn is not None:
-            await self._conn.close()
-        try:
-            self._conn = await RealtimeConnection.open(
-                self.endpoint, min(timeout, self.settings.realtime.connect_timeout_s)
-            )
-            call_vars = {
-                "caller": _user_part(self.sip.remote_uri),
-                "dialed": _user_part(self.sip.local_uri),
-                "call_id": self.call_id,
-            }
-            update = session_update(
-                self.settings.agent,
-                self.endpoint.dialect,
-                self._audio.codec,
-                call_vars=call_vars,
-                tools=await self.tools.declarations(),
-            )
-            await self._conn.send(update)
-            await asyncio.wait_for(self._await_session_ready(), timeout)
-            self.tools.start(self._conn.send)
-        except RealtimeConnectError as exc:
-            self.log.error("realtime_connect_failed", error=str(exc))
-        except TimeoutError:
-            self.log.error("realtime_session_timeout", timeout_s=timeout)
-        else:
-            return True
-        return False
-
-    async def _choose_model_audio(self) -> None:
-        """With G.711 passthrough on and a G.711 call, switch the session to the call's codec.
-
-        The codec is known only once the answer's SDP is negotiated, so this is a second
-        ``session.update``, sent before any audio or the greeting.
-        """
-        audio = model_audio_for(
-            self.sip.codec,
-            self.settings.audio.g711_passthrough,
-            self.settings.audio.resampler_quality,
-        )
-        if audio.codec == self._audio.codec:
-            return
-        assert self._conn is not None
-        await self._conn.send(audio_format_update(self.endpoint.dialect, audio.codec))
-        self._audio = audio
-        self.barge_in.output_rate = audio.rate
-        self.log.info("g711_passthrough", codec=audio.codec)
-
-    async def _await_session_ready(self) -> None:
-        assert self._conn is not None
-        async for event in self._conn.events():
-            kind = event["type"]
-            if kind == "session.updated":
-                return
-            if kind == "error":
-                self._log_server_error(event)
-        raise RealtimeConnectError(f"connection closed during set-up: {self._conn.close_reason}")
-
-    # -- caller → model ----------------------------------------------------------------------
+    # -- caller -> model ---------------------------------------------------------------------
     async def _uplink(self) -> None:
-        conn = self._conn
-        assert conn is not None
-        batch_frames = self.settings.audio.append_batch_ms // 20
-        pending = bytearray()
         while not self._ended.is_set():
-            await self._inbound_ready.wait()
-            self._inbound_ready.clear()
-            port = self.sip.port
-            if port is None:
-                continue
-            inbound = port.inbound
-            while inbound:
-                frame = inbound.popleft()
-                if self.barge_in.barge_in_pending:
-                    await self._apply(self.barge_in.caller_audio(20, rms_dbfs(frame)))
-                pending += frame
-                if len(pending) >= batch_frames * FRAME_BYTES:
-                    await conn.append_audio(self._audio.to_model(bytes(pending)))
-                    self.frames_sent += len(pending) // FRAME_BYTES
-                    pending.clear()
+            await self._frames_ready.wait()
+            self._frames_ready.clear()
+            now = self._now()
+            step = Step()
+            for frame in self.call.take_frames():
+                step.add(self.bridge.caller_frame(frame, now))
+            step.add(self.bridge.tick(now))
+            await self._carry_out(step)
 
-    # -- model → caller ----------------------------------------------------------------------
-    async def _downlink(self) -> None:
-        conn = self._conn
-        assert conn is not None
-        malformed: set[str] = set()
-        async for event in conn.events():
-            try:
-                await self.handle_server_event(event)
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                # A malformed event must not end the call; say so once per event type.
-                if event["type"] not in malformed:
-                    malformed.add(event["type"])
-                    self.log.warning("malformed_server_event", type=event["type"], error=repr(exc))
+    # -- model -> caller ---------------------------------------------------------------------
+    async def _downlink(self, conn: RealtimeTransport) -> None:
+        async for message in conn.messages():
+            await self._receive(message)
 
-    async def handle_server_event(self, event: dict[str, Any]) -> None:
-        kind = event["type"]
-        await self.tools.server_event(event)
-        internal = output_event(self.endpoint.dialect, kind)
-        if internal is OutputEvent.AUDIO_DELTA:
-            self._play_delta(event)
-        elif internal is OutputEvent.AUDIO_DONE:
-            item_id = str(event.get("item_id", ""))
-            self.barge_in.audio_done(item_id)
-            self._finish_item(item_id)
-            self._write_heard_replies()
-        elif internal is OutputEvent.TRANSCRIPT_DELTA:
-            self.transcript.agent_delta(str(event.get("item_id", "")), str(event.get("delta", "")))
-        elif internal is OutputEvent.TRANSCRIPT_DONE:
-            self.transcript.agent_final(str(event.get("item_id", "")), event.get("transcript"))
-            self._write_heard_replies()
-        elif kind == "input_audio_buffer.speech_started":
-            await self._apply(self.barge_in.speech_started())
-        elif kind == "input_audio_buffer.speech_stopped":
-            self.barge_in.speech_stopped()
-        elif kind == "response.created":
-            self.barge_in.response_created(str(event["response"].get("id", "")))
-        elif kind == "response.done":
-            self.barge_in.response_done(str(event["response"].get("id", "")))
-        elif kind == "conversation.item.truncated":
-            self._on_truncated(event)
-        elif kind == "conversation.item.input_audio_transcription.completed":
-            line = self.transcript.caller(str(event.get("item_id", "")), str(event["transcript"]))
-            self.log.info("transcript", role="caller", text=line["text"])
-        elif kind == "error":
-            self._on_error(event)
-
-    async def _apply(self, interruption: Interruption | None) -> None:
-        """Carry out a barge-in: the playout is already flushed; tell the model."""
-        if interruption is None:
-            return
-        # What the resampler still holds of the cut item was never heard: drop it.
-        self._audio.reset_from_model()
-        self._down_item = None
-        if interruption.cut:
-            assert interruption.item_id is not None
-            self.transcript.agent_interrupted(interruption.item_id)
-            self.log.info(
-                "barge_in",
-                item_id=interruption.item_id,
-                audio_end_ms=interruption.audio_end_ms,
-                cancel=any(e["type"] == "response.cancel" for e in interruption.events),
-            )
-        assert self._conn is not None
-        for client_event in interruption.events:
-            await self._conn.send(client_event)
-
-    def _on_truncated(self, event: dict[str, Any]) -> None:
-        item_id = str(event.get("item_id", ""))
-        heard_ms = int(event.get("audio_end_ms", 0))
-        line = self.transcript.agent_truncated(
-            item_id, heard_ms, self.barge_in.received_ms(item_id)
-        )
-        if line is not None:
-            self.log.info("transcript", role="agent", text=line["text"], interrupted=True)
-
-    def _play_delta(self, event: dict[str, Any]) -> None:
-        item_id = str(event.get("item_id", ""))
+    async def _receive(self, message: str | bytes) -> None:
         try:
-            audio = base64.b64decode(event.get("delta", ""), validate=True)
-        except (binascii.Error, ValueError):
-            self.log.warning("bad_audio_delta", item_id=item_id)
+            event = self.adapter.parse(message)
+        except MalformedEvent as exc:
+            # A malformed event must not end the call; say so once per event type.
+            if exc.event_type not in self._malformed:
+                self._malformed.add(exc.event_type)
+                self.log.warning(
+                    "malformed_server_event", type=exc.event_type, error=exc.problem[:200]
+                )
             return
-        width = self._audio.sample_bytes
-        if len(audio) % width:
-            audio = audio[: len(audio) - len(audio) % width]
-        response_id = str(event.get("response_id", ""))
-        if not self.barge_in.accept_audio(response_id, item_id, len(audio) // width):
-            return
-        if item_id != self._down_item:
-            self._finish_item(self._down_item)
-            self._down_item = item_id
-        self.audio_deltas += 1
-        pcm = self._audio.from_model(audio)
-        if pcm:
-            self.playout.push(item_id, pcm)
+        if event is not None:
+            await self._carry_out(self.bridge.server_event(event, self._now()))
 
-    def _finish_item(self, item_id: str | None) -> None:
-        """End of an item's audio: release what the resampler still holds for it."""
-        if item_id is None or item_id != self._down_item:
-            return
-        tail = self._audio.flush_from_model()
-        if tail:
-            self.playout.push(item_id, tail)
-        self._down_item = None
+    # -- carrying out what the bridge decided -------------------------------------------------
+    def _submit(self, step: Step) -> None:
+        """From a synchronous callback: act now, send the requests from a task (in order)."""
+        self._apply_now(step)
+        if step.requests:
+            task = asyncio.ensure_future(self._send(step))
+            self._sends.add(task)
+            task.add_done_callback(self._sends.discard)
 
-    def _on_error(self, event: dict[str, Any]) -> None:
-        error = event.get("error") or {}
-        if error.get("code") == "response_cancel_not_active":
-            # Our cancel crossed the server's response.done: nothing was left to cancel.
-            self.barge_in.cancel_rejected()
-            self.log.debug("cancel_raced_response_done")
-            return
-        self._log_server_error(event)
+    async def _carry_out(self, step: Step) -> None:
+        self._apply_now(step)
+        if step.requests:
+            await self._send(step)
 
-    def _log_server_error(self, event: dict[str, Any]) -> None:
-        error = event.get("error") or {}
-        self.log.warning(
-            "realtime_error",
-            code=error.get("code"),
-            message=error.get("message"),
-            event_id=error.get("event_id"),
+    async def _send(self, step: Step) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        for request in step.requests:
+            try:
+                await conn.send(self.adapter.encode(request))
+            except Exception as exc:
+                # The session is going (the downlink will say so); nothing more to send.
+                self.log.debug("request_not_sent", request=type(request).__name__, error=str(exc))
+                return
+
+    def _apply_now(self, step: Step) -> None:
+        for line in step.lines:
+            self.records.write(line)
+        for action in step.actions:
+            self._act(action)
+        self._schedule_tick()
+
+    def _act(self, action: Any) -> None:
+        if isinstance(action, Note):
+            getattr(self.log, action.level)(action.event, **action.fields)
+        elif isinstance(action, HangUp):
+            self.call.hang_up()
+        elif isinstance(action, HungUp):
+            for done in self._hung_up:
+                if not done.done():
+                    done.set_result(None)
+            self._hung_up.clear()
+        elif isinstance(action, Transfer):
+            try:
+                self.call.transfer(action.uri)
+                self.log.info("sip_transfer_sent", refer_to=action.uri)
+            except SipCommandError as exc:
+                self._apply_now(self.bridge.transfer_not_sent(str(exc)))
+        elif isinstance(action, TransferFinished):
+            for outcome in self._transfers:
+                if not outcome.done():
+                    outcome.set_result(TransferOutcome(action.status, action.reason))
+            self._transfers.clear()
+        elif isinstance(action, RunTool):
+            self.tools.spawn(self._run_tool(action), f"tool-{action.name}-{action.call_id}")
+
+    async def _run_tool(self, action: RunTool) -> None:
+        generation = self._generation
+        result = await self.tools.run(
+            action.name, action.arguments, call_id=action.call_id, origin=action.origin
         )
+        if generation != self._generation:
+            # A new session is a new conversation: it never issued this call id.
+            return
+        if action.call_id is not None:
+            step = self.bridge.tool_result(action.call_id, result.output, result.respond)
+        elif result.output.startswith("Error:"):
+            digit = action.origin.partition(":")[2]
+            step = self.bridge.dtmf_action_failed(digit, action.name, result.output)
+        else:
+            return
+        await self._carry_out(step)
+
+    def _schedule_tick(self) -> None:
+        """Wake the bridge by its next deadline (DTMF batches, waits for quiet)."""
+        deadline = self.bridge.next_deadline
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if deadline is not None and not self._ended.is_set():
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_at(deadline / 1000, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        self._submit(self.bridge.tick(self._now()))
+
+    @staticmethod
+    def _now() -> float:
+        return asyncio.get_running_loop().time() * 1000

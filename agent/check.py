@@ -7,10 +7,13 @@ deployment name or api-version shows up before the first phone call does.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import TextIO
 
+from agent.bridge.events import ServerError, SessionReady
 from agent.config import Settings
+from agent.realtime.adapter import MalformedEvent, RealtimeAdapter
 from agent.realtime.connection import RealtimeConnectError, RealtimeConnection
 from agent.realtime.endpoint import choose_provider, configuration_warnings, resolve_endpoint
 from agent.realtime.session_config import session_update
@@ -30,9 +33,10 @@ async def _open_session(settings: Settings, local_url: str | None, out: TextIO) 
     except RealtimeConnectError as exc:
         print(f"result:   FAILED: {exc}", file=out)
         return False
+    adapter = RealtimeAdapter(endpoint.dialect)
     try:
-        await conn.send(session_update(settings.agent, endpoint.dialect))
-        outcome = await asyncio.wait_for(_session_outcome(conn), timeout)
+        await conn.send(json.dumps(session_update(settings.agent, endpoint.dialect)))
+        outcome = await asyncio.wait_for(_session_outcome(conn, adapter), timeout)
     except TimeoutError:
         outcome = f"FAILED: no session.updated within {timeout:g} s"
     finally:
@@ -42,15 +46,16 @@ async def _open_session(settings: Settings, local_url: str | None, out: TextIO) 
     return outcome.startswith("ok")
 
 
-async def _session_outcome(conn: RealtimeConnection) -> str:
-    async for event in conn.events():
-        if event["type"] == "session.updated":
+async def _session_outcome(conn: RealtimeConnection, adapter: RealtimeAdapter) -> str:
+    async for message in conn.messages():
+        try:
+            event = adapter.parse(message)
+        except MalformedEvent as exc:
+            return f"FAILED: malformed server event: {exc}"
+        if isinstance(event, SessionReady):
             return "ok: session created and updated"
-        if event["type"] == "error":
-            error = event.get("error") or {}
-            return f"FAILED: server rejected session.update: {error.get('code')}: " + str(
-                error.get("message")
-            )
+        if isinstance(event, ServerError):
+            return f"FAILED: server rejected session.update: {event.code}: {event.message}"
     return f"FAILED: connection closed: {conn.close_reason}"
 
 

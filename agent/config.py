@@ -37,6 +37,8 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class SipSettings:
+    #: The SIP stack (agent/sip/engines.py).
+    engine: str = "pjsip"
     host: str = "127.0.0.1"
     port: int = 5060
     public_host: str = ""
@@ -243,6 +245,7 @@ class Settings:
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
+    "sip.engine": ("pjsip",),
     "realtime.provider": ("auto", "openai", "azure", "custom", "local"),
     "realtime.dialect": ("", "ga", "beta"),
     "agent.turn_detection.type": ("server_vad", "semantic_vad", "none"),

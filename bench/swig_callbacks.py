@@ -30,9 +30,10 @@ from typing import Any
 import numpy as np
 import pjsua2 as pj
 
+from agent.audio.pcm import FRAME_MS
 from agent.audio.playout import Playout
-from agent.sip.frame_bytes import FAST_FRAME_ACCESS
-from agent.sip.media_port import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, BridgePort
+from agent.sip.pjsip.frame_bytes import FAST_FRAME_ACCESS
+from agent.sip.pjsip.media_port import FRAME_BYTES, SAMPLE_RATE, BridgePort
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "swig_callbacks.json"
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import os
 import shutil
 import signal
@@ -23,15 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from agent.audio import levels
 from agent.audio.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 
 HOST = "127.0.0.1"
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"
 REPO = Path(__file__).resolve().parent.parent
 CODEC_PT = {"PCMU": 0, "PCMA": 8}
-#: A full-scale sine has half the power of a full-scale square wave.
-_SQUARE_VS_SINE_DB = 10 * math.log10(2)
 #: RFC 4733 event codes 0-15, as keypad digits.
 DTMF_EVENTS = "0123456789*#ABCD"
 
@@ -61,7 +57,7 @@ def free_rtp_port(span: int = 2) -> int:
     raise RuntimeError("no free run of RTP ports")
 
 
-def speech_like(seconds: float, rate: int = 8000, dbfs: float = -18.0) -> np.ndarray:
+def speech_like(seconds: float, rate: int = 8000, dbfs: float = -15.0) -> np.ndarray:
     """A voiced, syllable-modulated signal: what an energy or neural VAD should call speech."""
     t = np.arange(int(seconds * rate)) / rate
     f0 = 140 + 20 * np.sin(2 * np.pi * 0.7 * t)
@@ -69,7 +65,8 @@ def speech_like(seconds: float, rate: int = 8000, dbfs: float = -18.0) -> np.nda
     voice = sum(np.sin(k * phase) / k for k in range(1, 12))
     envelope = 0.55 + 0.45 * np.sin(2 * np.pi * 4.0 * t)
     signal_ = voice * envelope
-    signal_ *= 10 ** (dbfs / 20) * 32767 / np.sqrt(np.mean(signal_**2))
+    # RMS in dBFS as agent.audio.levels measures it (AES17: a full-scale sine is 0 dBFS).
+    signal_ *= 10 ** (dbfs / 20) * 32767 / np.sqrt(2 * np.mean(signal_**2))
     return np.clip(signal_, -32768, 32767).astype(np.int16)
 
 
@@ -218,15 +215,6 @@ class RtpPeer(asyncio.DatagramProtocol):
             self._talker.cancel()
         if self.transport is not None:
             self.transport.close()
-
-
-def rms_dbfs(pcm: bytes) -> float:
-    """RMS level re a full-scale *square* wave: 3.01 dB below ``agent.audio.levels.rms_dbfs``.
-
-    The end-to-end tests' thresholds were set on this scale; the measurement itself is the
-    shared one.
-    """
-    return levels.rms_dbfs(pcm) - _SQUARE_VS_SINE_DB
 
 
 @dataclass

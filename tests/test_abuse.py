@@ -24,12 +24,12 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from agent.audio.levels import rms_dbfs
 from agent.local.server import LocalRealtimeServer
 from tests.peers import (
     AgentProcess,
     RtpPeer,
     free_port,
-    rms_dbfs,
     run_sipp,
     talk_then_pause,
     write_g711_stream,
@@ -269,7 +269,7 @@ async def test_rtp_from_a_stranger_reaches_neither_the_model_nor_gets_the_agent_
         assert stolen == 0, f"the stranger received {stolen} packets of the agent's audio"
         heard = bytes(session.input_audio[heard_before:])
         assert len(heard) > 24000, "caller audio stopped reaching the model"
-        assert rms_dbfs(heard) < -50, "the stranger's audio reached the model"
+        assert rms_dbfs(heard) < -47, "the stranger's audio reached the model"
         # The caller still hears the agent.
         packets_before = len(peer.packets)
         await asyncio.sleep(0.5)

@@ -8,7 +8,7 @@ from pathlib import Path
 from agent.observe.ids import new_call_id
 from agent.observe.logging import register_secret
 from agent.observe.ratelimit import KeyedRateLimit, quote
-from agent.observe.transcript import Transcript
+from agent.observe.transcript import RecordWriter
 
 
 def test_rate_limit_lets_one_line_per_key_and_counts_the_rest() -> None:
@@ -39,7 +39,7 @@ def test_transcript_is_created_with_its_first_line_and_scrubs_secrets(tmp_path: 
     key = "sk-live-0123456789abcdefSECRET"
     register_secret(key)
     path = tmp_path / "call.jsonl"
-    transcript = Transcript(path, "c1")
+    transcript = RecordWriter(path, "c1")
     assert not path.exists() and not transcript.started
     transcript.event("realtime_session_lost", reason=f"1008 bad key Bearer {key}")
     transcript.event("tool_call", arguments={"api_key": "hunter2", "city": "Oslo"}, error=key)
@@ -52,6 +52,6 @@ def test_transcript_is_created_with_its_first_line_and_scrubs_secrets(tmp_path: 
 
 
 def test_a_transcript_never_written_leaves_no_file(tmp_path: Path) -> None:
-    transcript = Transcript(tmp_path / "never.jsonl", "c2")
+    transcript = RecordWriter(tmp_path / "never.jsonl", "c2")
     transcript.close()
     assert list(tmp_path.iterdir()) == []

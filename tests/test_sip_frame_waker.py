@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.sip.media_port import FrameWaker
+from agent.sip.pjsip.media_port import FrameWaker
 
 
 @pytest.fixture

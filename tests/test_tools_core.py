@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 
+from agent.bridge import BridgeConfig, CallBridge, Step
+from agent.bridge.actions import RunTool
+from agent.bridge.requests import SessionSpec
 from agent.config import ConfigError, CustomToolSettings, ToolSettings, load_settings
+from agent.realtime.adapter import RealtimeAdapter
 from agent.realtime.dialect import Dialect
 from agent.realtime.session_config import session_update
 from agent.tools.builtins import TransferOutcome, builtin_tools
 from agent.tools.custom import load_custom_tool
 from agent.tools.dtmf import DtmfCollector, pressed_text
-from agent.tools.protocol import ToolProtocol
 from agent.tools.registry import ToolSet, redacted
 from agent.tools.schema import SchemaError, schema_from_callable, validate
 from tests.oracle import validate_client_event
@@ -110,7 +114,32 @@ def test_redaction_masks_named_fields_at_any_depth() -> None:
     }
 
 
-# -- the function-call protocol ---------------------------------------------------------------
+# -- the function-call protocol, through the bridge and the adapter, on the wire -------------
+class Wire:
+    """A call's bridge fed wire events of ``dialect``; what it sends, as wire events."""
+
+    def __init__(self, dialect: Dialect = Dialect.GA) -> None:
+        self.dialect = dialect
+        self.adapter = RealtimeAdapter(dialect)
+        self.bridge = CallBridge(BridgeConfig(session=SessionSpec("Be brief.", "marin")))
+        self.calls: list[RunTool] = []
+
+    def _wire(self, step: Step) -> list[dict[str, Any]]:
+        self.calls += [a for a in step.actions if isinstance(a, RunTool)]
+        events = [self.adapter.wire(request) for request in step.requests]
+        for event in events:
+            validate_client_event(self.dialect, event)
+        return events
+
+    def server(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        parsed = self.adapter.parse(json.dumps(event))
+        assert parsed is not None, event
+        return self._wire(self.bridge.server_event(parsed, 0.0))
+
+    def output(self, call_id: str, text: str, respond: bool = True) -> list[dict[str, Any]]:
+        return self._wire(self.bridge.tool_result(call_id, text, respond))
+
+
 def _call_done(call_id: str, name: str | None, arguments: str, response: str = "resp_1") -> dict:
     event = {
         "type": "response.function_call_arguments.done",
@@ -140,77 +169,79 @@ def _done(response: str) -> dict:
     return {"type": "response.done", "response": {"id": response}}
 
 
+def _added(event: dict) -> dict:
+    return {"type": "conversation.item.added", "item": event["item"]}
+
+
 @pytest.mark.parametrize("dialect", [Dialect.GA, Dialect.BETA])
 def test_output_waits_for_the_active_response_to_finish(dialect: Dialect) -> None:
-    proto = ToolProtocol(dialect)
-    proto.server_event(_created("resp_1"))
+    wire = Wire(dialect)
+    wire.server(_created("resp_1"))
     if dialect is Dialect.BETA:  # beta's arguments.done has no name: it comes from the item
         item = {"id": "item_c1", "type": "function_call", "name": "lookup", "call_id": "c1"}
-        proto.server_event({"type": "response.output_item.added", "item": item})
-    step = proto.server_event(_call_done("c1", "lookup" if dialect is Dialect.GA else None, "{}"))
-    assert [(c.call_id, c.name) for c in step.calls] == [("c1", "lookup")]
+        wire.server({"type": "response.output_item.added", "item": item})
+    wire.server(_call_done("c1", "lookup" if dialect is Dialect.GA else None, "{}"))
+    assert [(c.call_id, c.name) for c in wire.calls] == [("c1", "lookup")]
     # A repeated done event does not start the tool twice.
-    assert proto.server_event(_call_done("c1", "lookup", "{}")).calls == []
+    wire.server(_call_done("c1", "lookup", "{}"))
+    assert len(wire.calls) == 1
 
-    events = proto.output("c1", "42")
-    assert [e["type"] for e in events] == ["conversation.item.create"]  # response still active
+    events = wire.output("c1", "42")
+    assert _types(events) == ["conversation.item.create"]  # response still active
     assert events[0]["item"]["type"] == "function_call_output"
     assert events[0]["item"]["call_id"] == "c1" and events[0]["item"]["output"] == "42"
-    after = proto.server_event(_done("resp_1")).events
-    assert _types(after) == ["response.create"]
-    for event in [*events, *after, *proto.note("The caller pressed 1", role="system")]:
-        validate_client_event(dialect, event)
+    assert _types(wire.server(_done("resp_1"))) == ["response.create"]
 
 
 def test_one_response_answers_outputs_it_covers() -> None:
-    proto = ToolProtocol(Dialect.GA)
-    first = proto.output("c1", "a")
-    assert [e["type"] for e in first] == ["conversation.item.create", "response.create"]
+    wire = Wire()
+    first = wire.output("c1", "a")
+    assert _types(first) == ["conversation.item.create", "response.create"]
     # A second output while our request is in flight: no second response.create.
-    second = proto.output("c2", "b")
-    assert [e["type"] for e in second] == ["conversation.item.create"]
-    proto.server_event({"type": "conversation.item.added", "item": second[0]["item"]})
-    proto.server_event(_created("resp_2", first[-1]))
+    second = wire.output("c2", "b")
+    assert _types(second) == ["conversation.item.create"]
+    wire.server(_added(second[0]))
+    wire.server(_created("resp_2", first[-1]))
     # The response we asked for began after c2 was added: it answers both.
-    assert proto.server_event(_done("resp_2")).events == []
-    assert not proto.waiting_for_response
+    assert wire.server(_done("resp_2")) == []
+    assert not wire.bridge.tools.waiting_for_response
 
 
 def test_items_never_acknowledged_are_not_asked_about_forever() -> None:
-    proto = ToolProtocol(Dialect.GA)
-    requests = len(_types(proto.output("c1", "x"))) - 1
+    wire = Wire()
+    requests = len(_types(wire.output("c1", "x"))) - 1
     for n in range(5):
         # A server that echoes no metadata and acknowledges nothing.
-        proto.server_event({"type": "response.created", "response": {"id": f"r{n}"}})
-        requests += _types(proto.server_event(_done(f"r{n}")).events).count("response.create")
+        wire.server({"type": "response.created", "response": {"id": f"r{n}"}})
+        requests += _types(wire.server(_done(f"r{n}"))).count("response.create")
     assert requests == 2
 
 
 def test_output_added_after_a_response_began_gets_its_own() -> None:
-    proto = ToolProtocol(Dialect.GA)
-    proto.server_event(_created("resp_vad"))  # server VAD answered the caller meanwhile
-    out = proto.output("c1", "late")
-    proto.server_event({"type": "conversation.item.added", "item": out[0]["item"]})
-    assert _types(proto.server_event(_done("resp_vad")).events) == ["response.create"]
+    wire = Wire()
+    wire.server(_created("resp_vad"))  # server VAD answered the caller meanwhile
+    out = wire.output("c1", "late")
+    wire.server(_added(out[0]))
+    assert _types(wire.server(_done("resp_vad"))) == ["response.create"]
 
 
 def test_a_refused_response_create_is_retried_after_the_active_one() -> None:
-    proto = ToolProtocol(Dialect.GA)
-    assert proto.output("c1", "x")[-1]["type"] == "response.create"
+    wire = Wire()
+    assert wire.output("c1", "x")[-1]["type"] == "response.create"
     # The server started a response of its own first, then refused ours.
-    proto.server_event(_created("resp_vad"))
+    wire.server(_created("resp_vad"))
     busy = {"code": "conversation_already_has_active_response", "message": "busy"}
-    proto.server_event({"type": "error", "error": busy})
+    wire.server({"type": "error", "error": busy})
     # resp_vad began before our item was acknowledged: it does not answer it.
-    assert proto.waiting_for_response
-    assert _types(proto.server_event(_done("resp_vad")).events) == ["response.create"]
+    assert wire.bridge.tools.waiting_for_response
+    assert _types(wire.server(_done("resp_vad"))) == ["response.create"]
 
 
 def test_output_without_reply_asks_for_no_response() -> None:
-    proto = ToolProtocol(Dialect.GA)
-    events = proto.output("c1", "The call has ended.", respond=False)
-    assert [e["type"] for e in events] == ["conversation.item.create"]
-    assert proto.server_event(_done("resp_1")).events == []
+    wire = Wire()
+    events = wire.output("c1", "The call has ended.", respond=False)
+    assert _types(events) == ["conversation.item.create"]
+    assert wire.server(_done("resp_1")) == []
 
 
 @pytest.mark.parametrize("dialect", [Dialect.GA, Dialect.BETA])
@@ -245,7 +276,7 @@ def test_transfer_outcome() -> None:
 
 # -- caller DTMF --------------------------------------------------------------------------------
 def test_dtmf_digits_typed_quickly_make_one_message() -> None:
-    dtmf = DtmfCollector({}, batch_s=1.0)
+    dtmf = DtmfCollector({}, batch=1.0)
     for at, digit in ((0.0, "1"), (0.4, "2"), (0.9, "3")):
         assert dtmf.press(digit, at).flush is None
     assert dtmf.due(1.5) is None  # 1.0 s after the last key, not the first
@@ -256,7 +287,7 @@ def test_dtmf_digits_typed_quickly_make_one_message() -> None:
 
 
 def test_mapped_digit_acts_at_once_after_passing_on_earlier_digits() -> None:
-    dtmf = DtmfCollector({"0": "transfer_call:human", "#": "end_call"}, batch_s=1.0)
+    dtmf = DtmfCollector({"0": "transfer_call:human", "#": "end_call"}, batch=1.0)
     dtmf.press("4", 0.0)
     step = dtmf.press("0", 0.2)
     assert step.flush == "4"
@@ -268,7 +299,7 @@ def test_mapped_digit_acts_at_once_after_passing_on_earlier_digits() -> None:
 
 
 def test_dtmf_not_told_to_the_model_when_disabled() -> None:
-    dtmf = DtmfCollector({}, batch_s=0.5, to_model=False)
+    dtmf = DtmfCollector({}, batch=0.5, to_model=False)
     dtmf.press("5", 0.0)
     assert dtmf.due(10.0) is None
 

@@ -1,8 +1,9 @@
 """ToolRunner against the real local realtime server over WebSocket: custom tools, MCP, failures.
 
-The server side emits the model's function calls; the test reads what the agent sent back
-(``session.received``), checks every client event against the protocol oracle, and checks the
-call's log lines and transcript.
+The server side emits the model's function calls; a small shell (the protocol adapter, the
+call's bridge and the runner, as ``agent.call`` wires them) answers; the test reads what was
+sent back (``session.received``), checks every client event against the protocol oracle, and
+checks the call's log lines and transcript.
 """
 
 from __future__ import annotations
@@ -20,15 +21,17 @@ from typing import Any
 import pytest
 import structlog
 
+from agent.bridge import BridgeConfig, CallBridge, Step
+from agent.bridge.actions import RunTool
 from agent.config import AgentProfile, CustomToolSettings, McpServerSettings, ToolSettings
 from agent.local.server import LocalRealtimeServer, LocalSession
-from agent.observe.transcript import Transcript
+from agent.observe.transcript import RecordWriter
+from agent.realtime.adapter import RealtimeAdapter
 from agent.realtime.connection import RealtimeConnection
 from agent.realtime.dialect import Dialect
 from agent.realtime.endpoint import RealtimeEndpoint
-from agent.realtime.session_config import session_update
+from agent.realtime.session_config import session_spec
 from agent.tools.catalog import ToolCatalog
-from agent.tools.protocol import ToolProtocol
 from agent.tools.registry import Tool, ToolSet
 from agent.tools.runner import ToolRunner
 from tests.oracle import validate_client_event
@@ -44,7 +47,7 @@ EXAMPLES = str(REPO / "config" / "examples")
 class Harness:
     session: LocalSession
     runner: ToolRunner
-    transcript: Transcript
+    transcript: RecordWriter
     dialect: Dialect
 
     async def call(self, name: str, arguments: str, call_id: str) -> str:
@@ -86,13 +89,31 @@ async def harness(
         endpoint = RealtimeEndpoint("local", server.url_for(dialect), dialect)
         conn = await RealtimeConnection.open(endpoint, 5.0)
         toolset = ToolSet(tools)
-        await conn.send(session_update(AgentProfile(), dialect, tools=toolset.declarations()))
-        transcript = Transcript(None, "c-test")
-        runner = ToolRunner(toolset, ToolProtocol(dialect), conn.send, settings, transcript)
+        adapter = RealtimeAdapter(dialect)
+        spec = session_spec(AgentProfile(), tools=toolset.declarations())
+        bridge = CallBridge(BridgeConfig(session=spec))
+        transcript = RecordWriter(None, "c-test")
+        runner = ToolRunner(toolset, settings, transcript)
+
+        async def carry_out(step: Step) -> None:
+            for request in step.requests:
+                await conn.send(adapter.encode(request))
+            for action in step.actions:
+                if isinstance(action, RunTool):
+                    runner.spawn(run(action), action.name)
+
+        async def run(action: RunTool) -> None:
+            assert action.call_id is not None
+            result = await runner.invoke(action.name, action.arguments, call_id=action.call_id)
+            await carry_out(bridge.tool_result(action.call_id, result.output, result.respond))
 
         async def pump() -> None:
-            async for event in conn.events():
-                await runner.server_event(event)
+            async for message in conn.messages():
+                event = adapter.parse(message)
+                if event is not None:
+                    await carry_out(bridge.server_event(event, 0.0))
+
+        await carry_out(bridge.session_config())
 
         reader = asyncio.create_task(pump())
         try:

@@ -64,12 +64,14 @@ def ulaw_encode(pcm: bytes) -> bytes:
     segment = _bit_length(magnitude) - 6  # biased magnitudes span 2**5+1 .. 2**13-1
     mantissa = (magnitude >> (segment + 1)) & 0xF
     code = (segment << 4) | mantissa
-    return (np.where(negative, 0x7F, 0xFF) ^ code).astype(np.uint8).tobytes()
+    encoded: bytes = (np.where(negative, 0x7F, 0xFF) ^ code).astype(np.uint8).tobytes()
+    return encoded
 
 
 def ulaw_decode(data: bytes) -> bytes:
     """G.711 mu-law -> PCM16 LE."""
-    return _ULAW_TO_PCM[_check_codes(data)].tobytes()
+    decoded: bytes = _ULAW_TO_PCM[_check_codes(data)].tobytes()
+    return decoded
 
 
 def alaw_encode(pcm: bytes) -> bytes:
@@ -81,9 +83,11 @@ def alaw_encode(pcm: bytes) -> bytes:
     # Segments 0 and 1 share a step size of 2 (in 13-bit units); above that it doubles.
     mantissa = (magnitude >> np.maximum(segment, 1)) & 0xF
     code = (segment << 4) | mantissa
-    return (np.where(positive, 0xD5, 0x55) ^ code).astype(np.uint8).tobytes()
+    encoded: bytes = (np.where(positive, 0xD5, 0x55) ^ code).astype(np.uint8).tobytes()
+    return encoded
 
 
 def alaw_decode(data: bytes) -> bytes:
     """G.711 A-law -> PCM16 LE."""
-    return _ALAW_TO_PCM[_check_codes(data)].tobytes()
+    decoded: bytes = _ALAW_TO_PCM[_check_codes(data)].tobytes()
+    return decoded

@@ -76,7 +76,8 @@ def _fit_tone(samples: np.ndarray, freq: float, rate: int) -> np.ndarray:
     t = np.arange(samples.size) / rate
     basis = np.stack([np.sin(2 * np.pi * freq * t), np.cos(2 * np.pi * freq * t)], axis=1)
     coef, *_ = np.linalg.lstsq(basis, samples, rcond=None)
-    return basis @ coef
+    fitted: np.ndarray = basis @ coef
+    return fitted
 
 
 def image_rejection_db(quality: str, freq: float = 3000) -> float:

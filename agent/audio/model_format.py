@@ -1,16 +1,17 @@
-"""Conversion between the call's 8 kHz PCM16 and the realtime session's audio format.
+"""Conversion between the call's PCM16 and the realtime session's audio format.
 
-The session either takes 24 kHz PCM16 (resampled with soxr streams, one per direction) or,
-with G.711 passthrough, the call's own µ-law/A-law at 8 kHz (no resampling, no resampler
-delay). CallSession talks to one interface and does not care which.
+The session either takes 24 kHz PCM16 (resampled from and to the call's rate with soxr
+streams, one per direction) or, with G.711 passthrough, the call's own µ-law/A-law at 8 kHz
+(no resampling, no resampler delay). The bridge talks to one interface and does not care
+which.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from agent.audio.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
-from agent.audio.pcm import MODEL_RATE, SIP_RATE
+from agent.audio.codecs import G711_BY_SIP_NAME, PCM16, Codec
+from agent.audio.pcm import SIP_RATE
 from agent.audio.resample import StreamResampler
 
 
@@ -23,15 +24,15 @@ class ModelAudio(Protocol):
     sample_bytes: int
 
     def to_model(self, pcm: bytes) -> bytes:
-        """8 kHz PCM16 from the call → session audio (may hold some back)."""
+        """PCM16 at the call's rate → session audio (may hold some back)."""
         ...
 
     def from_model(self, data: bytes) -> bytes:
-        """Session audio → 8 kHz PCM16 for the call (may hold some back)."""
+        """Session audio → PCM16 at the call's rate (may hold some back)."""
         ...
 
     def flush_from_model(self) -> bytes:
-        """End of an output item: what is still held back, as 8 kHz PCM16."""
+        """End of an output item: what is still held back, as PCM16 at the call's rate."""
         ...
 
     def reset_from_model(self) -> None:
@@ -42,13 +43,13 @@ class ModelAudio(Protocol):
 class ResampledPcm16:
     """24 kHz PCM16 sessions: soxr streaming resamplers in both directions."""
 
-    codec = "pcm16"
-    rate = MODEL_RATE
-    sample_bytes = 2
+    codec = PCM16.name
+    rate = PCM16.rate
+    sample_bytes = PCM16.sample_bytes
 
-    def __init__(self, quality: str) -> None:
-        self._up = StreamResampler(SIP_RATE, MODEL_RATE, quality)
-        self._down = StreamResampler(MODEL_RATE, SIP_RATE, quality)
+    def __init__(self, quality: str, call_rate: int = SIP_RATE) -> None:
+        self._up = StreamResampler(call_rate, PCM16.rate, quality)
+        self._down = StreamResampler(PCM16.rate, call_rate, quality)
 
     def to_model(self, pcm: bytes) -> bytes:
         return self._up.process(pcm)
@@ -66,21 +67,19 @@ class ResampledPcm16:
 class G711Passthrough:
     """G.711 sessions: the call's codec end to end, sample for sample."""
 
-    rate = SIP_RATE
-    sample_bytes = 1
-
-    def __init__(self, codec: str) -> None:
-        if codec not in ("pcmu", "pcma"):
-            raise ValueError(f"G.711 passthrough needs pcmu or pcma, not {codec!r}")
-        self.codec = codec
-        self._encode = ulaw_encode if codec == "pcmu" else alaw_encode
-        self._decode = ulaw_decode if codec == "pcmu" else alaw_decode
+    def __init__(self, codec: Codec) -> None:
+        if not codec.is_g711:
+            raise ValueError(f"G.711 passthrough needs pcmu or pcma, not {codec.name!r}")
+        self.codec = codec.name
+        self.rate = codec.rate
+        self.sample_bytes = codec.sample_bytes
+        self._codec = codec
 
     def to_model(self, pcm: bytes) -> bytes:
-        return self._encode(pcm)
+        return self._codec.encode(pcm)
 
     def from_model(self, data: bytes) -> bytes:
-        return self._decode(data)
+        return self._codec.decode(data)
 
     def flush_from_model(self) -> bytes:
         return b""
@@ -89,8 +88,11 @@ class G711Passthrough:
         return None
 
 
-def model_audio_for(sip_codec: str | None, passthrough: bool, quality: str) -> ModelAudio:
+def model_audio_for(
+    sip_codec: str | None, passthrough: bool, quality: str, call_rate: int = SIP_RATE
+) -> ModelAudio:
     """Passthrough when enabled and the call's codec is G.711, else resampled PCM16."""
-    if passthrough and sip_codec in ("PCMU", "PCMA"):
-        return G711Passthrough(sip_codec.lower())
-    return ResampledPcm16(quality)
+    g711 = G711_BY_SIP_NAME.get(sip_codec or "")
+    if passthrough and g711 is not None and call_rate == g711.rate:
+        return G711Passthrough(g711)
+    return ResampledPcm16(quality, call_rate)

@@ -32,6 +32,7 @@ def frame_bytes(rate: int) -> int:
     """Bytes of one 20 ms PCM16 frame at ``rate``."""
     return frame_samples(rate) * 2
 
+
 BytesLike = bytes | bytearray | memoryview
 
 
@@ -54,7 +55,8 @@ def as_int16(pcm: object, what: str = "pcm") -> np.ndarray:
     check_pcm16(pcm, what)
     samples = np.frombuffer(pcm, dtype=PCM16_LE)  # type: ignore[call-overload]
     # soxr wants the native dtype; on little-endian hosts this is a no-op view.
-    return samples.astype(np.int16, copy=False)
+    native: np.ndarray = samples.astype(np.int16, copy=False)
+    return native
 
 
 def to_bytes(samples: np.ndarray) -> bytes:

@@ -108,7 +108,8 @@ class Playout:
         """
         with self._lock:
             item = self._current_item_locked()
-            played = self._counts[item].played if item in self._counts else 0
+            counts = self._counts.get(item) if item is not None else None
+            played = counts.played if counts is not None else 0
             offset = self._head_offset
             for seg_item, data in self._segments:
                 counts = self._counts.get(seg_item)

@@ -86,5 +86,5 @@ def configure_logging(fmt: str = "console", level: str = "info", stream: Any = N
 
 def get_logger(name: str | None = None, **bound: Any) -> structlog.stdlib.BoundLogger:
     """A logger with ``bound`` key/values on every line (e.g. ``call_id``)."""
-    log = structlog.get_logger(name)
+    log: structlog.stdlib.BoundLogger = structlog.get_logger(name)
     return log.bind(**bound) if bound else log

@@ -1,4 +1,7 @@
-"""One realtime session over WebSocket: connect, send client events, read server events.
+"""The WebSocket transport of a realtime session: connect, send text, read messages.
+
+It carries wire text both ways and knows nothing of the protocol in it (the protocol
+adapters do).
 
 Connection failures are told apart (bad key, wrong deployment/path/api-version, rate limit,
 timeout, TLS, refused) and reported as one line that names the URL but never a key.
@@ -7,12 +10,9 @@ timeout, TLS, refused) and reported as one line that names the URL but never a k
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 import ssl
 from collections.abc import AsyncIterator
-from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
@@ -87,29 +87,15 @@ class RealtimeConnection:
             raise _explain(exc, endpoint) from None
         return cls(ws, endpoint)
 
-    async def send(self, event: dict[str, Any]) -> None:
-        await self._ws.send(json.dumps(event, separators=(",", ":")))
+    async def send(self, text: str) -> None:
+        """Send one message (a wire event)."""
+        await self._ws.send(text)
 
-    async def append_audio(self, audio: bytes) -> None:
-        if not audio:
-            # soxr releases its output in blocks: with LQ nearly half of the 20 ms frames
-            # yield no samples yet. An empty append carries nothing but costs a send here
-            # and a parse there.
-            return
-        # Built by hand: this runs every 20 ms per call, and json.dumps of a dict is slower.
-        payload = base64.b64encode(audio).decode("ascii")
-        await self._ws.send('{"type":"input_audio_buffer.append","audio":"' + payload + '"}')
-
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
-        """Server events until the connection closes. Non-JSON frames are skipped."""
+    async def messages(self) -> AsyncIterator[str | bytes]:
+        """The server's messages until the connection closes."""
         try:
             async for message in self._ws:
-                try:
-                    event = json.loads(message)
-                except (ValueError, TypeError):
-                    continue
-                if isinstance(event, dict) and isinstance(event.get("type"), str):
-                    yield event
+                yield message
         except ConnectionClosed:
             return
 

@@ -8,9 +8,10 @@ the difference lives here, so adding a dialect touches this one file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from agent.bridge.requests import SessionSpec
 
 
 class Dialect(StrEnum):
@@ -91,26 +92,6 @@ def codec_of_format(fmt: object) -> str:
         kind = str(fmt.get("type", "audio/pcm"))
         return {"audio/pcmu": "pcmu", "audio/pcma": "pcma"}.get(kind, "pcm16")
     return {"g711_ulaw": "pcmu", "g711_alaw": "pcma"}.get(str(fmt), "pcm16")
-
-
-@dataclass(frozen=True)
-class SessionSpec:
-    """A session configuration in no dialect's shape; ``session_body`` gives it one.
-
-    ``turn_detection`` is the neutral object (``type`` server_vad/semantic_vad and its
-    settings) or None for no server VAD; zero/empty values mean "leave the server default".
-    """
-
-    instructions: str
-    voice: str
-    codec: str = "pcm16"
-    turn_detection: dict[str, Any] | None = None
-    transcription_model: str = ""
-    noise_reduction: str = ""
-    max_output_tokens: int = 0
-    temperature: float = 0.0
-    prompt: dict[str, Any] | None = None
-    tools: list[dict[str, Any]] = field(default_factory=list)
 
 
 def session_body(dialect: Dialect, spec: SessionSpec) -> dict[str, Any]:

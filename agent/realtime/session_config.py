@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from agent.bridge.requests import ConfigureSession, SessionSpec
 from agent.config import AgentProfile, TurnDetection
-from agent.realtime.dialect import Dialect, SessionSpec, format_update_body, session_body
+from agent.realtime.adapter import RealtimeAdapter
+from agent.realtime.dialect import Dialect
 
 
 def turn_detection_config(td: TurnDetection) -> dict[str, Any] | None:
@@ -83,20 +85,10 @@ def session_update(
     call_vars: Mapping[str, str] | None = None,
     tools: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """A ``session.update`` client event.
+    """The ``session.update`` a session of ``dialect`` gets for ``profile`` (as a dict).
 
     ``codec`` is "pcm16", "pcmu" or "pcma"; ``call_vars`` fill stored-prompt variables
     (``caller``, ``dialed``, ``call_id``); ``tools`` are function tool definitions.
     """
     spec = session_spec(profile, codec, call_vars=call_vars, tools=tools)
-    return {"type": "session.update", "session": session_body(dialect, spec)}
-
-
-def audio_format_update(dialect: Dialect, codec: str) -> dict[str, Any]:
-    """A ``session.update`` changing only the audio formats (G.711 passthrough)."""
-    return {"type": "session.update", "session": format_update_body(dialect, codec)}
-
-
-def greeting_request(greeting: str) -> dict[str, Any]:
-    """``response.create`` making the agent speak first, with the profile's greeting."""
-    return {"type": "response.create", "response": {"instructions": greeting}}
+    return RealtimeAdapter(dialect).wire(ConfigureSession(spec))

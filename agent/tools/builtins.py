@@ -13,11 +13,12 @@ import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from agent.bridge.bridge import QUIET_WAIT_MS
 from agent.config import DTMF_DIGITS, ToolSettings
 from agent.tools.registry import Tool, ToolError, ToolResult
 
 #: Longest wait for the agent's last words to be heard before hanging up or transferring.
-QUIET_WAIT_S = 20.0
+QUIET_WAIT_S = QUIET_WAIT_MS / 1000
 
 
 @dataclass(frozen=True)
@@ -35,16 +36,14 @@ class TransferOutcome:
 class CallControl(Protocol):
     """What the built-in tools may do to the call."""
 
-    async def wait_until_quiet(self, timeout_s: float) -> bool:
-        """Wait until the agent's audio has been played out; False if ``timeout_s`` passed."""
-        ...
-
-    def hang_up(self, reason: str = "") -> None:
-        """End the call; ``reason`` says why, in words, for the call's record."""
+    async def end_call(self, reason: str) -> None:
+        """Hang up once the agent's current words have been heard; ``reason`` says why, in
+        words, for the call's record. Returns once the call is ended."""
         ...
 
     async def transfer(self, uri: str) -> TransferOutcome:
-        """Blind transfer (REFER); returns the final outcome, raises ToolError if not sent."""
+        """Blind transfer (REFER) once the agent's words have been heard; the final outcome.
+        Raises ToolError when the REFER cannot be sent."""
         ...
 
     def send_dtmf(self, digits: str) -> None:
@@ -54,10 +53,9 @@ class CallControl(Protocol):
 
 def _end_call(control: CallControl) -> Tool:
     async def handler(args: dict[str, Any]) -> ToolResult:
-        # The goodbye is usually in the same response as the call: let it be heard first.
-        await control.wait_until_quiet(QUIET_WAIT_S)
+        # The goodbye is usually in the same response as the call: it is heard first.
         reason = str(args.get("reason") or "no reason given")
-        control.hang_up(f"end_call: {reason}")
+        await control.end_call(f"end_call: {reason}")
         return ToolResult(f"The call has ended ({reason}).", False)
 
     return Tool(
@@ -85,7 +83,6 @@ def _transfer_call(control: CallControl, destinations: dict[str, str]) -> Tool:
         uri = destinations.get(name)
         if uri is None:  # The schema's enum already says so; never send a REFER regardless.
             raise ToolError(f"{name!r} is not a transfer destination ({', '.join(destinations)})")
-        await control.wait_until_quiet(QUIET_WAIT_S)
         outcome = await control.transfer(uri)
         if not outcome.ok:
             raise ToolError(

@@ -51,14 +51,15 @@ def _import(target: str, python_path: Iterable[str], where: str) -> Callable[...
         module = importlib.import_module(module_name)
     except Exception as exc:
         raise ConfigError(f"{where}: cannot import {module_name!r}: {exc}") from None
-    func = module
+    func: Any = module
     for part in attr.split("."):
         func = getattr(func, part, None)
         if func is None:
             raise ConfigError(f"{where}: {module_name!r} has no {attr!r}")
     if not callable(func):
         raise ConfigError(f"{where}: {target!r} is not callable")
-    return func  # type: ignore[return-value]
+    found: Callable[..., Any] = func
+    return found
 
 
 def load_custom_tool(spec: CustomToolSettings, python_path: Iterable[str], where: str) -> Tool:

@@ -1,7 +1,7 @@
 """The caller's keypad, without I/O: which digits go to the model, which trigger an action.
 
 Digits typed in quick succession (an account number) reach the model as one message, once
-``batch_s`` has passed without another key. A digit the profile maps to an action
+``batch`` has passed without another key. A digit the profile maps to an action
 (``[tools.dtmf_actions]``, e.g. ``"0" = "transfer_call:human"``) is reserved for it: it acts at
 once, without asking the model, and is not part of any batch; digits typed before it are
 passed on first.
@@ -40,9 +40,11 @@ class DtmfStep:
 
 
 class DtmfCollector:
-    def __init__(self, actions: Mapping[str, str], batch_s: float, to_model: bool = True) -> None:
+    def __init__(self, actions: Mapping[str, str], batch: float, to_model: bool = True) -> None:
+        """``batch`` is in the unit of the ``now`` given to ``press`` and ``due`` (the
+        bridge's milliseconds)."""
         self.actions = {digit: parse_action(digit, spec) for digit, spec in actions.items()}
-        self.batch_s = batch_s
+        self.batch = batch
         self.to_model = to_model
         self._pending = ""
         self._deadline: float | None = None
@@ -54,11 +56,11 @@ class DtmfCollector:
             return DtmfStep(self._take(), action)
         if self.to_model:
             self._pending += digit
-            self._deadline = now + self.batch_s
+            self._deadline = now + self.batch
         return DtmfStep()
 
     def due(self, now: float) -> str | None:
-        """The batch to tell the model, once no key came for ``batch_s``."""
+        """The batch to tell the model, once no key came for ``batch``."""
         if self._deadline is None or now < self._deadline:
             return None
         return self._take()

@@ -1,31 +1,29 @@
 """Function calling over the realtime protocol, without I/O.
 
-Fed with server events, it reports the function calls the model completed; given tool
-outputs and notes for the model, it returns the client events to send, and decides when to
-ask for a response (``response.create``).
+Fed with the model's function-call events, it reports the calls the model completed; given
+tool outputs and notes for the model, it returns the requests to send, and decides when to
+ask for a response (``CreateResponse``). Whether a response is in progress is the bridge's
+one notion of it, passed in.
 
 A response may be asked for only while none is active (the server refuses a second one), and
 one response answers every output that reached the conversation before the response began. So
-outputs sent while a response runs are collected and answered by one ``response.create`` when
+outputs sent while a response runs are collected and answered by one ``CreateResponse`` when
 it is done, unless a response that began after they were added (e.g. server VAD answering the
 caller) already covers them. "Added" is the server's acknowledgement of our item
-(``conversation.item.added`` in GA, ``conversation.item.created`` in beta); a response we
-asked for covers everything sent before we asked, acknowledged or not. Our requests carry a
-metadata tag, echoed in ``response.created``, to tell them from the server's own responses.
+(``ItemAdded``); a response we asked for covers everything sent before we asked, acknowledged
+or not. Our requests carry a tag, echoed in ``ResponseCreated``, to tell them from the
+server's own responses.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-from agent.realtime.dialect import Dialect
+from agent.bridge.events import FunctionCallDone
+from agent.bridge.requests import ClientRequest, CreateItem, CreateResponse, FunctionOutput, Message
 
-_ITEM_ACK = ("conversation.item.added", "conversation.item.created")
-_BUSY = "conversation_already_has_active_response"
-_TAG = "voice_agent_request"
 #: An item is asked about at most this often (a server that never acknowledges items nor
-#: echoes metadata must not get endless response requests).
+#: echoes tags must not get endless response requests).
 _MAX_REQUESTS = 2
 
 
@@ -40,101 +38,78 @@ class FunctionCall:
     response_id: str
 
 
-@dataclass
-class Step:
-    """What a server event led to: calls to start and client events to send, in order."""
-
-    calls: list[FunctionCall] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
-
-
 class ToolProtocol:
     """One session's function-call bookkeeping."""
 
-    def __init__(self, dialect: Dialect) -> None:
-        self.dialect = dialect
-        self.active_response: str | None = None
+    def __init__(self) -> None:
         self._names: dict[str, str] = {}  # function call item id -> tool name (beta needs it)
         self._started: set[str] = set()
         self._next_key = 0
         self._unanswered: set[str] = set()  # our items no response has covered yet
         self._acked: set[str] = set()  # ... of which the server confirmed the addition
-        self._requested: set[str] | None = None  # covered by the response.create in flight
+        self._requested: set[str] | None = None  # covered by the CreateResponse in flight
         self._request_tag = ""
         self._requests = 0
         self._asked: dict[str, int] = {}  # item -> response requests made for it
 
-    # -- server side -------------------------------------------------------------------------
-    def server_event(self, event: dict[str, Any]) -> Step:
-        kind = event.get("type")
-        step = Step()
-        if kind == "response.output_item.added":
-            item = event.get("item") or {}
-            if item.get("type") == "function_call" and item.get("id"):
-                self._names[str(item["id"])] = str(item.get("name", ""))
-        elif kind == "response.function_call_arguments.done":
-            call = self._function_call(event)
-            if call is not None:
-                step.calls.append(call)
-        elif kind in _ITEM_ACK:
-            key = str((event.get("item") or {}).get("id", ""))
-            if key in self._unanswered:
-                self._acked.add(key)
-        elif kind == "response.created":
-            response = event.get("response") or {}
-            self.active_response = str(response.get("id", ""))
-            covered = set(self._acked)
-            tag = (response.get("metadata") or {}).get(_TAG)
-            if self._requested is not None and tag == self._request_tag:
-                covered |= self._requested
-                self._requested = None
-            self._settle(covered)
-        elif kind == "response.done":
-            done = str((event.get("response") or {}).get("id", ""))
-            if self.active_response in (done, ""):
-                self.active_response = None
-            # A request still pending now was refused, or answered by a server that does not
-            # echo metadata: either way, ask again (bounded by _MAX_REQUESTS).
-            self._requested = None
-            step.events.extend(self._maybe_request())
-        elif kind == "error" and (event.get("error") or {}).get("code") == _BUSY:
-            # Our response.create lost a race with one the server started: ask again when it
-            # is done, unless it turns out to cover our items.
-            self._requested = None
-        return step
+    # -- the model's side --------------------------------------------------------------------
+    def function_started(self, item_id: str, name: str) -> None:
+        self._names[item_id] = name
 
-    def _function_call(self, event: dict[str, Any]) -> FunctionCall | None:
-        call_id = str(event.get("call_id", ""))
-        if not call_id or call_id in self._started:
+    def function_done(self, event: FunctionCallDone) -> FunctionCall | None:
+        """The call to run, once per call id (None for a repeat or a call without an id)."""
+        if not event.call_id or event.call_id in self._started:
             return None
-        self._started.add(call_id)
-        item_id = str(event.get("item_id", ""))
-        name = str(event.get("name") or self._names.pop(item_id, ""))
+        self._started.add(event.call_id)
         return FunctionCall(
-            call_id=call_id,
-            name=name,
-            arguments=str(event.get("arguments", "")),
-            item_id=item_id,
-            response_id=str(event.get("response_id", "")),
+            call_id=event.call_id,
+            name=event.name or self._names.pop(event.item_id, ""),
+            arguments=event.arguments,
+            item_id=event.item_id,
+            response_id=event.response_id,
         )
 
-    # -- client side -------------------------------------------------------------------------
-    def output(self, call_id: str, output: str, *, respond: bool = True) -> list[dict[str, Any]]:
-        """A tool's output for the model (and a response request, when one is due now)."""
-        key = self._key("out")
-        item = {"id": key, "type": "function_call_output", "call_id": call_id, "output": output}
-        return self._add(item, respond)
+    def item_added(self, item_id: str) -> None:
+        if item_id in self._unanswered:
+            self._acked.add(item_id)
 
-    def note(self, text: str, *, role: str = "user", respond: bool = True) -> list[dict[str, Any]]:
+    def response_created(self, tag: str | None) -> None:
+        covered = set(self._acked)
+        if self._requested is not None and tag == self._request_tag:
+            covered |= self._requested
+            self._requested = None
+        self._settle(covered)
+
+    def response_done(self) -> list[ClientRequest]:
+        """No response is active now: ask again for what is still unanswered."""
+        # A request still pending now was refused, or answered by a server that does not
+        # echo tags: either way, ask again (bounded by _MAX_REQUESTS).
+        self._requested = None
+        return self._maybe_request(response_active=False)
+
+    def busy(self) -> None:
+        """Our CreateResponse lost a race with one the server started: ask again when it is
+        done, unless it turns out to cover our items."""
+        self._requested = None
+
+    # -- our side ----------------------------------------------------------------------------
+    def output(
+        self, call_id: str, output: str, *, respond: bool, response_active: bool
+    ) -> list[ClientRequest]:
+        """A tool's output for the model (and a response request, when one is due now)."""
+        item = FunctionOutput(self._key("out"), call_id, output)
+        return self._add(item, respond, response_active)
+
+    def note(
+        self, text: str, *, role: str = "user", respond: bool = True, response_active: bool
+    ) -> list[ClientRequest]:
         """A text message in the conversation, e.g. the keys the caller pressed."""
-        key = self._key("msg")
-        item = {
-            "id": key,
-            "type": "message",
-            "role": role,
-            "content": [{"type": "input_text", "text": text}],
-        }
-        return self._add(item, respond)
+        return self._add(Message(self._key("msg"), role, text), respond, response_active)
+
+    @property
+    def waiting_for_response(self) -> bool:
+        """Some output or note has not been answered by a response yet."""
+        return bool(self._unanswered)
 
     def _key(self, kind: str) -> str:
         # Our own item ids (the API accepts client-chosen ids up to 32 characters), so the
@@ -142,17 +117,17 @@ class ToolProtocol:
         self._next_key += 1
         return f"tool_{kind}_{self._next_key:06d}"
 
-    def _add(self, item: dict[str, Any], respond: bool) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = [{"type": "conversation.item.create", "item": item}]
+    def _add(
+        self, item: FunctionOutput | Message, respond: bool, response_active: bool
+    ) -> list[ClientRequest]:
+        requests: list[ClientRequest] = [CreateItem(item)]
         if respond:
-            self._unanswered.add(item["id"])
-            events.extend(self._maybe_request())
-        return events
+            self._unanswered.add(item.item_id)
+            requests.extend(self._maybe_request(response_active))
+        return requests
 
-    def _maybe_request(self) -> list[dict[str, Any]]:
-        if not self._unanswered or self.active_response is not None:
-            return []
-        if self._requested is not None:
+    def _maybe_request(self, response_active: bool) -> list[ClientRequest]:
+        if not self._unanswered or response_active or self._requested is not None:
             return []
         for key in list(self._unanswered):
             self._asked[key] = self._asked.get(key, 0) + 1
@@ -163,15 +138,10 @@ class ToolProtocol:
         self._requested = set(self._unanswered)
         self._requests += 1
         self._request_tag = f"r{self._requests}"
-        return [{"type": "response.create", "response": {"metadata": {_TAG: self._request_tag}}}]
+        return [CreateResponse(tag=self._request_tag)]
 
     def _settle(self, covered: set[str]) -> None:
         self._unanswered -= covered
         self._acked -= covered
         for key in covered:
             self._asked.pop(key, None)
-
-    @property
-    def waiting_for_response(self) -> bool:
-        """Some output or note has not been answered by a response yet."""
-        return bool(self._unanswered)

@@ -98,4 +98,5 @@ def redacted(arguments: Mapping[str, Any], fields: Iterable[str]) -> dict[str, A
             return [mask(v) for v in value]
         return value
 
-    return mask(dict(arguments))
+    masked: dict[str, Any] = mask(dict(arguments))
+    return masked

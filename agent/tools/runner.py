@@ -1,11 +1,12 @@
-"""Runs the model's function calls as asyncio tasks, under one set of rules for every tool.
+"""Runs tools as asyncio tasks, under one set of rules for every tool.
 
-The conversation does not wait for a tool: each call is its own task, and its output is sent
-(``conversation.item.create`` + ``response.create`` when due, see :mod:`agent.tools.protocol`)
-whenever it finishes. Whatever goes wrong inside a tool (unparseable or invalid arguments, an
-unknown name, an exception, the time limit) becomes an ``Error: …`` output the model can read
-and act on; it never reaches the call. Every call is logged and written to the transcript with
-its name, duration and outcome, and its arguments with the profile's redactions applied.
+The conversation does not wait for a tool: each call is its own task, and its result goes
+back to the call's bridge (which decides what the model is told, see
+:mod:`agent.tools.protocol`) whenever it finishes. Whatever goes wrong inside a tool
+(unparseable or invalid arguments, an unknown name, an exception, the time limit) becomes an
+``Error: …`` output the model can read and act on; it never reaches the call. Every call is
+logged and written to the transcript with its name, duration and outcome, and its arguments
+with the profile's redactions applied.
 """
 
 from __future__ import annotations
@@ -13,18 +14,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import structlog
 
 from agent.config import ToolSettings
-from agent.observe.transcript import Transcript
-from agent.tools.protocol import FunctionCall, ToolProtocol
+from agent.observe.transcript import RecordWriter
 from agent.tools.registry import ToolError, ToolResult, ToolSet, redacted
 from agent.tools.schema import validate
-
-Sender = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 def cap_output(output: str, limit: int) -> str:
@@ -35,57 +33,28 @@ def cap_output(output: str, limit: int) -> str:
 
 
 class ToolRunner:
-    """One call's tool execution: fed server events, it sends outputs through ``send``."""
+    """One call's tool execution."""
 
     def __init__(
         self,
         tools: ToolSet,
-        protocol: ToolProtocol,
-        send: Sender,
         settings: ToolSettings,
-        transcript: Transcript,
+        records: RecordWriter,
         log: Any = None,
     ) -> None:
         self.tools = tools
-        self.protocol = protocol
-        self._send = send
         self.settings = settings
-        self.transcript = transcript
+        self.records = records
         self.log = log or structlog.get_logger("tools")
         self._tasks: set[asyncio.Task[None]] = set()
         self.calls = 0
 
-    # -- model side --------------------------------------------------------------------------
-    async def server_event(self, event: dict[str, Any]) -> None:
-        step = self.protocol.server_event(event)
-        await self._send_all(step.events)
-        for call in step.calls:
-            self.spawn(self._answer(call), f"tool-{call.name}-{call.call_id}")
-
     def spawn(self, work: Awaitable[None], name: str) -> None:
+        """Run ``work`` as a task of this call (cancelled by ``close``)."""
         task = asyncio.ensure_future(work)
         task.set_name(name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def _answer(self, call: FunctionCall) -> None:
-        result = await self.invoke(call.name, call.arguments, call_id=call.call_id)
-        await self._send_all(
-            self.protocol.output(call.call_id, result.output, respond=result.respond)
-        )
-
-    async def tell(self, text: str, *, role: str = "user", respond: bool = True) -> None:
-        """Put a text message in the conversation (and ask for a reply when ``respond``)."""
-        await self._send_all(self.protocol.note(text, role=role, respond=respond))
-
-    async def _send_all(self, events: list[dict[str, Any]]) -> None:
-        for event in events:
-            try:
-                await self._send(event)
-            except Exception as exc:
-                # The session is closing (the call ended): nothing left to tell the model.
-                self.log.debug("tool_event_not_sent", type=event["type"], error=str(exc))
-                return
 
     # -- running one tool --------------------------------------------------------------------
     async def invoke(
@@ -159,7 +128,7 @@ class ToolRunner:
             fields["error"] = error
         log = self.log.info if outcome == "ok" else self.log.warning
         log("tool_call", **fields)
-        self.transcript.event("tool_call", **fields)
+        self.records.event("tool_call", **fields)
 
     async def close(self) -> None:
         """Cancel tools still running (the call is over) and wait for them to stop."""

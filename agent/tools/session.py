@@ -1,63 +1,52 @@
-"""One call's tools, as the call session sees them.
+"""One call's tools, as the call's shell sees them.
 
-:class:`CallTools` is the whole surface :class:`~agent.call.CallSession` needs: the tool
-declarations for ``session.update``, a place to feed every server event, the caller's key
-presses, and ``close`` when the call is over.
+:class:`CallTools` is the tools' whole surface for :class:`~agent.call.CallSession`: the tool
+declarations for the session's configuration, running a tool the bridge asked for (the
+model's function call, or a DTMF key's action), and ``close`` when the call is over. What
+the model is told of a result is the bridge's decision.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import structlog
 
 from agent.config import ToolSettings
-from agent.observe.transcript import Transcript
-from agent.realtime.dialect import Dialect
+from agent.observe.transcript import RecordWriter
 from agent.tools.builtins import CallControl, builtin_tools, local_tools
 from agent.tools.catalog import ToolCatalog
-from agent.tools.dtmf import DtmfAction, DtmfCollector, pressed_text
-from agent.tools.protocol import ToolProtocol
-from agent.tools.registry import ToolSet
-from agent.tools.runner import Sender, ToolRunner
+from agent.tools.registry import ToolResult, ToolSet
+from agent.tools.runner import ToolRunner
 
 
 class CallTools:
-    """Function calling and caller DTMF for one call.
+    """Function calling and DTMF actions for one call.
 
     ``catalog`` holds the process's custom and MCP tools; without one the call offers only
-    the built-ins the profile enables.
+    the built-ins the profile enables. DTMF actions run the built-ins directly, even those
+    the model is not offered.
     """
 
     def __init__(
         self,
         settings: ToolSettings,
         control: CallControl,
-        dialect: Dialect,
-        transcript: Transcript,
+        records: RecordWriter,
         log: Any = None,
         catalog: ToolCatalog | None = None,
     ) -> None:
         self.settings = settings
-        self.control = control
-        self.transcript = transcript
         self.log = log or structlog.get_logger("tools")
         self.catalog = catalog
-        self.protocol = ToolProtocol(dialect)
         self.toolset = ToolSet(builtin_tools(settings, control))
         self._local = ToolSet(local_tools(settings, control).values())
-        self.dtmf = DtmfCollector(
-            settings.dtmf_actions, settings.dtmf_batch_ms / 1000, settings.dtmf_to_model
-        )
-        self.runner: ToolRunner | None = None
-        self._actions: ToolRunner | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._model_runner = ToolRunner(self.toolset, settings, records, self.log)
+        self._key_runner = ToolRunner(self._local, settings, records, self.log)
         self._listed = False
-        self._earlier: list[ToolRunner] = []
 
     async def declarations(self) -> list[dict[str, Any]]:
-        """The function tools for ``session.update`` (the catalog is asked once per call)."""
+        """The function tools for the session (the catalog is asked once per call)."""
         if self.catalog is not None and not self._listed:
             self._listed = True
             for tool in await self.catalog.tools():
@@ -68,73 +57,18 @@ class CallTools:
             )
         return self.toolset.declarations()
 
-    def start(self, send: Sender) -> None:
-        """A session is ready: tool outputs and notes go out through ``send`` from now on.
+    async def run(
+        self, name: str, arguments: str, *, call_id: str | None, origin: str
+    ) -> ToolResult:
+        """Run ``name``: a model's function call, or a key's action (``origin`` dtmf:<digit>)."""
+        runner = self._model_runner if origin == "model" else self._key_runner
+        return await runner.invoke(name, arguments, call_id=call_id, origin=origin)
 
-        After a reconnection this is a new conversation with its own bookkeeping. Tools still
-        running for the old one finish (a payment made or a hang-up due still happens), but
-        their outputs go to the old, closed session: the new one never issued those call ids.
-        """
-        self._earlier += [r for r in (self.runner, self._actions) if r is not None]
-        self.protocol = ToolProtocol(self.protocol.dialect)
-        self.runner = ToolRunner(
-            self.toolset, self.protocol, send, self.settings, self.transcript, self.log
-        )
-        # DTMF actions run the built-ins directly, even those the model is not offered.
-        self._actions = ToolRunner(
-            self._local, self.protocol, send, self.settings, self.transcript, self.log
-        )
-
-    async def server_event(self, event: dict[str, Any]) -> None:
-        if self.runner is not None:
-            await self.runner.server_event(event)
-
-    # -- caller DTMF (loop thread, from the SIP callback) -----------------------------------
-    def caller_dtmf(self, digit: str, method: str) -> None:
-        self.log.info("dtmf_received", digit=digit, method=method)
-        self.transcript.event("dtmf", digit=digit, method=method)
-        if self.runner is None:
-            return
-        loop = asyncio.get_running_loop()
-        step = self.dtmf.press(digit, loop.time())
-        if step.flush:
-            self._tell_model(step.flush)
-        if step.action is not None:
-            self.runner.spawn(self._act(step.action), f"dtmf-{step.action.tool}")
-        self._schedule(loop)
-
-    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        deadline = self.dtmf.next_deadline
-        if deadline is not None:
-            self._timer = loop.call_at(deadline, self._batch_due)
-
-    def _batch_due(self) -> None:
-        self._timer = None
-        digits = self.dtmf.due(asyncio.get_running_loop().time())
-        if digits:
-            self._tell_model(digits)
-
-    def _tell_model(self, digits: str) -> None:
-        assert self.runner is not None
-        self.runner.spawn(self.runner.tell(pressed_text(digits)), "dtmf-to-model")
-
-    async def _act(self, action: DtmfAction) -> None:
-        assert self._actions is not None and self.runner is not None
-        result = await self._actions.invoke(
-            action.tool, action.arguments, origin=f"dtmf:{action.digit}"
-        )
-        if result.output.startswith("Error:"):
-            # The caller asked for this with a key, not the model: let the model explain.
-            note = f"The caller pressed {action.digit} for {action.tool}; {result.output}"
-            await self.runner.tell(note, role="system")
+    def spawn(self, work: Any, name: str) -> None:
+        """Run ``work`` (a tool run and what follows it) as a task of this call."""
+        self._model_runner.spawn(work, name)
 
     async def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        for runner in (*self._earlier, self.runner, self._actions):
-            if runner is not None:
-                await runner.close()
+        """Cancel what still runs (the call is over) and wait for it to stop."""
+        await self._model_runner.close()
+        await self._key_runner.close()

@@ -1,4 +1,4 @@
-"""The PJSUA2 endpoint in poll mode, its UDP transport and its one local account.
+"""The PJSIP engine: the PJSUA2 endpoint in poll mode, its UDP transport and its account.
 
 Poll mode (``threadCnt=0``, ``mainThreadOnly=True``) makes every SIP callback run inside
 ``libHandleEvents`` on the asyncio loop thread, so SIP state and call sessions share one thread
@@ -24,10 +24,11 @@ import structlog
 
 from agent.config import PJSUA_CALL_SLOTS, SipSettings
 from agent.observe.ratelimit import KeyedRateLimit, quote
-from agent.sip.call import SipCall
-from agent.sip.media_port import BridgePort, FrameWaker
+from agent.sip.engine import EngineStartError, IncomingCall
 from agent.sip.message import SipRequest
-from agent.sip.pj_gate import PjsipRequestGate
+from agent.sip.pjsip.call import PjsipCall, _PjCall
+from agent.sip.pjsip.gate import PjsipRequestGate
+from agent.sip.pjsip.media_port import BridgePort, FrameWaker
 from agent.sip.request_policy import Admission, Answer, RequestPolicy
 
 log = structlog.get_logger("sip")
@@ -106,13 +107,13 @@ class _Account(pj.Account):
             log.exception("sip_callback_failed", callback="onIncomingCall")
 
 
-class SipEndpoint:
-    """Owns the PJSUA2 library for this process. Create, ``start()`` and poll on one loop."""
+class PjsipEngine:
+    """Owns the PJSUA2 library for this process (``agent.sip.engine.SipEngine``)."""
 
     def __init__(
         self,
         settings: SipSettings,
-        on_incoming: Callable[[SipCall], None],
+        on_incoming: IncomingCall,
         admission: Admission = lambda: None,
     ) -> None:
         self.settings = settings
@@ -125,16 +126,24 @@ class SipEndpoint:
         self._ep: pj.Endpoint | None = None
         self._account: _Account | None = None
         self._log_writer = _LogForwarder()
-        self.calls: dict[str, SipCall] = {}
-        self._retired: list[SipCall] = []
-        self._deferred: list[SipCall] = []
+        self.calls: dict[str, _PjCall] = {}
+        self._retired: list[_PjCall] = []
+        self._deferred: list[_PjCall] = []
         self.bound_port: int = settings.port
         self._waker = FrameWaker()
         self._wakeup: asyncio.Future[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
-        """Create the library, the UDP transport and the account. Raises ``pj.Error``."""
+        """Create the library, the UDP transport and the account."""
+        try:
+            self._start()
+        except pj.Error as exc:
+            raise EngineStartError(
+                f"cannot start SIP on {self.settings.host}:{self.settings.port}: {exc.reason}"
+            ) from None
+
+    def _start(self) -> None:
         BridgePort.waker = self._waker
         ep = pj.Endpoint()
         with _stdout_silenced():
@@ -215,7 +224,7 @@ class SipEndpoint:
             base = codec_id.rsplit("/", 1)[0] if codec_id.count("/") > 1 else codec_id
             ep.codecSetPriority(codec_id, wanted.get(base, 0))
 
-    async def poll_forever(self, on_tick: Callable[[], None] | None = None) -> None:
+    async def run(self) -> None:
         """Drive PJSIP from the loop: SIP events, retiring ended calls, waking call sessions.
 
         A pass runs when caller frames arrive (the media port's ``FrameWaker``: once per
@@ -236,8 +245,7 @@ class SipEndpoint:
                     call.check_latch()
                 if self._retired:
                     self._destroy_retired()
-                if on_tick is not None:
-                    on_tick()
+                self._wake_calls()
                 wakeup = self._wakeup = loop.create_future()
                 timer = loop.call_later(_IDLE_POLL_S, _resolve, wakeup)
                 try:
@@ -247,6 +255,12 @@ class SipEndpoint:
                     self._wakeup = None
         finally:
             loop.remove_reader(waker.fileno())
+
+    def _wake_calls(self) -> None:
+        for call in self.calls.values():
+            port = call.port
+            if port is not None and port.inbound and call.listener is not None:
+                call.listener.on_frames()
 
     def _on_frames(self) -> None:
         wakeup = self._wakeup
@@ -283,7 +297,7 @@ class SipEndpoint:
     # -- calls -------------------------------------------------------------------------------
     def _incoming(self, pj_call_id: int, source_ip: str, body: str) -> None:
         assert self._account is not None
-        call = SipCall(self._account, pj_call_id, self._retire, source_ip)
+        call = _PjCall(self._account, pj_call_id, self._retire, source_ip)
         if body:
             call.guard_offer(body)
         self.calls[call.call_id] = call
@@ -293,7 +307,7 @@ class SipEndpoint:
         # answered or rejected now are queued and done right after libHandleEvents returns.
         call.defer_responses = True
         try:
-            self._on_incoming(call)
+            self._on_incoming(PjsipCall(call))
         finally:
             call.defer_responses = False
             if call.deferred:
@@ -304,7 +318,7 @@ class SipEndpoint:
         for call in deferred:
             call.send_deferred()
 
-    def _retire(self, call: SipCall) -> None:
+    def _retire(self, call: _PjCall) -> None:
         if self.calls.pop(call.call_id, None) is not None:
             self._retired.append(call)
 

@@ -11,24 +11,19 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import deque
-from typing import ClassVar, Protocol
+from typing import ClassVar
 
 import pjsua2 as pj
 
-from agent.sip.frame_bytes import read_frame, write_frame
+from agent.audio.pcm import FRAME_MS, SIP_RATE, frame_bytes
+from agent.sip.engine import FrameSource
+from agent.sip.pjsip.frame_bytes import read_frame, write_frame
 
-SAMPLE_RATE = 8000
-FRAME_MS = 20
-FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
-FRAME_BYTES = FRAME_SAMPLES * 2
+#: PJSIP's conference bridge runs at 8 kHz (``medConfig.clockRate``): G.711's rate.
+SAMPLE_RATE = SIP_RATE
+FRAME_BYTES = frame_bytes(SAMPLE_RATE)
 #: Inbound frames kept while the event loop is late (1 s); older ones are dropped and counted.
 INBOUND_LIMIT = 50
-
-
-class FrameSource(Protocol):
-    def pull(self) -> bytes:
-        """Exactly one frame of 8 kHz PCM16, silence when there is nothing to play."""
-        ...
 
 
 class _Silence:
@@ -109,6 +104,7 @@ class FrameWaker:
 class BridgePort(pj.AudioMediaPort):
     """An ``AudioMediaPort``: caller frames into ``inbound``, agent frames from ``source``."""
 
+    thisown: bool  # SWIG's: whether Python owns (and may delete) the C++ object
     #: The process's waker, set by the SIP endpoint (one PJSUA2 library per process).
     waker: ClassVar[FrameWaker | None] = None
 

@@ -1,41 +1,26 @@
-"""One SIP call as PJSUA2 sees it, translated into plain method calls for the call session.
+"""One SIP call as PJSUA2 sees it: :class:`PjsipCall`, the engine interface's call.
 
-In poll mode every callback here runs on the asyncio loop thread (inside
-``libHandleEvents``), so the listener may touch asyncio objects directly. Callbacks never let
-an exception escape into SWIG: it would be printed and lost, and could leave PJSIP mid-update.
+``_PjCall`` is the PJSUA2 object (its callbacks); ``PjsipCall`` is what the rest of the agent
+holds (``agent.sip.engine.EngineCall``). In poll mode every callback runs on the asyncio loop
+thread (inside ``libHandleEvents``), so the listener may touch asyncio objects directly.
+Callbacks never let an exception escape into SWIG: it would be printed and lost, and could
+leave PJSIP mid-update.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import pjsua2 as pj
 import structlog
 
 from agent.observe.ids import new_call_id
-from agent.sip.media_port import BridgePort
+from agent.sip.engine import CallListener, FrameSource, SipCommandError
 from agent.sip.message import sdp_audio_address
+from agent.sip.pjsip.media_port import BridgePort
 from agent.sip.rtp_filter import expected_source, find_udp_socket, restrict_source, split_address
-
-
-class CallListener(Protocol):
-    def on_media_active(self, codec: str) -> None: ...
-
-    def on_confirmed(self) -> None:
-        """The caller's ACK for our 200 arrived: the call is established."""
-        ...
-
-    def on_disconnected(self, code: int, reason: str) -> None: ...
-
-    def on_dtmf(self, digit: str, method: str) -> None: ...
-
-    def on_transfer_status(self, code: int, reason: str, final: bool) -> None: ...
-
-
-class SipCommandError(Exception):
-    """A SIP command (transfer, DTMF) could not be carried out; ``str()`` says why."""
 
 
 def _sip_header(name: str, value: str) -> pj.SipHeader:
@@ -45,8 +30,10 @@ def _sip_header(name: str, value: str) -> pj.SipHeader:
     return header
 
 
-class SipCall(pj.Call):
-    """A PJSUA2 call owned by :class:`~agent.sip.endpoint.SipEndpoint`."""
+class _PjCall(pj.Call):
+    """The PJSUA2 call object, owned by :class:`~agent.sip.pjsip.engine.PjsipEngine`."""
+
+    thisown: bool  # SWIG's: whether Python owns (and may delete) the C++ object
 
     def __init__(
         self, account: pj.Account, call_id: int, on_retire: Any, source_ip: str = ""
@@ -61,6 +48,7 @@ class SipCall(pj.Call):
         self.local_uri: str = info.localUri
         self.codec: str | None = None
         self.port: BridgePort | None = None
+        self.source: FrameSource | None = None
         self.listener: CallListener | None = None
         self.disconnected = False
         self.confirmed = False
@@ -233,17 +221,20 @@ class SipCall(pj.Call):
             audio = self.getAudioMedia(index)
             if self.port is None:
                 self.port = BridgePort(f"bridge-{self.call_id}")
+                if self.source is not None:
+                    self.port.source = self.source
             # Re-INVITEs recreate the stream: connect again in both directions.
             audio.startTransmit(self.port)
             self.port.startTransmit(audio)
             self._audio = audio
             self._guard_sources(index)
-            codec = self.getStreamInfo(index).codecName.upper()
+            stream = self.getStreamInfo(index)
+            codec = stream.codecName.upper()
             if codec != self.codec:
                 self.codec = codec
                 self.log.info("sip_media_active", codec=codec)
                 if self.listener is not None:
-                    self.listener.on_media_active(codec)
+                    self.listener.on_media(codec, int(stream.codecClockRate))
             return
 
     def guard_offer(self, sdp: str) -> None:
@@ -338,3 +329,68 @@ class SipCall(pj.Call):
         if self.thisown:
             pj.Call.__swig_destroy__(self)
             self.thisown = False
+
+
+class PjsipCall:
+    """A call on the PJSIP engine (``agent.sip.engine.EngineCall``)."""
+
+    def __init__(self, pj_call: _PjCall) -> None:
+        self._call = pj_call
+        self.call_id = pj_call.call_id
+        self.sip_call_id = pj_call.sip_call_id
+        self.remote_uri = pj_call.remote_uri
+        self.local_uri = pj_call.local_uri
+        self.source_ip = pj_call.source_ip
+        self.log = pj_call.log
+
+    @property
+    def listener(self) -> CallListener | None:
+        return self._call.listener
+
+    @listener.setter
+    def listener(self, listener: CallListener | None) -> None:
+        self._call.listener = listener
+
+    @property
+    def codec(self) -> str | None:
+        return self._call.codec
+
+    @property
+    def disconnected(self) -> bool:
+        return self._call.disconnected
+
+    def ring(self) -> None:
+        self._call.ring()
+
+    def answer(self) -> None:
+        self._call.answer_ok()
+
+    def reject(self, code: int, reason: str, retry_after_s: int | None = None) -> None:
+        self._call.reject(code, reason, retry_after_s)
+
+    def hang_up(self) -> None:
+        self._call.end()
+
+    def transfer(self, uri: str) -> None:
+        self._call.transfer(uri)
+
+    def send_dtmf(self, digits: str) -> None:
+        self._call.send_dtmf(digits)
+
+    def take_frames(self) -> list[bytes]:
+        port = self._call.port
+        if port is None or not port.inbound:
+            return []
+        inbound = port.inbound
+        frames = []
+        while inbound:
+            frames.append(inbound.popleft())
+        return frames
+
+    def play_from(self, source: FrameSource) -> None:
+        self._call.source = source
+        if self._call.port is not None:
+            self._call.port.source = source
+
+    def received_rtp_packets(self) -> int | None:
+        return self._call.received_rtp_packets()

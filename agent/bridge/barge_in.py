@@ -1,0 +1,142 @@
+"""Barge-in: when the caller talks over the agent, what to cut and how much was heard. No I/O.
+
+It keeps per-item audio accounting (what the model sent, at the model's rate) beside the
+call's :class:`~agent.audio.playout.Playout` (what was handed to the line, at the call's
+rate), holds a barge-in for the echo guard, and on a cut flushes the playout at once, so the
+media clock's very next 20 ms pull is silence. Which response is in progress, and what to
+send about it, is the bridge's business (one notion of it, in ``CallBridge``).
+
+``audio_end_ms`` of a cut is the audio of the item actually handed to the media port
+(sample-accurate at the call's rate). What the resampler still held back, or what was queued
+behind the cut, was never heard and is not counted. It never exceeds the audio received for
+the item.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from agent.audio.playout import Playout
+
+#: Items whose received audio is tracked (older, finished ones are forgotten).
+_MAX_TRACKED = 64
+
+
+@dataclass
+class _Item:
+    response_id: str
+    received_samples: int = 0  # at the model's output rate
+    audio_done: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """Agent audio a barge-in cut short: the item, what the caller heard of it, its response."""
+
+    item_id: str
+    audio_end_ms: int
+    response_id: str
+
+
+class BargeIn:
+    """Per-call barge-in state.
+
+    ``echo_guard_ms`` > 0 holds a barge-in until that much caller speech energy has been
+    measured locally (phones echo the agent back into the microphone).
+    """
+
+    def __init__(
+        self,
+        playout: Playout,
+        *,
+        output_rate: int = 24000,
+        echo_guard_ms: int = 0,
+        echo_guard_dbfs: float = -40.0,
+    ) -> None:
+        self.playout = playout
+        self.output_rate = output_rate
+        self.echo_guard_ms = echo_guard_ms
+        self.echo_guard_dbfs = echo_guard_dbfs
+        self._items: OrderedDict[str, _Item] = OrderedDict()
+        self._pending = False
+        self._loud_ms = 0.0
+        #: Barge-ins: caller turns that cut agent audio short.
+        self.interruptions = 0
+
+    # -- the model's audio -------------------------------------------------------------------
+    def received(self, response_id: str, item_id: str, samples: int) -> None:
+        """Account ``samples`` (at the output rate) of ``item_id``."""
+        item = self._items.get(item_id)
+        if item is None:
+            item = self._items[item_id] = _Item(response_id)
+            while len(self._items) > _MAX_TRACKED:
+                self._items.popitem(last=False)
+        item.received_samples += samples
+
+    def audio_done(self, item_id: str) -> None:
+        item = self._items.get(item_id)
+        if item is not None:
+            item.audio_done = True
+
+    def received_ms(self, item_id: str) -> int:
+        item = self._items.get(item_id)
+        return item.received_samples * 1000 // self.output_rate if item else 0
+
+    def fully_heard(self, item_id: str) -> bool:
+        """All of the item's audio has arrived and been handed to the line."""
+        item = self._items.get(item_id)
+        if item is None or not item.audio_done:
+            return item is None  # an item without audio (text only) has nothing to hear
+        return self.playout.played_samples(item_id) >= self.playout.received_samples(item_id)
+
+    # -- the caller's speech -----------------------------------------------------------------
+    def speech_started(self, agent_speaking: bool) -> bool:
+        """The server heard the caller: True to cut now, False while the echo guard holds."""
+        if self.echo_guard_ms > 0 and agent_speaking:
+            self._pending = True
+            self._loud_ms = 0.0
+            return False
+        return True
+
+    def speech_stopped(self) -> None:
+        """Speech ended before the echo guard was satisfied: it was echo, keep talking."""
+        self._pending = False
+
+    def caller_audio(self, ms: float, level_dbfs: float) -> bool:
+        """Caller audio measured locally: True once a held barge-in is loud enough to cut."""
+        if not self._pending:
+            return False
+        if level_dbfs >= self.echo_guard_dbfs:
+            self._loud_ms += ms
+        if self._loud_ms < self.echo_guard_ms:
+            return False
+        self._pending = False
+        return True
+
+    @property
+    def pending(self) -> bool:
+        """A barge-in is held by the echo guard."""
+        return self._pending
+
+    def cut(self) -> Cut | None:
+        """Flush the playout; the agent audio this cut short, or None when none was playing."""
+        item_id, played = self.playout.flush()
+        if item_id is None:
+            return None
+        item = self._items.get(item_id)
+        if item is None:
+            return None
+        heard_all = item.audio_done and self.playout.played_samples(item_id) >= (
+            self.playout.received_samples(item_id)
+        )
+        if heard_all:
+            return None
+        # Playout counts at the call's rate; the limit is what the model sent for the item.
+        heard_ms = played * 1000 // self.playout.sample_rate
+        self.interruptions += 1
+        return Cut(item_id, min(heard_ms, self.received_ms(item_id)), item.response_id)
+
+    def reset(self) -> None:
+        """A new realtime session replaced a dropped one."""
+        self._pending = False

@@ -1,0 +1,567 @@
+"""CallBridge: one call's decisions, with no I/O at all.
+
+Contract (the style of websockets' ``Protocol`` and h11): the shell feeds the bridge what
+happened, with the time in milliseconds on its own clock, and carries out what comes back.
+Every input method returns a :class:`Step`: requests for the model's side (to be encoded by
+the session's protocol adapter and sent in order), actions for the shell (SIP actions, tools
+to run, log notes) and transcript lines (to be written in order). Nothing here waits,
+sleeps, reads a clock or touches a socket; ``tick(now)`` is how time passes (the shell calls
+it at least every 20 ms media tick, and by ``next_deadline``).
+
+Inputs:
+- the session: ``session_config()`` when a transport is open, ``server_event(event, now)``
+  for each parsed event, ``session_lost``/``session_restored``/``reconnect_failed``;
+- the call: ``media_started(codec, rate)`` once the SIP codec is known, ``call_confirmed``
+  after the ACK, ``caller_frame(pcm, now)`` for each 20 ms frame, ``caller_dtmf``,
+  ``transfer_status``, ``call_ended``;
+- tools: ``tool_result``, ``dtmf_action_failed``, and the call control the built-in tools
+  ask for (``hang_up_when_quiet``, ``transfer_when_quiet``).
+
+Agent audio goes straight into ``playout``, which the SIP engine's media thread pulls from
+(the one object both threads touch, behind its own short lock).
+
+There is one notion of the response in progress (``_response``): barge-in, playout and the
+tool-call protocol all ask it, none keeps its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from agent.audio.levels import rms_dbfs, tone
+from agent.audio.model_format import ModelAudio, ResampledPcm16, model_audio_for
+from agent.audio.pcm import FRAME_MS, SIP_RATE, frame_bytes, frame_samples
+from agent.audio.playout import Playout
+from agent.bridge.actions import (
+    Action,
+    HangUp,
+    HungUp,
+    Note,
+    Reconnect,
+    RunTool,
+    Transfer,
+    TransferFinished,
+)
+from agent.bridge.barge_in import BargeIn
+from agent.bridge.events import (
+    AudioDelta,
+    AudioDone,
+    CallerTranscript,
+    FunctionCallDone,
+    FunctionCallStarted,
+    ItemAdded,
+    ItemTruncated,
+    ResponseCreated,
+    ResponseDone,
+    ServerError,
+    ServerEvent,
+    SessionReady,
+    SpeechStarted,
+    SpeechStopped,
+    TranscriptDelta,
+    TranscriptDone,
+)
+from agent.bridge.outcome import AGENT, TRANSFER, CallOutcome
+from agent.bridge.requests import (
+    AppendAudio,
+    CancelResponse,
+    ClientRequest,
+    ConfigureSession,
+    CreateResponse,
+    SessionSpec,
+    SetAudioFormat,
+    Truncate,
+)
+from agent.bridge.transcript import Line, TranscriptBook
+from agent.tools.dtmf import DtmfCollector, pressed_text
+from agent.tools.protocol import ToolProtocol
+
+#: Two short beeps, queued for the caller when the realtime session drops.
+NOTICE_ITEM = "notice:session-lost"
+_NOTICE_TONE = tone(660, 150, SIP_RATE, -16.0) + bytes(800 * 2) + tone(660, 150, SIP_RATE, -16.0)
+RESUME_INSTRUCTIONS = (
+    "The phone line to you dropped for a moment and is back. Apologise in one short sentence "
+    "and ask the caller to repeat what they said last."
+)
+#: After the last frame left the playout buffer, the SIP engine still encodes and sends it.
+LAST_FRAME_MS = 40
+#: Longest wait for the agent's last words before a hang-up or transfer goes ahead anyway.
+QUIET_WAIT_MS = 20_000
+_CANCEL_RACED = "response_cancel_not_active"
+_RESPONSE_BUSY = "conversation_already_has_active_response"
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    """What one call's bridge is configured with (built by the shell from the profile)."""
+
+    session: SessionSpec
+    greeting: str = ""
+    resampler_quality: str = "LQ"
+    g711_passthrough: bool = False
+    append_batch_ms: int = 20
+    #: The session's VAD cancels a response itself on speech (``interrupt_response``).
+    server_interrupts: bool = True
+    echo_guard_ms: int = 0
+    echo_guard_dbfs: float = -40.0
+    reconnect_attempts: int = 1
+    #: How long the agent waits for the notice to play out before hanging up.
+    notice_wait_ms: int = 5000
+    dtmf_actions: Mapping[str, str] = field(default_factory=dict)
+    dtmf_batch_ms: int = 1200
+    dtmf_to_model: bool = True
+
+
+@dataclass
+class Step:
+    """What one input led to, in order within each list."""
+
+    requests: list[ClientRequest] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list)
+    lines: list[Line] = field(default_factory=list)
+
+    def add(self, other: Step) -> Step:
+        self.requests.extend(other.requests)
+        self.actions.extend(other.actions)
+        self.lines.extend(other.lines)
+        return self
+
+    def note(self, event: str, level: str = "info", **fields: object) -> None:
+        self.actions.append(Note(event, level, dict(fields)))
+
+
+@dataclass
+class _Response:
+    """The response in progress."""
+
+    response_id: str
+    tag: str | None
+    interrupted: bool = False
+    cancel_sent: bool = False
+
+
+@dataclass
+class _QuietWait:
+    """Call control waiting for the agent's last words to be heard."""
+
+    action: HangUp | Transfer
+    deadline: float
+    quiet_since: float | None = None
+
+
+class CallBridge:
+    """One call's decisions."""
+
+    def __init__(self, config: BridgeConfig) -> None:
+        self.config = config
+        self.call_rate = SIP_RATE
+        self.playout = Playout()
+        self._audio: ModelAudio = ResampledPcm16(config.resampler_quality)
+        self.barge_in = BargeIn(
+            self.playout,
+            output_rate=self._audio.rate,
+            echo_guard_ms=config.echo_guard_ms,
+            echo_guard_dbfs=config.echo_guard_dbfs,
+        )
+        self.tools = ToolProtocol()
+        self.dtmf = DtmfCollector(config.dtmf_actions, config.dtmf_batch_ms, config.dtmf_to_model)
+        self.book = TranscriptBook()
+        self.outcome = CallOutcome()
+        self.session_ready = False
+        self._response: _Response | None = None
+        self._cut_responses: set[str] = set()
+        self._down_item: str | None = None
+        self._confirmed = False
+        self._pending = bytearray()
+        self._waits: list[_QuietWait] = []
+        self._transferring: str | None = None
+        self._reconnects_left = config.reconnect_attempts
+        self._ended = False
+        self.frames_sent = 0
+        self.audio_deltas = 0
+
+    # -- the session -------------------------------------------------------------------------
+    def offer_tools(self, declarations: list[dict[str, object]]) -> None:
+        """The function tools every session of this call is configured with."""
+        spec = dataclasses.replace(self.config.session, tools=list(declarations))
+        self.config = dataclasses.replace(self.config, session=spec)
+
+    def session_config(self) -> Step:
+        """The configuration a newly opened session gets (before any other request)."""
+        self.session_ready = False
+        spec = self.config.session
+        if spec.codec != self._audio.codec:
+            spec = dataclasses.replace(spec, codec=self._audio.codec)
+        return Step(requests=[ConfigureSession(spec)])
+
+    def server_event(self, event: ServerEvent, now: float) -> Step:
+        """One event of the model's side; every event is read here, and only here."""
+        step = Step()
+        if isinstance(event, AudioDelta):
+            self._play(event)
+        elif isinstance(event, AudioDone):
+            self.barge_in.audio_done(event.item_id)
+            self._finish_item(event.item_id)
+            self._write_heard(step)
+        elif isinstance(event, TranscriptDelta):
+            self.book.agent_delta(event.item_id, event.text)
+        elif isinstance(event, TranscriptDone):
+            self.book.agent_final(event.item_id, event.text)
+            self._write_heard(step)
+        elif isinstance(event, SpeechStarted):
+            if self.barge_in.speech_started(self.agent_speaking):
+                step.add(self._cut())
+        elif isinstance(event, SpeechStopped):
+            self.barge_in.speech_stopped()
+        elif isinstance(event, ResponseCreated):
+            self._response = _Response(event.response_id, event.tag)
+            self.tools.response_created(event.tag)
+        elif isinstance(event, ResponseDone):
+            self._response_done(event.response_id, step)
+        elif isinstance(event, ItemTruncated):
+            self._truncated(event, step)
+        elif isinstance(event, CallerTranscript):
+            line = self.book.caller(event.item_id, event.text)
+            step.lines.append(line)
+            step.note("transcript", role="caller", text=line["text"])
+        elif isinstance(event, FunctionCallStarted):
+            self.tools.function_started(event.item_id, event.name)
+        elif isinstance(event, FunctionCallDone):
+            call = self.tools.function_done(event)
+            if call is not None:
+                step.actions.append(RunTool(call.name, call.arguments, call.call_id))
+        elif isinstance(event, ItemAdded):
+            self.tools.item_added(event.item_id)
+        elif isinstance(event, SessionReady):
+            self.session_ready = True
+        elif isinstance(event, ServerError):
+            self._server_error(event, step)
+        return step
+
+    def session_lost(self, reason: str, now: float) -> Step:
+        """The session dropped mid-call: tell the caller, then reconnect or hang up."""
+        step = Step(lines=[self.book.event("realtime_session_lost", reason=reason)])
+        step.note("realtime_session_lost", "warning", reason=reason)
+        self.session_ready = False
+        # Tell the caller something happened rather than leave them in silence.
+        self.playout.push(NOTICE_ITEM, _NOTICE_TONE)
+        self._new_conversation()
+        if self._reconnects_left > 0:
+            self._reconnects_left -= 1
+            step.actions.append(Reconnect())
+        else:
+            step.add(self.reconnect_failed(now))
+        return step
+
+    def session_restored(self) -> Step:
+        """A new session took the configuration: the model apologises and asks again."""
+        step = Step(requests=[CreateResponse(instructions=RESUME_INSTRUCTIONS)])
+        step.note("realtime_session_restored")
+        return step
+
+    def reconnect_failed(self, now: float) -> Step:
+        """No session to go on with: hang up once the notice has been heard."""
+        return self._wait_quiet(
+            HangUp(AGENT, "the realtime session was lost"), now, self.config.notice_wait_ms
+        )
+
+    # -- the call ----------------------------------------------------------------------------
+    def media_started(self, codec: str, rate: int) -> Step:
+        """The call's codec is negotiated: choose the session format (G.711 passthrough)."""
+        step = Step()
+        rate_changed = rate != self.call_rate and not self.playout.queued_samples
+        if rate_changed:
+            self.call_rate = rate
+            self.playout = Playout(frame_samples(rate), rate)
+            self.barge_in.playout = self.playout
+        audio = model_audio_for(
+            codec, self.config.g711_passthrough, self.config.resampler_quality, self.call_rate
+        )
+        if audio.codec != self._audio.codec:
+            # A second session.update before any audio or the greeting: the codec is known
+            # only once the answer's SDP is negotiated.
+            step.requests.append(SetAudioFormat(audio.codec))
+            if audio.codec != "pcm16":
+                step.note("g711_passthrough", codec=audio.codec)
+        if rate_changed or audio.codec != self._audio.codec:
+            self._audio = audio
+            self.barge_in.output_rate = audio.rate
+        return step
+
+    def call_confirmed(self, now: float) -> Step:
+        """The ACK came: caller audio may reach the model, and the agent may speak."""
+        self._confirmed = True
+        step = Step()
+        if self.config.greeting:
+            step.requests.append(CreateResponse(instructions=self.config.greeting))
+        return step
+
+    def caller_frame(self, pcm: bytes, now: float) -> Step:
+        """One 20 ms frame of caller audio (PCM16 at the call's rate)."""
+        step = Step()
+        if not self._confirmed or not self.session_ready or self._ended:
+            return step  # before the ACK nothing of the line reaches the (billed) model
+        if self.barge_in.pending and self.barge_in.caller_audio(FRAME_MS, rms_dbfs(pcm)):
+            step.add(self._cut())
+        self._pending += pcm
+        if len(self._pending) >= self.config.append_batch_ms // FRAME_MS * frame_bytes(
+            self.call_rate
+        ):
+            audio = self._audio.to_model(bytes(self._pending))
+            self.frames_sent += len(self._pending) // frame_bytes(self.call_rate)
+            self._pending.clear()
+            if audio:
+                step.requests.append(AppendAudio(audio))
+        return step
+
+    def caller_dtmf(self, digit: str, method: str, now: float) -> Step:
+        """A key the caller pressed (RFC 4733 or SIP INFO)."""
+        step = Step(lines=[self.book.event("dtmf", digit=digit, method=method)])
+        step.note("dtmf_received", digit=digit, method=method)
+        if not self.session_ready:
+            return step
+        press = self.dtmf.press(digit, now)
+        if press.flush:
+            step.requests.extend(self._tell(pressed_text(press.flush)))
+        if press.action is not None:
+            action = press.action
+            arguments = json.dumps(dict(action.arguments))
+            step.actions.append(RunTool(action.tool, arguments, origin=f"dtmf:{action.digit}"))
+        return step
+
+    def dtmf_action_failed(self, digit: str, tool: str, output: str) -> Step:
+        """A key's action failed: the caller asked with a key, so the model explains."""
+        note = f"The caller pressed {digit} for {tool}; {output}"
+        return Step(requests=self._tell(note, role="system"))
+
+    def tool_result(self, call_id: str, output: str, respond: bool = True) -> Step:
+        """A tool's output for the model's function call ``call_id``."""
+        return Step(
+            requests=self.tools.output(
+                call_id, output, respond=respond, response_active=self._response is not None
+            )
+        )
+
+    def hang_up_when_quiet(
+        self, reason: str, now: float, ended_by: str = AGENT, wait_ms: int = QUIET_WAIT_MS
+    ) -> Step:
+        """Hang up once the agent's current words have been heard (at most ``wait_ms``)."""
+        return self._wait_quiet(HangUp(ended_by, reason), now, wait_ms)
+
+    def transfer_when_quiet(self, uri: str, now: float) -> Step:
+        """Transfer once the agent's current words have been heard (at most 20 s)."""
+        return self._wait_quiet(Transfer(uri), now, QUIET_WAIT_MS)
+
+    def transfer_status(self, code: int, reason: str, final: bool) -> Step:
+        """REFER progress; a final 2xx means the caller is connected elsewhere."""
+        step = Step(
+            lines=[self.book.event("transfer_status", code=code, reason=reason, final=final)]
+        )
+        if not final or self._transferring is None:
+            return step
+        uri, self._transferring = self._transferring, None
+        finished = TransferFinished(code, reason)
+        step.actions.append(finished)
+        if finished.ok:
+            step.add(self._hang_up(HangUp(TRANSFER, f"transferred to {uri}")))
+        return step
+
+    def transfer_not_sent(self, why: str) -> Step:
+        """The REFER could not be sent: the caller stays, and the tool is told why."""
+        self._transferring = None
+        return Step(actions=[TransferFinished(0, why)])
+
+    def call_ended(self, code: int, text: str, answered: bool) -> Step:
+        """The SIP call is gone: settle who ended it, and write what the hang-up cut short."""
+        self._ended = True
+        self.outcome.disconnected(code, text, answered)
+        step = Step()
+        for item_id, barged_in in self.book.pending_agent_items():
+            heard_ms = self.playout.played_ms(item_id)
+            total_ms = self.barge_in.received_ms(item_id)
+            if barged_in or heard_ms < total_ms:
+                cause = "barge-in" if barged_in else "hang-up"
+                line = self.book.agent_truncated(item_id, heard_ms, total_ms, cause)
+            else:
+                line = self.book.heard(item_id)
+            if line is not None:
+                step.lines.append(line)
+        for _ in self._waits:
+            step.actions.append(HungUp())
+        self._waits.clear()
+        if self._transferring is not None:
+            self._transferring = None
+            step.actions.append(TransferFinished(487, "the call ended"))
+        return step
+
+    def tick(self, now: float) -> Step:
+        """Time passed: DTMF batches, call control waiting for quiet, heard lines."""
+        step = Step()
+        digits = self.dtmf.due(now)
+        if digits:
+            step.requests.extend(self._tell(pressed_text(digits)))
+        if self._waits:
+            self._check_waits(now, step)
+        self._write_heard(step)
+        return step
+
+    @property
+    def next_deadline(self) -> float | None:
+        """When ``tick`` must run at the latest (None: media ticks are enough). Media ticks,
+        every 20 ms, also see waits for quiet through; their deadline is the backstop."""
+        deadlines = [wait.deadline for wait in self._waits]
+        if self.dtmf.next_deadline is not None:
+            deadlines.append(self.dtmf.next_deadline)
+        return min(deadlines) if deadlines else None
+
+    @property
+    def agent_speaking(self) -> bool:
+        """True while agent audio is queued for, or still arriving to, the caller."""
+        if self.playout.queued_samples > 0:
+            return True
+        return self._response is not None and not self._response.interrupted
+
+    @property
+    def interruptions(self) -> int:
+        return self.barge_in.interruptions
+
+    # -- internals ---------------------------------------------------------------------------
+    def _play(self, event: AudioDelta) -> None:
+        if event.response_id in self._cut_responses:
+            return  # late audio of a response the caller talked over
+        width = self._audio.sample_bytes
+        audio = event.audio[: len(event.audio) - len(event.audio) % width]
+        self.barge_in.received(event.response_id, event.item_id, len(audio) // width)
+        if event.item_id != self._down_item:
+            self._finish_item(self._down_item)
+            self._down_item = event.item_id
+        self.audio_deltas += 1
+        pcm = self._audio.from_model(audio)
+        if pcm:
+            self.playout.push(event.item_id, pcm)
+
+    def _finish_item(self, item_id: str | None) -> None:
+        """End of an item's audio: release what the resampler still holds for it."""
+        if item_id is None or item_id != self._down_item:
+            return
+        tail = self._audio.flush_from_model()
+        if tail:
+            self.playout.push(item_id, tail)
+        self._down_item = None
+
+    def _cut(self) -> Step:
+        """The caller talks over the agent: silence the line now and tell the model."""
+        step = Step()
+        cut = self.barge_in.cut()
+        # What the resampler still holds of the cut item was never heard: drop it.
+        self._audio.reset_from_model()
+        self._down_item = None
+        response = self._response
+        if cut is not None:
+            step.requests.append(Truncate(cut.item_id, cut.audio_end_ms))
+            self.book.agent_interrupted(cut.item_id)
+        # The response in progress stops too, unless the cut audio was an earlier one's.
+        stops = response is not None and not response.interrupted
+        if (
+            response is not None
+            and stops
+            and (cut is None or cut.response_id == response.response_id)
+        ):
+            response.interrupted = True
+            self._cut_responses.add(response.response_id)
+            if not self.config.server_interrupts and not response.cancel_sent:
+                response.cancel_sent = True
+                step.requests.append(CancelResponse())
+        if cut is not None:
+            step.note(
+                "barge_in",
+                item_id=cut.item_id,
+                audio_end_ms=cut.audio_end_ms,
+                cancel=any(isinstance(r, CancelResponse) for r in step.requests),
+            )
+        return step
+
+    def _truncated(self, event: ItemTruncated, step: Step) -> None:
+        line = self.book.agent_truncated(
+            event.item_id, event.audio_end_ms, self.barge_in.received_ms(event.item_id)
+        )
+        if line is not None:
+            step.lines.append(line)
+            step.note("transcript", role="agent", text=line["text"], interrupted=True)
+
+    def _response_done(self, response_id: str, step: Step) -> None:
+        if self._response is not None and self._response.response_id in (response_id, ""):
+            self._response = None
+        self._cut_responses.discard(response_id)
+        step.requests.extend(self.tools.response_done())
+
+    def _server_error(self, event: ServerError, step: Step) -> None:
+        if event.code == _CANCEL_RACED:
+            # Our cancel crossed the server's response.done: nothing was left to cancel.
+            if self._response is not None:
+                self._response.cancel_sent = False
+            step.note("cancel_raced_response_done", "debug")
+            return
+        if event.code == _RESPONSE_BUSY:
+            self.tools.busy()
+        step.note(
+            "realtime_error",
+            "warning",
+            code=event.code,
+            message=event.message,
+            event_id=event.event_id,
+        )
+
+    def _write_heard(self, step: Step) -> None:
+        """Write the agent lines whose audio the caller has heard to the end."""
+        for item_id in self.book.held_final_items():
+            if self.barge_in.fully_heard(item_id):
+                line = self.book.heard(item_id)
+                if line is not None:
+                    step.lines.append(line)
+                    step.note("transcript", role="agent", text=line["text"])
+
+    def _tell(self, text: str, role: str = "user") -> list[ClientRequest]:
+        return self.tools.note(text, role=role, response_active=self._response is not None)
+
+    def _new_conversation(self) -> None:
+        """A new session is a new conversation: forget the old responses and tool calls."""
+        self._response = None
+        self._cut_responses.clear()
+        self.barge_in.reset()
+        self.tools = ToolProtocol()
+
+    def _wait_quiet(self, action: HangUp | Transfer, now: float, wait_ms: int) -> Step:
+        self._waits.append(_QuietWait(action, now + wait_ms))
+        step = Step()
+        self._check_waits(now, step)
+        return step
+
+    def _check_waits(self, now: float, step: Step) -> None:
+        quiet = not self.agent_speaking
+        for wait in list(self._waits):
+            if quiet and wait.quiet_since is None:
+                wait.quiet_since = now
+            elif not quiet:
+                wait.quiet_since = None
+            heard = wait.quiet_since is not None and now - wait.quiet_since >= LAST_FRAME_MS
+            if not heard and now < wait.deadline:
+                continue
+            self._waits.remove(wait)
+            if isinstance(wait.action, HangUp):
+                step.add(self._hang_up(wait.action))
+            else:
+                self._transferring = wait.action.uri
+                step.actions.append(wait.action)
+
+    def _hang_up(self, hang_up: HangUp) -> Step:
+        self.outcome.decide(hang_up.ended_by, hang_up.reason)
+        step = Step(actions=[hang_up])
+        # Whoever waited for a hang-up has it now.
+        for wait in [w for w in self._waits if isinstance(w.action, HangUp)]:
+            self._waits.remove(wait)
+        step.actions.append(HungUp())
+        return step

@@ -1,0 +1,139 @@
+"""What the model's side says, as typed internal events: the bridge's input vocabulary.
+
+A protocol adapter (``agent.realtime.adapter`` for the Realtime GA and beta dialects) parses
+each wire event once, at the edge, into one of these; the bridge never sees a dialect, a
+wire name or a base64 string. Wire events that matter to no decision of the call have no
+internal event and are dropped by the adapter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class SessionReady:
+    """The session took our configuration (``session.updated``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AudioDelta:
+    """Agent audio for ``item_id`` of ``response_id``, in the session's codec (decoded)."""
+
+    response_id: str
+    item_id: str
+    audio: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AudioDone:
+    """The model sent all audio of ``item_id``."""
+
+    item_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptDelta:
+    item_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptDone:
+    """The transcript of ``item_id``'s audio is complete (``text`` None: as accumulated)."""
+
+    item_id: str
+    text: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    """The server's VAD heard the caller start talking."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStopped:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseCreated:
+    """A response began; ``tag`` is the metadata tag of one the bridge asked for."""
+
+    response_id: str
+    tag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseDone:
+    response_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ItemAdded:
+    """The server added a conversation item (ours, when it is one we created)."""
+
+    item_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ItemTruncated:
+    """The server cut ``item_id``'s audio at ``audio_end_ms`` (our barge-in, confirmed)."""
+
+    item_id: str
+    audio_end_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallerTranscript:
+    """What the caller said in the turn ``item_id``."""
+
+    item_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionCallStarted:
+    """The model began a function call item (its name, for dialects that say it only here)."""
+
+    item_id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionCallDone:
+    """The model finished a function call; ``arguments`` is its raw JSON text."""
+
+    call_id: str
+    name: str
+    arguments: str
+    item_id: str
+    response_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServerError:
+    """An ``error`` event: ``event_id`` is the client event it refers to, if any."""
+
+    code: str | None
+    message: str | None
+    event_id: str | None = None
+
+
+ServerEvent = (
+    SessionReady
+    | AudioDelta
+    | AudioDone
+    | TranscriptDelta
+    | TranscriptDone
+    | SpeechStarted
+    | SpeechStopped
+    | ResponseCreated
+    | ResponseDone
+    | ItemAdded
+    | ItemTruncated
+    | CallerTranscript
+    | FunctionCallStarted
+    | FunctionCallDone
+    | ServerError
+)

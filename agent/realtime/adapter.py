@@ -1,0 +1,254 @@
+"""The Realtime protocol adapter: wire JSON to the bridge's typed events, and its requests
+back to wire JSON, in either dialect (GA and beta are two instances of this one adapter).
+
+Each server message is parsed once, here: JSON, the event's type (through the dialect's
+names), its fields, base64 audio. A message that is no event (not JSON, no type) or an event
+no decision needs gives None; an event missing what it must carry raises
+:class:`MalformedEvent`, which the shell logs once per type and skips.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable
+from typing import Any
+
+from agent.bridge.events import (
+    AudioDelta,
+    AudioDone,
+    CallerTranscript,
+    FunctionCallDone,
+    FunctionCallStarted,
+    ItemAdded,
+    ItemTruncated,
+    ResponseCreated,
+    ResponseDone,
+    ServerError,
+    ServerEvent,
+    SessionReady,
+    SpeechStarted,
+    SpeechStopped,
+    TranscriptDelta,
+    TranscriptDone,
+)
+from agent.bridge.requests import (
+    AppendAudio,
+    CancelResponse,
+    ClientRequest,
+    ConfigureSession,
+    CreateItem,
+    CreateResponse,
+    FunctionOutput,
+    SetAudioFormat,
+    Truncate,
+)
+from agent.realtime.dialect import (
+    Dialect,
+    OutputEvent,
+    format_update_body,
+    session_body,
+    wire_name,
+)
+
+#: The metadata key our response requests carry, echoed in ``response.created``.
+REQUEST_TAG = "voice_agent_request"
+
+
+class MalformedEvent(ValueError):
+    """A server event of a known type without what it must carry."""
+
+    def __init__(self, event_type: str, problem: str) -> None:
+        super().__init__(f"{event_type}: {problem}")
+        self.event_type = event_type
+        self.problem = problem
+
+
+def _text(event: dict[str, Any], key: str) -> str:
+    value = event.get(key)
+    if not isinstance(value, str):
+        raise MalformedEvent(str(event.get("type")), f"{key!r} is missing or not a string")
+    return value
+
+
+def _optional_text(event: dict[str, Any], key: str) -> str:
+    value = event.get(key, "")
+    return value if isinstance(value, str) else ""
+
+
+def _table(event: dict[str, Any], key: str) -> dict[str, Any]:
+    value = event.get(key)
+    if not isinstance(value, dict):
+        raise MalformedEvent(str(event.get("type")), f"{key!r} is missing or not an object")
+    return value
+
+
+def _audio(event: dict[str, Any]) -> AudioDelta:
+    try:
+        audio = base64.b64decode(_text(event, "delta"), validate=True)
+    except (binascii.Error, ValueError):
+        raise MalformedEvent(str(event["type"]), "the audio is not valid base64") from None
+    return AudioDelta(_optional_text(event, "response_id"), _text(event, "item_id"), audio)
+
+
+def _response_created(event: dict[str, Any]) -> ResponseCreated:
+    response = _table(event, "response")
+    metadata = response.get("metadata")
+    tag = metadata.get(REQUEST_TAG) if isinstance(metadata, dict) else None
+    return ResponseCreated(str(response.get("id", "")), tag if isinstance(tag, str) else None)
+
+
+def _item_added(event: dict[str, Any]) -> ItemAdded:
+    return ItemAdded(str(_table(event, "item").get("id", "")))
+
+
+def _output_item(event: dict[str, Any]) -> FunctionCallStarted | None:
+    item = _table(event, "item")
+    if item.get("type") != "function_call" or not item.get("id"):
+        return None
+    return FunctionCallStarted(str(item["id"]), str(item.get("name", "")))
+
+
+def _function_done(event: dict[str, Any]) -> FunctionCallDone:
+    return FunctionCallDone(
+        call_id=_optional_text(event, "call_id"),
+        name=_optional_text(event, "name"),
+        arguments=_optional_text(event, "arguments"),
+        item_id=_optional_text(event, "item_id"),
+        response_id=_optional_text(event, "response_id"),
+    )
+
+
+def _truncated(event: dict[str, Any]) -> ItemTruncated:
+    end = event.get("audio_end_ms")
+    if not isinstance(end, int) or isinstance(end, bool):
+        raise MalformedEvent(str(event["type"]), "'audio_end_ms' is not an integer")
+    return ItemTruncated(_text(event, "item_id"), end)
+
+
+def _error(event: dict[str, Any]) -> ServerError:
+    error = event.get("error") if isinstance(event.get("error"), dict) else {}
+    assert isinstance(error, dict)
+
+    def field(key: str) -> str | None:
+        value = error.get(key)
+        return str(value) if value is not None else None
+
+    return ServerError(field("code"), field("message"), field("event_id"))
+
+
+_Parser = Callable[[dict[str, Any]], ServerEvent | None]
+
+#: Events named alike in both dialects.
+_COMMON: dict[str, _Parser] = {
+    "session.updated": lambda _e: SessionReady(),
+    "input_audio_buffer.speech_started": lambda _e: SpeechStarted(),
+    "input_audio_buffer.speech_stopped": lambda _e: SpeechStopped(),
+    "response.created": _response_created,
+    "response.done": lambda e: ResponseDone(str(_table(e, "response").get("id", ""))),
+    # GA acknowledges our items with .added, beta with .created; take either from both.
+    "conversation.item.added": _item_added,
+    "conversation.item.created": _item_added,
+    "conversation.item.truncated": _truncated,
+    "conversation.item.input_audio_transcription.completed": lambda e: CallerTranscript(
+        _text(e, "item_id"), _text(e, "transcript")
+    ),
+    "response.output_item.added": _output_item,
+    "response.function_call_arguments.done": _function_done,
+    "error": _error,
+}
+
+#: Events whose wire names differ between the dialects.
+_OUTPUT: dict[OutputEvent, _Parser] = {
+    OutputEvent.AUDIO_DELTA: _audio,
+    OutputEvent.AUDIO_DONE: lambda e: AudioDone(_text(e, "item_id")),
+    OutputEvent.TRANSCRIPT_DELTA: lambda e: TranscriptDelta(
+        _text(e, "item_id"), _optional_text(e, "delta")
+    ),
+    OutputEvent.TRANSCRIPT_DONE: lambda e: TranscriptDone(
+        _text(e, "item_id"), e["transcript"] if isinstance(e.get("transcript"), str) else None
+    ),
+}
+
+
+class RealtimeAdapter:
+    """The Realtime protocol in one dialect."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self._parsers: dict[str, _Parser] = dict(_COMMON)
+        for internal, parser in _OUTPUT.items():
+            self._parsers[wire_name(dialect, internal)] = parser
+
+    def parse(self, message: str | bytes) -> ServerEvent | None:
+        """The event in one server message; None for one that matters to no decision."""
+        try:
+            event = json.loads(message)
+        except (ValueError, TypeError):
+            return None
+        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+            return None
+        parser = self._parsers.get(event["type"])
+        if parser is None:
+            return None
+        try:
+            return parser(event)
+        except MalformedEvent:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise MalformedEvent(event["type"], repr(exc)) from None
+
+    def encode(self, request: ClientRequest) -> str:
+        """The wire text of ``request``."""
+        if isinstance(request, AppendAudio):
+            # Built by hand: this runs every 20 ms per call, and json.dumps of a dict is slower.
+            payload = base64.b64encode(request.audio).decode("ascii")
+            return '{"type":"input_audio_buffer.append","audio":"' + payload + '"}'
+        return json.dumps(self.wire(request), separators=(",", ":"))
+
+    def wire(self, request: ClientRequest) -> dict[str, Any]:
+        """The wire event of ``request`` as a dict (what ``encode`` serialises)."""
+        if isinstance(request, ConfigureSession):
+            return {"type": "session.update", "session": session_body(self.dialect, request.spec)}
+        if isinstance(request, SetAudioFormat):
+            body = format_update_body(self.dialect, request.codec)
+            return {"type": "session.update", "session": body}
+        if isinstance(request, AppendAudio):
+            audio = base64.b64encode(request.audio).decode("ascii")
+            return {"type": "input_audio_buffer.append", "audio": audio}
+        if isinstance(request, Truncate):
+            return {
+                "type": "conversation.item.truncate",
+                "item_id": request.item_id,
+                "content_index": 0,
+                "audio_end_ms": request.audio_end_ms,
+            }
+        if isinstance(request, CancelResponse):
+            return {"type": "response.cancel"}
+        if isinstance(request, CreateResponse):
+            response: dict[str, Any] = {}
+            if request.instructions is not None:
+                response["instructions"] = request.instructions
+            if request.tag is not None:
+                response["metadata"] = {REQUEST_TAG: request.tag}
+            return {"type": "response.create", "response": response}
+        if isinstance(request, CreateItem):
+            return {"type": "conversation.item.create", "item": _item(request.item)}
+        raise TypeError(f"not a client request: {request!r}")
+
+
+def _item(item: Any) -> dict[str, Any]:
+    if isinstance(item, FunctionOutput):
+        return {
+            "id": item.item_id,
+            "type": "function_call_output",
+            "call_id": item.call_id,
+            "output": item.output,
+        }
+    return {
+        "id": item.item_id,
+        "type": "message",
+        "role": item.role,
+        "content": [{"type": "input_text", "text": item.text}],
+    }

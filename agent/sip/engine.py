@@ -1,0 +1,142 @@
+"""The SIP engine interface: what the agent needs of a SIP stack, whichever it is.
+
+An engine answers and rejects calls, moves 20 ms PCM16 frames both ways, sends and reports
+DTMF, transfers, and reports a call's events to its listener; the request policy
+(``agent.sip.request_policy``) stands in front of it. Each engine lives in one place that
+alone imports its library (``agent.sip.pjsip`` for PJSUA2); ``agent.sip.engines`` names them.
+
+Threads: every method here, and every listener callback, runs on the event loop's thread.
+The engine's media thread (if it has one) touches only the frame source given to
+``play_from`` (thread-safe, see ``agent.audio.playout``) and its own frame queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from agent.sip.request_policy import Admission
+
+
+class SipCommandError(Exception):
+    """A SIP command (transfer, DTMF) could not be carried out; ``str()`` says why."""
+
+
+class FrameSource(Protocol):
+    def pull(self) -> bytes:
+        """Exactly one 20 ms frame of PCM16 at the call's rate; silence when nothing plays."""
+        ...
+
+
+class CallListener(Protocol):
+    """What a call reports, on the loop thread."""
+
+    def on_media(self, codec: str, rate: int) -> None:
+        """Audio is flowing in ``codec`` (SIP name, e.g. PCMU) at ``rate`` Hz."""
+        ...
+
+    def on_confirmed(self) -> None:
+        """The caller's ACK for our 200 arrived: the call is established."""
+        ...
+
+    def on_frames(self) -> None:
+        """Caller frames are waiting (``take_frames``); once per 20 ms media tick."""
+        ...
+
+    def on_dtmf(self, digit: str, method: str) -> None: ...
+
+    def on_transfer_status(self, code: int, reason: str, final: bool) -> None: ...
+
+    def on_disconnected(self, code: int, reason: str) -> None:
+        """The call is over (``code``: the SIP status it ended with)."""
+        ...
+
+
+class EngineCall(Protocol):
+    """One call as the agent sees it."""
+
+    #: The agent's own call id (a ULID) and the SIP Call-ID.
+    call_id: str
+    sip_call_id: str
+    remote_uri: str
+    local_uri: str
+    #: The address the INVITE came from.
+    source_ip: str
+    listener: CallListener | None
+
+    @property
+    def codec(self) -> str | None:
+        """The negotiated codec (SIP name), None until media is active."""
+        ...
+
+    @property
+    def disconnected(self) -> bool: ...
+
+    def ring(self) -> None:
+        """180 Ringing."""
+        ...
+
+    def answer(self) -> None:
+        """200 OK."""
+        ...
+
+    def reject(self, code: int, reason: str, retry_after_s: int | None = None) -> None:
+        """A final error response to the unanswered INVITE (e.g. 503 with Retry-After)."""
+        ...
+
+    def hang_up(self) -> None:
+        """BYE an answered call (603 an unanswered one); harmless when already ended."""
+        ...
+
+    def transfer(self, uri: str) -> None:
+        """Blind transfer (REFER); progress comes to ``on_transfer_status``.
+
+        Raises ``SipCommandError`` when it cannot be sent."""
+        ...
+
+    def send_dtmf(self, digits: str) -> None:
+        """RFC 4733 telephone-events; raises ``SipCommandError`` when they cannot be sent."""
+        ...
+
+    def take_frames(self) -> list[bytes]:
+        """The caller's frames received since the last call, oldest first."""
+        ...
+
+    def play_from(self, source: FrameSource) -> None:
+        """Where the agent's frames come from from now on."""
+        ...
+
+    def received_rtp_packets(self) -> int | None:
+        """RTP packets received so far; None while none is expected (no audio, or held)."""
+        ...
+
+
+#: The engine calls this for each INVITE it let through (on the loop thread).
+IncomingCall = Callable[[EngineCall], None]
+
+
+class SipEngine(Protocol):
+    """One SIP stack for this process. ``start``, then ``run`` on the loop until cancelled,
+    then ``shutdown``."""
+
+    #: The UDP port SIP is bound to (meaningful after ``start``).
+    bound_port: int
+
+    def start(self) -> None:
+        """Bind the transport and start the stack; raises ``EngineStartError``."""
+        ...
+
+    async def run(self) -> None:
+        """Drive the stack (and its calls' media ticks) until cancelled."""
+        ...
+
+    async def shutdown(self) -> None:
+        """End every call and release the stack."""
+        ...
+
+
+class EngineStartError(Exception):
+    """The stack could not start (a port in use, a bad address): one line, safe to show."""
+
+
+EngineFactory = Callable[[object, IncomingCall, Admission], SipEngine]
