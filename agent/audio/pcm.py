@@ -32,6 +32,7 @@ def frame_bytes(rate: int) -> int:
     """Bytes of one 20 ms PCM16 frame at ``rate``."""
     return frame_samples(rate) * 2
 
+
 BytesLike = bytes | bytearray | memoryview
 
 
