@@ -25,7 +25,8 @@ from typing import Any
 
 import structlog
 
-from agent.local import codec
+from agent.audio.codecs import Codec
+from agent.audio.pcm import as_int16
 from agent.local.client_input import checked_item, item_text, parse, required
 from agent.local.events import Event, EventBuilder, Item, ProtocolError, ResponseInfo, new_id
 from agent.local.reply_source import Pending, ReplySource
@@ -78,7 +79,7 @@ class _Response:
     info: ResponseInfo
     source: ReplySource
     modality: str
-    codec: str
+    codec: Codec
     next_due: float
     plan: ReplyPlan | None = None
     item: Item | None = None
@@ -122,7 +123,7 @@ class RealtimeProtocol:
         self.items: list[Item] = []
         self.input_audio = bytearray()
         """Every appended chunk, decoded to PCM16 at the input rate of its time."""
-        self.input_rate = codec.sample_rate(self.session.input_codec)
+        self.input_rate = self.session.input_codec.rate
         self._events = EventBuilder(dialect)
         self._responder = responder or SyntheticResponder()
         self._vad_factory = vad_factory
@@ -320,7 +321,7 @@ class RealtimeProtocol:
         self.session.update(event["session"])
         if before[0] != self.session.input_codec:
             # A buffer mixing two sample rates means nothing; start afresh at the new rate.
-            self.input_rate = codec.sample_rate(self.session.input_codec)
+            self.input_rate = self.session.input_codec.rate
             self._buffer.clear()
             self._buffer_start_ms = self._timeline_ms
         if before != (self.session.input_codec, self.session.turn_detection):
@@ -353,11 +354,16 @@ class RealtimeProtocol:
                 code="invalid_value",
                 param="audio",
             ) from exc
-        try:
-            samples = codec.decode(self.session.input_codec, raw)
-        except ValueError as exc:
-            raise ProtocolError(str(exc), code="invalid_value", param="audio") from exc
-        pcm = samples.astype("<i2").tobytes()
+        codec = self.session.input_codec
+        if len(raw) % codec.sample_bytes:
+            raise ProtocolError(
+                f"{codec.name} audio must be whole {codec.sample_bytes}-byte samples, "
+                f"got {len(raw)} bytes",
+                code="invalid_value",
+                param="audio",
+            )
+        pcm = codec.decode(raw)
+        samples = as_int16(pcm)
         if self._record_input:
             self.input_audio += pcm
         self._buffer += pcm
@@ -754,8 +760,8 @@ class RealtimeProtocol:
                 delta=base64.b64encode(chunk).decode("ascii"),
             )
         )
-        samples = len(chunk) // codec.bytes_per_sample(response.codec)
-        response.sent_ms += samples * 1000 / codec.sample_rate(response.codec)
+        samples = len(chunk) // response.codec.sample_bytes
+        response.sent_ms += samples * 1000 / response.codec.rate
         response.item.audio_ms = response.sent_ms
         response.next_due = response.started_at + response.sent_ms / 1000 - self._lead_s
 

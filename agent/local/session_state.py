@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from agent.audio.codecs import Codec, codec
 from agent.local.events import ProtocolError, new_id
 from agent.local.vad import VadConfig
 from agent.realtime.dialect import Dialect, audio_format, codec_of_format
@@ -193,20 +194,20 @@ class SessionState:
         return list(data.get(key) or [])
 
     @property
-    def input_codec(self) -> str:
+    def input_codec(self) -> Codec:
         if self.dialect is Dialect.GA:
-            return codec_of_format((self._ga_audio.get("input") or {}).get("format"))
-        return codec_of_format(self.data.get("input_audio_format"))
+            return codec(codec_of_format((self._ga_audio.get("input") or {}).get("format")))
+        return codec(codec_of_format(self.data.get("input_audio_format")))
 
     @property
-    def output_codec(self) -> str:
+    def output_codec(self) -> Codec:
         if self.dialect is Dialect.GA:
-            return codec_of_format((self._ga_audio.get("output") or {}).get("format"))
-        return codec_of_format(self.data.get("output_audio_format"))
+            return codec(codec_of_format((self._ga_audio.get("output") or {}).get("format")))
+        return codec(codec_of_format(self.data.get("output_audio_format")))
 
     @property
     def output_format(self) -> dict[str, Any] | str:
-        return audio_format(self.dialect, self.output_codec)
+        return audio_format(self.dialect, self.output_codec.name)
 
     @property
     def voice(self) -> str:
