@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.local.responder import RATE, Reply, ReplyRequest
+from agent.local.replies import RATE, Reply, ReplyRequest
 from agent.local.server import LocalRealtimeServer
 from tests.oracle import validate_client_event
 from tests.peers import AgentProcess, RtpPeer, free_port, rms_dbfs, run_sipp

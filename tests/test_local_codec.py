@@ -12,7 +12,7 @@ from agent.audio.codecs import CODECS, codec
 from agent.audio.g711 import alaw_decode, ulaw_decode
 from agent.local.protocol import RealtimeProtocol
 from agent.local.reply_encoder import encode_reply
-from agent.local.responder import synthesize_voice
+from agent.local.synthetic_voice import synthesize_voice
 from agent.realtime.dialect import Dialect
 from tests.local_helpers import level_dbfs, tone
 

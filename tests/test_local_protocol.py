@@ -16,7 +16,8 @@ import pytest
 
 from agent.audio.g711 import ulaw_decode
 from agent.local.protocol import CHUNK_MS, LEAD_MS, RealtimeProtocol
-from agent.local.responder import Reply, ReplyRequest, synthesize_voice
+from agent.local.replies import Reply, ReplyRequest
+from agent.local.synthetic_voice import synthesize_voice
 from agent.realtime.dialect import Dialect, OutputEvent, wire_name
 from tests.local_helpers import (
     append_events,

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from agent.audio.codecs import PCM16, PCMU
+from agent.local.replies import Reply, ReplyPlan, ToolCall
 from agent.local.reply_source import Pending, ReplySource
-from agent.local.reply_stream import ReplyPlan, ReplyStream, start_reply
-from agent.local.responder import Reply, ToolCall
+from agent.local.reply_stream import ReplyStream, start_reply
 from agent.local.speech_text import split_for_speech
 from tests.local_helpers import tone
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent.local.responder import RATE, ReplyRequest, SyntheticResponder, synthesize_voice
+from agent.local.replies import RATE, ReplyRequest
+from agent.local.synthetic_voice import SyntheticResponder, synthesize_voice
 from tests.local_helpers import level_dbfs
 
 

@@ -16,7 +16,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from agent.local.protocol import LEAD_MS
-from agent.local.responder import Reply, ReplyRequest
+from agent.local.replies import Reply, ReplyRequest
 from agent.local.server import LocalRealtimeServer, dialect_for_path, run_local_server
 from agent.realtime.dialect import Dialect, OutputEvent, wire_name
 from tests.local_helpers import append_events, level_dbfs, server_vad, session_update, silence, tone

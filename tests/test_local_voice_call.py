@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 
 from agent.audio.g711 import ulaw_encode
+from agent.local.backend import voice_backend
 from agent.local.brain import Brain, load_brain
 from agent.local.models import voice_models
 from agent.local.server import LocalRealtimeServer, LocalSession
-from agent.local.voice import voice_backend
 from tests.oracle import validate_server_event
 from tests.peers import CODEC_PT, AgentProcess, RtpPeer, free_port, rms_dbfs, run_sipp
 from tests.voice_helpers import PHRASES, spoken, telephone, word_error_rate

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agent.local.responder import RATE, Reply, ReplyRequest
+from agent.local.replies import RATE, Reply, ReplyRequest
 from agent.local.server import LocalRealtimeServer, LocalSession
 from agent.realtime.dialect import Dialect
 from tests.oracle import validate_client_event

@@ -29,17 +29,12 @@ from agent.audio.codecs import Codec
 from agent.audio.pcm import as_int16
 from agent.local.client_input import checked_item, item_text, parse, required
 from agent.local.events import Event, EventBuilder, Item, ProtocolError, ResponseInfo, new_id
+from agent.local.replies import ReplyPlan, ReplyRequest, ToolCall, ToolResult
 from agent.local.reply_source import Pending, ReplySource
-from agent.local.reply_stream import ReplyPlan, ReplyStream
-from agent.local.responder import (
-    ReplyRequest,
-    Responder,
-    SyntheticResponder,
-    ToolCall,
-    ToolResult,
-    Transcriber,
-)
+from agent.local.reply_stream import ReplyStream
+from agent.local.responder import Responder, Transcriber
 from agent.local.session_state import SessionState, check_modalities
+from agent.local.synthetic_voice import SyntheticResponder
 from agent.local.vad import EnergyVad, VadEvent, VadFactory, VoiceActivityDetector
 from agent.realtime.dialect import Dialect, OutputEvent
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 
 from agent.audio.codecs import Codec
 from agent.audio.resample import SOXR_DEFAULT_QUALITY, StreamResampler
-from agent.local.responder import RATE as REPLY_RATE
+from agent.local.replies import RATE as REPLY_RATE
 
 _SLICE_BYTES = REPLY_RATE * 2
 """Pieces are resampled a second at a time, so a piece of any length is fine."""

@@ -12,9 +12,9 @@ from collections import deque
 from collections.abc import Iterator
 
 from agent.audio.codecs import Codec
+from agent.local.replies import Reply, ReplyPlan
 from agent.local.reply_encoder import ReplyEncoder, encode_reply
-from agent.local.reply_stream import ReplyPlan, ReplyStream
-from agent.local.responder import Reply
+from agent.local.reply_stream import ReplyStream
 
 
 class Pending(enum.Enum):

@@ -17,7 +17,7 @@ import numpy as np
 
 from agent.audio.pcm import to_bytes
 from agent.audio.resample import SOXR_DEFAULT_QUALITY, resample
-from agent.local.responder import RATE
+from agent.local.replies import RATE
 from agent.local.speech_text import split_for_speech
 
 VOICE_FILE = "en_US-joe-medium.onnx"
