@@ -239,7 +239,7 @@ def summarise(rows: list[dict[str, float]]) -> dict[str, Any]:
 
 
 async def measure_turns(turns: int, concurrent: int) -> dict[str, Any]:
-    async with LocalRealtimeServer(backend=voice_backend(), record=False) as server:
+    async with LocalRealtimeServer(backend=voice_backend()) as server:
         idle_rss = rss_mb()
         cpu_before = sum(os.times()[:2])
         alone = await run_calls(server, 1, turns)

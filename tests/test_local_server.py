@@ -17,9 +17,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from agent.local.protocol import LEAD_MS
 from agent.local.replies import Reply, ReplyRequest
-from agent.local.server import LocalRealtimeServer, dialect_for_path, run_local_server
+from agent.local.server import dialect_for_path, run_local_server
 from agent.realtime.dialect import Dialect, OutputEvent, wire_name
 from tests.local_helpers import append_events, level_dbfs, server_vad, session_update, silence, tone
+from tests.local_recording import RecordingServer
 from tests.oracle import validate_client_event, validate_server_event
 
 pytestmark = pytest.mark.timeout(30)
@@ -64,7 +65,7 @@ class ShortResponder:
 
 @pytest.mark.parametrize("dialect", [Dialect.GA, Dialect.BETA])
 async def test_a_spoken_turn_gets_a_streamed_audible_reply(dialect: Dialect) -> None:
-    async with LocalRealtimeServer() as server, connect(server.url_for(dialect)) as ws:
+    async with RecordingServer() as server, connect(server.url_for(dialect)) as ws:
         client = Client(ws, dialect)
         assert (await client.recv())["type"] == "session.created"
         vad = server_vad(prefix_padding_ms=0, silence_duration_ms=300)
@@ -123,7 +124,7 @@ def test_dialect_comes_from_path_and_query(path: str, dialect: Dialect | None) -
 
 
 async def test_routing_over_the_wire() -> None:
-    async with LocalRealtimeServer() as server:
+    async with RecordingServer() as server:
         base = server.url.removesuffix("/v1/realtime")
         async with connect(f"{server.url}?dialect=beta") as ws:
             created = json.loads(await ws.recv())
@@ -140,7 +141,7 @@ async def test_routing_over_the_wire() -> None:
 
 
 async def test_bad_frames_emit_cancel_and_stop() -> None:
-    server = LocalRealtimeServer(responder_factory=ShortResponder)
+    server = RecordingServer(responder_factory=ShortResponder)
     await server.start()
     try:
         async with connect(server.url) as ws:

@@ -21,7 +21,6 @@ import pytest
 import structlog
 
 from agent.config import AgentProfile, CustomToolSettings, McpServerSettings, ToolSettings
-from agent.local.server import LocalRealtimeServer, LocalSession
 from agent.observe.transcript import Transcript
 from agent.realtime.connection import RealtimeConnection
 from agent.realtime.dialect import Dialect
@@ -31,6 +30,7 @@ from agent.tools.catalog import ToolCatalog
 from agent.tools.protocol import ToolProtocol
 from agent.tools.registry import Tool, ToolSet
 from agent.tools.runner import ToolRunner
+from tests.local_recording import RecordedSession, RecordingServer
 from tests.oracle import validate_client_event
 from tests.peers import free_port
 
@@ -42,7 +42,7 @@ EXAMPLES = str(REPO / "config" / "examples")
 
 @dataclass
 class Harness:
-    session: LocalSession
+    session: RecordedSession
     runner: ToolRunner
     transcript: Transcript
     dialect: Dialect
@@ -82,7 +82,7 @@ async def harness(
     tools: list[Tool], settings: ToolSettings | None = None, dialect: Dialect = Dialect.GA
 ) -> AsyncIterator[Harness]:
     settings = settings or ToolSettings()
-    async with LocalRealtimeServer() as server:
+    async with RecordingServer() as server:
         endpoint = RealtimeEndpoint("local", server.url_for(dialect), dialect)
         conn = await RealtimeConnection.open(endpoint, 5.0)
         toolset = ToolSet(tools)

@@ -109,15 +109,12 @@ class RealtimeProtocol:
         model: str | None = None,
         vad_factory: VadFactory = EnergyVad,
         transcriber: Transcriber | None = None,
-        record_input: bool = True,
         chunk_ms: int = CHUNK_MS,
         lead_ms: int = LEAD_MS,
     ) -> None:
         self.dialect = dialect
         self.session = SessionState(dialect, model)
         self.items: list[Item] = []
-        self.input_audio = bytearray()
-        """Every appended chunk, decoded to PCM16 at the input rate of its time."""
         self.input_rate = self.session.input_codec.rate
         self._events = EventBuilder(dialect)
         self._responder = responder or SyntheticResponder()
@@ -125,7 +122,6 @@ class RealtimeProtocol:
         self._transcriber = transcriber
         self.waker: Callable[[], None] = _no_wake
         """Called from any thread when background work finished; the transport polls then."""
-        self._record_input = record_input
         self._chunk_ms = chunk_ms
         self._lead_s = lead_ms / 1000
         self._out: list[Event] = []
@@ -228,20 +224,9 @@ class RealtimeProtocol:
         self._transcribing.clear()
         self._close_vad()
 
-    def emit(self, event: dict[str, Any]) -> Event:
-        """Queue an arbitrary server event (tests inject e.g. a speech_started this way)."""
-        stamped = {**event}
-        stamped.setdefault("event_id", new_id("event"))
-        self._out.append(stamped)
-        return stamped
-
     def error_event(self, err: ProtocolError, client_event_id: str | None = None) -> Event:
         """An ``error`` event for ``err`` in this connection's dialect (not queued)."""
         return self._events.error(err, client_event_id)
-
-    def take(self) -> list[Event]:
-        """Events queued by ``emit`` and not yet returned."""
-        return self._drain()
 
     @property
     def response_active(self) -> bool:
@@ -359,8 +344,6 @@ class RealtimeProtocol:
             )
         pcm = codec.decode(raw)
         samples = as_int16(pcm)
-        if self._record_input:
-            self.input_audio += pcm
         self._buffer += pcm
         self._timeline_ms += len(samples) * 1000 / self.input_rate
         if self._vad is not None:
