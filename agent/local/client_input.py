@@ -51,7 +51,7 @@ _ITEM_ROLES = ("user", "assistant", "system")
 
 def checked_item(raw: dict[str, Any]) -> dict[str, Any]:
     """A copy of a client item after checking the fields its type requires."""
-    data = json.loads(json.dumps(raw))
+    data: dict[str, Any] = json.loads(json.dumps(raw))
     kind = data.get("type")
     if kind == "message":
         if data.get("role") not in _ITEM_ROLES:

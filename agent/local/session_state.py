@@ -270,13 +270,16 @@ class SessionState:
     @property
     def tools(self) -> dict[str, dict[str, Any]]:
         """The functions the model may call now (after ``tool_choice``) -> argument schemas."""
-        offered = {
-            tool["name"]: tool.get("parameters") if isinstance(tool.get("parameters"), dict) else {}
-            for tool in self.data.get("tools") or []
-            if isinstance(tool, dict)
-            and tool.get("type", "function") == "function"
-            and isinstance(tool.get("name"), str)
-        }
+        offered: dict[str, dict[str, Any]] = {}
+        for tool in self.data.get("tools") or []:
+            if not (
+                isinstance(tool, dict)
+                and tool.get("type", "function") == "function"
+                and isinstance(tool.get("name"), str)
+            ):
+                continue
+            parameters = tool.get("parameters")
+            offered[tool["name"]] = parameters if isinstance(parameters, dict) else {}
         choice = self.data.get("tool_choice")
         if choice == "none":
             return {}

@@ -59,7 +59,8 @@ def synthesize_voice(text: str) -> np.ndarray:
     voiced = signal[np.abs(signal) > 1e-9]
     rms = float(np.sqrt(np.mean(np.square(voiced)))) if voiced.size else 1.0
     gain = 32768.0 * 10.0 ** (_LEVEL_DBFS / 20.0) / rms
-    return np.clip(signal * gain, -32768, 32767).astype(np.int16)
+    samples: np.ndarray = np.clip(signal * gain, -32768, 32767).astype(np.int16)
+    return samples
 
 
 def _syllables(word: str) -> int:
