@@ -122,8 +122,6 @@ class LocalSession:
                 await self.connection.send(json.dumps(event))
             except ConnectionClosed:
                 return
-            finally:
-                self._queue.task_done()
 
     async def _pace(self) -> None:
         loop = asyncio.get_running_loop()
