@@ -51,9 +51,8 @@ class AgentApp:
             from agent.local.server import LocalRealtimeServer
 
             local = self.settings.local
-            # No traffic record: a long-running agent must not grow with every call.
             self.local_server = LocalRealtimeServer(
-                "127.0.0.1", 0, backend=make_backend(local.backend, local.brain), record=False
+                "127.0.0.1", 0, backend=make_backend(local.backend, local.brain)
             )
             await self.local_server.start()
         try:

@@ -65,5 +65,5 @@ async def run_check(settings: Settings, out: TextIO) -> bool:
         return await _open_session(settings, None, out)
     from agent.local.server import LocalRealtimeServer
 
-    async with LocalRealtimeServer(record=False) as server:
+    async with LocalRealtimeServer() as server:
         return await _open_session(settings, server.url, out)

@@ -37,10 +37,10 @@ import numpy as np
 import soxr
 from websockets.asyncio.client import ClientConnection, connect
 
+from agent.local.backend import voice_backend
 from agent.local.brain import load_brain
 from agent.local.models import voice_models
 from agent.local.server import LocalRealtimeServer
-from agent.local.voice import voice_backend
 from tests.voice_helpers import PHRASES, speech_bounds_ms, spoken, telephone, word_error_rate
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "local_backend.json"
@@ -239,7 +239,7 @@ def summarise(rows: list[dict[str, float]]) -> dict[str, Any]:
 
 
 async def measure_turns(turns: int, concurrent: int) -> dict[str, Any]:
-    async with LocalRealtimeServer(backend=voice_backend(), record=False) as server:
+    async with LocalRealtimeServer(backend=voice_backend()) as server:
         idle_rss = rss_mb()
         cpu_before = sum(os.times()[:2])
         alone = await run_calls(server, 1, turns)

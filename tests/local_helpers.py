@@ -1,4 +1,10 @@
-"""Shared helpers for the local realtime server tests: synthetic audio and session updates."""
+"""Shared helpers for the local realtime server tests: synthetic audio and session updates.
+
+Levels are dBFS as ``agent.audio.levels`` measures them (AES17: a full-scale sine reads
+0 dBFS). These tests once used a reference 3 dB lower (RMS against a full-scale square, so a
+full-scale sine read -3 dBFS); where a level or threshold came from that reference, it is now
+3 dB higher, which keeps its meaning, and a comment says so.
+"""
 
 from __future__ import annotations
 
@@ -7,31 +13,29 @@ from typing import Any
 
 import numpy as np
 
+from agent.audio import levels
 from agent.audio.g711 import alaw_encode, ulaw_encode
 from agent.realtime.dialect import Dialect, audio_format
 
 _UNSET: Any = object()
 
 
-def tone(ms: int, rate: int = 24000, dbfs: float = -20.0, freq: float = 220.0) -> np.ndarray:
-    """A harmonic tone (fundamental plus two overtones) at an RMS level of ``dbfs``."""
-    t = np.arange(rate * ms // 1000) / rate
-    wave = (
-        np.sin(2 * np.pi * freq * t)
-        + 0.5 * np.sin(2 * np.pi * 2 * freq * t)
-        + 0.25 * np.sin(2 * np.pi * 3 * freq * t)
-    )
-    wave *= 10 ** (dbfs / 20) / np.sqrt(np.mean(wave**2))
-    return np.round(wave * 32767).astype(np.int16)
+def tone(ms: int, rate: int = 24000, dbfs: float = -17.0, freq: float = 220.0) -> np.ndarray:
+    """``agent.audio.levels.tone`` as int16 samples: a ``freq`` Hz sine at ``dbfs``.
+
+    The default -17 dBFS is the -20 of the old reference: speech-like loudness.
+    """
+    return np.frombuffer(levels.tone(freq, ms, rate, dbfs), dtype="<i2").astype(np.int16)
+
+
+def noise(count: int, dbfs: float, seed: int) -> np.ndarray:
+    """``count`` samples of Gaussian noise at an RMS of ``dbfs``, as floats in PCM16 units."""
+    sine_rms = levels.FULL_SCALE / np.sqrt(2)  # 0 dBFS in AES17
+    return np.random.default_rng(seed).standard_normal(count) * sine_rms * 10 ** (dbfs / 20)
 
 
 def silence(ms: int, rate: int = 24000) -> np.ndarray:
     return np.zeros(rate * ms // 1000, dtype=np.int16)
-
-
-def level_dbfs(samples: np.ndarray) -> float:
-    power = float(np.mean(samples.astype(np.float64) ** 2))
-    return -np.inf if power == 0 else 10 * np.log10(power / 32768**2)
 
 
 def wire_audio(samples: np.ndarray, codec: str = "pcm16") -> str:

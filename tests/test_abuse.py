@@ -25,7 +25,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from agent.audio.levels import rms_dbfs
-from agent.local.server import LocalRealtimeServer
+from tests.local_recording import RecordingServer
 from tests.peers import (
     AgentProcess,
     RtpPeer,
@@ -48,8 +48,8 @@ def engine_args(engine: str) -> list[str]:
 
 
 @pytest.fixture
-async def local_server() -> AsyncIterator[LocalRealtimeServer]:
-    async with LocalRealtimeServer("127.0.0.1", 0) as server:
+async def local_server() -> AsyncIterator[RecordingServer]:
+    async with RecordingServer("127.0.0.1", 0) as server:
         yield server
 
 
@@ -76,7 +76,7 @@ def _alive(agent: AgentProcess) -> bool:
 
 @pytest.mark.parametrize("engine", ENGINES)
 async def test_probes_get_the_right_answers_while_a_call_goes_on(
-    engine: str, local_server: LocalRealtimeServer, tmp_path: Path
+    engine: str, local_server: RecordingServer, tmp_path: Path
 ) -> None:
     # One call slot, taken by a legitimate call: every new INVITE meets a full agent.
     agent = await _agent(
@@ -182,7 +182,7 @@ async def test_probes_get_the_right_answers_while_a_call_goes_on(
 
 @pytest.mark.parametrize("engine", ENGINES)
 async def test_unacknowledged_answers_free_their_slots_and_reach_no_model(
-    engine: str, local_server: LocalRealtimeServer, tmp_path: Path
+    engine: str, local_server: RecordingServer, tmp_path: Path
 ) -> None:
     agent = await _agent(
         engine, local_server.url, tmp_path,
@@ -230,7 +230,7 @@ def _rtp(seq: int, payload: bytes, ssrc: int) -> bytes:
 
 @pytest.mark.parametrize("engine", ENGINES)
 async def test_rtp_from_a_stranger_reaches_neither_the_model_nor_gets_the_agent_audio(
-    engine: str, local_server: LocalRealtimeServer, tmp_path: Path
+    engine: str, local_server: RecordingServer, tmp_path: Path
 ) -> None:
     agent = await _agent(engine, local_server.url, tmp_path)
     peer = await RtpPeer.open()
@@ -385,7 +385,7 @@ async def test_calls_refused_while_the_backend_is_down_write_no_records(
 
 @pytest.mark.parametrize("engine", ENGINES)
 async def test_calls_without_media_or_without_rtp_are_ended(
-    engine: str, local_server: LocalRealtimeServer, tmp_path: Path
+    engine: str, local_server: RecordingServer, tmp_path: Path
 ) -> None:
     agent = await _agent(engine, local_server.url, tmp_path, "[sip]\nrtp_timeout_s = 2.0\n")
     target = ("127.0.0.1", agent.sip_port)

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from agent.audio.levels import rms_dbfs
-from agent.local.responder import RATE, Reply, ReplyRequest
-from agent.local.server import LocalRealtimeServer
+from agent.local.replies import RATE, Reply, ReplyRequest
+from tests.local_recording import RecordingServer
 from tests.oracle import validate_client_event
 from tests.peers import AgentProcess, RtpPeer, free_port, run_sipp
 
@@ -51,7 +51,7 @@ def _agent_audio_packets(peer: RtpPeer) -> list[tuple[float, bool]]:
 
 
 async def test_barge_in_stops_audio_and_truncates_to_what_was_heard(tmp_path: Path) -> None:
-    async with LocalRealtimeServer(responder_factory=LongToneResponder) as server:
+    async with RecordingServer(responder_factory=LongToneResponder) as server:
         agent = AgentProcess(free_port(), ["--realtime-url", server.url])
         await agent.start()
         peer = await RtpPeer.open()
@@ -153,7 +153,7 @@ async def test_barge_in_stops_audio_and_truncates_to_what_was_heard(tmp_path: Pa
 async def test_malformed_server_events_are_logged_once_and_the_call_goes_on(
     tmp_path: Path,
 ) -> None:
-    async with LocalRealtimeServer() as server:
+    async with RecordingServer() as server:
         agent = AgentProcess(free_port(), ["--realtime-url", server.url])
         await agent.start()
         peer = await RtpPeer.open()

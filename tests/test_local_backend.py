@@ -8,8 +8,8 @@ import pytest
 
 from agent.config import ConfigError, load_settings
 from agent.local.backend import make_backend
-from agent.local.responder import SyntheticResponder
 from agent.local.silero_vad import silero_vad_factory
+from agent.local.synthetic_voice import SyntheticResponder
 from agent.local.vad import EnergyVad
 from agent.local.voice import VoiceResponder, WhisperTranscriber
 

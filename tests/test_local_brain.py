@@ -9,7 +9,7 @@ import pytest
 
 from agent.config import ConfigError
 from agent.local.brain import DEFAULT_BRAIN_PATH, Brain, load_brain, normalize, parse_script
-from agent.local.responder import ReplyRequest, ToolResult
+from agent.local.replies import ReplyRequest, ToolResult
 from agent.local.voice import decide
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from agent.local.responder import Reply, ReplyRequest, ToolCall
+from agent.local.replies import Reply, ReplyRequest, ToolCall
 from agent.realtime.dialect import Dialect, OutputEvent, wire_name
 from tests.local_helpers import tone
 from tests.test_local_protocol import DIALECTS, Harness, of_type, one, types

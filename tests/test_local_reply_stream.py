@@ -8,10 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from agent.local import codec
+from agent.audio.codecs import PCM16, PCMU
+from agent.local.replies import Reply, ReplyPlan, ToolCall
 from agent.local.reply_source import Pending, ReplySource
-from agent.local.reply_stream import ReplyPlan, ReplyStream, start_reply
-from agent.local.responder import Reply, ToolCall
+from agent.local.reply_stream import ReplyStream, start_reply
 from agent.local.speech_text import split_for_speech
 from tests.local_helpers import tone
 
@@ -107,7 +107,7 @@ def test_a_failing_producer_ends_the_stream_with_its_error() -> None:
 
 def test_source_over_a_stream_waits_frames_and_ends() -> None:
     stream = ReplyStream()
-    source = ReplySource(stream, "pcmu", 50, audio=True)
+    source = ReplySource(stream, PCMU, 50, audio=True)
     assert source.plan() is None
     assert source.next_chunk() is Pending.WAIT
     stream.set_plan(ReplyPlan("Hi."))
@@ -131,7 +131,7 @@ def test_source_over_a_stream_waits_frames_and_ends() -> None:
 
 def test_source_raises_the_producers_error() -> None:
     stream = ReplyStream()
-    source = ReplySource(stream, "pcm16", 50, audio=True)
+    source = ReplySource(stream, PCM16, 50, audio=True)
     stream.finish(RuntimeError("speech-to-text broke"))
     with pytest.raises(RuntimeError, match="speech-to-text broke"):
         source.plan()
@@ -140,11 +140,11 @@ def test_source_raises_the_producers_error() -> None:
 def test_source_over_a_plain_reply_is_ready_at_once() -> None:
     samples = tone(120)
     reply = Reply("Okay.", iter([samples.astype("<i2").tobytes()]), ToolCall("end_call", "{}"))
-    source = ReplySource(reply, "pcm16", 50, audio=True)
+    source = ReplySource(reply, PCM16, 50, audio=True)
     assert source.plan() == ReplyPlan("Okay.", ToolCall("end_call", "{}"))
     chunks: list[bytes] = []
     while isinstance(chunk := source.next_chunk(), bytes):
         chunks.append(chunk)
-    assert np.array_equal(codec.decode("pcm16", b"".join(chunks)), samples)
-    text_only = ReplySource(Reply("Okay.", iter([b"\x00\x00"])), "pcm16", 50, audio=False)
+    assert np.array_equal(np.frombuffer(PCM16.decode(b"".join(chunks)), dtype="<i2"), samples)
+    text_only = ReplySource(Reply("Okay.", iter([b"\x00\x00"])), PCM16, 50, audio=False)
     assert text_only.next_chunk() is Pending.END

@@ -15,11 +15,13 @@ from structlog.testing import capture_logs
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from agent.audio.levels import rms_dbfs
 from agent.local.protocol import LEAD_MS
-from agent.local.responder import Reply, ReplyRequest
-from agent.local.server import LocalRealtimeServer, dialect_for_path, run_local_server
+from agent.local.replies import Reply, ReplyRequest
+from agent.local.server import dialect_for_path, run_local_server
 from agent.realtime.dialect import Dialect, OutputEvent, wire_name
-from tests.local_helpers import append_events, level_dbfs, server_vad, session_update, silence, tone
+from tests.local_helpers import append_events, server_vad, session_update, silence, tone
+from tests.local_recording import RecordingServer
 from tests.oracle import validate_client_event, validate_server_event
 
 pytestmark = pytest.mark.timeout(30)
@@ -59,12 +61,13 @@ def types(events: list[dict[str, Any]]) -> list[str]:
 
 class ShortResponder:
     def reply(self, request: ReplyRequest) -> Reply:
-        return Reply("Okay.", iter([tone(400, dbfs=-16).astype("<i2").tobytes()]))
+        # -13 dBFS: -16 on the old reference (tests/local_helpers.py).
+        return Reply("Okay.", iter([tone(400, dbfs=-13).astype("<i2").tobytes()]))
 
 
 @pytest.mark.parametrize("dialect", [Dialect.GA, Dialect.BETA])
 async def test_a_spoken_turn_gets_a_streamed_audible_reply(dialect: Dialect) -> None:
-    async with LocalRealtimeServer() as server, connect(server.url_for(dialect)) as ws:
+    async with RecordingServer() as server, connect(server.url_for(dialect)) as ws:
         client = Client(ws, dialect)
         assert (await client.recv())["type"] == "session.created"
         vad = server_vad(prefix_padding_ms=0, silence_duration_ms=300)
@@ -91,7 +94,7 @@ async def test_a_spoken_turn_gets_a_streamed_audible_reply(dialect: Dialect) -> 
         reply = b"".join(base64.b64decode(e["delta"]) for e in events if e["type"] == delta)
         samples = np.frombuffer(reply, dtype="<i2")
         assert len(samples) / 24000 >= 1.5
-        assert level_dbfs(samples) > -30
+        assert rms_dbfs(samples.tobytes()) > -27  # -30 on the old reference: audible
         # Paced on the wall clock: it cannot arrive much faster than it plays.
         assert elapsed >= len(samples) / 24000 - LEAD_MS / 1000 - 0.2
 
@@ -123,7 +126,7 @@ def test_dialect_comes_from_path_and_query(path: str, dialect: Dialect | None) -
 
 
 async def test_routing_over_the_wire() -> None:
-    async with LocalRealtimeServer() as server:
+    async with RecordingServer() as server:
         base = server.url.removesuffix("/v1/realtime")
         async with connect(f"{server.url}?dialect=beta") as ws:
             created = json.loads(await ws.recv())
@@ -140,7 +143,7 @@ async def test_routing_over_the_wire() -> None:
 
 
 async def test_bad_frames_emit_cancel_and_stop() -> None:
-    server = LocalRealtimeServer(responder_factory=ShortResponder)
+    server = RecordingServer(responder_factory=ShortResponder)
     await server.start()
     try:
         async with connect(server.url) as ws:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from agent.local.protocol import LEAD_MS
-from agent.local.reply_stream import ReplyPlan, ReplyStream
-from agent.local.responder import ReplyRequest
+from agent.local.replies import ReplyPlan, ReplyRequest
+from agent.local.reply_stream import ReplyStream
 from agent.local.vad import EnergyVad, VadConfig, VadEvent
 from agent.realtime.dialect import Dialect, OutputEvent, wire_name
 from tests.local_helpers import server_vad, session_update, silence, tone

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from agent.local.vad import EnergyVad, VadConfig, VadEvent, threshold_dbfs
-from tests.local_helpers import silence, tone
+from tests.local_helpers import noise, silence, tone
 
 RATE = 24000
 
@@ -57,16 +57,17 @@ def test_pauses_shorter_than_the_silence_duration_do_not_split_a_turn() -> None:
 
 def test_clicks_and_quiet_noise_are_not_speech() -> None:
     vad = EnergyVad(RATE, VadConfig(threshold=0.5))
-    rng = np.random.default_rng(1)
-    hiss = (rng.standard_normal(RATE * 2) * 32768 * 10 ** (-60 / 20)).astype(np.int16)
-    click = tone(20, dbfs=-10)
+    # -57 and -7 dBFS: -60 and -10 on the old reference (tests/local_helpers.py).
+    hiss = noise(RATE * 2, -57, seed=1).astype(np.int16)
+    click = tone(20, dbfs=-7)
     audio = np.concatenate([hiss[:RATE], click, hiss[RATE:]])
     assert run(vad, audio) == []
     assert not vad.speaking
 
 
 def test_threshold_decides_what_is_loud_enough() -> None:
-    quiet = np.concatenate([tone(600, dbfs=-40), silence(600)])
+    # -37 dBFS, -40 on the old reference: between the thresholds 0.8 and 0.3 stand for.
+    quiet = np.concatenate([tone(600, dbfs=-37), silence(600)])
     assert run(EnergyVad(RATE, VadConfig(threshold=0.8)), quiet) == []
     assert [e.kind for e in run(EnergyVad(RATE, VadConfig(threshold=0.3)), quiet)] == [
         "start",

@@ -2,7 +2,7 @@
 
 The caller's phrases are spoken by the backend's own text-to-speech, brought down to 8 kHz
 mu-law and sent over real RTP (SIPp signals, ``LiveCaller`` carries the media). The voice
-backend runs in this process (``LocalRealtimeServer`` with ``voice_backend()``), so the test
+backend runs in this process (``RecordingServer`` with ``voice_backend()``), so the test
 sees what it heard and said; the agent runs as its own process, as in production. Each
 call ends the way a caller ends it: saying goodbye, which makes the brain call ``end_call``
 and the agent hang up.
@@ -24,10 +24,10 @@ import pytest
 
 from agent.audio.g711 import ulaw_encode
 from agent.audio.levels import rms_dbfs
+from agent.local.backend import voice_backend
 from agent.local.brain import Brain, load_brain
 from agent.local.models import voice_models
-from agent.local.server import LocalRealtimeServer, LocalSession
-from agent.local.voice import voice_backend
+from tests.local_recording import RecordedSession, RecordingServer
 from tests.oracle import validate_server_event
 from tests.peers import CODEC_PT, AgentProcess, RtpPeer, free_port, run_sipp
 from tests.voice_helpers import PHRASES, spoken, telephone, word_error_rate
@@ -106,8 +106,8 @@ class LiveCaller(RtpPeer):
 
 
 @pytest.fixture
-async def voice_server() -> AsyncIterator[LocalRealtimeServer]:
-    async with LocalRealtimeServer(backend=voice_backend()) as server:
+async def voice_server() -> AsyncIterator[RecordingServer]:
+    async with RecordingServer(backend=voice_backend()) as server:
         await asyncio.to_thread(voice_models().wait_loaded, 60)
         yield server
 
@@ -117,7 +117,7 @@ def brain() -> Brain:
     return load_brain()
 
 
-async def start_agent(server: LocalRealtimeServer, tmp_path: Path) -> AgentProcess:
+async def start_agent(server: RecordingServer, tmp_path: Path) -> AgentProcess:
     profile = tmp_path / "profile.toml"
     profile.write_text(PROFILE)
     agent = AgentProcess(free_port(), ["--realtime-url", server.url, "--config", str(profile)])
@@ -132,11 +132,11 @@ async def until(condition: Any, timeout_s: float, what: str) -> None:
         await asyncio.sleep(0.02)
 
 
-def responses_done(session: LocalSession) -> list[dict[str, Any]]:
+def responses_done(session: RecordedSession) -> list[dict[str, Any]]:
     return [e["response"] for e in session.sent if e["type"] == "response.done"]
 
 
-async def reply_heard(session: LocalSession, caller: LiveCaller, count: int) -> dict[str, Any]:
+async def reply_heard(session: RecordedSession, caller: LiveCaller, count: int) -> dict[str, Any]:
     """Wait for the session's ``count``-th response to finish and its audio to play out."""
     await until(lambda: len(responses_done(session)) >= count, 30, f"response {count}")
     await until(lambda: time.monotonic() - caller.last_heard() > QUIET_S, 30, "the reply to end")
@@ -162,8 +162,8 @@ def intent_of(brain: Brain, text: str) -> str:
 
 
 async def open_call(
-    agent: AgentProcess, server: LocalRealtimeServer, tmp_path: Path
-) -> tuple[LiveCaller, LocalSession, asyncio.Task[Any]]:
+    agent: AgentProcess, server: RecordingServer, tmp_path: Path
+) -> tuple[LiveCaller, RecordedSession, asyncio.Task[Any]]:
     """Dial the agent; returns the caller, its realtime session and the SIPp task."""
     caller = await LiveCaller.open()
     caller.start()
@@ -184,7 +184,7 @@ async def open_call(
 
 async def converse(
     agent: AgentProcess,
-    server: LocalRealtimeServer,
+    server: RecordingServer,
     phrases: list[str],
     tmp_path: Path,
 ) -> list[tuple[str, dict[str, Any], np.ndarray]]:
@@ -213,7 +213,7 @@ async def converse(
 
 
 async def test_spoken_phrases_trigger_their_intents_and_replies_are_heard(
-    voice_server: LocalRealtimeServer, brain: Brain, tmp_path: Path
+    voice_server: RecordingServer, brain: Brain, tmp_path: Path
 ) -> None:
     agent = await start_agent(voice_server, tmp_path)
     try:
@@ -254,7 +254,7 @@ async def test_spoken_phrases_trigger_their_intents_and_replies_are_heard(
 
 
 async def test_caller_interrupts_the_reply(
-    voice_server: LocalRealtimeServer, brain: Brain, tmp_path: Path
+    voice_server: RecordingServer, brain: Brain, tmp_path: Path
 ) -> None:
     agent = await start_agent(voice_server, tmp_path)
     caller, session, sipp = await open_call(agent, voice_server, tmp_path)

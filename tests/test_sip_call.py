@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from agent.audio.levels import rms_dbfs
-from agent.local.server import LocalRealtimeServer
 from agent.realtime.dialect import Dialect
+from tests.local_recording import RecordingServer
 from tests.oracle import validate_client_event, validate_server_event
 from tests.peers import (
     CODEC_PT,
@@ -33,8 +33,8 @@ pytestmark = [pytest.mark.sipp, pytest.mark.timeout(120)]
 
 
 @pytest.fixture
-async def local_server() -> AsyncIterator[LocalRealtimeServer]:
-    async with LocalRealtimeServer("127.0.0.1", 0) as server:
+async def local_server() -> AsyncIterator[RecordingServer]:
+    async with RecordingServer("127.0.0.1", 0) as server:
         yield server
 
 
@@ -80,7 +80,7 @@ async def test_call_bridges_audio_both_ways(
     codec: str,
     dialect: Dialect,
     passthrough: bool,
-    local_server: LocalRealtimeServer,
+    local_server: RecordingServer,
     tmp_path: Path,
 ) -> None:
     config = tmp_path / "agent.toml"
@@ -135,7 +135,7 @@ async def test_call_bridges_audio_both_ways(
 
 @pytest.mark.parametrize("codec", ["PCMU", "PCMA"])
 async def test_sipp_rtp_stream_reaches_the_model(
-    codec: str, local_server: LocalRealtimeServer, tmp_path: Path
+    codec: str, local_server: RecordingServer, tmp_path: Path
 ) -> None:
     agent = await _agent(local_server.url)
     try:
@@ -153,7 +153,7 @@ async def test_sipp_rtp_stream_reaches_the_model(
 
 
 async def test_calls_beyond_capacity_get_503_with_retry_after(
-    local_server: LocalRealtimeServer, tmp_path: Path
+    local_server: RecordingServer, tmp_path: Path
 ) -> None:
     config = tmp_path / "one-call.toml"
     config.write_text("[sip]\nmax_calls = 1\nretry_after_s = 7\n")
@@ -177,7 +177,7 @@ async def test_calls_beyond_capacity_get_503_with_retry_after(
 
 
 async def test_sigterm_drains_active_calls_and_refuses_new_ones(
-    local_server: LocalRealtimeServer, tmp_path: Path
+    local_server: RecordingServer, tmp_path: Path
 ) -> None:
     agent = await _agent(local_server.url)
     stream = write_g711_stream(tmp_path / "caller.PCMU", "PCMU")
@@ -277,9 +277,7 @@ def _process_resources(pid: int) -> tuple[int, int]:
     return threads, fds
 
 
-async def test_sequential_calls_leak_nothing(
-    local_server: LocalRealtimeServer, tmp_path: Path
-) -> None:
+async def test_sequential_calls_leak_nothing(local_server: RecordingServer, tmp_path: Path) -> None:
     agent = await _agent(local_server.url)
     try:
         stream = write_g711_stream(tmp_path / "caller.PCMU", "PCMU")
@@ -304,7 +302,7 @@ async def test_sequential_calls_leak_nothing(
 
 @pytest.mark.parametrize("reconnects", [0, 1])
 async def test_dropped_realtime_session_is_told_then_restored_or_ended(
-    reconnects: int, local_server: LocalRealtimeServer, tmp_path: Path
+    reconnects: int, local_server: RecordingServer, tmp_path: Path
 ) -> None:
     config = tmp_path / "agent.toml"
     config.write_text(f'[realtime]\nreconnect_attempts = {reconnects}\n[agent]\ngreeting = ""\n')
@@ -344,7 +342,7 @@ async def test_dropped_realtime_session_is_told_then_restored_or_ended(
 
 
 async def test_all_four_call_slots_carry_calls_and_the_fifth_invite_gets_503(
-    local_server: LocalRealtimeServer, tmp_path: Path
+    local_server: RecordingServer, tmp_path: Path
 ) -> None:
     agent = await _agent(local_server.url)
     try:
@@ -370,7 +368,7 @@ async def test_all_four_call_slots_carry_calls_and_the_fifth_invite_gets_503(
 
 
 async def test_a_reply_cut_by_the_hang_up_is_recorded_as_cut_before_the_end(
-    local_server: LocalRealtimeServer, tmp_path: Path
+    local_server: RecordingServer, tmp_path: Path
 ) -> None:
     agent = await _agent(local_server.url)
     peer = await RtpPeer.open()

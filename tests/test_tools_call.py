@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 from agent.audio.levels import rms_dbfs
-from agent.local.responder import RATE, Reply, ReplyRequest
-from agent.local.server import LocalRealtimeServer, LocalSession
+from agent.local.replies import RATE, Reply, ReplyRequest
 from agent.realtime.dialect import Dialect
+from tests.local_recording import RecordedSession, RecordingServer
 from tests.oracle import validate_client_event
 from tests.peers import REPO, AgentProcess, RtpPeer, free_port, run_sipp
 
@@ -71,7 +71,7 @@ human = "{_HUMAN}"
     return path
 
 
-async def _agent(server: LocalRealtimeServer, profile: Path, dialect: Dialect) -> AgentProcess:
+async def _agent(server: RecordingServer, profile: Path, dialect: Dialect) -> AgentProcess:
     args = ["--realtime-url", server.url_for(dialect), "--config", str(profile)]
     if dialect is Dialect.BETA:
         args += ["--dialect", "beta"]
@@ -90,7 +90,7 @@ async def _until(check: Callable[[], Any], what: str, timeout_s: float = 10.0) -
     raise AssertionError(f"timed out waiting for {what}")
 
 
-async def _session(server: LocalRealtimeServer) -> LocalSession:
+async def _session(server: RecordingServer) -> RecordedSession:
     """The call's realtime session, once its first response (the greeting) has begun."""
     await _until(lambda: server.sessions, "the realtime session")
     session = server.sessions[0]
@@ -98,12 +98,12 @@ async def _session(server: LocalRealtimeServer) -> LocalSession:
     return session
 
 
-def _sent(session: LocalSession, kind: str) -> list[dict[str, Any]]:
+def _sent(session: RecordedSession, kind: str) -> list[dict[str, Any]]:
     return [event for event in session.sent if event["type"] == kind]
 
 
 async def _model_calls(
-    session: LocalSession, name: str, args: dict[str, Any], call_id: str
+    session: RecordedSession, name: str, args: dict[str, Any], call_id: str
 ) -> None:
     """Emit what the model sends when it calls ``name`` in its current response."""
     response_id = _sent(session, "response.created")[-1]["response"]["id"]
@@ -125,7 +125,7 @@ async def _model_calls(
     await session.emit(done)
 
 
-def _output(session: LocalSession, call_id: str) -> str | None:
+def _output(session: RecordedSession, call_id: str) -> str | None:
     for event in session.received:
         item = event.get("item") or {}
         if item.get("type") == "function_call_output" and item.get("call_id") == call_id:
@@ -133,11 +133,11 @@ def _output(session: LocalSession, call_id: str) -> str | None:
     return None
 
 
-async def _await_output(session: LocalSession, call_id: str, timeout_s: float = 10.0) -> str:
+async def _await_output(session: RecordedSession, call_id: str, timeout_s: float = 10.0) -> str:
     return await _until(lambda: _output(session, call_id), f"the output of {call_id}", timeout_s)
 
 
-def _check_client_events(session: LocalSession) -> None:
+def _check_client_events(session: RecordedSession) -> None:
     for event in session.received:
         validate_client_event(session.dialect, event)
 
@@ -147,7 +147,7 @@ def _loud_ms(peer: RtpPeer) -> int:
 
 
 async def test_end_call_hangs_up_after_the_goodbye_was_heard(tmp_path: Path) -> None:
-    async with LocalRealtimeServer(responder_factory=ToneResponder) as server:
+    async with RecordingServer(responder_factory=ToneResponder) as server:
         agent = await _agent(server, _profile(tmp_path), Dialect.GA)
         peer = await RtpPeer.open()
         try:
@@ -186,7 +186,7 @@ async def test_end_call_hangs_up_after_the_goodbye_was_heard(tmp_path: Path) -> 
 async def test_transfer_sends_refer_to_the_allowlisted_uri_and_ends_the_leg(
     tmp_path: Path,
 ) -> None:
-    async with LocalRealtimeServer(responder_factory=ToneResponder) as server:
+    async with RecordingServer(responder_factory=ToneResponder) as server:
         agent = await _agent(server, _profile(tmp_path), Dialect.GA)
         peer = await RtpPeer.open()
         try:
@@ -228,7 +228,7 @@ async def test_transfer_sends_refer_to_the_allowlisted_uri_and_ends_the_leg(
 async def test_unknown_destination_is_refused_and_a_failed_transfer_keeps_the_call(
     tmp_path: Path,
 ) -> None:
-    async with LocalRealtimeServer(responder_factory=ToneResponder) as server:
+    async with RecordingServer(responder_factory=ToneResponder) as server:
         agent = await _agent(server, _profile(tmp_path), Dialect.GA)
         peer = await RtpPeer.open()
         try:
@@ -278,7 +278,7 @@ async def test_unknown_destination_is_refused_and_a_failed_transfer_keeps_the_ca
 async def test_send_dtmf_reaches_the_caller_as_rfc4733_events(
     dialect: Dialect, tmp_path: Path
 ) -> None:
-    async with LocalRealtimeServer(responder_factory=ToneResponder) as server:
+    async with RecordingServer(responder_factory=ToneResponder) as server:
         agent = await _agent(server, _profile(tmp_path), dialect)
         peer = await RtpPeer.open()
         try:
@@ -309,7 +309,7 @@ async def test_send_dtmf_reaches_the_caller_as_rfc4733_events(
 async def test_caller_dtmf_reaches_the_model_and_a_mapped_key_ends_the_call(
     tmp_path: Path,
 ) -> None:
-    async with LocalRealtimeServer(responder_factory=ToneResponder) as server:
+    async with RecordingServer(responder_factory=ToneResponder) as server:
         agent = await _agent(server, _profile(tmp_path), Dialect.GA)
         peer = await RtpPeer.open()
         try:
@@ -386,7 +386,7 @@ prefix = "crm_"
         "[tools]\n", f'[tools]\npython_path = ["{REPO / "config" / "examples"}"]\n', 1
     )
     profile.write_text(text)
-    async with LocalRealtimeServer(responder_factory=ToneResponder) as server:
+    async with RecordingServer(responder_factory=ToneResponder) as server:
         agent = await _agent(server, profile, Dialect.GA)
         peer = await RtpPeer.open()
         try:

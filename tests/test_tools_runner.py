@@ -24,7 +24,6 @@ import structlog
 from agent.bridge import BridgeConfig, CallBridge, Step
 from agent.bridge.actions import RunTool
 from agent.config import AgentProfile, CustomToolSettings, McpServerSettings, ToolSettings
-from agent.local.server import LocalRealtimeServer, LocalSession
 from agent.observe.transcript import RecordWriter
 from agent.realtime.adapter import RealtimeAdapter
 from agent.realtime.connection import RealtimeConnection
@@ -34,6 +33,7 @@ from agent.realtime.session_config import session_spec
 from agent.tools.catalog import ToolCatalog
 from agent.tools.registry import Tool, ToolSet
 from agent.tools.runner import ToolRunner
+from tests.local_recording import RecordedSession, RecordingServer
 from tests.oracle import validate_client_event
 from tests.peers import free_port
 
@@ -45,7 +45,7 @@ EXAMPLES = str(REPO / "config" / "examples")
 
 @dataclass
 class Harness:
-    session: LocalSession
+    session: RecordedSession
     runner: ToolRunner
     transcript: RecordWriter
     dialect: Dialect
@@ -85,7 +85,7 @@ async def harness(
     tools: list[Tool], settings: ToolSettings | None = None, dialect: Dialect = Dialect.GA
 ) -> AsyncIterator[Harness]:
     settings = settings or ToolSettings()
-    async with LocalRealtimeServer() as server:
+    async with RecordingServer() as server:
         endpoint = RealtimeEndpoint("local", server.url_for(dialect), dialect)
         conn = await RealtimeConnection.open(endpoint, 5.0)
         toolset = ToolSet(tools)

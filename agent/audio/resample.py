@@ -48,6 +48,9 @@ from agent.audio.pcm import MODEL_RATE, SIP_RATE, as_int16, to_bytes
 
 QUALITIES: Final = ("QQ", "LQ", "MQ", "HQ", "VHQ")
 DEFAULT_QUALITY: Final = "LQ"
+SOXR_DEFAULT_QUALITY: Final = "HQ"
+"""soxr's own default: flat to 3.4 kHz at twice LQ's hold-back. For audio no call waits on
+(the local backend's replies and its speech models' input), where fidelity is free."""
 
 # A single process() call longer than this is a bug or hostile input, not a media frame;
 # refusing it keeps one call from stalling the loop on a multi-minute resample.
@@ -207,3 +210,12 @@ def upsampler(quality: str = DEFAULT_QUALITY) -> StreamResampler:
 def downsampler(quality: str = DEFAULT_QUALITY) -> StreamResampler:
     """Model -> caller direction: 24 kHz model PCM16 to 8 kHz telephony PCM16."""
     return StreamResampler(MODEL_RATE, SIP_RATE, quality)
+
+
+def resample(pcm: bytes, in_rate: int, out_rate: int, quality: str = DEFAULT_QUALITY) -> bytes:
+    """A whole PCM16 buffer resampled at once (a stream fed a second at a time, then flushed,
+    so a buffer of any length is fine)."""
+    stream = StreamResampler(in_rate, out_rate, quality)
+    step = in_rate * 2
+    pieces = [stream.process(pcm[start : start + step]) for start in range(0, len(pcm), step)]
+    return b"".join([*pieces, stream.flush()])

@@ -2,7 +2,8 @@
 
 Two backends ship: ``synthetic`` (a voice-like tone, instant, no models: what the bridge
 tests and benchmarks use) and ``voice`` (Silero VAD, Whisper speech-to-text, a rule-based
-brain and Piper text-to-speech; built by ``agent.local.voice.voice_backend``).
+brain and Piper text-to-speech). The voice backend's parts are imported only when it is built:
+the synthetic backend must not pay for the speech stack's imports.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.local.responder import Responder, SyntheticResponder, Transcriber
+from agent.local.responder import Responder, Transcriber
+from agent.local.synthetic_voice import SyntheticResponder
 from agent.local.vad import EnergyVad, VadFactory
 
 
@@ -41,7 +43,26 @@ def make_backend(name: str, brain: str = "") -> Backend:
         return synthetic_backend()
     if name != "voice":
         raise ValueError(f"unknown local backend {name!r}")
-    # Imported here: the synthetic backend must not pay for the speech stack's imports.
-    from agent.local.voice import voice_backend
-
     return voice_backend(Path(brain) if brain else None)
+
+
+def voice_backend(brain_path: Path | None = None) -> Backend:
+    """The voice backend with the script at ``brain_path`` (default: the shipped one).
+
+    The script is read now, so a bad one fails at start-up; models load on ``warm_up``.
+    """
+    from agent.local.brain import load_brain
+    from agent.local.models import voice_executor, voice_models
+    from agent.local.silero_vad import silero_vad_factory
+    from agent.local.voice import VoiceResponder, WhisperTranscriber
+
+    brain = load_brain(brain_path)
+    models = voice_models()
+    executor = voice_executor()
+    return Backend(
+        name="voice",
+        responder_factory=lambda: VoiceResponder(brain, models, executor),
+        vad_factory=silero_vad_factory,
+        transcriber=WhisperTranscriber(models, executor),
+        warm_up=models.warm_up,
+    )

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import ConfigError
-from agent.local.responder import ToolCall, ToolResult
+from agent.local.replies import ToolCall, ToolResult
 
 DEFAULT_BRAIN_PATH = Path(__file__).resolve().parent.parent.parent / "config" / "local_brain.toml"
 

@@ -1,13 +1,17 @@
 """Client events as the local server receives them: JSON parsing and the checks the real API
-makes on required fields and conversation items. Errors are ``ProtocolError``s for the client.
+makes on required fields, conversation items and ``response.create`` parameters. Errors are
+``ProtocolError``s for the client.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from agent.local.events import ProtocolError
+from agent.local.session_state import SessionState, check_modalities
+from agent.realtime.dialect import Dialect
 
 
 def parse(message: str | bytes) -> dict[str, Any]:
@@ -47,7 +51,7 @@ _ITEM_ROLES = ("user", "assistant", "system")
 
 def checked_item(raw: dict[str, Any]) -> dict[str, Any]:
     """A copy of a client item after checking the fields its type requires."""
-    data = json.loads(json.dumps(raw))
+    data: dict[str, Any] = json.loads(json.dumps(raw))
     kind = data.get("type")
     if kind == "message":
         if data.get("role") not in _ITEM_ROLES:
@@ -107,3 +111,45 @@ def item_text(data: dict[str, Any]) -> str | None:
         if isinstance(part.get("text"), str) and part.get("type") in ("input_text", "text")
     ]
     return " ".join(texts) if texts else None
+
+
+@dataclass(frozen=True)
+class ResponseParams:
+    """A checked ``response.create``'s ``response`` object, with the session's defaults."""
+
+    modalities: list[str]
+    instructions: str
+    metadata: dict[str, str] | None
+
+    @property
+    def modality(self) -> str:
+        """What the reply streams: "audio" (with its transcript) or "text"."""
+        return "audio" if "audio" in self.modalities else "text"
+
+
+def response_params(session: SessionState, raw: object) -> ResponseParams:
+    """The parameters of a ``response.create`` (``raw`` is its ``response``, or None)."""
+    params = raw or {}
+    if not isinstance(params, dict):
+        raise ProtocolError("'response' must be an object.", code="invalid_type", param="response")
+    dialect = session.dialect
+    modalities_key = "output_modalities" if dialect is Dialect.GA else "modalities"
+    modalities = params.get(modalities_key, session.modalities)
+    check_modalities(dialect, modalities, "response")
+    instructions = params.get("instructions", session.instructions)
+    if not isinstance(instructions, str):
+        raise ProtocolError(
+            "Invalid type for 'response.instructions': expected a string.",
+            code="invalid_type",
+            param="response.instructions",
+        )
+    metadata = params.get("metadata")
+    if metadata is not None and not (
+        isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())
+    ):
+        raise ProtocolError(
+            "Invalid type for 'response.metadata': expected an object of strings.",
+            code="invalid_type",
+            param="response.metadata",
+        )
+    return ResponseParams(list(modalities), instructions, metadata)

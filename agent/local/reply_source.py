@@ -11,9 +11,10 @@ import enum
 from collections import deque
 from collections.abc import Iterator
 
-from agent.local.codec import ReplyEncoder, encode_reply
-from agent.local.reply_stream import ReplyPlan, ReplyStream
-from agent.local.responder import Reply
+from agent.audio.codecs import Codec
+from agent.local.replies import Reply, ReplyPlan
+from agent.local.reply_encoder import ReplyEncoder, encode_reply
+from agent.local.reply_stream import ReplyStream
 
 
 class Pending(enum.Enum):
@@ -32,7 +33,9 @@ class ReplySource:
     it into a failed response.
     """
 
-    def __init__(self, reply: Reply | ReplyStream, codec: str, chunk_ms: int, audio: bool) -> None:
+    def __init__(
+        self, reply: Reply | ReplyStream, codec: Codec, chunk_ms: int, audio: bool
+    ) -> None:
         self._stream: ReplyStream | None = None
         self._chunks: Iterator[bytes] = iter(())
         self._plan: ReplyPlan | None = None

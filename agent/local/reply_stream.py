@@ -12,21 +12,12 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
 
 import structlog
 
-from agent.local.responder import ToolCall
+from agent.local.replies import ReplyPlan
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class ReplyPlan:
-    """What a reply will say (its transcript) and the function it calls afterwards, if any."""
-
-    text: str
-    tool_call: ToolCall | None = None
 
 
 class ReplyStream:

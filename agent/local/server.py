@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import structlog
@@ -25,14 +23,12 @@ from websockets.http11 import Request, Response
 from agent.local.backend import Backend, synthetic_backend
 from agent.local.events import Event, ProtocolError
 from agent.local.protocol import RealtimeProtocol
-from agent.local.responder import Responder
-from agent.realtime.dialect import Dialect
+from agent.realtime.dialect import BETA_API_VERSION, Dialect
 
 log = structlog.get_logger(__name__)
 
 GA_PATHS = ("/v1/realtime", "/openai/v1/realtime")
 BETA_PATH = "/openai/realtime"
-BETA_API_VERSION = "2025-04-01-preview"
 BETA_DEPLOYMENT = "gpt-4o-realtime-preview"
 
 
@@ -61,65 +57,32 @@ def _model_for_path(path: str) -> str | None:
 
 
 class LocalSession:
-    """One connection: its protocol state plus a record of the traffic, for tests."""
+    """One connection: feeds its frames to the protocol, wakes the protocol when paced audio
+    is due, and writes its events out through one queue, so they leave in exactly the order
+    the protocol produced them.
 
-    def __init__(self, protocol: RealtimeProtocol, *, record: bool = True) -> None:
+    Extension point: a subclass may watch the traffic by extending ``receive`` (each client
+    frame, before the protocol sees it) and ``send`` (every server event, in order); both run
+    on the event loop. The test suite records connections this way
+    (``tests/local_recording.py``); ``LocalRealtimeServer.open_session`` makes the sessions.
+    """
+
+    def __init__(self, protocol: RealtimeProtocol, connection: ServerConnection) -> None:
         self.protocol = protocol
-        self.dialect: Dialect = protocol.dialect
-        self.received: list[dict[str, Any]] = []
-        self.sent: list[dict[str, Any]] = []
-        self.closed = asyncio.Event()
-        self._record = record
+        self.connection = connection
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._wake = asyncio.Event()
-        self._connection: ServerConnection | None = None
 
-    @property
-    def input_audio(self) -> bytearray:
-        """All appended audio, decoded to PCM16 at the session's input rate."""
-        return self.protocol.input_audio
-
-    @property
-    def input_rate(self) -> int:
-        return self.protocol.input_rate
-
-    async def emit(self, event: dict[str, Any]) -> None:
-        """Send an arbitrary server event; returns once it (and all before it) was written."""
-        if self.closed.is_set():
-            raise ConnectionError("the local realtime session is closed")
-        self.protocol.emit(event)
-        self._push(self.protocol.take())
-        done = asyncio.ensure_future(self._queue.join())
-        closed = asyncio.ensure_future(self.closed.wait())
-        try:
-            await asyncio.wait({done, closed}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            done.cancel()
-            closed.cancel()
-
-    def _push(self, events: list[Event]) -> None:
-        if self._record:
-            self.sent.extend(events)
-        for event in events:
-            self._queue.put_nowait(event)
-
-    async def drop(self, code: int = 1011, reason: str = "server error") -> None:
-        """Close this connection from the server side, as a failing cloud service would."""
-        if self._connection is not None:
-            await self._connection.close(code, reason)
-        await self.closed.wait()
-
-    async def run(self, connection: ServerConnection) -> None:
+    async def run(self) -> None:
+        """Serve the connection until it closes."""
         loop = asyncio.get_running_loop()
-        self._connection = connection
         self.protocol.waker = lambda: _wake_from_any_thread(loop, self._wake)
-        self._push(self.protocol.start())
-        writer = asyncio.create_task(self._write(connection))
-        pacer = asyncio.create_task(self._pace(connection))
+        self.send(self.protocol.start())
+        writer = asyncio.create_task(self._write())
+        pacer = asyncio.create_task(self._pace())
         try:
-            async for message in connection:
-                self._record_received(message)
-                self._push(self._receive(message, loop.time()))
+            async for message in self.connection:
+                self.send(self.receive(message, loop.time()))
                 self._wake.set()
         except ConnectionClosed:
             pass
@@ -130,17 +93,9 @@ class LocalSession:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             self.protocol.close()
-            self.closed.set()
 
-    def _record_received(self, message: str | bytes) -> None:
-        if not self._record or not isinstance(message, str):
-            return
-        with contextlib.suppress(ValueError):
-            parsed = json.loads(message)
-            if isinstance(parsed, dict):
-                self.received.append(parsed)
-
-    def _receive(self, message: str | bytes, now: float) -> list[Event]:
+    def receive(self, message: str | bytes, now: float) -> list[Event]:
+        """Hand one client frame to the protocol; the events it answers with."""
         try:
             return self.protocol.receive(message, now)
         except Exception:
@@ -153,22 +108,25 @@ class LocalSession:
             )
             return [self.protocol.error_event(err)]
 
-    async def _write(self, connection: ServerConnection) -> None:
+    def send(self, events: list[Event]) -> None:
+        """Queue ``events`` for the client, after everything queued before."""
+        for event in events:
+            self._queue.put_nowait(event)
+
+    async def _write(self) -> None:
         while True:
             event = await self._queue.get()
             try:
-                await connection.send(json.dumps(event))
+                await self.connection.send(json.dumps(event))
             except ConnectionClosed:
                 return
-            finally:
-                self._queue.task_done()
 
-    async def _pace(self, connection: ServerConnection) -> None:
+    async def _pace(self) -> None:
         loop = asyncio.get_running_loop()
         try:
             while True:
                 self._wake.clear()
-                self._push(self.protocol.poll(loop.time()))
+                self.send(self.protocol.poll(loop.time()))
                 deadline = self.protocol.next_deadline()
                 if deadline is None:
                     await self._wake.wait()
@@ -177,7 +135,7 @@ class LocalSession:
                     await asyncio.wait_for(self._wake.wait(), max(deadline - loop.time(), 0))
         except Exception:
             log.exception("local realtime server failed while streaming a response")
-            await connection.close(1011, "internal error")
+            await self.connection.close(1011, "internal error")
 
 
 class LocalRealtimeServer:
@@ -188,21 +146,12 @@ class LocalRealtimeServer:
         host: str = "127.0.0.1",
         port: int = 0,
         *,
-        responder_factory: Callable[[], Responder] | None = None,
         backend: Backend | None = None,
-        record: bool = True,
     ) -> None:
-        """``backend`` defaults to the synthetic one; ``responder_factory`` swaps only its
-        responder (tests)."""
+        """``backend`` defaults to the synthetic one."""
         self.host = host
         self.port = port
-        self.sessions: list[LocalSession] = []
-        if backend is None:
-            backend = synthetic_backend()
-            if responder_factory is not None:
-                backend = Backend("custom", responder_factory)
-        self.backend = backend
-        self._record = record
+        self.backend = backend or synthetic_backend()
         self._server: Server | None = None
 
     async def start(self) -> None:
@@ -260,6 +209,13 @@ class LocalRealtimeServer:
             )
         return None
 
+    def open_session(
+        self, protocol: RealtimeProtocol, connection: ServerConnection
+    ) -> LocalSession:
+        """The session that serves one connection. Extension point: a subclass returns its
+        own kind of ``LocalSession`` to watch the traffic."""
+        return LocalSession(protocol, connection)
+
     async def _handle(self, connection: ServerConnection) -> None:
         path = connection.request.path if connection.request else ""
         dialect = dialect_for_path(path) or Dialect.GA
@@ -269,16 +225,9 @@ class LocalRealtimeServer:
             model=_model_for_path(path),
             vad_factory=self.backend.vad_factory,
             transcriber=self.backend.transcriber,
-            record_input=self._record,
         )
-        session = LocalSession(protocol, record=self._record)
-        self.sessions.append(session)
         log.debug("local realtime connection", dialect=dialect.value, path=urlsplit(path).path)
-        try:
-            await session.run(connection)
-        finally:
-            if not self._record:
-                self.sessions.remove(session)
+        await self.open_session(protocol, connection).run()
 
 
 def _wake_from_any_thread(loop: asyncio.AbstractEventLoop, wake: asyncio.Event) -> None:
@@ -289,8 +238,7 @@ def _wake_from_any_thread(loop: asyncio.AbstractEventLoop, wake: asyncio.Event) 
 
 async def run_local_server(host: str, port: int, backend: Backend | None = None) -> None:
     """Serve until cancelled (``voice-agent local-server``); logs the URLs once."""
-    # No traffic record: a long-running server must not grow with every call it serves.
-    async with LocalRealtimeServer(host, port, backend=backend, record=False) as server:
+    async with LocalRealtimeServer(host, port, backend=backend) as server:
         server.warm_up()
         log.info(
             "local realtime server listening",

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from agent.audio.codecs import Codec, codec
 from agent.local.events import ProtocolError, new_id
 from agent.local.vad import VadConfig
 from agent.realtime.dialect import Dialect, audio_format, codec_of_format
@@ -193,20 +194,20 @@ class SessionState:
         return list(data.get(key) or [])
 
     @property
-    def input_codec(self) -> str:
+    def input_codec(self) -> Codec:
         if self.dialect is Dialect.GA:
-            return codec_of_format((self._ga_audio.get("input") or {}).get("format"))
-        return codec_of_format(self.data.get("input_audio_format"))
+            return codec(codec_of_format((self._ga_audio.get("input") or {}).get("format")))
+        return codec(codec_of_format(self.data.get("input_audio_format")))
 
     @property
-    def output_codec(self) -> str:
+    def output_codec(self) -> Codec:
         if self.dialect is Dialect.GA:
-            return codec_of_format((self._ga_audio.get("output") or {}).get("format"))
-        return codec_of_format(self.data.get("output_audio_format"))
+            return codec(codec_of_format((self._ga_audio.get("output") or {}).get("format")))
+        return codec(codec_of_format(self.data.get("output_audio_format")))
 
     @property
     def output_format(self) -> dict[str, Any] | str:
-        return audio_format(self.dialect, self.output_codec)
+        return audio_format(self.dialect, self.output_codec.name)
 
     @property
     def voice(self) -> str:
@@ -269,13 +270,16 @@ class SessionState:
     @property
     def tools(self) -> dict[str, dict[str, Any]]:
         """The functions the model may call now (after ``tool_choice``) -> argument schemas."""
-        offered = {
-            tool["name"]: tool.get("parameters") if isinstance(tool.get("parameters"), dict) else {}
-            for tool in self.data.get("tools") or []
-            if isinstance(tool, dict)
-            and tool.get("type", "function") == "function"
-            and isinstance(tool.get("name"), str)
-        }
+        offered: dict[str, dict[str, Any]] = {}
+        for tool in self.data.get("tools") or []:
+            if not (
+                isinstance(tool, dict)
+                and tool.get("type", "function") == "function"
+                and isinstance(tool.get("name"), str)
+            ):
+                continue
+            parameters = tool.get("parameters")
+            offered[tool["name"]] = parameters if isinstance(parameters, dict) else {}
         choice = self.data.get("tool_choice")
         if choice == "none":
             return {}

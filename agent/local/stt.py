@@ -16,7 +16,8 @@ from importlib.resources import as_file, files
 from pathlib import Path
 
 import numpy as np
-import soxr
+
+from agent.audio.resample import SOXR_DEFAULT_QUALITY, resample
 
 WHISPER_RATE = 16000
 SILENT_DBFS = -55.0
@@ -51,10 +52,12 @@ class WhisperStt:
 
     def transcribe(self, pcm: bytes, rate: int) -> str:
         """The text spoken in PCM16 mono ``pcm`` at ``rate`` ("" for silence)."""
-        samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.float32)
+        whole = pcm[: len(pcm) // 2 * 2]
+        samples = np.frombuffer(whole, dtype="<i2").astype(np.float32)
         if len(samples) < MIN_SECONDS * rate or _dbfs(samples) < SILENT_DBFS:
             return ""
-        audio = soxr.resample(samples / 32768.0, rate, WHISPER_RATE).astype(np.float32)
+        narrow = resample(whole, rate, WHISPER_RATE, SOXR_DEFAULT_QUALITY)
+        audio = np.frombuffer(narrow, dtype="<i2").astype(np.float32) / 32768.0
         segments, _ = self._model.transcribe(
             audio,
             language="en",

@@ -14,9 +14,10 @@ from importlib.resources import as_file, files
 from pathlib import Path
 
 import numpy as np
-import soxr
 
-from agent.local.responder import RATE
+from agent.audio.pcm import to_bytes
+from agent.audio.resample import SOXR_DEFAULT_QUALITY, resample
+from agent.local.replies import RATE
 from agent.local.speech_text import split_for_speech
 
 VOICE_FILE = "en_US-joe-medium.onnx"
@@ -58,5 +59,8 @@ class PiperTts:
         for piece in split_for_speech(text):
             # Piper splits a piece further into sentences; they come out one by one.
             for chunk in self._voice.synthesize(piece, self._config):
-                audio = soxr.resample(chunk.audio_float_array, self.voice_rate, RATE)
-                yield np.clip(np.round(audio * 32767.0), -32768, 32767).astype(np.int16)
+                voiced = np.clip(np.round(chunk.audio_float_array * 32767.0), -32768, 32767)
+                pcm = resample(
+                    to_bytes(voiced.astype(np.int16)), self.voice_rate, RATE, SOXR_DEFAULT_QUALITY
+                )
+                yield np.frombuffer(pcm, dtype="<i2").astype(np.int16)

@@ -4,20 +4,18 @@ Per turn: Silero VAD ends the caller's turn (``silero_vad``), Whisper transcribe
 (``stt``), the rule-based brain picks the reply and any function call (``brain``), and Piper
 speaks it (``tts``), streamed piece by piece. Speech-to-text and text-to-speech run on the
 process's worker threads; the models are loaded once per process and shared by every call,
-so a call's own state is a borrowed VAD model and the reply in flight.
+so a call's own state is a borrowed VAD model and the reply in flight. This module holds the
+responder and the transcriber; ``backend.voice_backend`` puts the parts together.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import Executor, Future
-from pathlib import Path
 
-from agent.local.backend import Backend
-from agent.local.brain import Brain, Decision, load_brain
-from agent.local.models import VoiceModels, voice_executor, voice_models
-from agent.local.reply_stream import ReplyPlan, ReplyStream, start_reply
-from agent.local.responder import ReplyRequest
-from agent.local.silero_vad import silero_vad_factory
+from agent.local.brain import Brain, Decision
+from agent.local.models import VoiceModels
+from agent.local.replies import ReplyPlan, ReplyRequest
+from agent.local.reply_stream import ReplyStream, start_reply
 
 
 def decide(brain: Brain, request: ReplyRequest) -> Decision:
@@ -66,20 +64,3 @@ class WhisperTranscriber:
 
     def submit(self, pcm: bytes, rate: int) -> Future[str]:
         return self._executor.submit(lambda: self._models.stt().transcribe(pcm, rate))
-
-
-def voice_backend(brain_path: Path | None = None) -> Backend:
-    """The voice backend with the script at ``brain_path`` (default: the shipped one).
-
-    The script is read now, so a bad one fails at start-up; models load on ``warm_up``.
-    """
-    brain = load_brain(brain_path)
-    models = voice_models()
-    executor = voice_executor()
-    return Backend(
-        name="voice",
-        responder_factory=lambda: VoiceResponder(brain, models, executor),
-        vad_factory=silero_vad_factory,
-        transcriber=WhisperTranscriber(models, executor),
-        warm_up=models.warm_up,
-    )

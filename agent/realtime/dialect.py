@@ -19,6 +19,10 @@ class Dialect(StrEnum):
     BETA = "beta"
 
 
+#: The Azure preview api-version that speaks the beta dialect (the only one; deprecated).
+BETA_API_VERSION = "2025-04-01-preview"
+
+
 class OutputEvent(StrEnum):
     """Internal names for the response-output server events whose wire names differ."""
 

@@ -15,7 +15,6 @@ from agent.realtime.dialect import Dialect
 from agent.realtime.models import model_warnings
 
 OPENAI_REALTIME_URL = "wss://api.openai.com/v1/realtime"
-AZURE_PREVIEW_API_VERSION = "2025-04-01-preview"
 
 
 @dataclass(frozen=True)
