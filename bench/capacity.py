@@ -53,7 +53,7 @@ from bench.harness import (
     write_json,
 )
 from bench.rtp_caller import FRAME_NS, LegRecord, load_legs
-from tests.peers import AgentProcess
+from testbed.peers import AgentProcess
 
 DEFAULT_JSON = RESULTS / "capacity.json"
 DEFAULT_LEVELS = (1, 2, 3, 10, 50, 75, 100)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from agent.config import MAX_CALLS_PER_PROCESS
-from tests.peers import REPO, AgentProcess, free_port, free_rtp_port
+from testbed.peers import REPO, AgentProcess, free_port, free_rtp_port
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"

@@ -41,7 +41,7 @@ from agent.local.backend import voice_backend
 from agent.local.brain import load_brain
 from agent.local.models import voice_models
 from agent.local.server import LocalRealtimeServer
-from tests.voice_helpers import PHRASES, speech_bounds_ms, spoken, telephone, word_error_rate
+from testbed.voice import PHRASES, speech_bounds_ms, spoken, telephone, word_error_rate
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "local_backend.json"
 #: Sentences a caller might say to a shop, for the speech-to-text word error rate.

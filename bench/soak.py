@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import RESULTS, Child, environment, write_json
-from tests.peers import AgentProcess, free_port, run_sipp, write_g711_stream
+from testbed.peers import AgentProcess, free_port, run_sipp, write_g711_stream
 
 DEFAULT_JSON = RESULTS / "soak.json"
 _FATAL_MARKERS = ("Fatal Python error", "Segmentation fault", "Assertion", "Aborted")

@@ -25,8 +25,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from agent.audio.levels import rms_dbfs
-from tests.local_recording import RecordingServer
-from tests.peers import (
+from testbed.peers import (
     AgentProcess,
     RtpPeer,
     free_port,
@@ -34,7 +33,8 @@ from tests.peers import (
     talk_then_pause,
     write_g711_stream,
 )
-from tests.sip_probe import SipProbe, sdp_offer
+from testbed.recording import RecordingServer
+from testbed.sip_probe import SipProbe, sdp_offer
 
 pytestmark = [pytest.mark.sipp, pytest.mark.timeout(120)]
 

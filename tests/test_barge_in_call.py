@@ -17,9 +17,9 @@ import pytest
 
 from agent.audio.levels import rms_dbfs
 from agent.local.replies import RATE, Reply, ReplyRequest
-from tests.local_recording import RecordingServer
-from tests.oracle import validate_client_event
-from tests.peers import AgentProcess, RtpPeer, free_port, run_sipp
+from testbed.oracle import validate_client_event
+from testbed.peers import AgentProcess, RtpPeer, free_port, run_sipp
+from testbed.recording import RecordingServer
 
 pytestmark = [pytest.mark.sipp, pytest.mark.timeout(90)]
 

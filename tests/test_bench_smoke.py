@@ -18,7 +18,7 @@ import pytest
 
 from bench import barge_in, capacity, latency
 from bench.harness import AgentAudio, write_json
-from tests.peers import REPO
+from testbed.peers import REPO
 
 pytestmark = [pytest.mark.sipp, pytest.mark.timeout(180)]
 

@@ -26,7 +26,7 @@ from agent.bridge.requests import ConfigureSession, SessionSpec
 from agent.bridge.transcript import heard_prefix
 from agent.realtime.adapter import RealtimeAdapter
 from agent.realtime.dialect import Dialect, OutputEvent, wire_name
-from tests.oracle import validate_client_event, validate_server_event
+from testbed.oracle import validate_client_event, validate_server_event
 
 FRAME = 160
 SILENCE = bytes(FRAME * 2)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.peers import HOST, REPO
+from testbed.peers import HOST, REPO
 
 
 def _serve(*args: str) -> subprocess.CompletedProcess[str]:
@@ -85,7 +85,7 @@ def test_bad_rtp_ports_are_a_usage_error(value: str) -> None:
 
 async def test_rtp_port_and_log_level_flags_take_effect(tmp_path: Path) -> None:
     from agent.local.server import LocalRealtimeServer
-    from tests.peers import AgentProcess, RtpPeer, free_port, free_rtp_port, run_sipp
+    from testbed.peers import AgentProcess, RtpPeer, free_port, free_rtp_port, run_sipp
 
     first = free_rtp_port(span=8)
     async with LocalRealtimeServer("127.0.0.1", 0) as server:

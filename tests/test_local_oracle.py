@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from agent.realtime.dialect import Dialect, OutputEvent, wire_name
-from tests.oracle import (
+from testbed.oracle import (
     client_event_types,
     server_event_types,
     validate_client_event,

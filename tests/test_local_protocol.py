@@ -1,7 +1,7 @@
 """Sans-I/O tests of the local realtime protocol, driven by a fake clock.
 
 Every server event the protocol emits, and every client event the tests send as valid, is
-checked against the ``openai`` SDK models (tests/oracle.py).
+checked against the ``openai`` SDK models (testbed/oracle.py).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from agent.local.protocol import CHUNK_MS, LEAD_MS, RealtimeProtocol
 from agent.local.replies import Reply, ReplyRequest
 from agent.local.synthetic_voice import synthesize_voice
 from agent.realtime.dialect import Dialect, OutputEvent, wire_name
+from testbed.oracle import validate_client_event, validate_server_event
+from testbed.recording import appended_audio, stamped
 from tests.local_helpers import (
     append_events,
     server_vad,
@@ -27,8 +29,6 @@ from tests.local_helpers import (
     silence,
     tone,
 )
-from tests.local_recording import appended_audio, stamped
-from tests.oracle import validate_client_event, validate_server_event
 
 DIALECTS = [Dialect.GA, Dialect.BETA]
 
@@ -820,7 +820,7 @@ def test_unknown_event_error_names_the_supported_types() -> None:
 
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_injected_events_are_stamped_like_the_servers(dialect: Dialect) -> None:
-    # Injection is the test recorder's (tests/local_recording.py); the server has no such hook.
+    # Injection is the test recorder's (testbed/recording.py); the server has no such hook.
     injected = {"type": "input_audio_buffer.speech_started", "audio_start_ms": 5, "item_id": "x"}
     event = stamped(injected)
     assert event["event_id"].startswith("event_")

@@ -20,9 +20,9 @@ from agent.local.protocol import LEAD_MS
 from agent.local.replies import Reply, ReplyRequest
 from agent.local.server import dialect_for_path, run_local_server
 from agent.realtime.dialect import Dialect, OutputEvent, wire_name
+from testbed.oracle import validate_client_event, validate_server_event
+from testbed.recording import RecordingServer
 from tests.local_helpers import append_events, server_vad, session_update, silence, tone
-from tests.local_recording import RecordingServer
-from tests.oracle import validate_client_event, validate_server_event
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -15,9 +15,9 @@ import soxr
 from agent.local.silero_vad import SileroPool, SileroVad, silero_pool, silero_vad_factory
 from agent.local.vad import VadConfig
 from agent.realtime.dialect import Dialect
+from testbed.voice import PHRASES, speech_bounds_ms, spoken, telephone
 from tests.local_helpers import noise, server_vad, session_update, silence, tone
 from tests.test_local_protocol import Harness, one, types
-from tests.voice_helpers import PHRASES, speech_bounds_ms, spoken, telephone
 
 LEAD_MS, TAIL_MS = 700, 1200
 

@@ -27,10 +27,10 @@ from agent.audio.levels import rms_dbfs
 from agent.local.backend import voice_backend
 from agent.local.brain import Brain, load_brain
 from agent.local.models import voice_models
-from tests.local_recording import RecordedSession, RecordingServer
-from tests.oracle import validate_server_event
-from tests.peers import CODEC_PT, AgentProcess, RtpPeer, free_port, run_sipp
-from tests.voice_helpers import PHRASES, spoken, telephone, word_error_rate
+from testbed.oracle import validate_server_event
+from testbed.peers import CODEC_PT, AgentProcess, RtpPeer, free_port, run_sipp
+from testbed.recording import RecordedSession, RecordingServer
+from testbed.voice import PHRASES, spoken, telephone, word_error_rate
 
 pytestmark = [pytest.mark.sipp, pytest.mark.slow, pytest.mark.timeout(150)]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.peers import AgentProcess, free_port
+from testbed.peers import AgentProcess, free_port
 
 pytestmark = pytest.mark.timeout(60)
 

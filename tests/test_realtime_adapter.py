@@ -25,7 +25,7 @@ from agent.bridge.requests import (
 )
 from agent.realtime.adapter import MalformedEvent, RealtimeAdapter
 from agent.realtime.dialect import Dialect, OutputEvent, wire_name
-from tests.oracle import validate_client_event, validate_server_event
+from testbed.oracle import validate_client_event, validate_server_event
 
 REQUESTS: list[ClientRequest] = [
     ConfigureSession(SessionSpec("Be brief.", "marin", turn_detection={"type": "server_vad"})),

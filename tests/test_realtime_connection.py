@@ -14,7 +14,7 @@ import pytest
 from agent.realtime.connection import RealtimeConnectError, RealtimeConnection
 from agent.realtime.dialect import Dialect
 from agent.realtime.endpoint import RealtimeEndpoint
-from tests.peers import REPO
+from testbed.peers import REPO
 
 KEY = "sk-test-never-log-me-0123456789"
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

@@ -16,7 +16,7 @@ from agent.realtime.models import (
     DEPRECATED,
     deprecation,
 )
-from tests.peers import AgentProcess, free_port
+from testbed.peers import AgentProcess, free_port
 from tests.test_realtime_connection import _cli
 
 

@@ -9,7 +9,7 @@ import pytest
 from agent.config import AgentProfile, PromptReference, TurnDetection
 from agent.realtime.dialect import Dialect
 from agent.realtime.session_config import session_update
-from tests.oracle import validate_client_event
+from testbed.oracle import validate_client_event
 
 FULL = AgentProfile(
     instructions="Be brief.",

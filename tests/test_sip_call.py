@@ -17,9 +17,8 @@ import pytest
 
 from agent.audio.levels import rms_dbfs
 from agent.realtime.dialect import Dialect
-from tests.local_recording import RecordingServer
-from tests.oracle import validate_client_event, validate_server_event
-from tests.peers import (
+from testbed.oracle import validate_client_event, validate_server_event
+from testbed.peers import (
     CODEC_PT,
     AgentProcess,
     RtpPeer,
@@ -28,6 +27,7 @@ from tests.peers import (
     talk_then_pause,
     write_g711_stream,
 )
+from testbed.recording import RecordingServer
 
 pytestmark = [pytest.mark.sipp, pytest.mark.timeout(120)]
 

@@ -22,9 +22,9 @@ import pytest
 from agent.audio.levels import rms_dbfs
 from agent.local.replies import RATE, Reply, ReplyRequest
 from agent.realtime.dialect import Dialect
-from tests.local_recording import RecordedSession, RecordingServer
-from tests.oracle import validate_client_event
-from tests.peers import REPO, AgentProcess, RtpPeer, free_port, run_sipp
+from testbed.oracle import validate_client_event
+from testbed.peers import REPO, AgentProcess, RtpPeer, free_port, run_sipp
+from testbed.recording import RecordedSession, RecordingServer
 
 pytestmark = [pytest.mark.sipp, pytest.mark.timeout(60)]
 

@@ -20,7 +20,7 @@ from agent.tools.custom import load_custom_tool
 from agent.tools.dtmf import DtmfCollector, pressed_text
 from agent.tools.registry import ToolSet, redacted
 from agent.tools.schema import SchemaError, schema_from_callable, validate
-from tests.oracle import validate_client_event
+from testbed.oracle import validate_client_event
 
 REPO = Path(__file__).resolve().parent.parent
 

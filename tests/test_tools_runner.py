@@ -33,9 +33,9 @@ from agent.realtime.session_config import session_spec
 from agent.tools.catalog import ToolCatalog
 from agent.tools.registry import Tool, ToolSet
 from agent.tools.runner import ToolRunner
-from tests.local_recording import RecordedSession, RecordingServer
-from tests.oracle import validate_client_event
-from tests.peers import free_port
+from testbed.oracle import validate_client_event
+from testbed.peers import free_port
+from testbed.recording import RecordedSession, RecordingServer
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -64,7 +64,7 @@ class LocalSession:
     Extension point: a subclass may watch the traffic by extending ``receive`` (each client
     frame, before the protocol sees it) and ``send`` (every server event, in order); both run
     on the event loop. The test suite records connections this way
-    (``tests/local_recording.py``); ``LocalRealtimeServer.open_session`` makes the sessions.
+    (``testbed/recording.py``); ``LocalRealtimeServer.open_session`` makes the sessions.
     """
 
     def __init__(self, protocol: RealtimeProtocol, connection: ServerConnection) -> None:

@@ -329,7 +329,7 @@ async def run_sipp(
     timeout_s: float = 60.0,
     extra_args: list[str] | None = None,
 ) -> SippResult:
-    """Run SIPp ``scenario`` (a file in tests/sipp, or a rendered path) against the agent.
+    """Run SIPp ``scenario`` (a file in testbed/sipp, or a rendered path) against the agent.
 
     Bounded by ``timeout_s``; SIPp's exit status is 0 only when every call succeeded.
     ``extra_args`` are passed to SIPp as they are (e.g. ``-trace_logs``).
