@@ -8,8 +8,10 @@ sends to it (a NOTIFY for a SUBSCRIBE would be one). Bounded waits only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 _counter = itertools.count(1)
@@ -154,20 +156,11 @@ class SipProbe(asyncio.DatagramProtocol):
 
     async def request_from_agent(self, method: str, timeout_s: float) -> SipMessage | None:
         """The first request of ``method`` the agent sent to this probe (e.g. its BYE)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while True:
-            for message in self.requests_received:
-                if message.first_line.startswith(method + " "):
-                    return message
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return None
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
-                return None
+        return await self._first(
+            lambda: self.requests_received,
+            lambda m: m.first_line.startswith(method + " "),
+            timeout_s,
+        )
 
     def raw(self, data: bytes, target: tuple[str, int]) -> None:
         assert self.transport is not None
@@ -175,20 +168,24 @@ class SipProbe(asyncio.DatagramProtocol):
 
     async def final(self, sent: SentRequest, timeout_s: float = 5.0) -> SipMessage | None:
         """The first final (>= 200) response to ``sent``, or None after ``timeout_s``."""
+        return await self._first(lambda: sent.responses, lambda r: r.code >= 200, timeout_s)
+
+    async def _first(
+        self,
+        messages: Callable[[], list[SipMessage]],
+        wanted: Callable[[SipMessage], bool],
+        timeout_s: float,
+    ) -> SipMessage | None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:
-            for response in sent.responses:
-                if response.code >= 200:
-                    return response
+            found = next((m for m in messages() if wanted(m)), None)
             remaining = deadline - loop.time()
-            if remaining <= 0:
-                return None
+            if found is not None or remaining <= 0:
+                return found
             self._changed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
-                return None
 
     def close(self) -> None:
         if self.transport is not None:
