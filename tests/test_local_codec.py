@@ -19,8 +19,13 @@ from tests.local_helpers import tone
 
 
 def test_rates_and_sample_sizes() -> None:
-    assert [codec(c).rate for c in CODECS] == [24000, 8000, 8000]
-    assert [codec(c).sample_bytes for c in CODECS] == [2, 1, 1]
+    rates = {name: (codec(name).rate, codec(name).sample_bytes) for name in CODECS}
+    assert rates == {
+        "pcm16": (24000, 2),
+        "pcm16-16k": (16000, 2),
+        "pcmu": (8000, 1),
+        "pcma": (8000, 1),
+    }
 
 
 def test_decode_pcm16_and_reject_half_samples() -> None:

@@ -1,8 +1,9 @@
 """The session audio codecs by name: one registry for the call side and the local server.
 
 A realtime session carries audio as ``pcm16`` (24 kHz PCM16) or as G.711 (``pcmu``/``pcma``,
-8 kHz, one byte per sample); the names are the ones the protocol adapters and the local server
-use. Each codec says its rate and width and converts to and from PCM16 LE at that rate; the
+8 kHz, one byte per sample); a GPT-Live session may also take ``pcm16-16k`` (16 kHz PCM16, the
+rate of wideband G.722 calls). The names are the ones the protocol adapters and the local
+server use. Each codec says its rate and width and converts to and from PCM16 LE at that rate; the
 constants live with the codec, not with its users.
 """
 
@@ -39,17 +40,20 @@ class Codec:
 
 
 PCM16: Final = Codec("pcm16", MODEL_RATE, 2, _pcm16_identity, _pcm16_identity)
+#: GPT-Live's other PCM rate (``audio/pcm`` at 16 kHz); the Realtime API takes 24 kHz only.
+PCM16_16K: Final = Codec("pcm16-16k", 16000, 2, _pcm16_identity, _pcm16_identity)
 PCMU: Final = Codec("pcmu", SIP_RATE, 1, ulaw_encode, ulaw_decode)
 PCMA: Final = Codec("pcma", SIP_RATE, 1, alaw_encode, alaw_decode)
 
 #: Every session codec by name.
-CODECS: Final[dict[str, Codec]] = {codec.name: codec for codec in (PCM16, PCMU, PCMA)}
+CODECS: Final[dict[str, Codec]] = {c.name: c for c in (PCM16, PCM16_16K, PCMU, PCMA)}
 #: SIP codec names (SDP rtpmap) of the G.711 codecs a call can pass straight through.
 G711_BY_SIP_NAME: Final[dict[str, Codec]] = {"PCMU": PCMU, "PCMA": PCMA}
 
 
 def codec(name: str) -> Codec:
-    """The codec called ``name`` ("pcm16", "pcmu", "pcma"); KeyError names the known ones."""
+    """The codec called ``name`` ("pcm16", "pcm16-16k", "pcmu", "pcma"); KeyError names the
+    known ones."""
     try:
         return CODECS[name]
     except KeyError:
