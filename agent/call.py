@@ -4,15 +4,18 @@ bridge.
 Every decision is the bridge's (``agent.bridge.CallBridge``); the session carries them out
 and feeds it what happens: the SIP call's events (the engine's listener callbacks, on the
 loop thread), the caller's frames (drained once per media tick), the server's messages
-(parsed by the protocol adapter), tool results and the time. What stays here is the I/O and
-its timing: opening the session while the call rings, waiting for the ACK, noticing a caller
-gone silent for good, and the order of teardown.
+(parsed by the session's protocol adapter: Realtime or GPT-Live), tool and delegation
+results and the time. What stays here is the I/O and its timing: opening the session while
+the call rings (a GPT-Live session starts only once the call's codec is known, after the
+answer), waiting for the ACK, noticing a caller gone silent for good, replacing a session
+before its time limit without a gap, and the order of teardown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -22,20 +25,27 @@ import structlog
 
 from agent.bridge import BridgeConfig, CallBridge, Step
 from agent.bridge.actions import (
+    Delegate,
     HangUp,
     HungUp,
     Note,
     Reconnect,
+    Rollover,
     RunTool,
     Transfer,
     TransferFinished,
 )
+from agent.bridge.adapter import MalformedEvent, ProtocolAdapter
+from agent.bridge.events import ServerEvent, SessionClosed, SessionReady, UsageUpdated
 from agent.bridge.outcome import AGENT
-from agent.config import Settings
+from agent.bridge.requests import ClientRequest, CloseSession
+from agent.config import ConfigError, Settings
+from agent.live.adapter import LiveAdapter
+from agent.live.delegation import FAILED, DelegationWorker
 from agent.observe.transcript import RecordWriter
-from agent.realtime.adapter import MalformedEvent, RealtimeAdapter
+from agent.realtime.adapter import RealtimeAdapter
 from agent.realtime.connection import RealtimeConnectError, RealtimeConnection
-from agent.realtime.endpoint import RealtimeEndpoint
+from agent.realtime.endpoint import LIVE, RealtimeEndpoint
 from agent.realtime.session_config import session_spec
 from agent.realtime.transport import RealtimeTransport
 from agent.sip.engine import EngineCall, SipCommandError
@@ -43,9 +53,12 @@ from agent.sip.message import uri_user
 from agent.tools.builtins import TransferOutcome
 from agent.tools.catalog import ToolCatalog
 from agent.tools.registry import ToolError
+from agent.tools.server_mcp import approved, server_mcp_tools
 from agent.tools.session import CallTools
 
 T = TypeVar("T")
+#: How long a GPT-Live session's graceful close may wait for ``session.closed`` (its usage).
+LIVE_CLOSE_WAIT_S = 2.0
 
 
 def _records_path(settings: Settings, call_id: str) -> Path | None:
@@ -55,12 +68,32 @@ def _records_path(settings: Settings, call_id: str) -> Path | None:
     return Path(settings.records.dir) / f"{stamp}-{call_id}.jsonl"
 
 
-def bridge_config(settings: Settings, call_vars: dict[str, str]) -> BridgeConfig:
+def protocol_adapter(endpoint: RealtimeEndpoint) -> ProtocolAdapter:
+    """A new adapter for one session at ``endpoint``."""
+    if endpoint.protocol == LIVE:
+        return LiveAdapter()
+    return RealtimeAdapter(endpoint.dialect)
+
+
+def bridge_config(
+    settings: Settings, call_vars: dict[str, str], protocol: str = "realtime"
+) -> BridgeConfig:
     """The bridge's configuration for one call, from the profile."""
     profile = settings.agent
     td = profile.turn_detection
+    live = protocol == LIVE
+    try:
+        server_tools = [] if live else server_mcp_tools(settings.tools.server_mcp, os.environ)
+    except ConfigError:
+        # Checked at start-up; a variable unset since then leaves the servers out.
+        server_tools = []
     return BridgeConfig(
-        session=session_spec(profile, call_vars=call_vars),
+        session=session_spec(
+            profile,
+            call_vars=call_vars,
+            server_tools=server_tools,
+            live=settings.live if live else None,
+        ),
         greeting=profile.greeting,
         resampler_quality=settings.audio.resampler_quality,
         g711_passthrough=settings.audio.g711_passthrough,
@@ -73,6 +106,10 @@ def bridge_config(settings: Settings, call_vars: dict[str, str]) -> BridgeConfig
         dtmf_actions=dict(settings.tools.dtmf_actions),
         dtmf_batch_ms=settings.tools.dtmf_batch_ms,
         dtmf_to_model=settings.tools.dtmf_to_model,
+        protocol=protocol,
+        max_session_ms=settings.realtime.max_session_s * 1000,
+        wall_offset_ms=(time.time() - time.monotonic()) * 1000,
+        mcp_approve=approved(settings.tools.server_mcp),
     )
 
 
@@ -114,15 +151,31 @@ class CallSession:
             call_id=call.call_id, sip_call_id=call.sip_call_id
         )
         self._on_finished = on_finished
-        self.adapter = RealtimeAdapter(endpoint.dialect)
+        #: The current session's protocol adapter (a new one for each session).
+        self.adapter = protocol_adapter(endpoint)
         call_vars = {
             "caller": uri_user(call.remote_uri),
             "dialed": uri_user(call.local_uri),
             "call_id": self.call_id,
         }
-        self.bridge = CallBridge(bridge_config(settings, call_vars))
+        self.bridge = CallBridge(bridge_config(settings, call_vars, endpoint.protocol))
         self.records = RecordWriter(_records_path(settings, call.call_id), self.call_id)
         self.tools = CallTools(settings.tools, _Control(self), self.records, self.log, tool_catalog)
+        self._delegation: DelegationWorker | None = None
+        if endpoint.delegation is not None:
+            self._delegation = DelegationWorker(
+                endpoint.delegation,
+                f"{settings.live.delegation_instructions}\n\n"
+                f"The phone agent's own instructions:\n{settings.agent.instructions}",
+                self.tools,
+                self.log,
+                round_timeout_s=settings.live.delegation_timeout_s,
+                connect_timeout_s=settings.realtime.connect_timeout_s,
+            )
+        #: Each session's latest usage report (GPT-Live), by session generation.
+        self._usage: dict[int, dict[str, float]] = {}
+        self._rollover_task: asyncio.Future[None] | None = None
+        self._swapped = asyncio.Event()
         self._conn: RealtimeTransport | None = None
         #: Bumped with each new session: a tool's result for an earlier one is not sent.
         self._generation = 0
@@ -204,11 +257,15 @@ class CallSession:
     async def _finish(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        await self._cancel_rollover()
         await self.tools.close()
+        if self._delegation is not None:
+            await self._delegation.close()
         if self._conn is not None:
-            await self._conn.close()
+            await self._close_session(self._conn, self.adapter, self._generation)
         step = self.bridge.call_ended(self._hangup_code or 0, self._hangup_reason, self._answered)
         self._apply_now(step)
+        usage = self.usage
         if self.records.started:
             self.records.event(
                 "call_end",
@@ -216,6 +273,7 @@ class CallSession:
                 reason=self.bridge.outcome.reason,
                 sip_code=self._hangup_code,
                 sip_call_id=self.call.sip_call_id,
+                **({"usage": usage} if usage is not None else {}),
             )
         self.records.close()
         self.log.info(
@@ -227,9 +285,20 @@ class CallSession:
             audio_deltas=self.bridge.audio_deltas,
             underruns=self.bridge.playout.underruns,
             interruptions=self.bridge.interruptions,
+            **({"usage": usage} if usage is not None else {}),
         )
         if self._on_finished is not None:
             self._on_finished(self)
+
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        """The call's model usage as the server reported it (GPT-Live): the seconds of every
+        session it used, and their total; None when no server reported any."""
+        if not self._usage:
+            return None
+        sessions = [self._usage[generation] for generation in sorted(self._usage)]
+        total = sum(session.get("seconds", 0.0) for session in sessions)
+        return {"seconds": round(total, 3), "sessions": sessions}
 
     async def _run(self) -> None:
         self.call.ring()
@@ -248,6 +317,8 @@ class CallSession:
         self.log.info("call_answered")
         if not await self._await_ack():
             return
+        if not self.bridge.session_ready and not await self._await_live_start():
+            return
         self.records.event(
             "call_start",
             remote=self.call.remote_uri,
@@ -262,6 +333,7 @@ class CallSession:
             step = self.bridge.session_lost(lost, self._now())
             reconnect = any(isinstance(action, Reconnect) for action in step.actions)
             await self._carry_out(step)
+            await self._cancel_rollover()
             if reconnect:
                 if await self._connect():
                     await self._carry_out(self.bridge.session_restored())
@@ -285,8 +357,15 @@ class CallSession:
                 self.endpoint, min(timeout, self.settings.realtime.connect_timeout_s)
             )
             self._generation += 1
+            self.adapter = protocol_adapter(self.endpoint)
             await self._carry_out(self.bridge.session_config())
-            await asyncio.wait_for(self._until_ready(self._conn), timeout)
+            if self.bridge.config_waiting:
+                # GPT-Live: the session starts once the call's codec is known (after the
+                # answer); the socket is open and waits.
+                return True
+            await asyncio.wait_for(
+                self._until_ready(self._conn, self.adapter, self._generation), timeout
+            )
         except RealtimeConnectError as exc:
             self.log.error("realtime_connect_failed", error=str(exc))
         except TimeoutError:
@@ -295,12 +374,33 @@ class CallSession:
             return True
         return False
 
-    async def _until_ready(self, conn: RealtimeTransport) -> None:
+    async def _until_ready(
+        self, conn: RealtimeTransport, adapter: ProtocolAdapter, generation: int
+    ) -> None:
         async for message in conn.messages():
-            await self._receive(message)
-            if self.bridge.session_ready:
+            events = await self._receive(message, adapter, generation)
+            if any(isinstance(event, SessionReady) for event in events):
                 return
         raise RealtimeConnectError(f"connection closed during set-up: {conn.close_reason}")
+
+    async def _await_live_start(self) -> bool:
+        """After the answer: wait for the GPT-Live session, started with the call's codec;
+        False (the call ended) when it does not start."""
+        timeout = self.settings.sip.session_timeout_s
+        conn = self._conn
+        if conn is not None:
+            try:
+                started = self._until_ready(conn, self.adapter, self._generation)
+                await asyncio.wait_for(self._until_ended(started), timeout)
+            except TimeoutError:
+                self.log.error("live_session_timeout", timeout_s=timeout)
+            except RealtimeConnectError as exc:
+                self.log.error("live_session_failed", error=str(exc))
+        if self.bridge.session_ready:
+            return True
+        if not self.call.disconnected:
+            self._end("the GPT-Live session did not start")
+        return False
 
     async def _until_ended(self, work: Awaitable[T]) -> T | None:
         """``work``'s result; None, with ``work`` cancelled, when the call ends first."""
@@ -343,20 +443,37 @@ class CallSession:
         return True
 
     async def _bridge_audio(self) -> str | None:
-        """Carry audio both ways until the call ends (None) or the session is lost (why)."""
+        """Carry audio both ways until the call ends (None) or the session is lost (why).
+
+        A rollover swaps the session underneath: the downlink then follows the new one."""
         tasks = [
             asyncio.create_task(self._uplink(), name=f"uplink-{self.call_id}"),
             asyncio.create_task(self._ended.wait(), name=f"ended-{self.call_id}"),
             asyncio.create_task(self._watch_media(), name=f"media-watch-{self.call_id}"),
         ]
-        downlink = None
-        if self._conn is not None:
-            downlink = asyncio.create_task(self._downlink(self._conn), name=f"down-{self.call_id}")
-            tasks.append(downlink)
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in tasks:
+        while True:
+            downlink = None
+            if self._conn is not None:
+                downlink = asyncio.create_task(
+                    self._downlink(self._conn, self.adapter, self._generation),
+                    name=f"down-{self.call_id}",
+                )
+            swapped = asyncio.create_task(self._swapped.wait())
+            waiting = [*tasks, swapped] + ([downlink] if downlink is not None else [])
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            swapped.cancel()
+            if swapped in done and not self._ended.is_set() and not (set(tasks) & done):
+                self._swapped.clear()
+                if downlink is not None:
+                    downlink.cancel()
+                    await asyncio.gather(downlink, return_exceptions=True)
+                continue
+            break
+        for task in [*tasks, *([downlink] if downlink is not None else [])]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if downlink is not None:
+            await asyncio.gather(downlink, return_exceptions=True)
         if self._ended.is_set() or downlink is None or downlink not in done:
             return None
         return self._conn.close_reason if self._conn is not None else ""
@@ -403,13 +520,20 @@ class CallSession:
             await self._carry_out(step)
 
     # -- model -> caller ---------------------------------------------------------------------
-    async def _downlink(self, conn: RealtimeTransport) -> None:
+    async def _downlink(
+        self, conn: RealtimeTransport, adapter: ProtocolAdapter, generation: int
+    ) -> None:
         async for message in conn.messages():
-            await self._receive(message)
+            await self._receive(message, adapter, generation)
 
-    async def _receive(self, message: str | bytes) -> None:
+    async def _receive(
+        self, message: str | bytes, adapter: ProtocolAdapter, generation: int
+    ) -> list[ServerEvent]:
+        """Parse one message of session ``generation`` and feed the bridge its events."""
+        if generation < self._generation:
+            return []  # a replaced session's last words
         try:
-            event = self.adapter.parse(message)
+            events = adapter.parse(message)
         except MalformedEvent as exc:
             # A malformed event must not end the call; say so once per event type.
             if exc.event_type not in self._malformed:
@@ -417,9 +541,70 @@ class CallSession:
                 self.log.warning(
                     "malformed_server_event", type=exc.event_type, error=exc.problem[:200]
                 )
-            return
-        if event is not None:
+            return []
+        for event in events:
+            if isinstance(event, UsageUpdated):
+                self._usage[generation] = event.usage
             await self._carry_out(self.bridge.server_event(event, self._now()))
+        return events
+
+    # -- replacing and closing sessions ---------------------------------------------------------
+    async def _rollover(self) -> None:
+        """Open the replacement session, configure it with the conversation so far, then
+        switch to it and close the old one: make before break, so the caller hears nothing."""
+        old_conn, old_adapter, old_generation = self._conn, self.adapter, self._generation
+        generation, adapter = old_generation + 1, protocol_adapter(self.endpoint)
+        timeout = self.settings.sip.session_timeout_s
+        conn: RealtimeTransport | None = None
+        try:
+            conn = await RealtimeConnection.open(
+                self.endpoint, min(timeout, self.settings.realtime.connect_timeout_s)
+            )
+            await self._send_to(conn, adapter, self.bridge.rollover_config().requests)
+            await asyncio.wait_for(self._until_ready(conn, adapter, generation), timeout)
+        except (RealtimeConnectError, TimeoutError, OSError) as exc:
+            if conn is not None:
+                await conn.close()
+            why = str(exc) or f"no session within {timeout:g} s"
+            self._apply_now(self.bridge.rollover_failed(why, self._now()))
+            return
+        self._generation, self.adapter, self._conn = generation, adapter, conn
+        self._swapped.set()
+        self._apply_now(self.bridge.rollover_done(self._now()))
+        if old_conn is not None:
+            await self._close_session(old_conn, old_adapter, old_generation)
+
+    async def _cancel_rollover(self) -> None:
+        task, self._rollover_task = self._rollover_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _close_session(
+        self, conn: RealtimeTransport, adapter: ProtocolAdapter, generation: int
+    ) -> None:
+        """Close a session; GPT-Live's gracefully, to hear its final usage."""
+        texts = adapter.encode(CloseSession())
+        if texts:
+            with contextlib.suppress(Exception):
+                for text in texts:
+                    await conn.send(text)
+                await asyncio.wait_for(
+                    self._until_closed(conn, adapter, generation), LIVE_CLOSE_WAIT_S
+                )
+        await conn.close()
+
+    async def _until_closed(
+        self, conn: RealtimeTransport, adapter: ProtocolAdapter, generation: int
+    ) -> None:
+        async for message in conn.messages():
+            with contextlib.suppress(MalformedEvent):
+                for event in adapter.parse(message):
+                    if isinstance(event, UsageUpdated):
+                        self._usage[generation] = event.usage
+                    elif isinstance(event, SessionClosed):
+                        return
 
     # -- carrying out what the bridge decided -------------------------------------------------
     def _submit(self, step: Step) -> None:
@@ -436,12 +621,16 @@ class CallSession:
             await self._send(step)
 
     async def _send(self, step: Step) -> None:
-        conn = self._conn
-        if conn is None:
-            return
-        for request in step.requests:
+        if self._conn is not None:
+            await self._send_to(self._conn, self.adapter, step.requests)
+
+    async def _send_to(
+        self, conn: RealtimeTransport, adapter: ProtocolAdapter, requests: list[ClientRequest]
+    ) -> None:
+        for request in requests:
             try:
-                await conn.send(self.adapter.encode(request))
+                for text in adapter.encode(request):
+                    await conn.send(text)
             except Exception as exc:
                 # The session is going (the downlink will say so); nothing more to send.
                 self.log.debug("request_not_sent", request=type(request).__name__, error=str(exc))
@@ -477,6 +666,12 @@ class CallSession:
             self._transfers.clear()
         elif isinstance(action, RunTool):
             self.tools.spawn(self._run_tool(action), f"tool-{action.name}-{action.call_id}")
+        elif isinstance(action, Delegate):
+            self.tools.spawn(self._delegate(action), f"delegation-{action.delegation_id}")
+        elif isinstance(action, Rollover) and (
+            self._rollover_task is None or self._rollover_task.done()
+        ):
+            self._rollover_task = asyncio.ensure_future(self._rollover())
 
     async def _run_tool(self, action: RunTool) -> None:
         generation = self._generation
@@ -494,6 +689,17 @@ class CallSession:
         else:
             return
         await self._carry_out(step)
+
+    async def _delegate(self, action: Delegate) -> None:
+        """Do GPT-Live's delegated work and hand the bridge what to say about it."""
+        generation = self._generation
+        if self._delegation is None:
+            text = FAILED
+        else:
+            text = await self._delegation.run(action, self.bridge.config.session.tools)
+        if generation != self._generation or self.call.disconnected:
+            return  # another session (or none) would not know this delegation
+        await self._carry_out(self.bridge.delegation_result(action.delegation_id, text))
 
     def _schedule_tick(self) -> None:
         """Wake the bridge by its next deadline (DTMF batches, waits for quiet)."""

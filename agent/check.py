@@ -1,29 +1,40 @@
 """``voice-agent check``: validate the configuration, then open and close one session.
 
-It prints provider, URL (never a key), dialect and the outcome, one line each, so a wrong
-deployment name or api-version shows up before the first phone call does.
+It prints provider, URL (never a key), protocol or dialect and the outcome, one line each,
+so a wrong deployment name or api-version shows up before the first phone call does. A
+GPT-Live session is started as a phone call's would be (G.711 µ-law) and closed gracefully.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import dataclasses
 import time
 from typing import TextIO
 
+from agent.bridge.adapter import MalformedEvent, ProtocolAdapter
 from agent.bridge.events import ServerError, SessionReady
+from agent.bridge.requests import CloseSession, ConfigureSession
+from agent.call import protocol_adapter
 from agent.config import Settings
-from agent.realtime.adapter import MalformedEvent, RealtimeAdapter
 from agent.realtime.connection import RealtimeConnectError, RealtimeConnection
-from agent.realtime.endpoint import choose_provider, configuration_warnings, resolve_endpoint
-from agent.realtime.session_config import session_update
+from agent.realtime.endpoint import (
+    LIVE,
+    choose_provider,
+    configuration_warnings,
+    resolve_endpoint,
+)
+from agent.realtime.session_config import session_spec
 
 
 async def _open_session(settings: Settings, local_url: str | None, out: TextIO) -> bool:
     endpoint = resolve_endpoint(settings, local_url)
     print(f"provider: {endpoint.provider}", file=out)
     print(f"url:      {endpoint.url}", file=out)
-    print(f"dialect:  {endpoint.dialect.value}", file=out)
+    if endpoint.protocol == LIVE:
+        print("protocol: GPT-Live", file=out)
+    else:
+        print(f"dialect:  {endpoint.dialect.value}", file=out)
     for warning in configuration_warnings(settings, endpoint):
         print(f"warning:  {warning}", file=out)
     timeout = settings.realtime.connect_timeout_s
@@ -33,12 +44,19 @@ async def _open_session(settings: Settings, local_url: str | None, out: TextIO) 
     except RealtimeConnectError as exc:
         print(f"result:   FAILED: {exc}", file=out)
         return False
-    adapter = RealtimeAdapter(endpoint.dialect)
+    adapter = protocol_adapter(endpoint)
+    live = endpoint.protocol == LIVE
+    spec = session_spec(settings.agent, live=settings.live if live else None)
+    if live:
+        spec = dataclasses.replace(spec, codec="pcmu")
     try:
-        await conn.send(json.dumps(session_update(settings.agent, endpoint.dialect)))
+        for text in adapter.encode(ConfigureSession(spec)):
+            await conn.send(text)
         outcome = await asyncio.wait_for(_session_outcome(conn, adapter), timeout)
+        for text in adapter.encode(CloseSession()):
+            await conn.send(text)
     except TimeoutError:
-        outcome = f"FAILED: no session.updated within {timeout:g} s"
+        outcome = "FAILED: the session was not configured within " + f"{timeout:g} s"
     finally:
         await conn.close()
     elapsed_ms = (time.monotonic() - started) * 1000
@@ -46,16 +64,17 @@ async def _open_session(settings: Settings, local_url: str | None, out: TextIO) 
     return outcome.startswith("ok")
 
 
-async def _session_outcome(conn: RealtimeConnection, adapter: RealtimeAdapter) -> str:
+async def _session_outcome(conn: RealtimeConnection, adapter: ProtocolAdapter) -> str:
     async for message in conn.messages():
         try:
-            event = adapter.parse(message)
+            events = adapter.parse(message)
         except MalformedEvent as exc:
             return f"FAILED: malformed server event: {exc}"
-        if isinstance(event, SessionReady):
-            return "ok: session created and updated"
-        if isinstance(event, ServerError):
-            return f"FAILED: server rejected session.update: {event.code}: {event.message}"
+        for event in events:
+            if isinstance(event, SessionReady):
+                return "ok: session created and configured"
+            if isinstance(event, ServerError):
+                return f"FAILED: the server rejected the session: {event.code}: {event.message}"
     return f"FAILED: connection closed: {conn.close_reason}"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,11 @@ def _parser() -> argparse.ArgumentParser:
         help="protocol dialect of that URL (beta is deprecated)",
     )
     serve.add_argument(
+        "--protocol",
+        choices=("realtime", "live"),
+        help="the model's API: realtime (the Realtime API) or live (GPT-Live)",
+    )
+    serve.add_argument(
         "--rtp-port",
         type=_port_range,
         metavar="FIRST[-LAST]",
@@ -48,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
         "--dialect",
         choices=("ga", "beta"),
         help="protocol dialect of that URL (beta is deprecated)",
+    )
+    check.add_argument(
+        "--protocol",
+        choices=("realtime", "live"),
+        help="the model's API: realtime (the Realtime API) or live (GPT-Live)",
     )
 
     local = sub.add_parser("local-server", help="run the local realtime backend on its own")
@@ -84,6 +95,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         realtime.update(provider="custom", url=args.realtime_url)
     if args.dialect:
         realtime["dialect"] = args.dialect
+    if args.protocol:
+        realtime["protocol"] = args.protocol
     overrides: dict[str, dict[str, Any]] = {"realtime": realtime}
     if args.command == "serve":
         rtp_port, rtp_range = args.rtp_port or (None, None)
@@ -110,11 +123,13 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _serve(args: argparse.Namespace) -> int:
     from agent.app import AgentApp, install_signal_handlers  # imports PJSIP: only when serving
     from agent.realtime.endpoint import resolve_endpoint
+    from agent.tools.server_mcp import server_mcp_tools
 
     settings = _settings(args)
     configure_logging(settings.log.format, settings.log.level)
     # Validate the provider before touching SIP, so a bad URL fails fast with status 2.
     resolve_endpoint(settings, local_url="ws://127.0.0.1:0/v1/realtime")
+    server_mcp_tools(settings.tools.server_mcp, os.environ)
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -20,7 +20,12 @@ from typing import Any
 
 from dotenv import load_dotenv
 
-from agent.realtime.models import DEFAULT_REALTIME_MODEL, DEFAULT_TRANSCRIPTION_MODEL
+from agent.realtime.models import (
+    DEFAULT_DELEGATION_MODEL,
+    DEFAULT_LIVE_MODEL,
+    DEFAULT_REALTIME_MODEL,
+    DEFAULT_TRANSCRIPTION_MODEL,
+)
 
 #: pjsua2-python is compiled with PJSUA_MAX_CALLS=4. pjsua itself answers 486 once every slot is
 #: taken; the request gate (agent/sip/pj_gate.py) answers INVITEs beyond capacity with our own
@@ -98,12 +103,25 @@ class AgentProfile:
     max_output_tokens: int = 0
     #: Input noise reduction: "" (off), "near_field" (handsets) or "far_field" (speakerphones).
     noise_reduction: str = ""
+    #: Its strength, 0..1 (GA); 0 leaves the server's (1 when first enabled).
+    noise_reduction_strength: float = 0.0
+    #: Speaking rate of the output voice, 0.25..1.5 (GA); 1.0 is the server's normal speed.
+    speed: float = 1.0
+    #: Reasoning effort of reasoning Realtime models (gpt-realtime-2 and later, GA): "" leaves
+    #: the server default, else minimal | low | medium | high | xhigh.
+    reasoning_effort: str = ""
+    #: What the server drops when the conversation outgrows the context (GA): "" (server
+    #: default), "auto", "disabled" or "retention_ratio" (keep ``truncation_retention_ratio``).
+    truncation: str = ""
+    truncation_retention_ratio: float = 0.8
     turn_detection: TurnDetection = field(default_factory=TurnDetection)
     prompt: PromptReference = field(default_factory=PromptReference)
 
 
 @dataclass(frozen=True)
 class RealtimeSettings:
+    #: "realtime" (the Realtime API, GA or beta dialect) or "live" (GPT-Live, see [live]).
+    protocol: str = "realtime"
     provider: str = "auto"
     model: str = DEFAULT_REALTIME_MODEL
     url: str = ""
@@ -112,6 +130,34 @@ class RealtimeSettings:
     connect_timeout_s: float = 5.0
     #: When the session drops mid-call: how often to open a new one before hanging up.
     reconnect_attempts: int = 1
+    #: A session is replaced by a new one, carrying the conversation over, before it has run
+    #: this long (the Realtime API ends sessions at 60 minutes; GPT-Live says when in
+    #: ``expires_at``, and the earlier of the two counts).
+    max_session_s: float = 3600.0
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """``[live]``: GPT-Live sessions (``realtime.protocol = "live"``)."""
+
+    #: The GPT-Live model (OpenAI) or deployment (Azure): gpt-live-1.1 or gpt-live-1.
+    model: str = DEFAULT_LIVE_MODEL
+    #: How long GPT-Live waits on delegated work before it says a short acknowledgement
+    #: ("one moment"); 0 leaves the server's default.
+    acknowledgement_delay_ms: int = 0
+    #: The model that does delegated work (tools) over Responses WebSocket mode.
+    delegation_model: str = DEFAULT_DELEGATION_MODEL
+    #: What the delegation model is told, before the profile's instructions.
+    delegation_instructions: str = (
+        "You do the work a phone agent delegates to you: pick and call the tools the caller's "
+        "request needs, then answer in one or two short spoken sentences for the agent to say."
+    )
+    #: The Responses WebSocket URL for delegated work; "" is the provider's own.
+    delegation_url: str = ""
+    #: Delegated work (every model round and tool call) must finish within this many seconds.
+    delegation_timeout_s: float = 30.0
+    #: Azure only: the path of GPT-Live on the resource (Microsoft's docs show both forms).
+    azure_path: str = "/openai/v1/live/sessions"
 
 
 @dataclass(frozen=True)
@@ -187,6 +233,29 @@ class McpServerSettings:
 
 
 @dataclass(frozen=True)
+class ServerMcpSettings:
+    """One ``[[tools.server_mcp]]`` entry: an MCP server the Realtime model calls itself
+    (``type: "mcp"`` in the session's tools; GA only). The agent never sees these calls'
+    traffic, only their outcome."""
+
+    #: Names the server to the model and in logs.
+    server_label: str = ""
+    #: The server's URL (https://).
+    server_url: str = ""
+    #: What the model reads about the server.
+    description: str = ""
+    #: HTTP headers for the server, each read from an environment variable at call start
+    #: (header name -> variable name), so tokens stay out of the profile.
+    headers_env: dict[str, str] = field(default_factory=dict)
+    #: "never": the model calls the tools freely; "always": every call waits for approval,
+    #: which the agent gives only to the tools in ``approve`` (nobody on a phone line can).
+    require_approval: str = "never"
+    approve: tuple[str, ...] = ()
+    #: Only these of the server's tools (empty: all of them).
+    allowed_tools: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ToolSettings:
     """``[tools]``: function calling, built-in call control, caller DTMF, custom and MCP tools."""
 
@@ -213,6 +282,7 @@ class ToolSettings:
     python_path: tuple[str, ...] = ()
     custom: tuple[CustomToolSettings, ...] = ()
     mcp: tuple[McpServerSettings, ...] = ()
+    server_mcp: tuple[ServerMcpSettings, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -235,6 +305,7 @@ class Secrets:
 class Settings:
     sip: SipSettings = field(default_factory=SipSettings)
     realtime: RealtimeSettings = field(default_factory=RealtimeSettings)
+    live: LiveSettings = field(default_factory=LiveSettings)
     agent: AgentProfile = field(default_factory=AgentProfile)
     audio: AudioSettings = field(default_factory=AudioSettings)
     log: LogSettings = field(default_factory=LogSettings)
@@ -246,11 +317,14 @@ class Settings:
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "sip.engine": ("pjsip",),
+    "realtime.protocol": ("realtime", "live"),
     "realtime.provider": ("auto", "openai", "azure", "custom", "local"),
     "realtime.dialect": ("", "ga", "beta"),
     "agent.turn_detection.type": ("server_vad", "semantic_vad", "none"),
     "agent.turn_detection.eagerness": ("auto", "low", "medium", "high"),
     "agent.noise_reduction": ("", "near_field", "far_field"),
+    "agent.reasoning_effort": ("", "minimal", "low", "medium", "high", "xhigh"),
+    "agent.truncation": ("", "auto", "disabled", "retention_ratio"),
     "audio.resampler_quality": ("QQ", "LQ", "MQ", "HQ", "VHQ"),
     "log.format": ("console", "json"),
     "log.level": ("debug", "info", "warning", "error"),
@@ -333,6 +407,29 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("agent.echo_guard_ms: must be between 0 and 2000")
     if settings.audio.append_batch_ms not in (20, 40):
         raise ConfigError("audio.append_batch_ms: must be 20 or 40")
+    _validate_session_extras(settings)
+
+
+def _validate_session_extras(settings: Settings) -> None:
+    profile, rt, live = settings.agent, settings.realtime, settings.live
+    if not 0.25 <= profile.speed <= 1.5:
+        raise ConfigError("agent.speed: must be between 0.25 and 1.5")
+    if not 0.0 <= profile.noise_reduction_strength <= 1.0:
+        raise ConfigError("agent.noise_reduction_strength: must be between 0 and 1")
+    if not 0.0 <= profile.truncation_retention_ratio <= 1.0:
+        raise ConfigError("agent.truncation_retention_ratio: must be between 0 and 1")
+    if rt.max_session_s < 120:
+        raise ConfigError("realtime.max_session_s: must be at least 120 seconds")
+    if live.acknowledgement_delay_ms < 0:
+        raise ConfigError("live.acknowledgement_delay_ms: must be 0 (server default) or more")
+    if live.delegation_timeout_s <= 0:
+        raise ConfigError("live.delegation_timeout_s: must be positive")
+    if not live.model:
+        raise ConfigError("live.model: a GPT-Live model (or Azure deployment) is needed")
+    if live.delegation_url and not re.match(r"wss?://\S+$", live.delegation_url):
+        raise ConfigError(f"live.delegation_url: {live.delegation_url!r} is not a ws(s):// URL")
+    if not live.azure_path.startswith("/"):
+        raise ConfigError("live.azure_path: must start with '/'")
 
 
 def _validate_tools(tools: ToolSettings) -> None:
@@ -380,6 +477,25 @@ def _validate_tools(tools: ToolSettings) -> None:
             raise ConfigError(f"{where}: set either command (stdio) or url (streamable HTTP)")
         if server.url and not re.match(r"https?://", server.url):
             raise ConfigError(f"{where}.url: {server.url!r} is not an http(s):// URL")
+    labels: set[str] = set()
+    for index, remote in enumerate(tools.server_mcp):
+        where = f"tools.server_mcp[{index}]"
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", remote.server_label):
+            raise ConfigError(f"{where}.server_label: a simple name is needed")
+        if remote.server_label in labels:
+            raise ConfigError(f"{where}.server_label: {remote.server_label!r} is used twice")
+        labels.add(remote.server_label)
+        if not re.match(r"https://\S+$", remote.server_url):
+            raise ConfigError(f"{where}.server_url: {remote.server_url!r} is not an https:// URL")
+        if remote.require_approval not in ("never", "always"):
+            raise ConfigError(f"{where}.require_approval: must be 'never' or 'always'")
+        for header, variable in remote.headers_env.items():
+            if not re.fullmatch(r"[A-Za-z0-9-]+", header):
+                raise ConfigError(f"{where}.headers_env: {header!r} is not an HTTP header name")
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", variable):
+                raise ConfigError(
+                    f"{where}.headers_env.{header}: {variable!r} is not an environment variable"
+                )
 
 
 def secrets_from_env(env: typing.Mapping[str, str]) -> Secrets:

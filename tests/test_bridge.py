@@ -57,7 +57,9 @@ class FakeCall:
 
     # -- carrying out a step, as the shell does ----------------------------------------------
     def take(self, step: Step) -> list[dict[str, Any]]:
-        wire = [json.loads(self.adapter.encode(request)) for request in step.requests]
+        wire = [
+            json.loads(text) for request in step.requests for text in self.adapter.encode(request)
+        ]
         for event in wire:
             validate_client_event(self.dialect, event)
         self.sent += wire
@@ -70,8 +72,11 @@ class FakeCall:
         event = {"type": event_type, "event_id": f"event_{self._event}", **fields}
         validate_server_event(self.dialect, event)
         parsed = self.adapter.parse(json.dumps(event))
-        assert parsed is not None, event_type
-        return self.take(self.bridge.server_event(parsed, self.now))
+        assert parsed, event_type
+        sent: list[dict[str, Any]] = []
+        for internal in parsed:
+            sent += self.take(self.bridge.server_event(internal, self.now))
+        return sent
 
     def output(self, kind: OutputEvent, **fields: Any) -> list[dict[str, Any]]:
         return self.server(wire_name(self.dialect, kind), **fields)
@@ -295,7 +300,7 @@ def test_a_lost_session_is_told_with_a_notice_then_reconnected(dialect: Dialect)
     assert call.sent[-1]["response"]["instructions"] == RESUME_INSTRUCTIONS
     # ... with the codec the call already uses (G.711 passthrough), not the first default.
     expected = dataclasses.replace(call.bridge.config.session, codec="pcmu")
-    assert call.sent[before] == call.adapter.wire(ConfigureSession(expected))
+    assert [call.sent[before]] == call.adapter.wire(ConfigureSession(expected))
 
 
 @DIALECTS

@@ -81,7 +81,7 @@ def _fields(obj: object, prefix: str = "") -> dict[str, object]:
 
 #: Arrays of tables: their default is none, and the shipped file shows them as commented
 #: examples (an empty `custom = []` would break a profile that adds a [[tools.custom]]).
-_ARRAYS_OF_TABLES = {"tools.custom", "tools.mcp"}
+_ARRAYS_OF_TABLES = {"tools.custom", "tools.mcp", "tools.server_mcp"}
 
 
 def test_the_shipped_profile_holds_exactly_the_code_defaults(tmp_path: Path) -> None:

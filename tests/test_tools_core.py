@@ -126,15 +126,18 @@ class Wire:
 
     def _wire(self, step: Step) -> list[dict[str, Any]]:
         self.calls += [a for a in step.actions if isinstance(a, RunTool)]
-        events = [self.adapter.wire(request) for request in step.requests]
+        events = [event for request in step.requests for event in self.adapter.wire(request)]
         for event in events:
             validate_client_event(self.dialect, event)
         return events
 
     def server(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         parsed = self.adapter.parse(json.dumps(event))
-        assert parsed is not None, event
-        return self._wire(self.bridge.server_event(parsed, 0.0))
+        assert parsed, event
+        sent: list[dict[str, Any]] = []
+        for internal in parsed:
+            sent += self._wire(self.bridge.server_event(internal, 0.0))
+        return sent
 
     def output(self, call_id: str, text: str, respond: bool = True) -> list[dict[str, Any]]:
         return self._wire(self.bridge.tool_result(call_id, text, respond))

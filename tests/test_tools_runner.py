@@ -97,7 +97,8 @@ async def harness(
 
         async def carry_out(step: Step) -> None:
             for request in step.requests:
-                await conn.send(adapter.encode(request))
+                for text in adapter.encode(request):
+                    await conn.send(text)
             for action in step.actions:
                 if isinstance(action, RunTool):
                     runner.spawn(run(action), action.name)
@@ -109,8 +110,7 @@ async def harness(
 
         async def pump() -> None:
             async for message in conn.messages():
-                event = adapter.parse(message)
-                if event is not None:
+                for event in adapter.parse(message):
                     await carry_out(bridge.server_event(event, 0.0))
 
         await carry_out(bridge.session_config())

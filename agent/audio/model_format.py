@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from agent.audio.codecs import G711_BY_SIP_NAME, PCM16, Codec
+from agent.audio.codecs import G711_BY_SIP_NAME, PCM16, PCM16_16K, Codec
 from agent.audio.pcm import SIP_RATE
 from agent.audio.resample import StreamResampler
 
@@ -86,6 +86,39 @@ class G711Passthrough:
 
     def reset_from_model(self) -> None:
         return None
+
+
+class Pcm16AtCallRate:
+    """A 16 kHz session on a 16 kHz (G.722) call: PCM16 end to end, no resampling.
+
+    GPT-Live takes PCM at 16 kHz; the Realtime API does not (24 kHz only)."""
+
+    codec = PCM16_16K.name
+    rate = PCM16_16K.rate
+    sample_bytes = PCM16_16K.sample_bytes
+
+    def to_model(self, pcm: bytes) -> bytes:
+        return bytes(pcm)
+
+    def from_model(self, data: bytes) -> bytes:
+        return bytes(data)
+
+    def flush_from_model(self) -> bytes:
+        return b""
+
+    def reset_from_model(self) -> None:
+        return None
+
+
+def live_audio_for(sip_codec: str | None, quality: str, call_rate: int = SIP_RATE) -> ModelAudio:
+    """A GPT-Live session's format follows the call: G.711 as is, 16 kHz PCM on a 16 kHz call
+    (no resampling either way); only another rate is resampled, to 24 kHz."""
+    g711 = G711_BY_SIP_NAME.get(sip_codec or "")
+    if g711 is not None and call_rate == g711.rate:
+        return G711Passthrough(g711)
+    if call_rate == PCM16_16K.rate:
+        return Pcm16AtCallRate()
+    return ResampledPcm16(quality, call_rate)
 
 
 def model_audio_for(

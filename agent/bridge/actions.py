@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.bridge.requests import Turn
+
 
 @dataclass(frozen=True, slots=True)
 class HangUp:
@@ -64,6 +66,23 @@ class Reconnect:
 
 
 @dataclass(frozen=True, slots=True)
+class Rollover:
+    """Replace the session before the server ends it: open a new one with the conversation
+    so far, switch over, close the old one (the bridge picked a quiet moment)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delegate:
+    """Do the work GPT-Live delegated (``delegation_id``): ask the delegation model with the
+    conversation so far and ``request`` (the caller's words), running the tools it calls; the
+    answer comes back through ``CallBridge.delegation_result``."""
+
+    delegation_id: str
+    request: str
+    history: tuple[Turn, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Note:
     """A log line: ``event`` and its fields, at ``level`` (debug, info, warning, error)."""
 
@@ -72,4 +91,15 @@ class Note:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-Action = HangUp | Transfer | TransferFinished | HungUp | SendDtmf | RunTool | Reconnect | Note
+Action = (
+    HangUp
+    | Transfer
+    | TransferFinished
+    | HungUp
+    | SendDtmf
+    | RunTool
+    | Reconnect
+    | Rollover
+    | Delegate
+    | Note
+)

@@ -1,5 +1,10 @@
 """Barge-in: when the caller talks over the agent, what to cut and how much was heard. No I/O.
 
+The Realtime API says when the caller starts talking (its VAD); GPT-Live does not, and has no
+flush or truncate either: its server owns turn-taking and simply stops its audio when it
+gives the caller the floor. :class:`YieldWatch` tells that apart from a pause in a paced
+stream, so the audio a server sent ahead of real time is not played over the caller.
+
 It keeps per-item audio accounting (what the model sent, at the model's rate) beside the
 call's :class:`~agent.audio.playout.Playout` (what was handed to the line, at the call's
 rate), holds a barge-in for the echo guard, and on a cut flushes the playout at once, so the
@@ -140,3 +145,59 @@ class BargeIn:
     def reset(self) -> None:
         """A new realtime session replaced a dropped one."""
         self._pending = False
+
+
+#: GPT-Live's audio counts as stopped after this long without a delta (its deltas are about
+#: 100 ms of audio each, sent as they are due or ahead of time).
+YIELD_GAP_MS = 100
+#: A caller transcript starts a yield only this long: later, stopped audio is just the end
+#: of what the agent said.
+YIELD_WINDOW_MS = 1500
+
+
+class YieldWatch:
+    """GPT-Live's barge-in: the server gave the caller the floor.
+
+    Its sign is the caller's transcript arriving while its audio has stopped: then what is
+    still queued for the caller is audio the server sent ahead and no longer stands behind,
+    and is dropped. Audio arriving after the transcript (the model talking on over an
+    "mm-hm", or its next reply) cancels the yield: backchannels do not cut the agent off.
+    """
+
+    def __init__(self, gap_ms: float = YIELD_GAP_MS, window_ms: float = YIELD_WINDOW_MS) -> None:
+        self.gap_ms = gap_ms
+        self.window_ms = window_ms
+        self._last_audio: float | None = None
+        self._heard_at: float | None = None
+
+    def audio(self, now: float) -> None:
+        """The server sent agent audio at ``now``."""
+        self._last_audio = now
+        self._heard_at = None
+
+    def caller_heard(self, now: float) -> None:
+        """A caller transcript arrived at ``now``."""
+        if self._heard_at is None:
+            self._heard_at = now
+
+    def due(self, now: float, agent_queued: bool) -> bool:
+        """True (once) when queued agent audio should be dropped at ``now``."""
+        heard = self._heard_at
+        if heard is None:
+            return False
+        if now - heard > self.window_ms or not agent_queued:
+            self._heard_at = None
+            return False
+        if self._last_audio is not None and now - self._last_audio < self.gap_ms:
+            return False
+        self._heard_at = None
+        return True
+
+    @property
+    def next_deadline(self) -> float | None:
+        """When ``due`` may next turn True, while a yield is pending."""
+        if self._heard_at is None:
+            return None
+        if self._last_audio is None:
+            return self._heard_at
+        return max(self._heard_at, self._last_audio + self.gap_ms)

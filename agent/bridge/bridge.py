@@ -22,6 +22,15 @@ Agent audio goes straight into ``playout``, which the SIP engine's media thread 
 
 There is one notion of the response in progress (``_response``): barge-in, playout and the
 tool-call protocol all ask it, none keeps its own.
+
+Two protocols sit behind it (``BridgeConfig.protocol``). The Realtime API's server reports
+speech, responses and truncations, and the bridge cuts the agent off on its speech events.
+GPT-Live's server owns turn-taking: its session format is fixed at start (so its
+configuration waits for the call's codec), it has no truncation, and its only sign that the
+caller took the floor is the caller's transcript arriving while its audio has stopped (see
+``barge_in.YieldWatch``); its tools come as delegations (``Delegate``). Either session is
+replaced before it reaches its time limit, at a quiet moment, carrying the conversation over
+(``Rollover``).
 """
 
 from __future__ import annotations
@@ -32,32 +41,44 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from agent.audio.levels import rms_dbfs, tone
-from agent.audio.model_format import ModelAudio, ResampledPcm16, model_audio_for
+from agent.audio.model_format import (
+    ModelAudio,
+    ResampledPcm16,
+    live_audio_for,
+    model_audio_for,
+)
 from agent.audio.pcm import FRAME_MS, SIP_RATE, frame_bytes, frame_samples
 from agent.audio.playout import Playout
 from agent.bridge.actions import (
     Action,
+    Delegate,
     HangUp,
     HungUp,
     Note,
     Reconnect,
+    Rollover,
     RunTool,
     Transfer,
     TransferFinished,
 )
-from agent.bridge.barge_in import BargeIn
+from agent.bridge.barge_in import BargeIn, YieldWatch
 from agent.bridge.events import (
     AudioDelta,
     AudioDone,
+    CallerHeard,
     CallerTranscript,
+    DelegationRequested,
     FunctionCallDone,
     FunctionCallStarted,
     ItemAdded,
     ItemTruncated,
+    McpApprovalRequested,
+    McpCallDone,
     ResponseCreated,
     ResponseDone,
     ServerError,
     ServerEvent,
+    SessionClosed,
     SessionReady,
     SpeechStarted,
     SpeechStopped,
@@ -71,6 +92,7 @@ from agent.bridge.requests import (
     ClientRequest,
     ConfigureSession,
     CreateResponse,
+    DelegationResult,
     SessionSpec,
     SetAudioFormat,
     Truncate,
@@ -83,9 +105,20 @@ from agent.tools.protocol import ToolProtocol
 NOTICE_ITEM = "notice:session-lost"
 _NOTICE_TONE = tone(660, 150, SIP_RATE, -16.0) + bytes(800 * 2) + tone(660, 150, SIP_RATE, -16.0)
 RESUME_INSTRUCTIONS = (
-    "The phone line to you dropped for a moment and is back. Apologise in one short sentence "
-    "and ask the caller to repeat what they said last."
+    "The phone line to you dropped for a moment and is back; the conversation so far is above. "
+    "Apologise in one short sentence and ask the caller to repeat what they said last."
 )
+REALTIME = "realtime"
+LIVE = "live"
+#: A session's replacement is looked for this long before its end (at most a quarter of the
+#: session's life), at the first quiet moment; this long before the end it goes ahead anyway.
+ROLLOVER_LEAD_MS = 120_000
+ROLLOVER_FORCE_MS = 15_000
+#: The caller counts as talking this long after their last transcript (GPT-Live reports no
+#: speech boundaries).
+CALLER_TALKING_MS = 1500
+#: A spoken delegation result longer than this is cut (GPT-Live takes 500 tokens).
+MAX_DELEGATION_TEXT = 1500
 #: After the last frame left the playout buffer, the SIP engine still encodes and sends it.
 LAST_FRAME_MS = 40
 #: Longest wait for the agent's last words before a hang-up or transfer goes ahead anyway.
@@ -113,6 +146,14 @@ class BridgeConfig:
     dtmf_actions: Mapping[str, str] = field(default_factory=dict)
     dtmf_batch_ms: int = 1200
     dtmf_to_model: bool = True
+    #: "realtime" or "live".
+    protocol: str = REALTIME
+    #: A session is replaced before it has run this long.
+    max_session_ms: float = 3_600_000.0
+    #: Wall clock (Unix ms) minus the bridge's clock, to place a server's ``expires_at``.
+    wall_offset_ms: float = 0.0
+    #: Server-side MCP tools needing approval: server label -> the tools the agent approves.
+    mcp_approve: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass
@@ -182,6 +223,18 @@ class CallBridge:
         self._ended = False
         self.frames_sent = 0
         self.audio_deltas = 0
+        self._live = config.protocol == LIVE
+        #: GPT-Live's format is fixed at start: its configuration waits for the call's codec.
+        self._format_known = not self._live
+        self._config_waiting = False
+        self._yield = YieldWatch()
+        self._caller_speaking = False  # Realtime: between the server's speech events
+        self._caller_heard_at: float | None = None  # GPT-Live: the latest caller transcript
+        self._in_flight = 0  # tool calls and delegations whose results are still to come
+        self._rollover_at: float | None = None
+        self._rollover_force_at: float | None = None
+        self._rolling = False
+        self._closed_reason = ""
 
     # -- the session -------------------------------------------------------------------------
     def offer_tools(self, declarations: list[dict[str, object]]) -> None:
@@ -190,18 +243,32 @@ class CallBridge:
         self.config = dataclasses.replace(self.config, session=spec)
 
     def session_config(self) -> Step:
-        """The configuration a newly opened session gets (before any other request)."""
+        """The configuration a newly opened session gets (before any other request), with
+        the conversation so far. A GPT-Live session's waits for the call's codec (see
+        ``media_started``): ``config_waiting`` is then True."""
         self.session_ready = False
-        spec = self.config.session
-        if spec.codec != self._audio.codec:
-            spec = dataclasses.replace(spec, codec=self._audio.codec)
-        return Step(requests=[ConfigureSession(spec)])
+        self._closed_reason = ""
+        if not self._format_known:
+            self._config_waiting = True
+            return Step()
+        return Step(requests=[ConfigureSession(self._spec())])
+
+    @property
+    def config_waiting(self) -> bool:
+        """The session's configuration waits for the call's codec (GPT-Live)."""
+        return self._config_waiting
+
+    def _spec(self) -> SessionSpec:
+        return dataclasses.replace(
+            self.config.session, codec=self._audio.codec, history=self.book.history
+        )
 
     def server_event(self, event: ServerEvent, now: float) -> Step:
         """One event of the model's side; every event is read here, and only here."""
         step = Step()
         if isinstance(event, AudioDelta):
             self._play(event)
+            self._yield.audio(now)
         elif isinstance(event, AudioDone):
             self.barge_in.audio_done(event.item_id)
             self._finish_item(event.item_id)
@@ -212,10 +279,16 @@ class CallBridge:
             self.book.agent_final(event.item_id, event.text)
             self._write_heard(step)
         elif isinstance(event, SpeechStarted):
+            self._caller_speaking = True
             if self.barge_in.speech_started(self.agent_speaking):
                 step.add(self._cut())
         elif isinstance(event, SpeechStopped):
+            self._caller_speaking = False
             self.barge_in.speech_stopped()
+        elif isinstance(event, CallerHeard):
+            self._caller_heard_at = now
+            self._yield.caller_heard(now)
+            self._check_yield(now, step)
         elif isinstance(event, ResponseCreated):
             self._response = _Response(event.response_id, event.tag)
             self.tools.response_created(event.tag)
@@ -232,11 +305,27 @@ class CallBridge:
         elif isinstance(event, FunctionCallDone):
             call = self.tools.function_done(event)
             if call is not None:
+                self._in_flight += 1
                 step.actions.append(RunTool(call.name, call.arguments, call.call_id))
+        elif isinstance(event, DelegationRequested):
+            self._delegated(event, step)
+        elif isinstance(event, McpApprovalRequested):
+            self._mcp_approval(event, step)
+        elif isinstance(event, McpCallDone):
+            step.lines.append(
+                self.book.event(
+                    "mcp_call", server=event.server_label, name=event.name, error=event.error
+                )
+            )
+            step.note("mcp_call", server=event.server_label, name=event.name, error=event.error)
+        elif isinstance(event, SessionClosed):
+            self._closed_reason = event.reason
+            step.note("session_closed_by_server", "warning", reason=event.reason)
         elif isinstance(event, ItemAdded):
             self.tools.item_added(event.item_id)
         elif isinstance(event, SessionReady):
             self.session_ready = True
+            self._plan_rollover(now, event.expires_at)
         elif isinstance(event, ServerError):
             self._server_error(event, step)
         return step
@@ -249,7 +338,10 @@ class CallBridge:
         # Tell the caller something happened rather than leave them in silence.
         self.playout.push(NOTICE_ITEM, _NOTICE_TONE)
         self._new_conversation()
-        if self._reconnects_left > 0:
+        if self._closed_reason == "content":
+            # The provider's safety filter ended the session: a new one would be evading it.
+            step.add(self.reconnect_failed(now))
+        elif self._reconnects_left > 0:
             self._reconnects_left -= 1
             step.actions.append(Reconnect())
         else:
@@ -268,6 +360,32 @@ class CallBridge:
             HangUp(AGENT, "the realtime session was lost"), now, self.config.notice_wait_ms
         )
 
+    def rollover_config(self) -> Step:
+        """The configuration of the session replacing the current one (carrying the
+        conversation over); the current one stays in use until ``rollover_done``."""
+        return Step(requests=[ConfigureSession(self._spec())])
+
+    def rollover_done(self, now: float) -> Step:
+        """The replacement took over: it is a new conversation (from the carried history)."""
+        self._rolling = False
+        # The replacement's own deadlines (planned when it became ready) outlive the reset.
+        planned = (self._rollover_at, self._rollover_force_at)
+        self._new_conversation()
+        self._rollover_at, self._rollover_force_at = planned
+        self.session_ready = True
+        step = Step(lines=[self.book.event("realtime_session_replaced")])
+        step.note("realtime_session_replaced", carried_turns=len(self.book.history))
+        return step
+
+    def rollover_failed(self, why: str, now: float) -> Step:
+        """No replacement could be opened: go on with the current session and try again
+        later (it may still be cut off at its end, then the usual reconnect follows)."""
+        self._rolling = False
+        self._rollover_at = now + min(30_000.0, self.config.max_session_ms / 20)
+        step = Step()
+        step.note("realtime_session_rollover_failed", "warning", error=why)
+        return step
+
     # -- the call ----------------------------------------------------------------------------
     def media_started(self, codec: str, rate: int) -> Step:
         """The call's codec is negotiated: choose the session format (G.711 passthrough)."""
@@ -277,6 +395,8 @@ class CallBridge:
             self.call_rate = rate
             self.playout = Playout(frame_samples(rate), rate)
             self.barge_in.playout = self.playout
+        if self._live:
+            return self._live_media(codec, rate_changed, step)
         audio = model_audio_for(
             codec, self.config.g711_passthrough, self.config.resampler_quality, self.call_rate
         )
@@ -289,6 +409,20 @@ class CallBridge:
         if rate_changed or audio.codec != self._audio.codec:
             self._audio = audio
             self.barge_in.output_rate = audio.rate
+        return step
+
+    def _live_media(self, codec: str, rate_changed: bool, step: Step) -> Step:
+        """GPT-Live takes the call's own codec (G.711 at 8 kHz, PCM at 16 kHz): no resampling;
+        the session's configuration, held until now, goes out with it."""
+        audio = live_audio_for(codec, self.config.resampler_quality, self.call_rate)
+        if rate_changed or audio.codec != self._audio.codec:
+            self._audio = audio
+            self.barge_in.output_rate = audio.rate
+        step.note("live_audio_format", codec=audio.codec, call_codec=codec)
+        self._format_known = True
+        if self._config_waiting:
+            self._config_waiting = False
+            step.requests.append(ConfigureSession(self._spec()))
         return step
 
     def call_confirmed(self, now: float) -> Step:
@@ -339,11 +473,24 @@ class CallBridge:
 
     def tool_result(self, call_id: str, output: str, respond: bool = True) -> Step:
         """A tool's output for the model's function call ``call_id``."""
+        self._in_flight = max(0, self._in_flight - 1)
         return Step(
             requests=self.tools.output(
                 call_id, output, respond=respond, response_active=self._response is not None
             )
         )
+
+    def delegation_result(self, delegation_id: str, text: str, spoken: bool = True) -> Step:
+        """The outcome of work GPT-Live delegated: for the model to say (or, not ``spoken``,
+        to know), matched to its delegation."""
+        self._in_flight = max(0, self._in_flight - 1)
+        step = Step(
+            lines=[self.book.event("delegation_done", delegation_id=delegation_id, spoken=spoken)]
+        )
+        if text.strip() and not self._ended:
+            result = DelegationResult(delegation_id, text.strip()[:MAX_DELEGATION_TEXT], spoken)
+            step.requests.append(result)
+        return step
 
     def hang_up_when_quiet(
         self, reason: str, now: float, ended_by: str = AGENT, wait_ms: int = QUIET_WAIT_MS
@@ -405,6 +552,8 @@ class CallBridge:
             step.requests.extend(self._tell(pressed_text(digits)))
         if self._waits:
             self._check_waits(now, step)
+        self._check_yield(now, step)
+        self._check_rollover(now, step)
         self._write_heard(step)
         return step
 
@@ -413,8 +562,11 @@ class CallBridge:
         """When ``tick`` must run at the latest (None: media ticks are enough). Media ticks,
         every 20 ms, also see waits for quiet through; their deadline is the backstop."""
         deadlines = [wait.deadline for wait in self._waits]
-        if self.dtmf.next_deadline is not None:
-            deadlines.append(self.dtmf.next_deadline)
+        for deadline in (self.dtmf.next_deadline, self._yield.next_deadline):
+            if deadline is not None:
+                deadlines.append(deadline)
+        if self._rollover_at is not None and not self._rolling:
+            deadlines.append(self._rollover_at)
         return min(deadlines) if deadlines else None
 
     @property
@@ -462,7 +614,14 @@ class CallBridge:
         response = self._response
         if cut is not None:
             step.requests.append(Truncate(cut.item_id, cut.audio_end_ms))
-            self.book.agent_interrupted(cut.item_id)
+            if self._live:
+                # No truncation to confirm: what the caller heard is known now.
+                total_ms = self.barge_in.received_ms(cut.item_id)
+                line = self.book.agent_truncated(cut.item_id, cut.audio_end_ms, total_ms)
+                if line is not None:
+                    step.lines.append(line)
+            else:
+                self.book.agent_interrupted(cut.item_id)
         # The response in progress stops too, unless the cut audio was an earlier one's.
         stops = response is not None and not response.interrupted
         if (
@@ -525,7 +684,73 @@ class CallBridge:
                     step.note("transcript", role="agent", text=line["text"])
 
     def _tell(self, text: str, role: str = "user") -> list[ClientRequest]:
-        return self.tools.note(text, role=role, response_active=self._response is not None)
+        # GPT-Live answers a note on its own; no response to ask for, or to count.
+        return self.tools.note(
+            text, role=role, respond=not self._live, response_active=self._response is not None
+        )
+
+    def _delegated(self, event: DelegationRequested, step: Step) -> None:
+        self._in_flight += 1
+        step.lines.append(self.book.event("delegation", delegation_id=event.delegation_id))
+        step.note("live_delegation", delegation_id=event.delegation_id)
+        step.actions.append(Delegate(event.delegation_id, event.caller_text, self.book.history))
+
+    def _mcp_approval(self, event: McpApprovalRequested, step: Step) -> None:
+        allowed = self.config.mcp_approve.get(event.server_label, ())
+        approve = event.name in allowed
+        reason = "" if approve else "Not approved for phone calls."
+        step.lines.append(
+            self.book.event(
+                "mcp_approval", server=event.server_label, name=event.name, approved=approve
+            )
+        )
+        step.note("mcp_approval", server=event.server_label, name=event.name, approved=approve)
+        step.requests.extend(
+            self.tools.approval(
+                event.item_id, approve, reason, response_active=self._response is not None
+            )
+        )
+
+    def _check_yield(self, now: float, step: Step) -> None:
+        """GPT-Live gave the caller the floor: drop what is still queued of its audio."""
+        if self._yield.due(now, self.playout.queued_samples > 0):
+            step.add(self._cut())
+
+    # -- rolling over to a new session -------------------------------------------------------
+    def _plan_rollover(self, now: float, expires_at: float | None) -> None:
+        """A session is ready: when to look for a quiet moment to replace it."""
+        end = now + self.config.max_session_ms
+        if expires_at is not None:
+            end = min(end, expires_at * 1000 - self.config.wall_offset_ms)
+        life = max(end - now, 0.0)
+        self._rollover_at = end - min(ROLLOVER_LEAD_MS, life / 4)
+        self._rollover_force_at = end - min(ROLLOVER_FORCE_MS, life / 20)
+
+    def _quiet(self, now: float) -> bool:
+        """Nobody is talking and nothing is pending: a session can be swapped unheard."""
+        caller_talking = self._caller_speaking or (
+            self._caller_heard_at is not None and now - self._caller_heard_at < CALLER_TALKING_MS
+        )
+        return not (
+            self.agent_speaking
+            or caller_talking
+            or self._in_flight
+            or self._waits
+            or self._transferring is not None
+        )
+
+    def _check_rollover(self, now: float, step: Step) -> None:
+        if self._rollover_at is None or self._rolling or not self.session_ready or self._ended:
+            return
+        if now < self._rollover_at:
+            return
+        forced = self._rollover_force_at is not None and now >= self._rollover_force_at
+        if not (self._quiet(now) or forced):
+            return
+        self._rolling = True
+        self._rollover_at = None
+        step.actions.append(Rollover())
+        step.note("realtime_session_rollover", forced=forced, turns=len(self.book.history))
 
     def _new_conversation(self) -> None:
         """A new session is a new conversation: forget the old responses and tool calls."""
@@ -533,6 +758,10 @@ class CallBridge:
         self._cut_responses.clear()
         self.barge_in.reset()
         self.tools = ToolProtocol()
+        self._yield = YieldWatch()
+        self._caller_speaking = False
+        self._in_flight = 0
+        self._rollover_at = None
 
     def _wait_quiet(self, action: HangUp | Transfer, now: float, wait_ms: int) -> Step:
         self._waits.append(_QuietWait(action, now + wait_ms))

@@ -1,9 +1,11 @@
 """What the model's side says, as typed internal events: the bridge's input vocabulary.
 
-A protocol adapter (``agent.realtime.adapter`` for the Realtime GA and beta dialects) parses
-each wire event once, at the edge, into one of these; the bridge never sees a dialect, a
-wire name or a base64 string. Wire events that matter to no decision of the call have no
-internal event and are dropped by the adapter.
+A protocol adapter (``agent.realtime.adapter`` for the Realtime GA and beta dialects,
+``agent.live.adapter`` for GPT-Live) parses each wire event once, at the edge, into these;
+the bridge never sees a protocol, a dialect, a wire name or a base64 string. Wire events that
+matter to no decision of the call have no internal event and are dropped by the adapter.
+GPT-Live has no responses or items: its adapter numbers the agent's and the caller's turns
+itself and speaks the same vocabulary.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class SessionReady:
-    """The session took our configuration (``session.updated``)."""
+    """The session took our configuration (``session.updated``, ``session.started``);
+    ``expires_at`` is when the server will end it (Unix seconds), when it says."""
+
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +117,53 @@ class FunctionCallDone:
 
 
 @dataclass(frozen=True, slots=True)
+class CallerHeard:
+    """GPT-Live transcribes the caller speaking: its server has heard them (and, when its
+    audio stops too, given them the floor)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DelegationRequested:
+    """GPT-Live hands work to us (client delegation): ``caller_text`` is what the caller has
+    said in the turn so far (the delegation carries no task text of its own)."""
+
+    delegation_id: str
+    caller_text: str
+
+
+@dataclass(frozen=True, slots=True)
+class UsageUpdated:
+    """The session's usage so far (a snapshot, never a delta), as the server reports it."""
+
+    usage: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionClosed:
+    """The server ended the session (``expired``, ``content``, ...); the socket closes next."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class McpApprovalRequested:
+    """The model wants to call a server-side MCP tool that needs approval."""
+
+    item_id: str
+    server_label: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class McpCallDone:
+    """The model called a server-side MCP tool (``error`` set when it failed)."""
+
+    server_label: str
+    name: str
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ServerError:
     """An ``error`` event: ``event_id`` is the client event it refers to, if any."""
 
@@ -135,5 +187,11 @@ ServerEvent = (
     | CallerTranscript
     | FunctionCallStarted
     | FunctionCallDone
+    | CallerHeard
+    | DelegationRequested
+    | UsageUpdated
+    | SessionClosed
+    | McpApprovalRequested
+    | McpCallDone
     | ServerError
 )

@@ -1,7 +1,8 @@
 """What the bridge asks of the model's side, as typed requests: the adapters' input.
 
-A protocol adapter turns each into its wire event (``session.update``, ``response.create``,
-...) in its own dialect; the bridge never builds wire JSON.
+A protocol adapter turns each into its wire events (``session.update``, ``response.create``,
+``session.start``, ...) in its own protocol and dialect, possibly none: GPT-Live has no
+truncation nor cancel, its server owns the conversation. The bridge never builds wire JSON.
 """
 
 from __future__ import annotations
@@ -10,13 +11,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One line of the conversation so far, carried over to a new session: ``role`` is
+    "user" (the caller) or "assistant" (the agent), ``text`` what was said (and heard)."""
+
+    role: str
+    text: str
+
+
 @dataclass(frozen=True)
 class SessionSpec:
-    """A session configuration in no dialect's shape; each adapter gives it its own.
+    """A session configuration in no protocol's shape; each adapter gives it its own.
 
-    ``codec`` is the session audio format ("pcm16", "pcmu" or "pcma"); ``turn_detection`` is
-    the neutral object (``type`` server_vad/semantic_vad and its settings) or None for no
-    server VAD; zero/empty values mean "leave the server default".
+    ``codec`` is the session audio format ("pcm16", "pcm16-16k", "pcmu" or "pcma");
+    ``turn_detection`` is the neutral object (``type`` server_vad/semantic_vad and its
+    settings) or None for no server VAD; zero/empty values mean "leave the server default".
+    ``history`` is the conversation a replacement session starts from. ``model`` and
+    ``acknowledgement_delay_ms`` are GPT-Live's (a Realtime session's model is in its URL).
     """
 
     instructions: str
@@ -25,10 +37,21 @@ class SessionSpec:
     turn_detection: dict[str, Any] | None = None
     transcription_model: str = ""
     noise_reduction: str = ""
+    noise_reduction_strength: float = 0.0
     max_output_tokens: int = 0
     temperature: float = 0.0
+    speed: float = 1.0
+    reasoning_effort: str = ""
+    #: "" (server default), "auto", "disabled" or "retention_ratio" (``retention_ratio``).
+    truncation: str = ""
+    retention_ratio: float = 0.8
     prompt: dict[str, Any] | None = None
     tools: list[dict[str, Any]] = field(default_factory=list)
+    #: Tools the server runs itself (``type: "mcp"``), headers already filled in.
+    server_tools: list[dict[str, Any]] = field(default_factory=list)
+    history: tuple[Turn, ...] = ()
+    model: str = ""
+    acknowledgement_delay_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +112,33 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
+class McpApproval:
+    """Our answer to a server-side MCP tool's approval request."""
+
+    item_id: str
+    approval_request_id: str
+    approve: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class CreateItem:
-    item: FunctionOutput | Message
+    item: FunctionOutput | Message | McpApproval
+
+
+@dataclass(frozen=True, slots=True)
+class DelegationResult:
+    """The outcome of work GPT-Live delegated to us: ``spoken`` for the model to say (it
+    paraphrases), else silent context."""
+
+    delegation_id: str
+    text: str
+    spoken: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class CloseSession:
+    """End the session gracefully (GPT-Live answers with ``session.closed`` and its usage)."""
 
 
 ClientRequest = (
@@ -101,4 +149,6 @@ ClientRequest = (
     | CancelResponse
     | CreateResponse
     | CreateItem
+    | DelegationResult
+    | CloseSession
 )

@@ -12,7 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from agent.bridge.requests import Turn
+
 Line = dict[str, Any]
+#: A replacement session is told at most this many of the latest lines (GPT-Live's startup
+#: history takes 128 messages).
+HISTORY_TURNS = 128
 
 
 def heard_prefix(text: str, heard_ms: int, total_ms: int) -> str:
@@ -43,8 +48,16 @@ class TranscriptBook:
 
     def __init__(self) -> None:
         self._agent: dict[str, _AgentLine] = {}
+        self._said: list[Turn] = []
+
+    @property
+    def history(self) -> tuple[Turn, ...]:
+        """What was said so far, as heard (agent lines cut to what the caller heard), for a
+        new session to carry on from: the latest ``HISTORY_TURNS`` lines."""
+        return tuple(self._said[-HISTORY_TURNS:])
 
     def caller(self, item_id: str, text: str) -> Line:
+        self._remember("user", text)
         return {"role": "caller", "item_id": item_id, "text": text.strip()}
 
     def event(self, kind: str, **fields: Any) -> Line:
@@ -77,6 +90,7 @@ class TranscriptBook:
         if line.written or line.interrupted:
             return None
         line.written = True
+        self._remember("assistant", line.text)
         return {"role": "agent", "item_id": item_id, "text": line.text.strip()}
 
     def agent_interrupted(self, item_id: str) -> None:
@@ -92,14 +106,20 @@ class TranscriptBook:
         if line.written:
             return None
         line.written = True
+        text = heard_prefix(line.text.strip(), heard_ms, total_ms)
+        self._remember("assistant", text)
         return {
             "role": "agent",
             "item_id": item_id,
-            "text": heard_prefix(line.text.strip(), heard_ms, total_ms),
+            "text": text,
             "interrupted": True,
             "heard_ms": heard_ms,
             "cut_by": cause,
         }
+
+    def _remember(self, role: str, text: str) -> None:
+        if text.strip():
+            self._said.append(Turn(role, text.strip()))
 
     def pending_agent_items(self) -> list[tuple[str, bool]]:
         """Agent items with text still held: (item id, cut by a barge-in not yet confirmed)."""

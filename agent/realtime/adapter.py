@@ -3,7 +3,7 @@ back to wire JSON, in either dialect (GA and beta are two instances of this one 
 
 Each server message is parsed once, here: JSON, the event's type (through the dialect's
 names), its fields, base64 audio. A message that is no event (not JSON, no type) or an event
-no decision needs gives None; an event missing what it must carry raises
+no decision needs gives no event; an event missing what it must carry raises
 :class:`MalformedEvent`, which the shell logs once per type and skips.
 """
 
@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from agent.bridge.adapter import MalformedEvent
 from agent.bridge.events import (
     AudioDelta,
     AudioDone,
@@ -23,6 +24,8 @@ from agent.bridge.events import (
     FunctionCallStarted,
     ItemAdded,
     ItemTruncated,
+    McpApprovalRequested,
+    McpCallDone,
     ResponseCreated,
     ResponseDone,
     ServerError,
@@ -41,8 +44,11 @@ from agent.bridge.requests import (
     CreateItem,
     CreateResponse,
     FunctionOutput,
+    McpApproval,
+    Message,
     SetAudioFormat,
     Truncate,
+    Turn,
 )
 from agent.realtime.dialect import (
     Dialect,
@@ -55,14 +61,7 @@ from agent.realtime.dialect import (
 #: The metadata key our response requests carry, echoed in ``response.created``.
 REQUEST_TAG = "voice_agent_request"
 
-
-class MalformedEvent(ValueError):
-    """A server event of a known type without what it must carry."""
-
-    def __init__(self, event_type: str, problem: str) -> None:
-        super().__init__(f"{event_type}: {problem}")
-        self.event_type = event_type
-        self.problem = problem
+__all__ = ["REQUEST_TAG", "MalformedEvent", "RealtimeAdapter"]
 
 
 def _text(event: dict[str, Any], key: str) -> str:
@@ -92,6 +91,12 @@ def _audio(event: dict[str, Any]) -> AudioDelta:
     return AudioDelta(_optional_text(event, "response_id"), _text(event, "item_id"), audio)
 
 
+def _expires_at(event: dict[str, Any]) -> float | None:
+    session = event.get("session")
+    value = session.get("expires_at") if isinstance(session, dict) else None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def _response_created(event: dict[str, Any]) -> ResponseCreated:
     response = _table(event, "response")
     metadata = response.get("metadata")
@@ -99,8 +104,16 @@ def _response_created(event: dict[str, Any]) -> ResponseCreated:
     return ResponseCreated(str(response.get("id", "")), tag if isinstance(tag, str) else None)
 
 
-def _item_added(event: dict[str, Any]) -> ItemAdded:
-    return ItemAdded(str(_table(event, "item").get("id", "")))
+def _item_added(event: dict[str, Any]) -> list[ServerEvent]:
+    item = _table(event, "item")
+    added: list[ServerEvent] = [ItemAdded(str(item.get("id", "")))]
+    if item.get("type") == "mcp_approval_request":
+        added.append(
+            McpApprovalRequested(
+                str(item.get("id", "")), str(item.get("server_label", "")), str(item.get("name"))
+            )
+        )
+    return added
 
 
 def _output_item(event: dict[str, Any]) -> FunctionCallStarted | None:
@@ -108,6 +121,17 @@ def _output_item(event: dict[str, Any]) -> FunctionCallStarted | None:
     if item.get("type") != "function_call" or not item.get("id"):
         return None
     return FunctionCallStarted(str(item["id"]), str(item.get("name", "")))
+
+
+def _output_item_done(event: dict[str, Any]) -> McpCallDone | None:
+    item = _table(event, "item")
+    if item.get("type") != "mcp_call":
+        return None
+    error = item.get("error")
+    problem = None
+    if error:
+        problem = str(error.get("message", error)) if isinstance(error, dict) else str(error)
+    return McpCallDone(str(item.get("server_label", "")), str(item.get("name", "")), problem)
 
 
 def _function_done(event: dict[str, Any]) -> FunctionCallDone:
@@ -138,11 +162,11 @@ def _error(event: dict[str, Any]) -> ServerError:
     return ServerError(field("code"), field("message"), field("event_id"))
 
 
-_Parser = Callable[[dict[str, Any]], ServerEvent | None]
+_Parser = Callable[[dict[str, Any]], ServerEvent | list[ServerEvent] | None]
 
 #: Events named alike in both dialects.
 _COMMON: dict[str, _Parser] = {
-    "session.updated": lambda _e: SessionReady(),
+    "session.updated": lambda e: SessionReady(_expires_at(e)),
     "input_audio_buffer.speech_started": lambda _e: SpeechStarted(),
     "input_audio_buffer.speech_stopped": lambda _e: SpeechStopped(),
     "response.created": _response_created,
@@ -155,6 +179,7 @@ _COMMON: dict[str, _Parser] = {
         _text(e, "item_id"), _text(e, "transcript")
     ),
     "response.output_item.added": _output_item,
+    "response.output_item.done": _output_item_done,
     "response.function_call_arguments.done": _function_done,
     "error": _error,
 }
@@ -181,64 +206,95 @@ class RealtimeAdapter:
         for internal, parser in _OUTPUT.items():
             self._parsers[wire_name(dialect, internal)] = parser
 
-    def parse(self, message: str | bytes) -> ServerEvent | None:
-        """The event in one server message; None for one that matters to no decision."""
+    def parse(self, message: str | bytes) -> list[ServerEvent]:
+        """The events in one server message; none for one that matters to no decision."""
         try:
             event = json.loads(message)
         except (ValueError, TypeError):
-            return None
+            return []
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-            return None
+            return []
         parser = self._parsers.get(event["type"])
         if parser is None:
-            return None
+            return []
         try:
-            return parser(event)
+            parsed = parser(event)
         except MalformedEvent:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise MalformedEvent(event["type"], repr(exc)) from None
+        if parsed is None:
+            return []
+        return parsed if isinstance(parsed, list) else [parsed]
 
-    def encode(self, request: ClientRequest) -> str:
-        """The wire text of ``request``."""
+    def encode(self, request: ClientRequest) -> list[str]:
+        """The wire texts of ``request``."""
         if isinstance(request, AppendAudio):
             # Built by hand: this runs every 20 ms per call, and json.dumps of a dict is slower.
             payload = base64.b64encode(request.audio).decode("ascii")
-            return '{"type":"input_audio_buffer.append","audio":"' + payload + '"}'
-        return json.dumps(self.wire(request), separators=(",", ":"))
+            return ['{"type":"input_audio_buffer.append","audio":"' + payload + '"}']
+        return [json.dumps(event, separators=(",", ":")) for event in self.wire(request)]
 
-    def wire(self, request: ClientRequest) -> dict[str, Any]:
-        """The wire event of ``request`` as a dict (what ``encode`` serialises)."""
+    def wire(self, request: ClientRequest) -> list[dict[str, Any]]:
+        """The wire events of ``request`` as dicts (what ``encode`` serialises)."""
         if isinstance(request, ConfigureSession):
-            return {"type": "session.update", "session": session_body(self.dialect, request.spec)}
+            update = {"type": "session.update", "session": session_body(self.dialect, request.spec)}
+            # A replacement session starts from the conversation so far (one item per line).
+            history = [
+                self._history_item(index, turn) for index, turn in enumerate(request.spec.history)
+            ]
+            return [update, *history]
         if isinstance(request, SetAudioFormat):
             body = format_update_body(self.dialect, request.codec)
-            return {"type": "session.update", "session": body}
+            return [{"type": "session.update", "session": body}]
         if isinstance(request, AppendAudio):
             audio = base64.b64encode(request.audio).decode("ascii")
-            return {"type": "input_audio_buffer.append", "audio": audio}
+            return [{"type": "input_audio_buffer.append", "audio": audio}]
         if isinstance(request, Truncate):
-            return {
-                "type": "conversation.item.truncate",
-                "item_id": request.item_id,
-                "content_index": 0,
-                "audio_end_ms": request.audio_end_ms,
-            }
+            return [
+                {
+                    "type": "conversation.item.truncate",
+                    "item_id": request.item_id,
+                    "content_index": 0,
+                    "audio_end_ms": request.audio_end_ms,
+                }
+            ]
         if isinstance(request, CancelResponse):
-            return {"type": "response.cancel"}
+            return [{"type": "response.cancel"}]
         if isinstance(request, CreateResponse):
             response: dict[str, Any] = {}
             if request.instructions is not None:
                 response["instructions"] = request.instructions
             if request.tag is not None:
                 response["metadata"] = {REQUEST_TAG: request.tag}
-            return {"type": "response.create", "response": response}
+            return [{"type": "response.create", "response": response}]
         if isinstance(request, CreateItem):
-            return {"type": "conversation.item.create", "item": _item(request.item)}
-        raise TypeError(f"not a client request: {request!r}")
+            if isinstance(request.item, McpApproval) and self.dialect is not Dialect.GA:
+                return []  # the beta dialect has no server-side MCP tools
+            return [{"type": "conversation.item.create", "item": _item(request.item)}]
+        # GPT-Live's delegation results and graceful close have no Realtime equivalent: the
+        # socket's close ends a Realtime session.
+        return []
+
+    def _history_item(self, index: int, turn: Turn) -> dict[str, Any]:
+        if turn.role == "user":
+            return {
+                "type": "conversation.item.create",
+                "item": _item(Message(f"history_{index:04d}", "user", turn.text)),
+            }
+        kind = "output_text" if self.dialect is Dialect.GA else "text"
+        return {
+            "type": "conversation.item.create",
+            "item": {
+                "id": f"history_{index:04d}",
+                "type": "message",
+                "role": "assistant",
+                "content": [{"type": kind, "text": turn.text}],
+            },
+        }
 
 
-def _item(item: Any) -> dict[str, Any]:
+def _item(item: FunctionOutput | Message | McpApproval) -> dict[str, Any]:
     if isinstance(item, FunctionOutput):
         return {
             "id": item.item_id,
@@ -246,6 +302,16 @@ def _item(item: Any) -> dict[str, Any]:
             "call_id": item.call_id,
             "output": item.output,
         }
+    if isinstance(item, McpApproval):
+        approval: dict[str, Any] = {
+            "id": item.item_id,
+            "type": "mcp_approval_response",
+            "approval_request_id": item.approval_request_id,
+            "approve": item.approve,
+        }
+        if item.reason:
+            approval["reason"] = item.reason
+        return approval
     return {
         "id": item.item_id,
         "type": "message",

@@ -102,29 +102,46 @@ def session_body(dialect: Dialect, spec: SessionSpec) -> dict[str, Any]:
     """The ``session`` object of a ``session.update`` in ``dialect``.
 
     Settings a dialect does not have are left out rather than sent and rejected: temperature
-    exists only in beta, stored prompts and ``idle_timeout_ms`` only in GA.
+    exists only in beta; stored prompts, ``idle_timeout_ms``, output speed, noise reduction
+    strength, reasoning effort, truncation and server-side MCP tools only in GA.
     """
     fmt = audio_format(dialect, spec.codec)
     turn = dict(spec.turn_detection) if spec.turn_detection is not None else None
     transcription = {"model": spec.transcription_model} if spec.transcription_model else None
-    noise = {"type": spec.noise_reduction} if spec.noise_reduction else None
+    noise: dict[str, Any] | None = {"type": spec.noise_reduction} if spec.noise_reduction else None
     session: dict[str, Any]
+    tools = list(spec.tools)
     if dialect is Dialect.GA:
         audio_in: dict[str, Any] = {"format": fmt, "turn_detection": turn}
         if transcription:
             audio_in["transcription"] = transcription
         if noise:
+            if spec.noise_reduction_strength:
+                noise["strength"] = spec.noise_reduction_strength
             audio_in["noise_reduction"] = noise
+        audio_out: dict[str, Any] = {"format": fmt, "voice": spec.voice}
+        if spec.speed != 1.0:
+            audio_out["speed"] = spec.speed
         session = {
             "type": "realtime",
             "output_modalities": ["audio"],
             "instructions": spec.instructions,
-            "audio": {"input": audio_in, "output": {"format": fmt, "voice": spec.voice}},
+            "audio": {"input": audio_in, "output": audio_out},
         }
         if spec.max_output_tokens:
             session["max_output_tokens"] = spec.max_output_tokens
         if spec.prompt:
             session["prompt"] = spec.prompt
+        if spec.reasoning_effort:
+            session["reasoning"] = {"effort": spec.reasoning_effort}
+        if spec.truncation == "retention_ratio":
+            session["truncation"] = {
+                "type": "retention_ratio",
+                "retention_ratio": spec.retention_ratio,
+            }
+        elif spec.truncation:
+            session["truncation"] = spec.truncation
+        tools.extend(spec.server_tools)
     else:
         if turn is not None:
             turn.pop("idle_timeout_ms", None)
@@ -144,8 +161,8 @@ def session_body(dialect: Dialect, spec: SessionSpec) -> dict[str, Any]:
             session["temperature"] = spec.temperature
         if spec.max_output_tokens:
             session["max_response_output_tokens"] = spec.max_output_tokens
-    if spec.tools:
-        session["tools"] = spec.tools
+    if tools:
+        session["tools"] = tools
         session["tool_choice"] = "auto"
     return session
 

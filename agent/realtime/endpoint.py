@@ -1,8 +1,11 @@
-"""Where a realtime session connects to: URL, auth headers and dialect, from settings.
+"""Where a realtime session connects to: URL, auth headers, protocol and dialect, from
+settings.
 
-The dialect follows from provider and API version, never from guessing at server replies:
-OpenAI and Azure's ``/openai/v1/realtime`` speak GA; Azure's ``api-version=2025-04-01-preview``
-speaks beta.
+The protocol is the profile's (``realtime.protocol``: the Realtime API or GPT-Live); the
+dialect follows from provider and API version, never from guessing at server replies: OpenAI
+and Azure's ``/openai/v1/realtime`` speak GA; Azure's ``api-version=2025-04-01-preview`` speaks
+beta. A GPT-Live session also has a delegation endpoint: the Responses WebSocket its tools run
+through.
 """
 
 from __future__ import annotations
@@ -15,6 +18,22 @@ from agent.realtime.dialect import Dialect
 from agent.realtime.models import model_warnings
 
 OPENAI_REALTIME_URL = "wss://api.openai.com/v1/realtime"
+OPENAI_LIVE_URL = "wss://api.openai.com/v1/live/sessions"
+OPENAI_RESPONSES_URL = "wss://api.openai.com/v1/responses"
+#: Where a server speaking GPT-Live (ours, a custom one) has its Responses WebSocket.
+RESPONSES_PATH = "/v1/responses"
+LIVE_PATH = "/v1/live/sessions"
+REALTIME = "realtime"
+LIVE = "live"
+
+
+@dataclass(frozen=True)
+class DelegationEndpoint:
+    """The Responses WebSocket a GPT-Live call's delegated work (its tools) runs through."""
+
+    url: str
+    model: str
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -23,9 +42,15 @@ class RealtimeEndpoint:
     url: str
     dialect: Dialect
     headers: dict[str, str] = field(default_factory=dict, repr=False)
+    #: "realtime" or "live".
+    protocol: str = REALTIME
+    #: GPT-Live only: where delegated work goes.
+    delegation: DelegationEndpoint | None = None
 
     def describe(self) -> str:
-        """One line for logs: provider, URL and dialect; headers (keys) are never included."""
+        """One line for logs: provider, URL and protocol; headers (keys) are never included."""
+        if self.protocol == LIVE:
+            return f"{self.provider} {self.url} (GPT-Live)"
         return f"{self.provider} {self.url} ({self.dialect.value} dialect)"
 
 
@@ -50,11 +75,18 @@ def _check_ws_url(url: str, where: str) -> None:
         raise ConfigError(f"{where}: {url!r} is not a ws:// or wss:// URL")
 
 
+def _origin(url: str, scheme: str | None = None) -> str:
+    parts = urlsplit(url)
+    return f"{scheme or parts.scheme}://{parts.netloc}"
+
+
 def resolve_endpoint(settings: Settings, local_url: str | None = None) -> RealtimeEndpoint:
-    """Build the endpoint for the configured provider.
+    """Build the endpoint for the configured provider and protocol.
 
     ``local_url`` is the URL of the in-process local server, used for provider "local".
     """
+    if settings.realtime.protocol == LIVE:
+        return _live_endpoint(settings, local_url)
     rt = settings.realtime
     secrets = settings.secrets
     provider = choose_provider(settings)
@@ -84,23 +116,9 @@ def resolve_endpoint(settings: Settings, local_url: str | None = None) -> Realti
 def _azure_endpoint(settings: Settings) -> RealtimeEndpoint:
     rt = settings.realtime
     secrets = settings.secrets
-    missing = [
-        name
-        for name, value in (
-            ("AZURE_OPENAI_API_KEY", secrets.azure_api_key),
-            ("AZURE_OPENAI_ENDPOINT", secrets.azure_endpoint),
-        )
-        if not value
-    ]
-    if missing:
-        raise ConfigError(f"realtime.provider is 'azure' but {', '.join(missing)} is not set")
+    host = _azure_base(settings)
     deployment = secrets.azure_deployment or rt.model
     api_version = rt.azure_api_version or secrets.azure_api_version
-    base = secrets.azure_endpoint.rstrip("/")
-    parts = urlsplit(base)
-    if parts.scheme not in ("https", "wss") or not parts.hostname:
-        raise ConfigError(f"AZURE_OPENAI_ENDPOINT: {base!r} is not an https:// URL")
-    host = f"wss://{parts.netloc}"
     headers = {"api-key": secrets.azure_api_key}
     if not api_version or api_version == "v1":
         url = f"{host}/openai/v1/realtime?{urlencode({'model': deployment})}"
@@ -111,9 +129,101 @@ def _azure_endpoint(settings: Settings) -> RealtimeEndpoint:
     return RealtimeEndpoint("azure", url, dialect, headers)
 
 
+def _live_endpoint(settings: Settings, local_url: str | None) -> RealtimeEndpoint:
+    """GPT-Live: one URL with no query (the model goes in ``session.start``), plus the
+    Responses WebSocket for delegated work."""
+    rt, live, secrets = settings.realtime, settings.live, settings.secrets
+    provider = choose_provider(settings)
+    headers: dict[str, str] = {}
+    if provider == "local":
+        if local_url is None:
+            raise ConfigError("realtime: the local backend is not running")
+        url = _origin(local_url) + LIVE_PATH
+        delegation_url = _origin(local_url) + RESPONSES_PATH
+    elif provider == "openai":
+        if not secrets.openai_api_key:
+            raise ConfigError("realtime.provider is 'openai' but OPENAI_API_KEY is not set")
+        url, delegation_url = OPENAI_LIVE_URL, OPENAI_RESPONSES_URL
+        headers = {"Authorization": f"Bearer {secrets.openai_api_key}"}
+    elif provider == "azure":
+        base = _azure_base(settings)
+        url = base + live.azure_path
+        delegation_url = base + "/openai/v1/responses"
+        headers = {"api-key": secrets.azure_api_key}
+    else:
+        if not rt.url:
+            raise ConfigError("realtime.provider is 'custom' but realtime.url is empty")
+        _check_ws_url(rt.url, "realtime.url")
+        if urlsplit(rt.url).query:
+            raise ConfigError("realtime.url: GPT-Live takes no query parameters in its URL")
+        url = rt.url
+        delegation_url = _origin(rt.url) + RESPONSES_PATH
+        if secrets.realtime_api_key:
+            headers = {"Authorization": f"Bearer {secrets.realtime_api_key}"}
+    if live.delegation_url:
+        delegation_url = live.delegation_url
+    delegation = DelegationEndpoint(delegation_url, live.delegation_model, dict(headers))
+    return RealtimeEndpoint(provider, url, Dialect.GA, headers, LIVE, delegation)
+
+
+def _azure_base(settings: Settings) -> str:
+    """``wss://<resource host>`` from AZURE_OPENAI_ENDPOINT, with the key checked."""
+    secrets = settings.secrets
+    missing = [
+        name
+        for name, value in (
+            ("AZURE_OPENAI_API_KEY", secrets.azure_api_key),
+            ("AZURE_OPENAI_ENDPOINT", secrets.azure_endpoint),
+        )
+        if not value
+    ]
+    if missing:
+        raise ConfigError(f"realtime.provider is 'azure' but {', '.join(missing)} is not set")
+    base = secrets.azure_endpoint.rstrip("/")
+    parts = urlsplit(base)
+    if parts.scheme not in ("https", "wss") or not parts.hostname:
+        raise ConfigError(f"AZURE_OPENAI_ENDPOINT: {base!r} is not an https:// URL")
+    return f"wss://{parts.netloc}"
+
+
 def configuration_warnings(settings: Settings, endpoint: RealtimeEndpoint) -> list[str]:
-    """Deprecated models (realtime, Azure deployment, caller transcription) and the deprecated
-    beta dialect, one line each: logged at start and printed by ``voice-agent check``."""
+    """Deprecated models (session model, Azure deployment, caller transcription), a model for
+    the other API, settings the protocol ignores and the deprecated beta dialect, one line each:
+    logged at start and printed by ``voice-agent check``."""
+    if endpoint.protocol == LIVE:
+        return model_warnings((settings.live.model,), False, LIVE) + _live_ignores(settings)
     deployment = settings.secrets.azure_deployment if endpoint.provider == "azure" else ""
-    models = (settings.realtime.model, deployment, settings.agent.input_transcription_model)
-    return model_warnings(models, endpoint.dialect is Dialect.BETA)
+    models = (
+        deployment or settings.realtime.model,
+        settings.realtime.model,
+        settings.agent.input_transcription_model,
+    )
+    warnings = model_warnings(models, endpoint.dialect is Dialect.BETA, REALTIME)
+    if endpoint.dialect is Dialect.BETA:
+        warnings.extend(_beta_ignores(settings))
+    return warnings
+
+
+def _live_ignores(settings: Settings) -> list[str]:
+    """Realtime settings a GPT-Live session has no place for (its server owns turn-taking)."""
+    profile, defaults = settings.agent, type(settings.agent)()
+    ignored = [
+        name
+        for name in ("turn_detection", "speed", "reasoning_effort", "truncation", "prompt")
+        if getattr(profile, name) != getattr(defaults, name)
+    ]
+    if settings.tools.server_mcp:
+        ignored.append("[[tools.server_mcp]]")
+    return [f"GPT-Live has no {name}: the setting is ignored" for name in ignored]
+
+
+def _beta_ignores(settings: Settings) -> list[str]:
+    profile, defaults = settings.agent, type(settings.agent)()
+    ignored = [
+        f"agent.{name}"
+        for name in ("speed", "reasoning_effort", "truncation", "noise_reduction_strength")
+        if getattr(profile, name) != getattr(defaults, name)
+    ]
+    if settings.tools.server_mcp:
+        ignored.append("[[tools.server_mcp]]")
+    return [f"the beta dialect has no {name}: the setting is ignored" for name in ignored]

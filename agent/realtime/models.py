@@ -13,6 +13,12 @@ from typing import Final
 
 #: The Realtime model a profile gets when it names none.
 DEFAULT_REALTIME_MODEL: Final = "gpt-realtime-2.1"
+#: The GPT-Live model a profile gets with ``realtime.protocol = "live"`` when it names none.
+DEFAULT_LIVE_MODEL: Final = "gpt-live-1.1"
+#: The GPT-Live models (served on ``/v1/live`` only; the Realtime API does not take them).
+LIVE_MODELS: Final = ("gpt-live-1", "gpt-live-1.1")
+#: The Responses model that does a GPT-Live call's delegated work (OpenAI's recommendation).
+DEFAULT_DELEGATION_MODEL: Final = "gpt-5.6-terra"
 #: Current caller-transcription model, for profiles that want caller turns from a cloud backend.
 DEFAULT_TRANSCRIPTION_MODEL: Final = "gpt-realtime-whisper"
 
@@ -79,12 +85,43 @@ BETA_DIALECT_NOTICE: Final = (
 )
 
 
-def model_warnings(models: tuple[str, ...], beta_dialect: bool) -> list[str]:
-    """What to warn about for a configuration using ``models`` (realtime, deployment,
-    transcription, in any order; empty names are skipped) and, when ``beta_dialect``, the
-    deprecated beta dialect."""
+def is_live_model(model: str) -> bool:
+    """True for a GPT-Live model name (or a dated snapshot of one)."""
+    name = model.strip()
+    return any(name == live or name.startswith(f"{live}-") for live in LIVE_MODELS)
+
+
+def protocol_warning(model: str, protocol: str) -> str | None:
+    """A model sent to the other API: GPT-Live models are not served on the Realtime API and
+    Realtime models not on GPT-Live. Unknown names (an Azure deployment) are not judged."""
+    name = model.strip()
+    if protocol == "live" and (name in DEPRECATED or name.startswith("gpt-realtime")):
+        return (
+            f"model {name!r} is a Realtime model, but realtime.protocol is 'live': "
+            f"GPT-Live sessions need a GPT-Live model such as {DEFAULT_LIVE_MODEL!r} (live.model)"
+        )
+    if protocol == "realtime" and is_live_model(name):
+        return (
+            f"model {name!r} is a GPT-Live model, which the Realtime API does not serve: "
+            "set realtime.protocol = 'live' (and live.model), or use a Realtime model such as "
+            f"{DEFAULT_REALTIME_MODEL!r}"
+        )
+    return None
+
+
+def model_warnings(
+    models: tuple[str, ...], beta_dialect: bool, protocol: str = "realtime"
+) -> list[str]:
+    """What to warn about for a configuration using ``models`` (the session's model first,
+    then a deployment and the transcription model, in any order; empty names are skipped) on
+    ``protocol`` and, when ``beta_dialect``, the deprecated beta dialect."""
     warnings: list[str] = []
-    for name in dict.fromkeys(m for m in models if m):
+    named = [m for m in models if m]
+    if named:
+        mismatch = protocol_warning(named[0], protocol)
+        if mismatch is not None:
+            warnings.append(mismatch)
+    for name in dict.fromkeys(named):
         notice = deprecation(name)
         if notice is not None:
             warnings.append(notice.warning())

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent.bridge.requests import ConfigureSession, SessionSpec
-from agent.config import AgentProfile, TurnDetection
+from agent.config import AgentProfile, LiveSettings, TurnDetection
 from agent.realtime.adapter import RealtimeAdapter
 from agent.realtime.dialect import Dialect
 
@@ -61,8 +61,11 @@ def session_spec(
     *,
     call_vars: Mapping[str, str] | None = None,
     tools: list[dict[str, Any]] | None = None,
+    server_tools: list[dict[str, Any]] | None = None,
+    live: LiveSettings | None = None,
 ) -> SessionSpec:
-    """The profile's session settings for one call, in no dialect's shape."""
+    """The profile's session settings for one call, in no protocol's shape (``live``: the
+    GPT-Live settings, for a Live session)."""
     return SessionSpec(
         instructions=profile.instructions,
         voice=profile.voice,
@@ -70,10 +73,18 @@ def session_spec(
         turn_detection=turn_detection_config(profile.turn_detection),
         transcription_model=profile.input_transcription_model,
         noise_reduction=profile.noise_reduction,
+        noise_reduction_strength=profile.noise_reduction_strength,
         max_output_tokens=profile.max_output_tokens,
         temperature=profile.temperature,
+        speed=profile.speed,
+        reasoning_effort=profile.reasoning_effort,
+        truncation=profile.truncation,
+        retention_ratio=profile.truncation_retention_ratio,
         prompt=prompt_reference(profile, call_vars or {}),
         tools=list(tools or []),
+        server_tools=list(server_tools or []),
+        model=live.model if live is not None else "",
+        acknowledgement_delay_ms=live.acknowledgement_delay_ms if live is not None else 0,
     )
 
 
@@ -91,4 +102,4 @@ def session_update(
     (``caller``, ``dialed``, ``call_id``); ``tools`` are function tool definitions.
     """
     spec = session_spec(profile, codec, call_vars=call_vars, tools=tools)
-    return RealtimeAdapter(dialect).wire(ConfigureSession(spec))
+    return RealtimeAdapter(dialect).wire(ConfigureSession(spec))[0]

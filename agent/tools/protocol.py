@@ -20,7 +20,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agent.bridge.events import FunctionCallDone
-from agent.bridge.requests import ClientRequest, CreateItem, CreateResponse, FunctionOutput, Message
+from agent.bridge.requests import (
+    ClientRequest,
+    CreateItem,
+    CreateResponse,
+    FunctionOutput,
+    McpApproval,
+    Message,
+)
 
 #: An item is asked about at most this often (a server that never acknowledges items nor
 #: echoes tags must not get endless response requests).
@@ -106,6 +113,14 @@ class ToolProtocol:
         """A text message in the conversation, e.g. the keys the caller pressed."""
         return self._add(Message(self._key("msg"), role, text), respond, response_active)
 
+    def approval(
+        self, request_id: str, approve: bool, reason: str, *, response_active: bool
+    ) -> list[ClientRequest]:
+        """Our answer to a server-side MCP tool's approval request; the model goes on with a
+        response, as after a function's output."""
+        item = McpApproval(self._key("mcp"), request_id, approve, reason)
+        return self._add(item, True, response_active)
+
     @property
     def waiting_for_response(self) -> bool:
         """Some output or note has not been answered by a response yet."""
@@ -118,7 +133,7 @@ class ToolProtocol:
         return f"tool_{kind}_{self._next_key:06d}"
 
     def _add(
-        self, item: FunctionOutput | Message, respond: bool, response_active: bool
+        self, item: FunctionOutput | Message | McpApproval, respond: bool, response_active: bool
     ) -> list[ClientRequest]:
         requests: list[ClientRequest] = [CreateItem(item)]
         if respond:

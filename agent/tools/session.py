@@ -60,8 +60,9 @@ class CallTools:
     async def run(
         self, name: str, arguments: str, *, call_id: str | None, origin: str
     ) -> ToolResult:
-        """Run ``name``: a model's function call, or a key's action (``origin`` dtmf:<digit>)."""
-        runner = self._model_runner if origin == "model" else self._key_runner
+        """Run ``name``: a model's function call (``origin`` model, or delegation when GPT-Live
+        delegated the work), or a key's action (``origin`` dtmf:<digit>)."""
+        runner = self._model_runner if origin in ("model", "delegation") else self._key_runner
         return await runner.invoke(name, arguments, call_id=call_id, origin=origin)
 
     def spawn(self, work: Any, name: str) -> None:
