@@ -571,7 +571,7 @@ def test_audio_runs_ahead_of_real_time_by_at_most_lead_ms(lead_ms: int) -> None:
 # ---- delegation and context ----------------------------------------------------------------------
 
 
-def test_a_tool_intent_is_spoken_then_delegated_and_the_commentary_is_spoken() -> None:
+def test_a_tool_intent_is_delegated_then_acknowledged_and_the_commentary_is_spoken() -> None:
     h, voice = scripted(transcriber=FixedTranscriber("transfer me to a human please"))
     h.start()
     events = h.speak(turn()) + h.advance(4.0)
@@ -579,18 +579,21 @@ def test_a_tool_intent_is_spoken_then_delegated_and_the_commentary_is_spoken() -
     # The voice offered every function of the script, so the brain delegates rather than
     # saying the transfer is unavailable.
     assert {"transfer_call", "end_call"} <= set(request.tools)
-    assert said(events) == "Let me put you through to a colleague."
     created = one(events, "session.delegation.created")
-    kinds = types(events)
-    assert kinds.index("session.delegation.created") > max(
-        i for i, k in enumerate(kinds) if k == "session.output_audio.delta"
-    )
     delegation = created["delegation"]
     assert delegation["id"].startswith("item_")
     assert (delegation["type"], delegation["target"]) == ("delegation", "client")
-    last_word = of_type(events, "session.output_transcript.delta")[-1]
-    assert created["offset_ms"] == last_word["end_ms"]  # placed where the reply ends
     assert h.protocol.delegations[delegation["id"]].name == "transfer_call"
+    # Created as the brain decided (when the caller's turn ended), before any of the agent's
+    # audio, and still after the caller's words: a client knows what the task is about.
+    kinds = types(events)
+    assert kinds.index("session.delegation.created") < kinds.index("session.output_audio.delta")
+    assert kinds.index("session.delegation.created") > kinds.index("session.input_transcript.delta")
+    assert created["offset_ms"] == pytest.approx(200 + 1200 + SPEECH_END_MS, abs=60)
+    # The intent's reply is the spoken acknowledgement (a delay of 0: at once).
+    assert said(events) == "Let me put you through to a colleague."
+    first_word = of_type(events, "session.output_transcript.delta")[0]
+    assert first_word["start_ms"] == pytest.approx(created["offset_ms"], abs=20)
 
     commentary = context("commentary", "Transferring you now.", delegation["id"], event_id="evt_c")
     answered = h.send(commentary) + h.advance(3.0)
@@ -604,6 +607,29 @@ def test_a_tool_intent_is_spoken_then_delegated_and_the_commentary_is_spoken() -
     assert said(answered).strip() == "Transferring you now."
     assert rms_dbfs(audio_of(answered)) > -30
     assert voice.requests[-1].say == "Transferring you now."
+
+
+def test_the_acknowledgement_waits_its_delay() -> None:
+    h, _ = scripted(transcriber=FixedTranscriber("transfer me to a human please"))
+    h.start(delegation={"type": "client", "acknowledgement_delay_ms": 600})
+    events = h.speak(turn()) + h.advance(4.0)
+    created = one(events, "session.delegation.created")
+    first_word = of_type(events, "session.output_transcript.delta")[0]
+    assert first_word["start_ms"] == pytest.approx(created["offset_ms"] + 600, abs=20)
+    assert said(events) == "Let me put you through to a colleague."
+
+
+@pytest.mark.parametrize("kind", ["commentary", "thinking"])
+def test_context_before_the_delay_cancels_the_pending_acknowledgement(kind: str) -> None:
+    h, _ = scripted(transcriber=FixedTranscriber("transfer me to a human please"))
+    h.start(delegation={"type": "client", "acknowledgement_delay_ms": 2000})
+    events = h.speak(turn()) + h.advance(0.5)
+    created = one(events, "session.delegation.created")
+    assert of_type(events, "session.output_audio.delta") == []
+    answered = h.send(context(kind, "Transferring you now.", created["delegation"]["id"]))
+    answered += h.advance(4.0)
+    # Only the client's words are said (or nothing, for silent thinking).
+    assert said(answered).strip() == ("Transferring you now." if kind == "commentary" else "")
 
 
 def test_context_for_an_unknown_delegation_is_an_error() -> None:

@@ -16,7 +16,7 @@ caller's clock).
   bug of ours, which the transport answers with ``error_event``.
 - ``poll(now)`` returns what became due by ``now`` without a client frame: caller transcript
   deltas whose speech-to-text finished, a reply's audio and transcript (paced), a
-  delegation once its reply was spoken, usage updates, the expiry's ``session.closed``.
+  delegation once its reply is planned, usage updates, the expiry's ``session.closed``.
 - ``next_deadline()`` says when ``poll`` next has something to send, or None: then nothing
   happens until the next frame or until ``waker`` is called. Poll at or after the deadline;
   polling early or often is harmless.
@@ -38,9 +38,12 @@ What a session does: the caller's audio runs through the VAD continuously; speec
 while the agent speaks stops the agent at once (barge-in); the caller's words are
 transcribed as they speak; a turn's end is answered by the responder, whose reply is spoken
 paced at most ``lead_ms`` ahead of real time. The voice has no tools: when the reply calls
-one, the reply is spoken and then the task is handed to the client as a delegation, which
-the client answers with ``session.commentary.append`` (spoken as it is) or
-``session.thinking.append`` (kept silently). Inside, each job has its part: the
+one, the task is handed to the client as a delegation (``session.delegation.created``) the
+moment the reply is planned, and the reply's own words are its spoken acknowledgement,
+which starts ``acknowledgement_delay_ms`` later unless the client's commentary or thinking
+came first (it cancels a pending acknowledgement, as on the real server). The client
+answers with ``session.commentary.append`` (spoken as it is) or ``session.thinking.append``
+(kept silently). Inside, each job has its part: the
 configuration (``session_config``), the caller's audio and turns (``caller_input``), their
 transcript (``caller_transcript``) and the agent's voice (``speaker``), all writing into one
 ``LiveOutbox``; this class routes client events to them and joins them up.
@@ -291,7 +294,7 @@ class LiveProtocol:
             chunk_ms=self._chunk_ms,
             lead_ms=self._lead_ms,
             wake=self._wake,
-            on_spoken=self._spoken_out,
+            on_tool_call=self._delegate,
         )
         self._out.send("session.started", client_event_id=cid, session=config.resource())
 
@@ -320,6 +323,7 @@ class LiveProtocol:
         self._out.send(kind, client_event_id=cid)
 
     def _on_context(self, event: dict[str, Any], cid: str | None) -> None:
+        assert self._speaker is not None
         append = context_append(event)
         if append.delegation_id is not None and append.delegation_id not in self._delegations:
             raise ProtocolError(
@@ -330,6 +334,9 @@ class LiveProtocol:
             )
         self._context.append(append)
         del self._context[:-MAX_CONTEXT]
+        if append.kind in ("commentary", "thinking"):
+            # The client spoke up about the work: a pending acknowledgement is moot.
+            self._speaker.cancel_acknowledgement()
         at = timeline_ms(self._now - self._started_at)
         self._out.send(
             f"session.{append.kind}.appended", client_event_id=cid, start_ms=at, end_ms=at
@@ -377,20 +384,20 @@ class LiveProtocol:
             )
         )
 
-    def _spoken_out(self, plan: ReplyPlan, ends: float) -> None:
-        """An utterance was all sent; a function it calls becomes the client's task now, placed
-        on the timeline where the utterance ends."""
-        if plan.tool_call is None:
-            return
+    def _delegate(self, plan: ReplyPlan, now: float) -> float:
+        """A reply calls a function: it becomes the client's task now, placed on the timeline
+        where it was decided; the reply's words wait the acknowledgement delay (seconds)."""
+        assert plan.tool_call is not None and self._config is not None
         delegation_id = new_id("item")
         self._delegations[delegation_id] = plan.tool_call
         while len(self._delegations) > MAX_DELEGATIONS:
             self._delegations.popitem(last=False)
         self._out.send(
             "session.delegation.created",
-            offset_ms=timeline_ms(ends - self._started_at),
+            offset_ms=timeline_ms(now - self._started_at),
             delegation={"id": delegation_id, "type": "delegation", "target": "client"},
         )
+        return int(self._config.delegation["acknowledgement_delay_ms"]) / 1000
 
     def _end(self, reason: str, cid: str | None = None) -> None:
         assert self._config is not None and self._speaker is not None

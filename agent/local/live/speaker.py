@@ -17,6 +17,13 @@ delta spanning the audio since the previous one; the last word (and any the rate
 reach) goes with the end of the audio, so an utterance's deltas span all of its audio. An
 interrupted utterance's transcript stops about where its audio did: the words the caller
 never heard are never sent. Live has no output-done event; an utterance just ends.
+
+An utterance whose plan calls a function is the acknowledgement of a delegation: the
+protocol hears of the call as soon as the plan is known (``on_tool_call``, which creates the
+delegation and says how long the acknowledgement must wait, Live's
+``acknowledgement_delay_ms``), and the acknowledgement's audio starts no earlier than that.
+Until its first chunk went out it is pending, and ``cancel_acknowledgement`` drops it (the
+client's commentary or thinking made it unnecessary).
 """
 
 from __future__ import annotations
@@ -57,6 +64,8 @@ class _Utterance:
     """Where the next transcript delta starts on the output timeline (s on the clock)."""
     starved: bool = False
     """The producer had no audio ready at the last look; its stream wakes us."""
+    hold_until: float | None = None
+    """A delegation's acknowledgement: no audio before this (clock seconds)."""
 
 
 class Speaker:
@@ -72,10 +81,11 @@ class Speaker:
         chunk_ms: int,
         lead_ms: int,
         wake: Callable[[], None],
-        on_spoken: Callable[[ReplyPlan, float], None],
+        on_tool_call: Callable[[ReplyPlan, float], float],
     ) -> None:
-        """``origin`` is the session's start on the clock; ``on_spoken`` hears of each
-        utterance whose audio was all sent, with the clock time it ends playing."""
+        """``origin`` is the session's start on the clock; ``on_tool_call`` hears of each
+        plan that calls a function, with the clock time it was planned by, and returns how
+        long (s) its words, the acknowledgement, must wait."""
         self._responder = responder
         self._codec = codec
         self._out = out
@@ -85,7 +95,7 @@ class Speaker:
         # A chunk must be able to go out before it starts playing.
         self._lead_s = max(lead_ms, chunk_ms) / 1000
         self._wake = wake
-        self._on_spoken = on_spoken
+        self._on_tool_call = on_tool_call
         self._queue: deque[ReplyRequest] = deque()
         self._current: _Utterance | None = None
         self._cursor = origin
@@ -116,6 +126,16 @@ class Speaker:
         self._queue.clear()
         return stopped
 
+    def cancel_acknowledgement(self) -> bool:
+        """Drop the current utterance if it is a delegation's acknowledgement none of whose
+        audio went out yet. True if one was dropped."""
+        current = self._current
+        if current is None or current.hold_until is None or current.audio_ms > 0:
+            return False
+        current.source.cancel()
+        self._current = None
+        return True
+
     def poll(self, now: float, floor_free: bool) -> None:
         """Start the next utterance if the floor is free, and send what is due by ``now``."""
         while self._step(now, floor_free):
@@ -128,7 +148,8 @@ class Speaker:
         current = self._current
         if current is None or current.plan is None or current.starved:
             return None
-        return self._cursor + self._chunk_s - self._lead_s
+        due = self._cursor + self._chunk_s - self._lead_s
+        return due if current.hold_until is None else max(due, current.hold_until)
 
     def close(self) -> None:
         """The session ended: stop the producer."""
@@ -154,6 +175,10 @@ class Speaker:
                 return False
             current.plan = plan
             current.words = re.findall(r"\s*\S+", plan.text)
+            if plan.tool_call is not None:
+                current.hold_until = now + self._on_tool_call(plan, now)
+        if current.hold_until is not None and now < current.hold_until:
+            return False
         if max(self._cursor, now) + self._chunk_s - self._lead_s > now:
             return False
         try:
@@ -202,8 +227,6 @@ class Speaker:
             current.transcript_from = max(self._cursor, now)
         ends = max(self._cursor, current.transcript_from)
         self._send_words(current, len(current.words), ends)
-        assert current.plan is not None
-        self._on_spoken(current.plan, ends)
 
     def _send_words(self, current: _Utterance, upto: int, until: float) -> None:
         if upto <= current.next_word or current.transcript_from is None:
