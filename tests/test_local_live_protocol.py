@@ -23,14 +23,11 @@ from pydantic import BaseModel, TypeAdapter
 
 from agent.audio.g711 import ulaw_decode
 from agent.audio.levels import rms_dbfs
-from agent.local.backend import Backend
-from agent.local.brain import Brain, load_brain
 from agent.local.live.caller_input import MAX_APPEND_CHARS
 from agent.local.live.protocol import LiveProtocol
 from agent.local.live.session_config import DEFAULT_INSTRUCTIONS, MAX_HISTORY_MESSAGES
 from agent.local.replies import Reply, ReplyRequest
-from agent.local.synthetic_voice import synthesize_voice
-from agent.local.voice import decide
+from testbed.scripted import ScriptedVoice, scripted_backend
 from tests.local_helpers import silence, tone, wire_audio
 
 # ---- the oracle ----------------------------------------------------------------------------------
@@ -213,33 +210,6 @@ class CountingTranscriber:
         return future
 
 
-class FixedTranscriber:
-    """Hears ``text`` in any audio."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def submit(self, pcm: bytes, rate: int) -> Future[str]:
-        future: Future[str] = Future()
-        future.set_result(self.text)
-        return future
-
-
-class ScriptedVoice:
-    """The voice backend's decisions (its brain, through ``agent.local.voice.decide``) spoken
-    in the synthetic voice: the script's behaviour without loading a speech model."""
-
-    def __init__(self, brain: Brain) -> None:
-        self.brain = brain
-        self.requests: list[ReplyRequest] = []
-
-    def reply(self, request: ReplyRequest) -> Reply:
-        self.requests.append(request)
-        decision = decide(self.brain, request)
-        audio = synthesize_voice(decision.text).astype("<i2").tobytes() if decision.text else b""
-        return Reply(decision.text, iter([audio]), decision.tool_call)
-
-
 class LongResponder:
     """A 4 s reply, longer than any lead the tests set."""
 
@@ -247,12 +217,19 @@ class LongResponder:
         return Reply("A long reply.", iter([tone(4000, dbfs=-13).astype("<i2").tobytes()]))
 
 
-def scripted(**kwargs: Any) -> tuple[Harness, ScriptedVoice]:
-    """A harness whose responder is the shipped script, offered every function it names."""
-    brain = load_brain()
-    voice = ScriptedVoice(brain)
-    tools = Backend("scripted", lambda: voice, brain=brain).delegable_tools
-    return Harness(responder=voice, tools=tools, **kwargs), voice
+def scripted(heard: str = "", **kwargs: Any) -> tuple[Harness, ScriptedVoice]:
+    """A harness whose responder is the shipped script (hearing ``heard`` in every turn),
+    offered every function it names."""
+    backend, voices = scripted_backend(heard)
+    voice = backend.responder_factory()
+    assert isinstance(voice, ScriptedVoice) and voices == [voice]
+    harness = Harness(
+        responder=voice,
+        transcriber=backend.transcriber,
+        tools=backend.delegable_tools,
+        **kwargs,
+    )
+    return harness, voice
 
 
 # ---- starting a session --------------------------------------------------------------------------
@@ -484,7 +461,7 @@ def test_without_a_transcriber_there_is_no_caller_transcript() -> None:
 
 
 def test_the_reply_request_carries_the_turn_audio_and_its_transcript() -> None:
-    h, voice = scripted(transcriber=FixedTranscriber("what are your opening hours"))
+    h, voice = scripted("what are your opening hours")
     h.start(audio={"format": {"type": "audio/pcm", "rate": 16000}})
     events = h.speak(turn(16000), rate=16000) + h.advance(4.0)
     (request,) = voice.requests
@@ -572,7 +549,7 @@ def test_audio_runs_ahead_of_real_time_by_at_most_lead_ms(lead_ms: int) -> None:
 
 
 def test_a_tool_intent_is_delegated_then_acknowledged_and_the_commentary_is_spoken() -> None:
-    h, voice = scripted(transcriber=FixedTranscriber("transfer me to a human please"))
+    h, voice = scripted("transfer me to a human please")
     h.start()
     events = h.speak(turn()) + h.advance(4.0)
     request = voice.requests[0]
@@ -610,7 +587,7 @@ def test_a_tool_intent_is_delegated_then_acknowledged_and_the_commentary_is_spok
 
 
 def test_the_acknowledgement_waits_its_delay() -> None:
-    h, _ = scripted(transcriber=FixedTranscriber("transfer me to a human please"))
+    h, _ = scripted("transfer me to a human please")
     h.start(delegation={"type": "client", "acknowledgement_delay_ms": 600})
     events = h.speak(turn()) + h.advance(4.0)
     created = one(events, "session.delegation.created")
@@ -621,7 +598,7 @@ def test_the_acknowledgement_waits_its_delay() -> None:
 
 @pytest.mark.parametrize("kind", ["commentary", "thinking"])
 def test_context_before_the_delay_cancels_the_pending_acknowledgement(kind: str) -> None:
-    h, _ = scripted(transcriber=FixedTranscriber("transfer me to a human please"))
+    h, _ = scripted("transfer me to a human please")
     h.start(delegation={"type": "client", "acknowledgement_delay_ms": 2000})
     events = h.speak(turn()) + h.advance(0.5)
     created = one(events, "session.delegation.created")
