@@ -1,8 +1,8 @@
 """Sans-I/O tests of the local GPT-Live protocol, driven by a fake clock.
 
 Every server event the protocol emits validates against ``openai.types.live.ServerEvent``, and
-every client event the tests send as valid against ``openai.types.live.ClientEvent`` (the union
-as a ``TypeAdapter``, and the event's own model strictly, so an error names its field).
+every client event the tests send as valid against ``openai.types.live.ClientEvent``
+(``testbed.oracle``: the event's own model, strictly, so an error names its field).
 """
 
 from __future__ import annotations
@@ -10,16 +10,12 @@ from __future__ import annotations
 import base64
 import json
 import time
-import typing
 from concurrent.futures import Future
-from functools import cache
 from itertools import pairwise
 from typing import Any
 
 import numpy as np
-import openai.types.live as live
 import pytest
-from pydantic import BaseModel, TypeAdapter
 
 from agent.audio.g711 import ulaw_decode
 from agent.audio.levels import rms_dbfs
@@ -27,43 +23,27 @@ from agent.local.live.caller_input import MAX_APPEND_CHARS
 from agent.local.live.protocol import LiveProtocol
 from agent.local.live.session_config import DEFAULT_INSTRUCTIONS, MAX_HISTORY_MESSAGES
 from agent.local.replies import Reply, ReplyRequest
+from testbed.oracle import (
+    LIVE,
+    client_event_types,
+    server_event_types,
+    validate_client_event,
+    validate_server_event,
+)
 from testbed.scripted import ScriptedVoice, scripted_backend
 from tests.local_helpers import silence, tone, wire_audio
 
 # ---- the oracle ----------------------------------------------------------------------------------
 
 
-@cache
-def _adapter(side: str) -> TypeAdapter[Any]:
-    return TypeAdapter(live.ServerEvent if side == "server" else live.ClientEvent)
-
-
-@cache
-def _models(side: str) -> dict[str, type[BaseModel]]:
-    union = typing.get_args(live.ServerEvent if side == "server" else live.ClientEvent)[0]
-    return {
-        literal: model
-        for model in typing.get_args(union)
-        for literal in typing.get_args(model.model_fields["type"].annotation)
-    }
-
-
-def _validate(side: str, event: dict[str, Any]) -> None:
-    wire = json.dumps(event)
-    _adapter(side).validate_json(wire)
-    # The union alone would accept an unknown type's look-alike; the event's own model, in
-    # strict mode, names the offending field.
-    model = _models(side).get(str(event.get("type")))
-    assert model is not None, f"not a GPT-Live {side} event: {event.get('type')!r}"
-    model.model_validate_json(wire, strict=True)
-
-
 def validate_live_server_event(event: dict[str, Any]) -> None:
-    _validate("server", event)
+    assert event.get("type") in server_event_types(LIVE), event.get("type")
+    validate_server_event(LIVE, event)
 
 
 def validate_live_client_event(event: dict[str, Any]) -> None:
-    _validate("client", event)
+    assert event.get("type") in client_event_types(LIVE), event.get("type")
+    validate_client_event(LIVE, event)
 
 
 # ---- a harness with a fake clock -----------------------------------------------------------------
