@@ -16,11 +16,18 @@ PACKAGE = "agent.local"
 SOURCE = Path(__file__).resolve().parent.parent / "agent" / "local"
 
 
+def module_name(path: Path) -> str:
+    """``agent/local/live/speaker.py`` -> ``agent.local.live.speaker`` (a package's
+    ``__init__.py`` is the package)."""
+    parts = path.relative_to(SOURCE).with_suffix("").parts
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join((PACKAGE, *parts))
+
+
 def module_files() -> dict[str, Path]:
-    return {
-        PACKAGE if path.name == "__init__.py" else f"{PACKAGE}.{path.stem}": path
-        for path in sorted(SOURCE.glob("*.py"))
-    }
+    """Every module of ``agent.local``, its subpackages' included."""
+    return {module_name(path): path for path in sorted(SOURCE.rglob("*.py"))}
 
 
 def imported(tree: ast.Module, modules: set[str]) -> set[str]:
@@ -44,10 +51,15 @@ def import_graph() -> dict[str, set[str]]:
     for name, path in files.items():
         deps = imported(ast.parse(path.read_text(encoding="utf-8")), set(files))
         if name != PACKAGE:
-            deps.add(PACKAGE)
+            # Importing a module (or a subpackage) runs its parent package's __init__ first.
+            deps.add(_parent(name))
         deps.discard(name)
         graph[name] = deps
     return graph
+
+
+def _parent(module: str) -> str:
+    return module.rsplit(".", 1)[0]
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -80,6 +92,10 @@ def test_the_graph_is_read_from_the_source() -> None:
     # Lazy and TYPE_CHECKING imports count too.
     assert "agent.local.voice" in graph["agent.local.backend"]
     assert "agent.local.stt" in graph["agent.local.models"]
+    # Subpackages are walked, and each module depends on its own package.
+    assert "agent.local.live.protocol" in graph["agent.local.server"]
+    assert "agent.local.live" in graph["agent.local.live.speaker"]
+    assert "agent.local" in graph["agent.local.live"]
 
 
 def test_cycles_are_found() -> None:

@@ -8,13 +8,17 @@ the synthetic backend must not pay for the speech stack's imports.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from agent.local.responder import Responder, Transcriber
 from agent.local.synthetic_voice import SyntheticResponder
 from agent.local.vad import EnergyVad, VadFactory
+
+if TYPE_CHECKING:
+    from agent.local.brain import Brain
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,8 @@ class Backend:
     """The parts a ``LocalRealtimeServer`` builds each connection's protocol from.
 
     ``warm_up`` starts loading models in the background, so the first call does not wait.
+    ``brain`` is the script behind the responder, if it has one: the Responses endpoint asks
+    it directly (a text answer needs no speech), and GPT-Live sessions offer its functions.
     """
 
     name: str
@@ -29,6 +35,19 @@ class Backend:
     vad_factory: VadFactory = EnergyVad
     transcriber: Transcriber | None = None
     warm_up: Callable[[], None] | None = None
+    brain: Brain | None = None
+
+    @property
+    def delegable_tools(self) -> Mapping[str, Mapping[str, Any]]:
+        """Every function the brain may call, with empty argument schemas.
+
+        A GPT-Live voice has no tools of its own: it hands the task to the client, which
+        knows what it can do. So the voice offers the brain all its functions, and a caller
+        asking for one is answered with the intent's reply and a delegation, never with the
+        script's "unavailable" line.
+        """
+        names = self.brain.tool_names() if self.brain is not None else ()
+        return {name: {} for name in names}
 
 
 def synthetic_backend() -> Backend:
@@ -65,4 +84,5 @@ def voice_backend(brain_path: Path | None = None) -> Backend:
         vad_factory=silero_vad_factory,
         transcriber=WhisperTranscriber(models, executor),
         warm_up=models.warm_up,
+        brain=brain,
     )

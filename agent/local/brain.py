@@ -93,6 +93,10 @@ class Brain:
     def __init__(self, script: Script) -> None:
         self.script = script
 
+    def tool_names(self) -> tuple[str, ...]:
+        """Every function the script's intents call, in file order, each once."""
+        return tuple(dict.fromkeys(i.tool for i in self.script.intents if i.tool is not None))
+
     def greet(self) -> Decision:
         return Decision(self.script.greeting, None, "greeting")
 

@@ -21,6 +21,8 @@ A ``RealtimeProtocol`` is fed and asked; it never reads a socket, a clock or a t
 - ``waker`` is called, from any thread, when background work finished (speech-to-text, a
   ``ReplyStream``'s plan or audio); the transport then calls ``poll``. Set it before
   ``start``; the default does nothing (a caller that polls on its own needs no wake-ups).
+- ``ended`` says the protocol ended the session, so the transport closes the connection
+  once everything was sent; a realtime session never does (the client hangs up).
 - ``close()`` ends the connection: background work stops and pooled resources (a Silero
   model) go back. Call it once, last.
 
@@ -152,6 +154,11 @@ class RealtimeProtocol:
         is called)."""
         deadlines = (self._responses.next_due, self._input.idle_deadline)
         return min((deadline for deadline in deadlines if deadline is not None), default=None)
+
+    @property
+    def ended(self) -> bool:
+        """Always False: a realtime session lasts until the client disconnects."""
+        return False
 
     def close(self) -> None:
         """The connection ended: stop background work and give back pooled resources."""

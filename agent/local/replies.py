@@ -47,7 +47,9 @@ class ReplyRequest:
     call's output; ``tools`` maps the functions the session lets the model call to the JSON
     schemas of their arguments;
     ``idle`` says the response was triggered by the idle timeout; ``audio`` says whether the
-    response wants audio at all (text-only responses need no speech synthesis).
+    response wants audio at all (text-only responses need no speech synthesis); ``say`` is
+    text the client wants spoken as it is (a GPT-Live ``session.commentary.append``): every
+    responder then speaks exactly that and decides nothing.
     """
 
     instructions: str
@@ -59,6 +61,7 @@ class ReplyRequest:
     tools: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     idle: bool = False
     audio: bool = True
+    say: str | None = None
 
 
 @dataclass(frozen=True)

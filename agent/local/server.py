@@ -1,18 +1,25 @@
-"""WebSocket transport for the local realtime server.
+"""WebSocket transport for the local server: the Realtime API (GA and beta dialects), GPT-Live
+and the Responses API's WebSocket mode on one port.
 
-Everything protocol-shaped happens in ``RealtimeProtocol``; this module only routes a
-connection to its dialect (by request path and query, never by content), feeds frames in,
-wakes the protocol when paced audio is due, and writes events out through one queue so they
-leave in exactly the order the protocol produced them.
+Everything protocol-shaped happens in a sans-I/O protocol (``RealtimeProtocol``,
+``LiveProtocol``, ``ResponsesProtocol``, one contract); this module only routes a connection
+to its protocol (by request path and query, never by content), feeds frames in, wakes the
+protocol when paced audio is due, writes events out through one queue so they leave in
+exactly the order the protocol produced them, and closes the connection when the protocol
+ended the session.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import json
+import time
+from collections.abc import Callable
 from http import HTTPStatus
 from types import TracebackType
+from typing import Protocol
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import structlog
@@ -22,7 +29,15 @@ from websockets.http11 import Request, Response
 
 from agent.local.backend import Backend, synthetic_backend
 from agent.local.events import Event, ProtocolError
+from agent.local.live.protocol import (
+    LEAD_MS,
+    MAX_SESSION_S,
+    TRANSCRIPT_INTERVAL_MS,
+    USAGE_INTERVAL_S,
+    LiveProtocol,
+)
 from agent.local.protocol import RealtimeProtocol
+from agent.local.responses_api.protocol import ResponsesProtocol
 from agent.realtime.dialect import BETA_API_VERSION, Dialect
 
 log = structlog.get_logger(__name__)
@@ -30,6 +45,51 @@ log = structlog.get_logger(__name__)
 GA_PATHS = ("/v1/realtime", "/openai/v1/realtime")
 BETA_PATH = "/openai/realtime"
 BETA_DEPLOYMENT = "gpt-4o-realtime-preview"
+LIVE_PATHS = ("/v1/live/sessions", "/openai/v1/live/sessions", "/openai/v1/live")
+"""GPT-Live's primary WebSocket: OpenAI's path, and Azure's in both shapes its docs show."""
+RESPONSES_PATHS = ("/v1/responses", "/openai/v1/responses")
+
+
+class Service(enum.Enum):
+    """Which API a connection speaks."""
+
+    REALTIME = "realtime"
+    LIVE = "live"
+    RESPONSES = "responses"
+
+
+class SessionProtocol(Protocol):
+    """What the transport needs of a connection's sans-I/O protocol (the contract
+    ``agent.local.protocol`` describes; Live and Responses keep it too)."""
+
+    waker: Callable[[], None]
+
+    def start(self) -> list[Event]: ...
+
+    def receive(self, message: str | bytes, now: float) -> list[Event]: ...
+
+    def poll(self, now: float) -> list[Event]: ...
+
+    def next_deadline(self) -> float | None: ...
+
+    @property
+    def ended(self) -> bool:
+        """True once the protocol ended the session: the transport closes the connection."""
+        ...
+
+    def close(self) -> None: ...
+
+    def error_event(self, err: ProtocolError, client_event_id: str | None = None) -> Event: ...
+
+
+def service_for_path(path: str) -> Service | None:
+    """The API a request path (with its query) asks for, or None when it is not ours."""
+    route = urlsplit(path).path.rstrip("/")
+    if route in LIVE_PATHS:
+        return Service.LIVE
+    if route in RESPONSES_PATHS:
+        return Service.RESPONSES
+    return Service.REALTIME if dialect_for_path(path) is not None else None
 
 
 def dialect_for_path(path: str) -> Dialect | None:
@@ -59,15 +119,18 @@ def _model_for_path(path: str) -> str | None:
 class LocalSession:
     """One connection: feeds its frames to the protocol, wakes the protocol when paced audio
     is due, and writes its events out through one queue, so they leave in exactly the order
-    the protocol produced them.
+    the protocol produced them; once the protocol ended the session and everything went out,
+    closes the connection normally.
 
     Extension point: a subclass may watch the traffic by extending ``receive`` (each client
-    frame, before the protocol sees it) and ``send`` (every server event, in order); both run
-    on the event loop. The test suite records connections this way
-    (``testbed/recording.py``); ``LocalRealtimeServer.open_session`` makes the sessions.
+    frame, before the protocol sees it), ``send`` (every server event, in order, as it is
+    queued) and ``written`` (each event once it was handed to the socket, with the
+    ``time.monotonic()`` of that moment); all run on the event loop. The test suite records
+    connections this way (``testbed/recording.py``); ``LocalRealtimeServer.open_session``
+    makes the sessions.
     """
 
-    def __init__(self, protocol: RealtimeProtocol, connection: ServerConnection) -> None:
+    def __init__(self, protocol: SessionProtocol, connection: ServerConnection) -> None:
         self.protocol = protocol
         self.connection = connection
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
@@ -113,12 +176,20 @@ class LocalSession:
         for event in events:
             self._queue.put_nowait(event)
 
+    def written(self, event: Event, at: float) -> None:
+        """``event`` was handed to the socket at ``at`` (``time.monotonic()``)."""
+
     async def _write(self) -> None:
         while True:
             event = await self._queue.get()
             try:
                 await self.connection.send(json.dumps(event))
             except ConnectionClosed:
+                return
+            self.written(event, time.monotonic())
+            if self._queue.empty() and self.protocol.ended:
+                # The protocol's last word (GPT-Live's session.closed) is out: close normally.
+                await self.connection.close()
                 return
 
     async def _pace(self) -> None:
@@ -139,7 +210,8 @@ class LocalSession:
 
 
 class LocalRealtimeServer:
-    """An embedded realtime server speaking both dialects, for tests and cloud-free runs."""
+    """An embedded server speaking the Realtime API (both dialects), GPT-Live and Responses
+    WebSocket mode, for tests and cloud-free runs."""
 
     def __init__(
         self,
@@ -147,11 +219,21 @@ class LocalRealtimeServer:
         port: int = 0,
         *,
         backend: Backend | None = None,
+        live_lead_ms: int = LEAD_MS,
+        live_max_session_s: float = MAX_SESSION_S,
+        live_usage_interval_s: float = USAGE_INTERVAL_S,
+        live_transcript_interval_ms: int = TRANSCRIPT_INTERVAL_MS,
     ) -> None:
-        """``backend`` defaults to the synthetic one."""
+        """``backend`` defaults to the synthetic one. The ``live_*`` settings go to every
+        GPT-Live session (``LiveProtocol``'s ``lead_ms``, ``max_session_s``,
+        ``usage_interval_s`` and ``transcript_interval_ms``)."""
         self.host = host
         self.port = port
         self.backend = backend or synthetic_backend()
+        self.live_lead_ms = live_lead_ms
+        self.live_max_session_s = live_max_session_s
+        self.live_usage_interval_s = live_usage_interval_s
+        self.live_transcript_interval_ms = live_transcript_interval_ms
         self._server: Server | None = None
 
     async def start(self) -> None:
@@ -191,43 +273,80 @@ class LocalRealtimeServer:
 
     def url_for(self, dialect: Dialect) -> str:
         """The URL a client of ``dialect`` connects to (beta: the Azure preview shape)."""
-        if self.port == 0:
-            raise RuntimeError("the local realtime server has not been started")
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        base = f"ws://{host}:{self.port}"
+        base = self._base()
         if dialect is Dialect.GA:
             return f"{base}{GA_PATHS[0]}"
         query = urlencode({"api-version": BETA_API_VERSION, "deployment": BETA_DEPLOYMENT})
         return f"{base}{BETA_PATH}?{query}"
 
+    @property
+    def live_url(self) -> str:
+        """GPT-Live's primary WebSocket, e.g. ``ws://127.0.0.1:8765/v1/live/sessions``."""
+        return f"{self._base()}{LIVE_PATHS[0]}"
+
+    @property
+    def responses_url(self) -> str:
+        """Responses WebSocket mode, e.g. ``ws://127.0.0.1:8765/v1/responses``."""
+        return f"{self._base()}{RESPONSES_PATHS[0]}"
+
+    def _base(self) -> str:
+        if self.port == 0:
+            raise RuntimeError("the local realtime server has not been started")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ws://{host}:{self.port}"
+
     def _route(self, connection: ServerConnection, request: Request) -> Response | None:
-        if dialect_for_path(request.path) is None:
+        service = service_for_path(request.path)
+        if service is None:
             return connection.respond(
                 HTTPStatus.NOT_FOUND,
-                "Not a realtime endpoint: use /v1/realtime, /openai/v1/realtime, "
-                f"{BETA_PATH}?api-version={BETA_API_VERSION}, or add ?dialect=ga|beta.\n",
+                "Not an endpoint of the local server: use /v1/realtime, /openai/v1/realtime, "
+                f"{BETA_PATH}?api-version={BETA_API_VERSION} (or add ?dialect=ga|beta), "
+                "/v1/live/sessions or /v1/responses.\n",
+            )
+        if service is Service.LIVE and urlsplit(request.path).query:
+            # The real API takes no query parameters here (the model goes in session.start).
+            return connection.respond(
+                HTTPStatus.BAD_REQUEST,
+                "GPT-Live takes no query parameters: connect without them and put the model "
+                "in session.start.\n",
             )
         return None
 
-    def open_session(
-        self, protocol: RealtimeProtocol, connection: ServerConnection
-    ) -> LocalSession:
+    def open_session(self, protocol: SessionProtocol, connection: ServerConnection) -> LocalSession:
         """The session that serves one connection. Extension point: a subclass returns its
         own kind of ``LocalSession`` to watch the traffic."""
         return LocalSession(protocol, connection)
 
     async def _handle(self, connection: ServerConnection) -> None:
         path = connection.request.path if connection.request else ""
-        dialect = dialect_for_path(path) or Dialect.GA
-        protocol = RealtimeProtocol(
-            dialect,
-            responder=self.backend.responder_factory(),
-            model=_model_for_path(path),
-            vad_factory=self.backend.vad_factory,
-            transcriber=self.backend.transcriber,
-        )
-        log.debug("local realtime connection", dialect=dialect.value, path=urlsplit(path).path)
+        service = service_for_path(path) or Service.REALTIME
+        protocol = self._protocol_for(service, path)
+        log.debug("local server connection", service=service.value, path=urlsplit(path).path)
         await self.open_session(protocol, connection).run()
+
+    def _protocol_for(self, service: Service, path: str) -> SessionProtocol:
+        backend = self.backend
+        if service is Service.LIVE:
+            return LiveProtocol(
+                responder=backend.responder_factory(),
+                vad_factory=backend.vad_factory,
+                transcriber=backend.transcriber,
+                tools=backend.delegable_tools,
+                lead_ms=self.live_lead_ms,
+                transcript_interval_ms=self.live_transcript_interval_ms,
+                usage_interval_s=self.live_usage_interval_s,
+                max_session_s=self.live_max_session_s,
+            )
+        if service is Service.RESPONSES:
+            return ResponsesProtocol(brain=backend.brain)
+        return RealtimeProtocol(
+            dialect_for_path(path) or Dialect.GA,
+            responder=backend.responder_factory(),
+            model=_model_for_path(path),
+            vad_factory=backend.vad_factory,
+            transcriber=backend.transcriber,
+        )
 
 
 def _wake_from_any_thread(loop: asyncio.AbstractEventLoop, wake: asyncio.Event) -> None:
@@ -244,6 +363,8 @@ async def run_local_server(host: str, port: int, backend: Backend | None = None)
             "local realtime server listening",
             url=server.url,
             beta_url=server.url_for(Dialect.BETA),
+            live_url=server.live_url,
+            responses_url=server.responses_url,
             backend=server.backend.name,
         )
         await asyncio.Event().wait()

@@ -35,11 +35,15 @@ class SyntheticResponder:
     """
 
     def reply(self, request: ReplyRequest) -> Reply:
-        if request.user_text:
+        if request.say is not None:
+            text = request.say
+        elif request.user_text:
             text = f'You said: "{request.user_text}". I am the local test agent.'
         else:
             text = "You said something. I am the local test agent."
-        return Reply(text=text, audio=_chunks(synthesize_voice(text)))
+        # Nothing to say is silence, not the shortest utterance the voice makes.
+        audio = _chunks(synthesize_voice(text)) if text.strip() else iter(())
+        return Reply(text=text, audio=audio)
 
 
 def synthesize_voice(text: str) -> np.ndarray:

@@ -20,6 +20,9 @@ from agent.local.reply_stream import ReplyStream, start_reply
 
 def decide(brain: Brain, request: ReplyRequest) -> Decision:
     """The brain's decision for a response; may block on the turn's speech-to-text."""
+    if request.say is not None:
+        # The client chose the words; the brain has nothing to decide.
+        return Decision(request.say, None, "say")
     if request.tool_result is not None:
         return brain.after_tool(request.tool_result)
     if request.idle:
