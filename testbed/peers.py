@@ -190,7 +190,10 @@ class RtpPeer(asyncio.DatagramProtocol):
             await asyncio.sleep(gap_ms / 1000)
 
     def talk(self, pcm: bytes, codec: str) -> None:
-        """Start sending ``pcm`` (8 kHz PCM16, looped) once the agent's RTP address is known."""
+        """Start sending ``pcm`` (8 kHz PCM16, looped) once the agent's RTP address is known,
+        instead of what it sent before."""
+        if self._talker is not None:
+            self._talker.cancel()
         self._talker = asyncio.create_task(self._talk(pcm, codec))
 
     async def _talk(self, pcm: bytes, codec: str) -> None:

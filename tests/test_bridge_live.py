@@ -261,10 +261,29 @@ def test_a_session_is_replaced_at_a_quiet_moment_before_it_expires() -> None:
     (start,) = replacement.wire(configure)
     validate_client_event(LIVE, start)
     texts = [(m["role"], m["content"][0]["text"]) for m in start["session"]["input"]]
-    assert texts == [("user", "Where is order 42?"), ("assistant", "It shipped today.")]
+    assert texts == [
+        ("user", "Where is order 42?"),
+        ("assistant", "It shipped today."),
+        ("user", "Thanks."),  # still open: the old session would have closed it
+    ]
     call.adapter = replacement
     call.take(call.bridge.rollover_done(call.now))
-    assert call.notes("realtime_session_replaced")[0].fields["carried_turns"] == 2
+    assert call.notes("realtime_session_replaced")[0].fields["carried_turns"] == 3
+
+
+def test_a_caller_turn_still_open_at_a_rollover_is_carried_and_written() -> None:
+    call = LiveCall()
+    call.answer()
+    call.said("I would like to change my", kind="input")
+    call.pull(100)  # 2 s: the server sends nothing more, and has not answered yet
+    (configure,) = call.bridge.rollover_config().requests
+    assert isinstance(configure, ConfigureSession)
+    assert configure.spec.history[-1] == Turn("user", "I would like to change my")
+    call.take(call.bridge.rollover_done(call.now))
+    callers = [line for line in call.lines if line.get("role") == "caller"]
+    assert [line["text"] for line in callers] == ["I would like to change my"]
+    # Once written, it is not carried twice.
+    assert call.bridge.book.history.count(Turn("user", "I would like to change my")) == 1
 
 
 def test_a_rollover_waits_while_the_agent_speaks_but_not_past_the_forced_moment() -> None:

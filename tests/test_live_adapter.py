@@ -152,11 +152,18 @@ def test_turns_are_numbered_from_who_speaks() -> None:
     assert server.said("Hello, how can") == [ev.TranscriptDelta(agent, "Hello, how can")]
     assert server.audio() == [ev.AudioDelta(agent, agent, b"\x7f" * 160)]
     # The caller's transcript closes the agent's turn and is the server's sign it heard them.
-    assert server.said("Where is ", "input") == [
-        ev.AudioDone(agent), ev.TranscriptDone(agent, None), ev.ResponseDone(agent),
-        ev.CallerHeard(),
-    ]  # fmt: skip
-    assert server.said("my order?", "input") == [ev.CallerHeard()]
+    heard = server.said("Where is ", "input")
+    assert heard[:3] == [
+        ev.AudioDone(agent),
+        ev.TranscriptDone(agent, None),
+        ev.ResponseDone(agent),
+    ]
+    caller = heard[3]
+    assert isinstance(caller, ev.CallerHeard) and caller.text == "Where is"
+    # Each delta also says what the caller's open turn holds so far.
+    assert server.said("my order?", "input") == [
+        ev.CallerHeard(caller.item_id, "Where is my order?")
+    ]
     delegation = {"id": "item_9", "type": "delegation", "target": "client"}
     assert server.send("session.delegation.created", offset_ms=900, delegation=delegation) == [
         ev.DelegationRequested("item_9", "Where is my order?")

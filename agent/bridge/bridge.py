@@ -287,6 +287,7 @@ class CallBridge:
             self.barge_in.speech_stopped()
         elif isinstance(event, CallerHeard):
             self._caller_heard_at = now
+            self.book.caller_partial(event.item_id, event.text)
             self._yield.caller_heard(now)
             self._check_yield(now, step)
         elif isinstance(event, ResponseCreated):
@@ -332,7 +333,9 @@ class CallBridge:
 
     def session_lost(self, reason: str, now: float) -> Step:
         """The session dropped mid-call: tell the caller, then reconnect or hang up."""
-        step = Step(lines=[self.book.event("realtime_session_lost", reason=reason)])
+        step = Step()
+        self._close_caller_turn(step)
+        step.lines.append(self.book.event("realtime_session_lost", reason=reason))
         step.note("realtime_session_lost", "warning", reason=reason)
         self.session_ready = False
         # Tell the caller something happened rather than leave them in silence.
@@ -373,7 +376,9 @@ class CallBridge:
         self._new_conversation()
         self._rollover_at, self._rollover_force_at = planned
         self.session_ready = True
-        step = Step(lines=[self.book.event("realtime_session_replaced")])
+        step = Step()
+        self._close_caller_turn(step)
+        step.lines.append(self.book.event("realtime_session_replaced"))
         step.note("realtime_session_replaced", carried_turns=len(self.book.history))
         return step
 
@@ -682,6 +687,15 @@ class CallBridge:
                 if line is not None:
                     step.lines.append(line)
                     step.note("transcript", role="agent", text=line["text"])
+
+    def _close_caller_turn(self, step: Step) -> None:
+        """The session is replaced while a caller turn is open (GPT-Live closes it only when
+        the agent speaks): the old session will never close it, so it is written now, as the
+        new session was given it."""
+        line = self.book.close_caller_partial()
+        if line is not None:
+            step.lines.append(line)
+            step.note("transcript", role="caller", text=line["text"])
 
     def _tell(self, text: str, role: str = "user") -> list[ClientRequest]:
         # GPT-Live answers a note on its own; no response to ask for, or to count.

@@ -119,7 +119,11 @@ class FunctionCallDone:
 @dataclass(frozen=True, slots=True)
 class CallerHeard:
     """GPT-Live transcribes the caller speaking: its server has heard them (and, when its
-    audio stops too, given them the floor)."""
+    audio stops too, given them the floor). ``text`` is the caller's turn ``item_id`` so far
+    (the turn is written as a ``CallerTranscript`` once it closes)."""
+
+    item_id: str = ""
+    text: str = ""
 
 
 @dataclass(frozen=True, slots=True)

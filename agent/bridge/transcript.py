@@ -49,16 +49,35 @@ class TranscriptBook:
     def __init__(self) -> None:
         self._agent: dict[str, _AgentLine] = {}
         self._said: list[Turn] = []
+        #: A caller turn still being transcribed (GPT-Live): (item id, text so far).
+        self._partial: tuple[str, str] | None = None
 
     @property
     def history(self) -> tuple[Turn, ...]:
         """What was said so far, as heard (agent lines cut to what the caller heard), for a
         new session to carry on from: the latest ``HISTORY_TURNS`` lines."""
-        return tuple(self._said[-HISTORY_TURNS:])
+        said = self._said
+        if self._partial is not None and self._partial[1]:
+            # What the caller has said so far of a turn still open is part of the conversation.
+            said = [*said, Turn("user", self._partial[1])]
+        return tuple(said[-HISTORY_TURNS:])
 
     def caller(self, item_id: str, text: str) -> Line:
+        if self._partial is not None and self._partial[0] == item_id:
+            self._partial = None
         self._remember("user", text)
         return {"role": "caller", "item_id": item_id, "text": text.strip()}
+
+    def caller_partial(self, item_id: str, text: str) -> None:
+        """The caller's turn ``item_id`` so far (it is written by ``caller`` when it closes)."""
+        self._partial = (item_id, text.strip())
+
+    def close_caller_partial(self) -> Line | None:
+        """Write the open caller turn as it stands (its session is gone); None if none."""
+        partial, self._partial = self._partial, None
+        if partial is None or not partial[1]:
+            return None
+        return self.caller(*partial)
 
     def event(self, kind: str, **fields: Any) -> Line:
         """A non-speech line: call start and end, tool calls, DTMF, a session lost."""

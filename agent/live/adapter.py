@@ -132,7 +132,7 @@ class LiveAdapter:
                 self._caller_turn = f"{self._prefix}_caller_{next(self._turns)}"
                 self._caller_text = ""
             self._caller_text += delta
-            return [*events, CallerHeard()]
+            return [*events, CallerHeard(self._caller_turn, self._caller_text.strip())]
         if kind == "session.delegation.created":
             delegation = _table(event, "delegation")
             return [DelegationRequested(_text(delegation, "id"), self._caller_text.strip())]
