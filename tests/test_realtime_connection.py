@@ -126,6 +126,13 @@ def test_check_opens_a_local_session_with_no_key() -> None:
     assert "result:   ok" in result.stdout
 
 
+def test_check_opens_a_local_gpt_live_session() -> None:
+    result = _cli("check", "--protocol", "live")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "/v1/live/sessions" in result.stdout and "protocol: GPT-Live" in result.stdout
+    assert "result:   ok" in result.stdout
+
+
 async def test_check_reports_a_rejected_key_without_printing_it(
     serve_raw: Callable[[Handler], Awaitable[int]],
 ) -> None:
