@@ -370,3 +370,19 @@ async def run_sipp(
         if result.returncode != 254 or media_port is not None:
             return result
     return result
+
+
+def peer_call(
+    peer: RtpPeer, agent: AgentProcess, workdir: Path, codec: str = "PCMU", call_ms: int = 3000
+) -> asyncio.Task[SippResult]:
+    """One call from SIPp's ``uac_peer.xml`` (SIPp signals, ``peer`` carries the RTP) that
+    hangs up after ``call_ms``, running in the background."""
+    return asyncio.create_task(
+        run_sipp(
+            "uac_peer.xml",
+            agent.sip_port,
+            keys=peer.sipp_keys(codec),
+            fill={"call_ms": str(call_ms)},
+            workdir=workdir,
+        )
+    )

@@ -18,7 +18,7 @@ import pytest
 from agent.audio.levels import rms_dbfs
 from agent.local.replies import RATE, Reply, ReplyRequest
 from testbed.oracle import validate_client_event
-from testbed.peers import AgentProcess, RtpPeer, free_port, run_sipp
+from testbed.peers import AgentProcess, RtpPeer, free_port, peer_call
 from testbed.recording import RecordingServer
 
 pytestmark = [pytest.mark.sipp, pytest.mark.timeout(90)]
@@ -56,15 +56,7 @@ async def test_barge_in_stops_audio_and_truncates_to_what_was_heard(tmp_path: Pa
         await agent.start()
         peer = await RtpPeer.open()
         try:
-            call = asyncio.create_task(
-                run_sipp(
-                    "uac_peer.xml",
-                    agent.sip_port,
-                    keys=peer.sipp_keys("PCMU"),
-                    fill={"call_ms": "5000"},
-                    workdir=tmp_path,
-                )
-            )
+            call = peer_call(peer, agent, tmp_path, "PCMU", 5000)
             # The greeting (response.create on answer) plays the long reply; let 1.5 s of it
             # reach the caller.
             deadline = time.monotonic() + 10
@@ -158,15 +150,7 @@ async def test_malformed_server_events_are_logged_once_and_the_call_goes_on(
         await agent.start()
         peer = await RtpPeer.open()
         try:
-            call = asyncio.create_task(
-                run_sipp(
-                    "uac_peer.xml",
-                    agent.sip_port,
-                    keys=peer.sipp_keys("PCMA"),
-                    fill={"call_ms": "3000"},
-                    workdir=tmp_path,
-                )
-            )
+            call = peer_call(peer, agent, tmp_path, "PCMA", 3000)
             await agent.wait_for("call_answered", 10)
             session = server.sessions[0]
             for bad in (

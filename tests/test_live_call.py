@@ -22,7 +22,7 @@ from agent.audio.levels import rms_dbfs
 from agent.local.backend import Backend
 from agent.local.replies import Reply, ReplyRequest
 from testbed.oracle import LIVE, validate_client_event
-from testbed.peers import AgentProcess, RtpPeer, free_port, run_sipp, talk_then_pause
+from testbed.peers import AgentProcess, RtpPeer, free_port, peer_call, run_sipp, talk_then_pause
 from testbed.recording import RecordedSession, RecordingServer
 from testbed.scripted import HeardTranscriber, scripted_backend
 from tests.local_helpers import tone
@@ -146,15 +146,7 @@ async def test_a_live_barge_in_stops_the_agent_within_40_ms_of_the_servers_signa
         agent = await _agent(server, _profile(tmp_path))
         peer = await RtpPeer.open()
         try:
-            call = asyncio.create_task(
-                run_sipp(
-                    "uac_peer.xml",
-                    agent.sip_port,
-                    keys=peer.sipp_keys("PCMU"),
-                    fill={"call_ms": "6000"},
-                    workdir=tmp_path,
-                )
-            )
+            call = peer_call(peer, agent, tmp_path, "PCMU", 6000)
             await _until(lambda: len(_agent_audio(peer)) >= 25, 10, "no agent audio")
             barged_at = time.monotonic()
             peer.talk(talk_then_pause(1.0, 0.5), "PCMU")
@@ -192,15 +184,7 @@ async def test_a_live_session_is_replaced_before_it_expires_with_the_turns_as_in
         agent = await _agent(server, _profile(tmp_path))
         peer = await RtpPeer.open()
         try:
-            call = asyncio.create_task(
-                run_sipp(
-                    "uac_peer.xml",
-                    agent.sip_port,
-                    keys=peer.sipp_keys("PCMU"),
-                    fill={"call_ms": "14000"},
-                    workdir=tmp_path,
-                )
-            )
+            call = peer_call(peer, agent, tmp_path, "PCMU", 14000)
             await agent.wait_for("call_answered", 10)
             await _until(lambda: len(_agent_audio(peer)) >= 25, 10, "no agent audio")
             # The greeting is heard to the end, then the caller asks (and then waits).

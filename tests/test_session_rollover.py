@@ -16,7 +16,7 @@ import pytest
 
 from agent.audio.levels import rms_dbfs
 from testbed.oracle import validate_client_event
-from testbed.peers import AgentProcess, RtpPeer, free_port, run_sipp, talk_then_pause
+from testbed.peers import AgentProcess, RtpPeer, free_port, peer_call, talk_then_pause
 from testbed.recording import RecordingServer
 
 pytestmark = [pytest.mark.sipp, pytest.mark.timeout(60)]
@@ -30,15 +30,7 @@ async def test_a_session_is_replaced_before_it_expires_carrying_the_turns(
         await agent.start()
         peer = await RtpPeer.open()
         try:
-            call = asyncio.create_task(
-                run_sipp(
-                    "uac_peer.xml",
-                    agent.sip_port,
-                    keys=peer.sipp_keys("PCMU"),
-                    fill={"call_ms": "14000"},
-                    workdir=tmp_path,
-                )
-            )
+            call = peer_call(peer, agent, tmp_path, "PCMU", 14000)
             await agent.wait_for("call_answered", 10)
             # The greeting is spoken and written before anything else happens.
             await agent.wait_for("transcript", 10)
