@@ -52,13 +52,17 @@ def parse_answer(data: bytes, profiles: Collection[str]) -> LookupResult:
         raise LookupFailed("the answer is not JSON") from None
     if not isinstance(answer, dict):
         raise LookupFailed("the answer is not a JSON object")
-    profile = answer.get("profile") or ""
+    profile = answer.get("profile")
+    if profile is None:
+        profile = ""
     if not isinstance(profile, str):
         raise LookupFailed("profile is not a string")
     if profile and profile not in profiles:
         # Only the operator's own profiles: a lookup service cannot make one up.
         raise LookupFailed(f"profile {profile[:64]!r} is not configured")
-    raw = answer.get("variables") or {}
+    raw = answer.get("variables")
+    if raw is None:
+        raw = {}
     if not isinstance(raw, dict):
         raise LookupFailed("variables is not a JSON object")
     if len(raw) > MAX_VARIABLES:
