@@ -152,3 +152,22 @@ async def test_a_lookup_nobody_listens_to_fails_fast() -> None:
             await lookup.ask({"call_id": "01C"})
     finally:
         await lookup.close()
+
+
+def test_serve_refuses_to_start_when_the_secret_variable_is_unset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    from agent.cli import main
+
+    monkeypatch.delenv("VA_UNSET_HOOK_SECRET", raising=False)
+    config = _profile(
+        tmp_path, '[webhook]\nurl = "https://h.example/x"\nsecret_env = "VA_UNSET_HOOK_SECRET"\n'
+    )
+    assert main(["serve", "--config", str(config), "--env-file", os.devnull]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "voice-agent: error: webhook.secret_env: the environment variable "
+        "VA_UNSET_HOOK_SECRET is unset or empty"
+    )

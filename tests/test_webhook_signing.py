@@ -54,3 +54,20 @@ def test_jitter_stretches_a_wait_by_at_most_its_share_and_never_past_the_cap() -
     assert retry_delay(1, 2.0, 600.0, jitter=lambda: 1.0) == 2.0 * (1 + JITTER)
     assert retry_delay(3, 2.0, 600.0, jitter=lambda: 0.5) == 8.0 * (1 + JITTER / 2)
     assert retry_delay(20, 2.0, 600.0, jitter=lambda: 1.0) == 600.0
+
+
+def test_the_readme_receiver_snippet_verifies_the_agent_signature() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Webhooks", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, object] = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    check = namespace["signed_by_agent"]
+    header = signature_header(SECRET, BODY)
+    assert check(SECRET.encode(), BODY, header)  # type: ignore[operator]
+    assert not check(SECRET.encode(), BODY + b"x", header)  # type: ignore[operator]
+    assert not check(b"wrong", BODY, header)  # type: ignore[operator]
+    stale = signature_header(SECRET, BODY, now_s=1_000_000)
+    assert not check(SECRET.encode(), BODY, stale)  # type: ignore[operator]
