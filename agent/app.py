@@ -12,6 +12,7 @@ import structlog
 
 from agent.call import CallSession
 from agent.config import ConfigError, Settings
+from agent.observe.ids import new_call_id
 from agent.realtime.endpoint import (
     RealtimeEndpoint,
     choose_provider,
@@ -22,6 +23,9 @@ from agent.sip.engine import EngineCall, EngineStartError
 from agent.sip.engines import create_engine
 from agent.sip.request_policy import Answer, unavailable
 from agent.tools.catalog import ToolCatalog
+from agent.webhook.lookup import CallLookup
+from agent.webhook.payload import call_ended_body
+from agent.webhook.sender import WebhookSender, outbox_for
 
 if TYPE_CHECKING:
     from agent.local.server import LocalRealtimeServer
@@ -42,6 +46,14 @@ class AgentApp:
         self.local_server: LocalRealtimeServer | None = None
         self.endpoint: RealtimeEndpoint | None = None
         self.draining = False
+        hook = settings.webhook
+        secret = settings.secrets.webhook_secret
+        self.webhook: WebhookSender | None = None
+        if hook.url:
+            self.webhook = WebhookSender(hook, secret, outbox_for(hook, settings.records.dir))
+        self.lookup: CallLookup | None = None
+        if hook.lookup_url:
+            self.lookup = CallLookup(hook, secret, settings.profiles)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set, then drain active calls and shut down cleanly."""
@@ -59,6 +71,9 @@ class AgentApp:
             self.endpoint = resolve_endpoint(
                 self.settings, self.local_server.url if self.local_server else None
             )
+            if self.webhook is not None:
+                # Before SIP: what a previous run left in the outbox goes out first.
+                await self.webhook.start()
             try:
                 self.sip.start()
             except EngineStartError as exc:
@@ -84,6 +99,11 @@ class AgentApp:
                 await poller
         finally:
             await self.sip.shutdown()
+            if self.webhook is not None:
+                # Every finished call's delivery is on disk by now; the rest waits there.
+                await self.webhook.close()
+            if self.lookup is not None:
+                await self.lookup.close()
             await self.tool_catalog.close()
             if self.local_server is not None:
                 await self.local_server.stop()
@@ -128,6 +148,7 @@ class AgentApp:
             self.settings,
             self._on_session_finished,
             tool_catalog=self.tool_catalog,
+            lookup=self.lookup,
         )
         self.sessions[call.call_id] = session
         task = asyncio.get_running_loop().create_task(session.run(), name=f"call-{call.call_id}")
@@ -136,6 +157,12 @@ class AgentApp:
 
     def _on_session_finished(self, session: CallSession) -> None:
         self.sessions.pop(session.call_id, None)
+        if self.webhook is not None and session.records.started:
+            # Answered calls only (those with a transcript): a call refused or cancelled while
+            # ringing is no conversation to report, and scanners would flood the receiver.
+            delivery_id = new_call_id()
+            body = call_ended_body(delivery_id, session.call_record(), session.records.lines)
+            self.webhook.submit(delivery_id, body, session.call_id)
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:

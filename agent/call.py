@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -46,7 +47,7 @@ from agent.observe.transcript import RecordWriter
 from agent.realtime.adapter import RealtimeAdapter
 from agent.realtime.connection import RealtimeConnectError, RealtimeConnection
 from agent.realtime.endpoint import LIVE, RealtimeEndpoint
-from agent.realtime.session_config import session_spec
+from agent.realtime.session_config import fill_variables, session_spec
 from agent.realtime.transport import RealtimeTransport
 from agent.sip.engine import EngineCall, SipCommandError
 from agent.sip.message import uri_user
@@ -55,6 +56,7 @@ from agent.tools.catalog import ToolCatalog
 from agent.tools.registry import ToolError
 from agent.tools.server_mcp import approved, server_mcp_tools
 from agent.tools.session import CallTools
+from agent.webhook.lookup import CallLookup, LookupFailed
 
 T = TypeVar("T")
 #: How long a GPT-Live session's graceful close may wait for ``session.closed`` (its usage).
@@ -94,7 +96,7 @@ def bridge_config(
             server_tools=server_tools,
             live=settings.live if live else None,
         ),
-        greeting=profile.greeting,
+        greeting=fill_variables(profile.greeting, call_vars),
         resampler_quality=settings.audio.resampler_quality,
         g711_passthrough=settings.audio.g711_passthrough,
         append_batch_ms=settings.audio.append_batch_ms,
@@ -142,6 +144,7 @@ class CallSession:
         settings: Settings,
         on_finished: Callable[[CallSession], None] | None = None,
         tool_catalog: ToolCatalog | None = None,
+        lookup: CallLookup | None = None,
     ) -> None:
         self.call = call
         self.endpoint = endpoint
@@ -153,25 +156,16 @@ class CallSession:
         self._on_finished = on_finished
         #: The current session's protocol adapter (a new one for each session).
         self.adapter = protocol_adapter(endpoint)
-        call_vars = {
-            "caller": uri_user(call.remote_uri),
-            "dialed": uri_user(call.local_uri),
-            "call_id": self.call_id,
-        }
-        self.bridge = CallBridge(bridge_config(settings, call_vars, endpoint.protocol))
+        self._lookup = lookup
+        #: The named profile the lookup chose ("" is [agent]).
+        self.profile = ""
+        #: Wall-clock times (unix seconds) of the INVITE, the answer and the end.
+        self.invited_at = time.time()
+        self.answered_at: float | None = None
+        self.ended_at: float | None = None
         self.records = RecordWriter(_records_path(settings, call.call_id), self.call_id)
         self.tools = CallTools(settings.tools, _Control(self), self.records, self.log, tool_catalog)
-        self._delegation: DelegationWorker | None = None
-        if endpoint.delegation is not None:
-            self._delegation = DelegationWorker(
-                endpoint.delegation,
-                f"{settings.live.delegation_instructions}\n\n"
-                f"The phone agent's own instructions:\n{settings.agent.instructions}",
-                self.tools,
-                self.log,
-                round_timeout_s=settings.live.delegation_timeout_s,
-                connect_timeout_s=settings.realtime.connect_timeout_s,
-            )
+        self._configure(settings, {})
         #: Each session's latest usage report (GPT-Live), by session generation.
         self._usage: dict[int, dict[str, float]] = {}
         self._rollover_task: asyncio.Future[None] | None = None
@@ -192,6 +186,62 @@ class CallSession:
         self._sends: set[asyncio.Future[None]] = set()
         self.started_at = time.monotonic()
         call.listener = self
+
+    def _configure(self, settings: Settings, variables: dict[str, str]) -> None:
+        """The bridge (and GPT-Live's delegation worker) for ``settings``' agent profile, with
+        ``variables`` for its placeholders; the call's own ones always win."""
+        self.settings = settings
+        call_vars = {
+            **variables,
+            "caller": uri_user(self.call.remote_uri),
+            "dialed": uri_user(self.call.local_uri),
+            "call_id": self.call_id,
+        }
+        self.bridge = CallBridge(bridge_config(settings, call_vars, self.endpoint.protocol))
+        self._delegation: DelegationWorker | None = None
+        if self.endpoint.delegation is not None:
+            self._delegation = DelegationWorker(
+                self.endpoint.delegation,
+                f"{settings.live.delegation_instructions}\n\n"
+                "The phone agent's own instructions:\n"
+                f"{fill_variables(settings.agent.instructions, call_vars)}",
+                self.tools,
+                self.log,
+                round_timeout_s=settings.live.delegation_timeout_s,
+                connect_timeout_s=settings.realtime.connect_timeout_s,
+            )
+
+    async def _look_up(self) -> None:
+        """Ask the pre-call lookup (while ringing) which profile and variables this call gets;
+        on any failure the call keeps [agent], and one line says why."""
+        if self._lookup is None:
+            return
+        request = {
+            "call_id": self.call_id,
+            "sip_call_id": self.call.sip_call_id,
+            "caller": uri_user(self.call.remote_uri),
+            "dialed": uri_user(self.call.local_uri),
+            "remote_uri": self.call.remote_uri,
+            "local_uri": self.call.local_uri,
+        }
+        try:
+            result = await self._until_ended(self._lookup.ask(request))
+        except LookupFailed as exc:
+            self.log.warning("call_lookup_failed", why=str(exc), profile="[agent]")
+            return
+        if result is None:
+            return  # the caller gave up while we asked
+        settings = self.settings
+        if result.profile:
+            settings = dataclasses.replace(settings, agent=settings.profiles[result.profile])
+        self.profile = result.profile
+        self._configure(settings, result.variables)
+        # The names only: the values may be the caller's personal data.
+        self.log.info(
+            "call_profile",
+            profile=result.profile or "[agent]",
+            variables=sorted(result.variables),
+        )
 
     # -- the SIP call's events (loop thread, from the engine) ---------------------------------
     def on_media(self, codec: str, rate: int) -> None:
@@ -265,16 +315,10 @@ class CallSession:
             await self._close_session(self._conn, self.adapter, self._generation)
         step = self.bridge.call_ended(self._hangup_code or 0, self._hangup_reason, self._answered)
         self._apply_now(step)
+        self.ended_at = time.time()
         usage = self.usage
         if self.records.started:
-            self.records.event(
-                "call_end",
-                ended_by=self.bridge.outcome.ended_by,
-                reason=self.bridge.outcome.reason,
-                sip_code=self._hangup_code,
-                sip_call_id=self.call.sip_call_id,
-                **({"usage": usage} if usage is not None else {}),
-            )
+            self.records.event("call_end", **self._outcome())
         self.records.close()
         self.log.info(
             "call_finished",
@@ -290,6 +334,47 @@ class CallSession:
         if self._on_finished is not None:
             self._on_finished(self)
 
+    def _outcome(self) -> dict[str, Any]:
+        """How the call ended: the ``call_end`` line's fields, and the record's core."""
+        usage = self.usage
+        return {
+            "ended_by": self.bridge.outcome.ended_by,
+            "reason": self.bridge.outcome.reason,
+            "sip_code": self._hangup_code,
+            "sip_call_id": self.call.sip_call_id,
+            **({"usage": usage} if usage is not None else {}),
+        }
+
+    def call_record(self) -> dict[str, Any]:
+        """The call's summary once it has ended: the post-call webhook's ``record``.
+
+        Built from the same data as the ``call_end`` line, plus who called whom, the profile
+        and the times (unix seconds): the one place the call's record is assembled.
+        """
+
+        def stamp(value: float | None) -> float | None:
+            return round(value, 3) if value is not None else None
+
+        return {
+            "call_id": self.call_id,
+            "caller": uri_user(self.call.remote_uri),
+            "dialed": uri_user(self.call.local_uri),
+            "remote_uri": self.call.remote_uri,
+            "local_uri": self.call.local_uri,
+            "profile": self.profile,
+            "protocol": self.endpoint.protocol,
+            "invited_at": stamp(self.invited_at),
+            "answered_at": stamp(self.answered_at),
+            "ended_at": stamp(self.ended_at),
+            "duration_s": (
+                round(self.ended_at - self.answered_at, 3)
+                if self.ended_at is not None and self.answered_at is not None
+                else None
+            ),
+            "interruptions": self.bridge.interruptions,
+            **self._outcome(),
+        }
+
     @property
     def usage(self) -> dict[str, Any] | None:
         """The call's model usage as the server reported it (GPT-Live): the seconds of every
@@ -302,6 +387,10 @@ class CallSession:
 
     async def _run(self) -> None:
         self.call.ring()
+        await self._look_up()
+        if self._ended.is_set():
+            self.log.info("call_cancelled_before_answer")
+            return
         connected = await self._until_ended(self._connect())
         if connected is None or self._ended.is_set():
             # CANCEL (or the caller gone) while the session was still being opened: give the
@@ -314,6 +403,7 @@ class CallSession:
             return
         self.call.answer()
         self._answered = True
+        self.answered_at = time.time()
         self.log.info("call_answered")
         if not await self._await_ack():
             return

@@ -115,6 +115,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         settings.secrets.openai_api_key,
         settings.secrets.azure_api_key,
         settings.secrets.realtime_api_key,
+        settings.secrets.webhook_secret,
     ):
         register_secret(value)
     return settings

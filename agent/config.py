@@ -176,6 +176,35 @@ class RecordSettings:
 
 
 @dataclass(frozen=True)
+class WebhookSettings:
+    """``[webhook]``: the post-call webhook and the pre-call lookup hook."""
+
+    #: Each answered call's record and transcript are POSTed here as JSON; "" = off.
+    url: str = ""
+    #: The environment variable holding the HMAC secret that signs every request (required
+    #: with ``url`` or ``lookup_url``: the secret itself never goes in the profile).
+    secret_env: str = ""
+    #: One delivery attempt (connect, send, answer) must finish within this long.
+    timeout_s: float = 10.0
+    #: The first retry comes this long after a failed attempt; each next one twice as long
+    #: after the last, up to ``max_retry_s`` between attempts.
+    first_retry_s: float = 2.0
+    max_retry_s: float = 600.0
+    #: A delivery still failing this many hours after the call is given up (moved to
+    #: ``failed/`` in the outbox, kept for a manual replay).
+    retry_for_h: float = 72.0
+    #: Where deliveries wait until a receiver took them; "" is ``<records.dir>/outbox``.
+    outbox_dir: str = ""
+    #: At most this many deliveries wait in the outbox; later calls' are not queued (logged).
+    max_pending: int = 10000
+    #: At ring time, before the call is answered, POST the caller and dialed numbers here;
+    #: the JSON answer may pick one of [profiles] and fill variables. "" = off.
+    lookup_url: str = ""
+    #: The lookup's answer must come within this long, or the call goes on with [agent].
+    lookup_timeout_ms: int = 800
+
+
+@dataclass(frozen=True)
 class LogSettings:
     format: str = "console"
     level: str = "info"
@@ -295,6 +324,8 @@ class Secrets:
     azure_deployment: str = ""
     azure_api_version: str = ""
     realtime_api_key: str = ""
+    #: The value of the variable that ``webhook.secret_env`` names.
+    webhook_secret: str = ""
 
     def __repr__(self) -> str:
         present = [f.name for f in dataclasses.fields(self) if getattr(self, f.name)]
@@ -312,6 +343,10 @@ class Settings:
     records: RecordSettings = field(default_factory=RecordSettings)
     tools: ToolSettings = field(default_factory=ToolSettings)
     local: LocalSettings = field(default_factory=LocalSettings)
+    webhook: WebhookSettings = field(default_factory=WebhookSettings)
+    #: Named agent profiles the pre-call lookup may pick for a call; each inherits every key
+    #: it leaves out from [agent] (load_settings merges them over it).
+    profiles: dict[str, AgentProfile] = field(default_factory=dict)
     secrets: Secrets = field(default_factory=Secrets, repr=False)
 
 
@@ -330,6 +365,14 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "log.level": ("debug", "info", "warning", "error"),
     "local.backend": ("voice", "synthetic"),
 }
+
+
+def _choice_key(where: str) -> str:
+    """The ``_CHOICES`` key of ``where``: a named profile's keys are [agent]'s."""
+    if where.startswith("profiles."):
+        _, _, rest = where[len("profiles.") :].partition(".")
+        return f"agent.{rest}"
+    return where
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:
@@ -358,7 +401,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected an integer, got {value!r}")
     if not isinstance(value, tp):
         raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
-    choices = _CHOICES.get(where)
+    choices = _CHOICES.get(_choice_key(where))
     if choices is not None and value not in choices:
         raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, choices))}")
     return value
@@ -398,26 +441,63 @@ def _validate(settings: Settings) -> None:
             raise ConfigError(f"sip.codecs: {codec!r} is not supported (use PCMU and/or PCMA)")
     if not sip.codecs:
         raise ConfigError("sip.codecs: at least one of PCMU, PCMA is needed")
-    temperature = settings.agent.temperature
-    if temperature and not 0.6 <= temperature <= 1.2:
-        raise ConfigError("agent.temperature: must be 0 (server default) or within 0.6..1.2")
-    if settings.agent.max_output_tokens < 0:
-        raise ConfigError("agent.max_output_tokens: must be 0 (server default) or positive")
-    if not 0 <= settings.agent.echo_guard_ms <= 2000:
-        raise ConfigError("agent.echo_guard_ms: must be between 0 and 2000")
+    _validate_profile(settings.agent, "agent")
+    for name, profile in settings.profiles.items():
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+            raise ConfigError(f"profiles: {name!r} is not a simple name")
+        _validate_profile(profile, f"profiles.{name}")
+    _validate_webhook(settings.webhook, settings.records, settings.secrets)
     if settings.audio.append_batch_ms not in (20, 40):
         raise ConfigError("audio.append_batch_ms: must be 20 or 40")
     _validate_session_extras(settings)
 
 
-def _validate_session_extras(settings: Settings) -> None:
-    profile, rt, live = settings.agent, settings.realtime, settings.live
+def _validate_profile(profile: AgentProfile, where: str) -> None:
+    """Checks of one agent profile ([agent] or a named one under [profiles])."""
+    temperature = profile.temperature
+    if temperature and not 0.6 <= temperature <= 1.2:
+        raise ConfigError(f"{where}.temperature: must be 0 (server default) or within 0.6..1.2")
+    if profile.max_output_tokens < 0:
+        raise ConfigError(f"{where}.max_output_tokens: must be 0 (server default) or positive")
+    if not 0 <= profile.echo_guard_ms <= 2000:
+        raise ConfigError(f"{where}.echo_guard_ms: must be between 0 and 2000")
     if not 0.25 <= profile.speed <= 1.5:
-        raise ConfigError("agent.speed: must be between 0.25 and 1.5")
+        raise ConfigError(f"{where}.speed: must be between 0.25 and 1.5")
     if not 0.0 <= profile.noise_reduction_strength <= 1.0:
-        raise ConfigError("agent.noise_reduction_strength: must be between 0 and 1")
+        raise ConfigError(f"{where}.noise_reduction_strength: must be between 0 and 1")
     if not 0.0 <= profile.truncation_retention_ratio <= 1.0:
-        raise ConfigError("agent.truncation_retention_ratio: must be between 0 and 1")
+        raise ConfigError(f"{where}.truncation_retention_ratio: must be between 0 and 1")
+
+
+def _validate_webhook(hook: WebhookSettings, records: RecordSettings, secrets: Secrets) -> None:
+    for key in ("url", "lookup_url"):
+        url = getattr(hook, key)
+        if url and not re.match(r"https?://[^\s/]+\S*$", url):
+            raise ConfigError(f"webhook.{key}: {url!r} is not an http(s):// URL")
+    if not (hook.url or hook.lookup_url):
+        return
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", hook.secret_env):
+        raise ConfigError(
+            "webhook.secret_env: name the environment variable that holds the signing secret"
+        )
+    if not secrets.webhook_secret:
+        raise ConfigError(
+            f"webhook.secret_env: the environment variable {hook.secret_env} is unset or empty"
+        )
+    if hook.timeout_s <= 0 or hook.first_retry_s <= 0 or hook.retry_for_h <= 0:
+        raise ConfigError("webhook.timeout_s, first_retry_s and retry_for_h: must be positive")
+    if hook.max_retry_s < hook.first_retry_s:
+        raise ConfigError("webhook.max_retry_s: must be at least first_retry_s")
+    if hook.max_pending < 1:
+        raise ConfigError("webhook.max_pending: must be at least 1")
+    if hook.url and not (hook.outbox_dir or records.dir):
+        raise ConfigError("webhook.outbox_dir: needed when records.dir is empty")
+    if not 50 <= hook.lookup_timeout_ms <= 10000:
+        raise ConfigError("webhook.lookup_timeout_ms: must be between 50 and 10000")
+
+
+def _validate_session_extras(settings: Settings) -> None:
+    rt, live = settings.realtime, settings.live
     if rt.max_session_s < 120:
         raise ConfigError("realtime.max_session_s: must be at least 120 seconds")
     if live.acknowledgement_delay_ms < 0:
@@ -509,6 +589,17 @@ def secrets_from_env(env: typing.Mapping[str, str]) -> Secrets:
     )
 
 
+def _merged(base: Any, over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``, table by table (a named profile over [agent])."""
+    merged = dict(base) if isinstance(base, dict) else {}
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def load_settings(
     path: Path | None = None,
     *,
@@ -534,6 +625,11 @@ def load_settings(
         data.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
     if "secrets" in data:
         raise ConfigError("secrets belong in the environment or .env, not in the config file")
+    profiles = data.get("profiles")
+    if isinstance(profiles, dict):
+        for name, table in profiles.items():
+            if isinstance(table, dict):
+                profiles[name] = _merged(data.get("agent", {}), table)
     if env_file is not None and not env_file.exists():
         # A typo here would otherwise fall back, silently, to another backend.
         raise ConfigError(f"env file not found: {env_file}")
@@ -541,7 +637,11 @@ def load_settings(
     if environ is None:
         load_dotenv(env_file or Path.cwd() / ".env", override=False)
         environ = os.environ
-    settings = dataclasses.replace(settings, secrets=secrets_from_env(environ))
+    secrets = secrets_from_env(environ)
+    if settings.webhook.secret_env:
+        webhook_secret = environ.get(settings.webhook.secret_env, "").strip()
+        secrets = dataclasses.replace(secrets, webhook_secret=webhook_secret)
+    settings = dataclasses.replace(settings, secrets=secrets)
     _validate(settings)
     _validate_tools(settings.tools)
     return settings

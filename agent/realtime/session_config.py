@@ -6,6 +6,7 @@ dialect module gives it its wire shape.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,15 +45,18 @@ def prompt_reference(profile: AgentProfile, call_vars: Mapping[str, str]) -> dic
         reference["version"] = prompt.version
     if prompt.variables:
         reference["variables"] = {
-            name: _fill(template, call_vars) for name, template in prompt.variables.items()
+            name: fill_variables(template, call_vars) for name, template in prompt.variables.items()
         }
     return reference
 
 
-def _fill(template: str, call_vars: Mapping[str, str]) -> str:
-    for name, value in call_vars.items():
-        template = template.replace("{" + name + "}", value)
-    return template
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def fill_variables(template: str, call_vars: Mapping[str, str]) -> str:
+    """``template`` with each ``{name}`` of ``call_vars`` replaced by its value, in one pass
+    (a value that itself reads ``{caller}`` stays as it is); other braces are left alone."""
+    return _PLACEHOLDER.sub(lambda m: call_vars.get(m.group(1), m.group(0)), template)
 
 
 def session_spec(
@@ -67,7 +71,7 @@ def session_spec(
     """The profile's session settings for one call, in no protocol's shape (``live``: the
     GPT-Live settings, for a Live session)."""
     return SessionSpec(
-        instructions=profile.instructions,
+        instructions=fill_variables(profile.instructions, call_vars or {}),
         voice=profile.voice,
         codec=codec,
         turn_detection=turn_detection_config(profile.turn_detection),
