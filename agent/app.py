@@ -6,12 +6,16 @@ import asyncio
 import os
 import signal
 from contextlib import suppress
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
 
+from agent.audio.notice import Notice, NoticeError, load_notice
 from agent.call import CallSession
 from agent.config import ConfigError, Settings
+from agent.observe.record_store import RecordStore
+from agent.observe.retention import keep_swept
 from agent.realtime.endpoint import (
     RealtimeEndpoint,
     choose_provider,
@@ -32,8 +36,17 @@ log = structlog.get_logger("app")
 class AgentApp:
     """One agent process: answers calls on its SIP port, up to ``sip.max_calls`` at once."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, profile: str = "agent") -> None:
         self.settings = settings
+        #: The profile's name (its file's stem), for the call records.
+        self.profile = profile
+        self.record_store = RecordStore()
+        self.notice: Notice | None = None
+        if settings.records.recording_notice:
+            try:
+                self.notice = load_notice(Path(settings.records.recording_notice))
+            except NoticeError as exc:
+                raise ConfigError(f"records.recording_notice: {exc}") from None
         self.sip = create_engine(settings.sip, self._on_incoming, self._admission)
         # Custom tools are imported here, so a broken one stops the start (ConfigError).
         self.tool_catalog = ToolCatalog(settings.tools)
@@ -55,6 +68,12 @@ class AgentApp:
                 "127.0.0.1", 0, backend=make_backend(local.backend, local.brain)
             )
             await self.local_server.start()
+        retention: asyncio.Task[None] | None = None
+        records = self.settings.records
+        if records.dir and records.retention_days > 0:
+            retention = asyncio.create_task(
+                keep_swept(Path(records.dir), records.retention_days), name="records-retention"
+            )
         try:
             self.endpoint = resolve_endpoint(
                 self.settings, self.local_server.url if self.local_server else None
@@ -83,7 +102,12 @@ class AgentApp:
             with suppress(asyncio.CancelledError):
                 await poller
         finally:
+            if retention is not None:
+                retention.cancel()
+                with suppress(asyncio.CancelledError):
+                    await retention
             await self.sip.shutdown()
+            await self.record_store.close()
             await self.tool_catalog.close()
             if self.local_server is not None:
                 await self.local_server.stop()
@@ -128,6 +152,9 @@ class AgentApp:
             self.settings,
             self._on_session_finished,
             tool_catalog=self.tool_catalog,
+            profile=self.profile,
+            notice=self.notice,
+            record_store=self.record_store,
         )
         self.sessions[call.call_id] = session
         task = asyncio.get_running_loop().create_task(session.run(), name=f"call-{call.call_id}")
