@@ -602,10 +602,14 @@ class CallSession:
         """
         timeout = self.settings.sip.rtp_timeout_s
         if timeout <= 0:
-            await self._ended.wait()
+            while not self._ended.is_set():
+                # The stream's RTP figures go with it at a caller's BYE: keep them fresh.
+                await asyncio.sleep(1.0)
+                self.call.rtp_stats()
             return
         last, quiet_since = None, time.monotonic()
         while not self._ended.is_set():
+            # Also refreshes the RTP figures the engine keeps for the call record.
             await asyncio.sleep(min(1.0, timeout / 4))
             now, count = time.monotonic(), self.call.received_rtp_packets()
             if count is None or count != last:

@@ -159,7 +159,10 @@ async def test_at_shutdown_a_record_that_cannot_be_written_goes_to_the_log(
     store = RecordStore()
     assert not await store.save(blocked / "c.json", {"call_id": "C2"})
     await store.close()
-    assert [line["event"] for line in lost] == ["call_record_write_failed", "call_record_lost_to_log"]
+    assert [line["event"] for line in lost] == [
+        "call_record_write_failed",
+        "call_record_lost_to_log",
+    ]
     assert lost[0]["call_id"] == "C2" and lost[1]["record"] == {"call_id": "C2"}
 
 

@@ -110,6 +110,8 @@ class _PjCall(pj.Call):
         """BYE an answered call, or 603 an unanswered one; harmless when already ended."""
         if self.disconnected:
             return
+        # The stream is gone by the time the disconnection is reported: take its figures now.
+        self.snapshot_rtp()
         prm = pj.CallOpParam()
         prm.statusCode = pj.PJSIP_SC_DECLINE
         self._safe("hangup", lambda: self.hangup(prm))
@@ -162,7 +164,10 @@ class _PjCall(pj.Call):
         with contextlib.suppress(pj.Error):
             info = self.getInfo()
             for index, media in enumerate(info.media):
-                if media.type == pj.PJMEDIA_TYPE_AUDIO:
+                if (
+                    media.type == pj.PJMEDIA_TYPE_AUDIO
+                    and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE
+                ):
                     self.rtp_stats = rtp_figures(self.getStreamStat(index))
                     return
 
@@ -200,7 +205,6 @@ class _PjCall(pj.Call):
             if info.state != pj.PJSIP_INV_STATE_DISCONNECTED or self.disconnected:
                 return
             self.disconnected = True
-            self.snapshot_rtp()
             self._detach_media()
             self.log.info("sip_call_ended", code=int(info.lastStatusCode), reason=info.lastReason)
             if self.listener is not None:
