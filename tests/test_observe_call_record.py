@@ -16,6 +16,7 @@ import pytest
 from agent.audio.notice import NoticeError, load_notice
 from agent.audio.playout import Playout
 from agent.bridge.turns import TurnTimer
+from agent.config import ConfigError, load_settings
 from agent.observe import record_store
 from agent.observe.call_record import CallFacts, build_call_record, iso_utc
 from agent.observe.ids import new_call_id
@@ -237,3 +238,17 @@ def test_turn_latency_runs_from_speech_end_to_the_first_pull() -> None:
     playout.pull()
     timer.check(playout, 2600.0)
     assert timer.latencies_ms == [520]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[records]\nrecording_notice = "/nonexistent/notice.wav"\n', "does not exist"),
+        ("[records]\nretention_days = -1\n", "retention_days"),
+    ],
+)
+def test_bad_record_settings_stop_the_start(tmp_path: Path, text: str, message: str) -> None:
+    profile = tmp_path / "p.toml"
+    profile.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(profile, environ={})

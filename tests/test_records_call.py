@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agent.audio.levels import rms_dbfs
+from agent.audio.levels import rms_dbfs, tone
 from agent.local.replies import RATE, Reply, ReplyRequest
 from testbed.peers import AgentProcess, RtpPeer, free_port, run_sipp
 from testbed.recording import RecordingServer
@@ -240,3 +240,50 @@ async def test_a_killed_agent_leaves_a_playable_recording(tmp_path: Path) -> Non
     sent = np.frombuffer(CALLER_PCM * 2, dtype="<i2").astype(np.float64)
     assert _best_match(left[-rate // 2 :], sent) > 0.9
     assert any(_loud_frames(right))
+
+
+async def test_the_recording_notice_plays_before_the_greeting(tmp_path: Path) -> None:
+    notice = tmp_path / "notice.wav"
+    with wave.open(str(notice), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(16000)  # resampled to the call's 8 kHz
+        wav.writeframes(tone(600, 600, 16000, -12.0))
+    profile = tmp_path / "noticed.toml"
+    profile.write_text(
+        f'[records]\nrecording = true\nrecording_notice = "{notice}"\n'
+        '[agent.turn_detection]\ntype = "none"\n'
+    )
+    async with RecordingServer(responder_factory=NoiseResponder) as server:
+        agent = AgentProcess(free_port(), ["--realtime-url", server.url, "--config", str(profile)])
+        await agent.start()
+        peer = await RtpPeer.open()
+        try:
+            peer.talk(CALLER_PCM, "PCMU")
+            result = await run_sipp(
+                "uac_peer.xml",
+                agent.sip_port,
+                keys=peer.sipp_keys("PCMU"),
+                fill={"call_ms": "2500"},
+                workdir=tmp_path,
+            )
+            assert result.returncode == 0
+            await agent.wait_for("call_record_written", 10)
+        finally:
+            peer.close()
+            assert await agent.stop() == 0
+    received = np.frombuffer(peer.audio(), dtype="<i2").astype(np.float64)
+    loud = _loud_frames(received)
+    start = loud.index(True)
+    # The notice first, whole (600 ms of the tone), then the greeting's reply (noise).
+    notice_part = received[start * 160 : (start + 30) * 160]
+    spectrum = np.abs(np.fft.rfft(notice_part))
+    assert abs(np.argmax(spectrum) * 8000 / len(notice_part) - 600) < 20
+    assert all(loud[start : start + 29])
+    kinds = [event["type"] for event in server.sessions[0].received]
+    # The model heard nothing of the line until the notice had played and it was asked to
+    # greet.
+    assert kinds.index("response.create") < kinds.index("input_audio_buffer.append")
+    (wav_path,) = agent.records_dir.glob("*.wav")
+    _, right, _ = _read_wav(wav_path)
+    assert any(_loud_frames(right)[:60])  # the notice is in the recording
