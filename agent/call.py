@@ -111,6 +111,7 @@ def bridge_config(
         g711_passthrough=settings.audio.g711_passthrough,
         append_batch_ms=settings.audio.append_batch_ms,
         server_interrupts=td.interrupt_response and td.type != "none",
+        vad_silence_ms=td.silence_duration_ms if td.type == "server_vad" and not live else 0,
         echo_guard_ms=profile.echo_guard_ms,
         echo_guard_dbfs=profile.echo_guard_dbfs,
         reconnect_attempts=settings.realtime.reconnect_attempts,

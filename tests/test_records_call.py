@@ -287,3 +287,40 @@ async def test_the_recording_notice_plays_before_the_greeting(tmp_path: Path) ->
     (wav_path,) = agent.records_dir.glob("*.wav")
     _, right, _ = _read_wav(wav_path)
     assert any(_loud_frames(right)[:60])  # the notice is in the recording
+
+
+async def test_a_turn_s_latency_reaches_the_call_record(tmp_path: Path) -> None:
+    profile = tmp_path / "turns.toml"
+    profile.write_text('[agent]\ngreeting = ""\n')
+    # The caller talks for 1 s, then waits: the server's VAD ends the turn and replies.
+    burst = CALLER_PCM + bytes(4 * 8000 * 2)
+    async with RecordingServer(responder_factory=NoiseResponder) as server:
+        agent = AgentProcess(free_port(), ["--realtime-url", server.url, "--config", str(profile)])
+        await agent.start()
+        peer = await RtpPeer.open()
+        try:
+            peer.talk(burst, "PCMU")
+            result = await run_sipp(
+                "uac_peer.xml",
+                agent.sip_port,
+                keys=peer.sipp_keys("PCMU"),
+                fill={"call_ms": "3500"},
+                workdir=tmp_path,
+            )
+            assert result.returncode == 0
+            await agent.wait_for("call_record_written", 10)
+        finally:
+            peer.close()
+            assert await agent.stop() == 0
+    (record_path,) = agent.records_dir.glob("*.json")
+    record = json.loads(record_path.read_text())
+    sent = [event for event in server.sessions[0].sent if event["type"].endswith("speech_stopped")]
+    assert len(sent) == 1
+    # What the caller lived: from the end of its burst (it started talking at the first
+    # agent packet) to the first reply packet; the agent sees the burst end after its jitter
+    # buffer, so its figure may be up to ~100 ms shorter.
+    talk_end = peer.packets[0].arrival + 1.0
+    reply = next(p.arrival for p in peer.packets if rms_dbfs(peer.decode(p)) > LOUD_DBFS)
+    lived_ms = (reply - talk_end) * 1000
+    (latency,) = record["latency"]["turns_ms"]
+    assert lived_ms - 140 <= latency <= lived_ms + 40, (latency, lived_ms)

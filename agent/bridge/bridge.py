@@ -141,6 +141,9 @@ class BridgeConfig:
     append_batch_ms: int = 20
     #: The session's VAD cancels a response itself on speech (``interrupt_response``).
     server_interrupts: bool = True
+    #: The silence the server's VAD waits for before it says the caller stopped: its
+    #: ``audio_end_ms`` includes it (server_vad's ``silence_duration_ms``; 0 when unknown).
+    vad_silence_ms: int = 0
     echo_guard_ms: int = 0
     echo_guard_dbfs: float = -40.0
     reconnect_attempts: int = 1
@@ -295,9 +298,10 @@ class CallBridge:
         elif isinstance(event, SpeechStopped):
             self._caller_speaking = False
             self.barge_in.speech_stopped()
-            # The audio sent after the point where speech ended is how long ago it ended.
+            # The audio sent after the point where speech ended is how long ago it ended;
+            # the VAD's point is after the silence it waited for.
             since = 0 if event.audio_end_ms is None else self._session_audio_ms - event.audio_end_ms
-            self.turns.caller_stopped(now - max(since, 0))
+            self.turns.caller_stopped(now - max(since, 0) - self.config.vad_silence_ms)
         elif isinstance(event, CallerHeard):
             self._caller_heard_at = now
             self._yield.caller_heard(now)
