@@ -6,13 +6,17 @@ import asyncio
 import os
 import signal
 from contextlib import suppress
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
 
+from agent.audio.notice import Notice, NoticeError, load_notice
 from agent.call import CallSession
 from agent.config import ConfigError, Settings
 from agent.observe.ids import new_call_id
+from agent.observe.record_store import RecordStore
+from agent.observe.retention import keep_swept
 from agent.realtime.endpoint import (
     RealtimeEndpoint,
     choose_provider,
@@ -36,8 +40,17 @@ log = structlog.get_logger("app")
 class AgentApp:
     """One agent process: answers calls on its SIP port, up to ``sip.max_calls`` at once."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, profile: str = "agent") -> None:
         self.settings = settings
+        #: The profile's name (its file's stem), for the call records.
+        self.profile = profile
+        self.record_store = RecordStore()
+        self.notice: Notice | None = None
+        if settings.records.recording_notice:
+            try:
+                self.notice = load_notice(Path(settings.records.recording_notice))
+            except NoticeError as exc:
+                raise ConfigError(f"records.recording_notice: {exc}") from None
         self.sip = create_engine(settings.sip, self._on_incoming, self._admission)
         # Custom tools are imported here, so a broken one stops the start (ConfigError).
         self.tool_catalog = ToolCatalog(settings.tools)
@@ -67,6 +80,12 @@ class AgentApp:
                 "127.0.0.1", 0, backend=make_backend(local.backend, local.brain)
             )
             await self.local_server.start()
+        retention: asyncio.Task[None] | None = None
+        records = self.settings.records
+        if records.dir and records.retention_days > 0:
+            retention = asyncio.create_task(
+                keep_swept(Path(records.dir), records.retention_days), name="records-retention"
+            )
         try:
             self.endpoint = resolve_endpoint(
                 self.settings, self.local_server.url if self.local_server else None
@@ -98,7 +117,12 @@ class AgentApp:
             with suppress(asyncio.CancelledError):
                 await poller
         finally:
+            if retention is not None:
+                retention.cancel()
+                with suppress(asyncio.CancelledError):
+                    await retention
             await self.sip.shutdown()
+            await self.record_store.close()
             if self.webhook is not None:
                 # Every finished call's delivery is on disk by now; the rest waits there.
                 await self.webhook.close()
@@ -149,6 +173,9 @@ class AgentApp:
             self._on_session_finished,
             tool_catalog=self.tool_catalog,
             lookup=self.lookup,
+            profile=self.profile,
+            notice=self.notice,
+            record_store=self.record_store,
         )
         self.sessions[call.call_id] = session
         task = asyncio.get_running_loop().create_task(session.run(), name=f"call-{call.call_id}")
@@ -157,11 +184,11 @@ class AgentApp:
 
     def _on_session_finished(self, session: CallSession) -> None:
         self.sessions.pop(session.call_id, None)
-        if self.webhook is not None and session.records.started:
+        if self.webhook is not None and session.record is not None:
             # Answered calls only (those with a transcript): a call refused or cancelled while
             # ringing is no conversation to report, and scanners would flood the receiver.
             delivery_id = new_call_id()
-            body = call_ended_body(delivery_id, session.call_record(), session.records.lines)
+            body = call_ended_body(delivery_id, session.record, session.records.lines)
             self.webhook.submit(delivery_id, body, session.call_id)
 
 

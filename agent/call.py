@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from agent.audio.notice import Notice
 from agent.bridge import BridgeConfig, CallBridge, Step
 from agent.bridge.actions import (
     Delegate,
@@ -43,6 +44,9 @@ from agent.bridge.requests import ClientRequest, CloseSession
 from agent.config import ConfigError, Settings
 from agent.live.adapter import LiveAdapter
 from agent.live.delegation import FAILED, DelegationWorker
+from agent.observe.call_record import CallFacts, build_call_record
+from agent.observe.record_store import RecordStore
+from agent.observe.recording import CallRecording, RecordingTap
 from agent.observe.transcript import RecordWriter
 from agent.realtime.adapter import RealtimeAdapter
 from agent.realtime.connection import RealtimeConnectError, RealtimeConnection
@@ -63,11 +67,19 @@ T = TypeVar("T")
 LIVE_CLOSE_WAIT_S = 2.0
 
 
-def _records_path(settings: Settings, call_id: str) -> Path | None:
+def _records_stem(settings: Settings, call_id: str) -> Path | None:
+    """``<dir>/<time>-<call_id>``: the call's transcript, record and recording share it."""
     if not settings.records.dir:
         return None
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    return Path(settings.records.dir) / f"{stamp}-{call_id}.jsonl"
+    return Path(settings.records.dir) / f"{stamp}-{call_id}"
+
+
+def _model(settings: Settings, protocol: str) -> str:
+    """The model (or Azure deployment) the call's sessions use."""
+    if protocol == LIVE:
+        return settings.live.model
+    return settings.secrets.azure_deployment or settings.realtime.model
 
 
 def protocol_adapter(endpoint: RealtimeEndpoint) -> ProtocolAdapter:
@@ -101,6 +113,7 @@ def bridge_config(
         g711_passthrough=settings.audio.g711_passthrough,
         append_batch_ms=settings.audio.append_batch_ms,
         server_interrupts=td.interrupt_response and td.type != "none",
+        vad_silence_ms=td.silence_duration_ms if td.type == "server_vad" and not live else 0,
         echo_guard_ms=profile.echo_guard_ms,
         echo_guard_dbfs=profile.echo_guard_dbfs,
         reconnect_attempts=settings.realtime.reconnect_attempts,
@@ -145,7 +158,16 @@ class CallSession:
         on_finished: Callable[[CallSession], None] | None = None,
         tool_catalog: ToolCatalog | None = None,
         lookup: CallLookup | None = None,
+        *,
+        profile: str = "agent",
+        notice: Notice | None = None,
+        record_store: RecordStore | None = None,
     ) -> None:
+        self.invite_at = time.time()
+        self.answered_at: float | None = None
+        self.profile = profile
+        self._notice = notice
+        self._record_store = record_store or RecordStore()
         self.call = call
         self.endpoint = endpoint
         self.settings = settings
@@ -157,13 +179,18 @@ class CallSession:
         #: The current session's protocol adapter (a new one for each session).
         self.adapter = protocol_adapter(endpoint)
         self._lookup = lookup
-        #: The named profile the lookup chose ("" is [agent]).
-        self.profile = ""
-        #: Wall-clock times (unix seconds) of the INVITE, the answer and the end.
-        self.invited_at = time.time()
-        self.answered_at: float | None = None
         self.ended_at: float | None = None
-        self.records = RecordWriter(_records_path(settings, call.call_id), self.call_id)
+        self._stem = _records_stem(settings, call.call_id)
+        self.records = RecordWriter(
+            self._stem.with_suffix(".jsonl") if self._stem else None, self.call_id
+        )
+        self.recording: CallRecording | None = None
+        #: The transfer the agent attempted, and how it ended (for the call record).
+        self.transfer: dict[str, Any] | None = None
+        #: Where the call record went (None: not written, or no records directory).
+        self.record_path: Path | None = None
+        #: The call record, once the call has ended and it was established.
+        self.record: dict[str, Any] | None = None
         self.tools = CallTools(settings.tools, _Control(self), self.records, self.log, tool_catalog)
         self._configure(settings, {})
         #: Each session's latest usage report (GPT-Live), by session generation.
@@ -234,7 +261,8 @@ class CallSession:
         settings = self.settings
         if result.profile:
             settings = dataclasses.replace(settings, agent=settings.profiles[result.profile])
-        self.profile = result.profile
+        if result.profile:
+            self.profile = result.profile
         self._configure(settings, result.variables)
         # The names only: the values may be the caller's personal data.
         self.log.info(
@@ -246,7 +274,15 @@ class CallSession:
     # -- the SIP call's events (loop thread, from the engine) ---------------------------------
     def on_media(self, codec: str, rate: int) -> None:
         step = self.bridge.media_started(codec, rate)
-        self.call.play_from(self.bridge.playout)
+        if self.recording is None and self._stem is not None and self.settings.records.recording:
+            # From the first frame on the line: the notice and the greeting are in it.
+            self.recording = CallRecording(
+                self._stem.with_suffix(".wav"), self.bridge.call_rate, f"rec-{self.call_id}"
+            )
+        if self.recording is not None:
+            self.call.play_from(RecordingTap(self.bridge.playout, self.recording))
+        else:
+            self.call.play_from(self.bridge.playout)
         self._submit(step)
 
     def on_confirmed(self) -> None:
@@ -316,10 +352,12 @@ class CallSession:
         step = self.bridge.call_ended(self._hangup_code or 0, self._hangup_reason, self._answered)
         self._apply_now(step)
         self.ended_at = time.time()
+        await self._close_recording()
         usage = self.usage
         if self.records.started:
             self.records.event("call_end", **self._outcome())
         self.records.close()
+        await self._write_call_record(usage)
         self.log.info(
             "call_finished",
             ended_by=self.bridge.outcome.ended_by,
@@ -345,35 +383,70 @@ class CallSession:
             **({"usage": usage} if usage is not None else {}),
         }
 
-    def call_record(self) -> dict[str, Any]:
-        """The call's summary once it has ended: the post-call webhook's ``record``.
+    async def _close_recording(self) -> None:
+        recording = self.recording
+        if recording is None:
+            return
+        self.call.play_from(self.bridge.playout)
+        recording.close()
+        # The writer thread writes what is queued and closes the file; off the loop.
+        await asyncio.to_thread(recording.join)
+        if recording.error is not None or recording.dropped_frames:
+            self.log.warning(
+                "recording_incomplete",
+                path=str(recording.path),
+                error=recording.error,
+                dropped_frames=recording.dropped_frames,
+            )
 
-        Built from the same data as the ``call_end`` line, plus who called whom, the profile
-        and the times (unix seconds): the one place the call's record is assembled.
-        """
+    def call_facts(self, usage: dict[str, Any] | None) -> CallFacts:
+        """What the call record says, as the call ends."""
+        outcome = self.bridge.outcome
+        recording = self.recording
+        return CallFacts(
+            call_id=self.call_id,
+            sip_call_id=self.call.sip_call_id,
+            caller=uri_user(self.call.remote_uri),
+            dialed=uri_user(self.call.local_uri),
+            caller_uri=self.call.remote_uri,
+            dialed_uri=self.call.local_uri,
+            profile=self.profile,
+            provider=self.endpoint.provider,
+            protocol=self.endpoint.protocol,
+            model=_model(self.settings, self.endpoint.protocol),
+            invite_at=self.invite_at,
+            answered_at=self.answered_at,
+            ended_at=self.ended_at or time.time(),
+            ended_by=outcome.ended_by,
+            reason=outcome.reason,
+            sip_code=self._hangup_code,
+            barge_ins=self.bridge.interruptions,
+            turn_latencies_ms=list(self.bridge.turns.latencies_ms),
+            usage=usage,
+            rtp=self.call.rtp_stats() or None,
+            transfer=self.transfer,
+            transcript=str(self.records.path) if self.records.path else None,
+            recording=None
+            if recording is None
+            else {
+                "path": str(recording.path),
+                "channels": {"left": "caller", "right": "agent"},
+                "rate": recording.rate,
+                "seconds": round(recording.seconds, 2),
+                "dropped_frames": recording.dropped_frames,
+                "error": recording.error,
+            },
+        )
 
-        def stamp(value: float | None) -> float | None:
-            return round(value, 3) if value is not None else None
-
-        return {
-            "call_id": self.call_id,
-            "caller": uri_user(self.call.remote_uri),
-            "dialed": uri_user(self.call.local_uri),
-            "remote_uri": self.call.remote_uri,
-            "local_uri": self.call.local_uri,
-            "profile": self.profile,
-            "protocol": self.endpoint.protocol,
-            "invited_at": stamp(self.invited_at),
-            "answered_at": stamp(self.answered_at),
-            "ended_at": stamp(self.ended_at),
-            "duration_s": (
-                round(self.ended_at - self.answered_at, 3)
-                if self.ended_at is not None and self.answered_at is not None
-                else None
-            ),
-            "interruptions": self.bridge.interruptions,
-            **self._outcome(),
-        }
+    async def _write_call_record(self, usage: dict[str, Any] | None) -> None:
+        """The call record, next to the transcript: only for a call that was established
+        (like the transcript, a refused or unacknowledged call leaves no file)."""
+        if self._stem is None or not self.records.started:
+            return
+        self.record = build_call_record(self.call_facts(usage), self.records.lines)
+        path = self._stem.with_suffix(".json")
+        if await self._record_store.save(path, self.record):
+            self.record_path = path
 
     @property
     def usage(self) -> dict[str, Any] | None:
@@ -415,7 +488,8 @@ class CallSession:
             local=self.call.local_uri,
             sip_call_id=self.call.sip_call_id,
         )
-        await self._carry_out(self.bridge.call_confirmed(self._now()))
+        notice = self._notice.at_rate(self.bridge.call_rate) if self._notice is not None else b""
+        await self._carry_out(self.bridge.call_confirmed(self._now(), notice))
         while True:
             lost = await self._bridge_audio()
             if lost is None:
@@ -528,8 +602,11 @@ class CallSession:
             self.log.warning("call_without_media")
             self._end("no audio was negotiated")
             return False
-        # Caller audio that arrived before the ACK was never meant for the model.
-        self.call.take_frames()
+        # Caller audio that arrived before the ACK was never meant for the model (but it
+        # was on the line: the recording keeps it).
+        early = self.call.take_frames()
+        if self.recording is not None:
+            self.recording.caller_frames(early)
         return True
 
     async def _bridge_audio(self) -> str | None:
@@ -583,10 +660,14 @@ class CallSession:
         """
         timeout = self.settings.sip.rtp_timeout_s
         if timeout <= 0:
-            await self._ended.wait()
+            while not self._ended.is_set():
+                # The stream's RTP figures go with it at a caller's BYE: keep them fresh.
+                await asyncio.sleep(1.0)
+                self.call.rtp_stats()
             return
         last, quiet_since = None, time.monotonic()
         while not self._ended.is_set():
+            # Also refreshes the RTP figures the engine keeps for the call record.
             await asyncio.sleep(min(1.0, timeout / 4))
             now, count = time.monotonic(), self.call.received_rtp_packets()
             if count is None or count != last:
@@ -604,7 +685,10 @@ class CallSession:
             self._frames_ready.clear()
             now = self._now()
             step = Step()
-            for frame in self.call.take_frames():
+            frames = self.call.take_frames()
+            if self.recording is not None:
+                self.recording.caller_frames(frames)
+            for frame in frames:
                 step.add(self.bridge.caller_frame(frame, now))
             step.add(self.bridge.tick(now))
             await self._carry_out(step)
@@ -744,12 +828,15 @@ class CallSession:
                     done.set_result(None)
             self._hung_up.clear()
         elif isinstance(action, Transfer):
+            self.transfer = {"destination": action.uri, "status": None, "reason": ""}
             try:
                 self.call.transfer(action.uri)
                 self.log.info("sip_transfer_sent", refer_to=action.uri)
             except SipCommandError as exc:
                 self._apply_now(self.bridge.transfer_not_sent(str(exc)))
         elif isinstance(action, TransferFinished):
+            if self.transfer is not None:
+                self.transfer.update(status=action.status, reason=action.reason, ok=action.ok)
             for outcome in self._transfers:
                 if not outcome.done():
                     outcome.set_result(TransferOutcome(action.status, action.reason))

@@ -135,7 +135,8 @@ def _serve(args: argparse.Namespace) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         install_signal_handlers(stop)
-        await AgentApp(settings).run(stop)
+        profile = args.config.stem if args.config else "agent"
+        await AgentApp(settings, profile).run(stop)
 
     asyncio.run(main())
     return 0

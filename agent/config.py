@@ -171,8 +171,15 @@ class AudioSettings:
 
 @dataclass(frozen=True)
 class RecordSettings:
-    #: Directory for per-call transcripts (JSONL); "" writes none.
+    #: Directory for per-call transcripts (JSONL), call records (JSON) and recordings (WAV);
+    #: "" writes none of them.
     dir: str = "records"
+    #: One stereo WAV per call (caller left, agent right, at the call's rate).
+    recording: bool = False
+    #: Call files older than this many days are deleted at start and daily; 0 keeps them.
+    retention_days: int = 0
+    #: A WAV file played to the caller on answer, before the agent greets ("" for none).
+    recording_notice: str = ""
 
 
 @dataclass(frozen=True)
@@ -450,6 +457,20 @@ def _validate(settings: Settings) -> None:
     if settings.audio.append_batch_ms not in (20, 40):
         raise ConfigError("audio.append_batch_ms: must be 20 or 40")
     _validate_session_extras(settings)
+    _validate_records(settings.records)
+
+
+def _validate_records(records: RecordSettings) -> None:
+    if records.retention_days < 0:
+        raise ConfigError("records.retention_days: must be 0 (keep forever) or positive")
+    if records.recording_notice:
+        # Imported here: the audio core is not needed to read a profile without a notice.
+        from agent.audio.notice import NoticeError, load_notice
+
+        try:
+            load_notice(Path(records.recording_notice))
+        except NoticeError as exc:
+            raise ConfigError(f"records.recording_notice: {exc}") from None
 
 
 def _validate_profile(profile: AgentProfile, where: str) -> None:

@@ -334,3 +334,44 @@ def test_importing_the_bridge_pulls_in_no_io() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == ""
+
+
+@DIALECTS
+def test_a_recording_notice_plays_before_the_greeting_and_holds_caller_audio(
+    dialect: Dialect,
+) -> None:
+    call = FakeCall(dialect)
+    call.take(call.bridge.session_config())
+    call.server("session.updated", session=call._session())
+    call.take(call.bridge.media_started("PCMU", 8000))
+    notice = (3000).to_bytes(2, "little", signed=True) * (8 * 300)  # 300 ms
+    call.take(call.bridge.call_confirmed(call.now, notice))
+    assert "response.create" not in call.kinds()
+    for _ in range(10):  # the caller talks over the notice: the model hears none of it
+        call.take(call.bridge.caller_frame(SILENCE, call.now))
+        call.pull(1)
+    assert "input_audio_buffer.append" not in call.kinds() and "response.create" not in call.kinds()
+    call.pull(6)
+    assert _level(bytes(call.heard[: 300 * 16])) == 3000  # heard whole, uncut
+    assert call.kinds().count("response.create") == 1  # then the greeting
+    call.take(call.bridge.caller_frame(SILENCE, call.now))
+    assert "input_audio_buffer.append" in call.kinds()
+
+
+@DIALECTS
+def test_turn_latency_counts_from_the_vad_s_end_of_speech_to_the_reply_on_the_line(
+    dialect: Dialect,
+) -> None:
+    call = FakeCall(dialect)
+    call.answer()
+    for _ in range(50):  # 1 s of caller audio appended
+        call.take(call.bridge.caller_frame(SILENCE, call.now))
+        call.pull(1)
+    # The VAD says the caller stopped 600 ms into the audio: 400 ms ago.
+    call.server("input_audio_buffer.speech_stopped", audio_end_ms=600, item_id="item_user")
+    call.pull(10)  # 200 ms later the reply arrives, and plays at once
+    call.response_created("resp_1")
+    call.speak("resp_1", "item_1", 400)
+    call.pull(3)
+    assert len(call.bridge.turns.latencies_ms) == 1
+    assert abs(call.bridge.turns.latencies_ms[0] - 620) <= 20

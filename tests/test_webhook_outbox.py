@@ -5,12 +5,14 @@ sender was stopped with the delivery pending and started again."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import time
 from pathlib import Path
 
 import pytest
+import structlog
 
 from agent.config import WebhookSettings
 from agent.webhook.outbox import FAILED_DIR, Outbox, OutboxFull
@@ -199,21 +201,23 @@ async def test_a_delivery_failing_past_retry_for_h_is_given_up(tmp_path: Path) -
     assert len(receiver.requests) == 1
 
 
-async def test_the_log_never_shows_the_secret_or_the_url_path(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_the_log_never_shows_the_secret_or_the_url_path(tmp_path: Path) -> None:
     from agent.observe.logging import configure_logging
 
-    configure_logging("json", "debug")
-    outbox = Outbox(tmp_path / "outbox", 100)
-    async with WebhookReceiver(statuses=[503, 200]) as receiver:
-        sender = WebhookSender(_settings(receiver.url), SECRET, outbox)
-        await sender.start()
-        sender.submit("01LOG", _body("01LOG"))
-        await _until(lambda: sender.delivered == 1)
-        await sender.close()
-    out = capsys.readouterr()
-    text = out.out + out.err
+    out = io.StringIO()
+    configure_logging("json", "debug", stream=out)
+    try:
+        outbox = Outbox(tmp_path / "outbox", 100)
+        async with WebhookReceiver(statuses=[503, 200]) as receiver:
+            sender = WebhookSender(_settings(receiver.url), SECRET, outbox)
+            await sender.start()
+            sender.submit("01LOG", _body("01LOG"))
+            await _until(lambda: sender.delivered == 1)
+            await sender.close()
+    finally:
+        # Later tests log in this process too (the local server): not into this buffer.
+        structlog.reset_defaults()
+    text = out.getvalue()
     events = [json.loads(line)["event"] for line in text.splitlines() if line.startswith("{")]
     assert "webhook_delivered" in events and "webhook_attempt_failed" in events
     assert SECRET not in text and "not-for-logs" not in text and "v1=" not in text

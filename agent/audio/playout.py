@@ -32,6 +32,7 @@ class _ItemCounts:
     received: int = 0  # samples accepted by push()
     played: int = 0  # samples handed out by pull()
     discarded: int = 0  # samples dropped by flush()
+    first_pull: int = -1  # index of the pull that first played a sample of the item
 
     @property
     def queued(self) -> int:
@@ -174,6 +175,8 @@ class Playout:
     def _account(self, item: str, samples: int) -> None:
         counts = self._counts.get(item)
         if counts is not None:
+            if counts.first_pull < 0:
+                counts.first_pull = self.frames_pulled - 1
             counts.played += samples
         self._queued -= samples
         self._last_played = item
@@ -189,6 +192,15 @@ class Playout:
     def played_ms(self, item_id: str) -> int:
         """Whole milliseconds of ``item_id`` the caller has been sent (rounded down)."""
         return self.played_samples(item_id) * 1000 // self.sample_rate
+
+    def first_pull(self, item_id: str) -> int | None:
+        """Index (0-based, counting every pull) of the pull that first played ``item_id``;
+        None until it played (or once forgotten)."""
+        with self._lock:
+            counts = self._counts.get(item_id)
+            if counts is None or counts.first_pull < 0:
+                return None
+            return counts.first_pull
 
     def received_samples(self, item_id: str) -> int:
         """Samples of ``item_id`` accepted by push() so far (0 if unknown or forgotten)."""

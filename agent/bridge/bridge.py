@@ -98,11 +98,14 @@ from agent.bridge.requests import (
     Truncate,
 )
 from agent.bridge.transcript import Line, TranscriptBook
+from agent.bridge.turns import TurnTimer
 from agent.tools.dtmf import DtmfCollector, pressed_text
 from agent.tools.protocol import ToolProtocol
 
 #: Two short beeps, queued for the caller when the realtime session drops.
 NOTICE_ITEM = "notice:session-lost"
+#: The recording notice, played on answer before the greeting.
+RECORDING_NOTICE_ITEM = "notice:recording"
 _NOTICE_TONE = tone(660, 150, SIP_RATE, -16.0) + bytes(800 * 2) + tone(660, 150, SIP_RATE, -16.0)
 RESUME_INSTRUCTIONS = (
     "The phone line to you dropped for a moment and is back; the conversation so far is above. "
@@ -138,6 +141,9 @@ class BridgeConfig:
     append_batch_ms: int = 20
     #: The session's VAD cancels a response itself on speech (``interrupt_response``).
     server_interrupts: bool = True
+    #: The silence the server's VAD waits for before it says the caller stopped: its
+    #: ``audio_end_ms`` includes it (server_vad's ``silence_duration_ms``; 0 when unknown).
+    vad_silence_ms: int = 0
     echo_guard_ms: int = 0
     echo_guard_dbfs: float = -40.0
     reconnect_attempts: int = 1
@@ -211,6 +217,11 @@ class CallBridge:
         self.dtmf = DtmfCollector(config.dtmf_actions, config.dtmf_batch_ms, config.dtmf_to_model)
         self.book = TranscriptBook()
         self.outcome = CallOutcome()
+        self.turns = TurnTimer()
+        #: Caller audio sent to the current session, in ms (where its VAD's times point).
+        self._session_audio_ms = 0
+        #: The recording notice is playing: the line is not the model's yet.
+        self._announcing = False
         self.session_ready = False
         self._response: _Response | None = None
         self._cut_responses: set[str] = set()
@@ -248,6 +259,7 @@ class CallBridge:
         ``media_started``): ``config_waiting`` is then True."""
         self.session_ready = False
         self._closed_reason = ""
+        self._session_audio_ms = 0
         if not self._format_known:
             self._config_waiting = True
             return Step()
@@ -280,15 +292,21 @@ class CallBridge:
             self._write_heard(step)
         elif isinstance(event, SpeechStarted):
             self._caller_speaking = True
+            self.turns.caller_started()
             if self.barge_in.speech_started(self.agent_speaking):
                 step.add(self._cut())
         elif isinstance(event, SpeechStopped):
             self._caller_speaking = False
             self.barge_in.speech_stopped()
+            # The audio sent after the point where speech ended is how long ago it ended;
+            # the VAD's point is after the silence it waited for.
+            since = 0 if event.audio_end_ms is None else self._session_audio_ms - event.audio_end_ms
+            self.turns.caller_stopped(now - max(since, 0) - self.config.vad_silence_ms)
         elif isinstance(event, CallerHeard):
             self._caller_heard_at = now
             self.book.caller_partial(event.item_id, event.text)
             self._yield.caller_heard(now)
+            self.turns.caller_heard(now)
             self._check_yield(now, step)
         elif isinstance(event, ResponseCreated):
             self._response = _Response(event.response_id, event.tag)
@@ -430,9 +448,24 @@ class CallBridge:
             step.requests.append(ConfigureSession(self._spec()))
         return step
 
-    def call_confirmed(self, now: float) -> Step:
-        """The ACK came: caller audio may reach the model, and the agent may speak."""
+    def call_confirmed(self, now: float, notice: bytes = b"") -> Step:
+        """The ACK came: caller audio may reach the model, and the agent may speak.
+
+        With a recording ``notice`` (PCM16 at the call's rate) the caller hears it first:
+        until it has played, no caller audio reaches the model (so nothing the caller says
+        can talk over or answer it) and the greeting waits."""
         self._confirmed = True
+        if notice:
+            self.playout.push(RECORDING_NOTICE_ITEM, notice)
+            self._announcing = True
+            return Step(
+                actions=[
+                    Note("recording_notice", "info", {"ms": len(notice) * 500 // self.call_rate})
+                ]
+            )
+        return self._greet()
+
+    def _greet(self) -> Step:
         step = Step()
         if self.config.greeting:
             step.requests.append(CreateResponse(instructions=self.config.greeting))
@@ -441,7 +474,7 @@ class CallBridge:
     def caller_frame(self, pcm: bytes, now: float) -> Step:
         """One 20 ms frame of caller audio (PCM16 at the call's rate)."""
         step = Step()
-        if not self._confirmed or not self.session_ready or self._ended:
+        if not self._confirmed or not self.session_ready or self._ended or self._announcing:
             return step  # before the ACK nothing of the line reaches the (billed) model
         if self.barge_in.pending and self.barge_in.caller_audio(FRAME_MS, rms_dbfs(pcm)):
             step.add(self._cut())
@@ -450,7 +483,9 @@ class CallBridge:
             self.call_rate
         ):
             audio = self._audio.to_model(bytes(self._pending))
-            self.frames_sent += len(self._pending) // frame_bytes(self.call_rate)
+            frames = len(self._pending) // frame_bytes(self.call_rate)
+            self.frames_sent += frames
+            self._session_audio_ms += frames * FRAME_MS
             self._pending.clear()
             if audio:
                 step.requests.append(AppendAudio(audio))
@@ -552,6 +587,10 @@ class CallBridge:
     def tick(self, now: float) -> Step:
         """Time passed: DTMF batches, call control waiting for quiet, heard lines."""
         step = Step()
+        if self._announcing and not self.playout.queued_samples:
+            self._announcing = False
+            step.add(self._greet())
+        self.turns.check(self.playout, now)
         digits = self.dtmf.due(now)
         if digits:
             step.requests.extend(self._tell(pressed_text(digits)))
@@ -599,6 +638,7 @@ class CallBridge:
         pcm = self._audio.from_model(audio)
         if pcm:
             self.playout.push(event.item_id, pcm)
+            self.turns.agent_audio(event.item_id)
 
     def _finish_item(self, item_id: str | None) -> None:
         """End of an item's audio: release what the resampler still holds for it."""

@@ -58,7 +58,10 @@ class SpeechStarted:
 
 @dataclass(frozen=True, slots=True)
 class SpeechStopped:
-    pass
+    """The server's VAD heard the caller stop; ``audio_end_ms`` is where, in the audio this
+    session was sent (None when the server does not say)."""
+
+    audio_end_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -162,13 +162,18 @@ def _error(event: dict[str, Any]) -> ServerError:
     return ServerError(field("code"), field("message"), field("event_id"))
 
 
+def _optional_int(event: dict[str, Any], key: str) -> int | None:
+    value = event.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 _Parser = Callable[[dict[str, Any]], ServerEvent | list[ServerEvent] | None]
 
 #: Events named alike in both dialects.
 _COMMON: dict[str, _Parser] = {
     "session.updated": lambda e: SessionReady(_expires_at(e)),
     "input_audio_buffer.speech_started": lambda _e: SpeechStarted(),
-    "input_audio_buffer.speech_stopped": lambda _e: SpeechStopped(),
+    "input_audio_buffer.speech_stopped": lambda e: SpeechStopped(_optional_int(e, "audio_end_ms")),
     "response.created": _response_created,
     "response.done": lambda e: ResponseDone(str(_table(e, "response").get("id", ""))),
     # GA acknowledges our items with .added, beta with .created; take either from both.

@@ -110,6 +110,11 @@ class EngineCall(Protocol):
         """RTP packets received so far; None while none is expected (no audio, or held)."""
         ...
 
+    def rtp_stats(self) -> dict[str, float | int]:
+        """The call's RTP quality so far, or at its end once it ended: packets received and
+        lost, jitter, what the far end reported of ours; empty when no audio flowed."""
+        ...
+
 
 #: The engine calls this for each INVITE it let through (on the loop thread).
 IncomingCall = Callable[[EngineCall], None]

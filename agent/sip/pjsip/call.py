@@ -23,6 +23,29 @@ from agent.sip.pjsip.media_port import BridgePort
 from agent.sip.rtp_filter import expected_source, find_udp_socket, restrict_source, split_address
 
 
+def rtp_figures(stat: pj.StreamStat) -> dict[str, float | int]:
+    """A stream's RTP quality for the call record and the ``media_stats`` line: what we
+    received (loss, jitter as RFC 3550 computes it, discards, reordering), what the far end
+    reported of ours in its RTCP, and the jitter buffer's own losses."""
+    rx, tx = stat.rtcp.rxStat, stat.rtcp.txStat
+    received, lost = int(rx.pkt), int(rx.loss)
+    return {
+        "rx_packets": received,
+        "rx_lost": lost,
+        "rx_loss_pct": round(100 * lost / (received + lost), 2) if received + lost else 0.0,
+        "rx_jitter_ms_mean": round(rx.jitterUsec.mean / 1000, 2),
+        "rx_jitter_ms_max": round(rx.jitterUsec.max / 1000, 2),
+        "rx_discarded": int(rx.discard),
+        "rx_reordered": int(rx.reorder),
+        "rx_duplicated": int(rx.dup),
+        "tx_packets": int(tx.pkt),
+        "tx_lost_reported": int(tx.loss),
+        "tx_jitter_ms_reported": round(tx.jitterUsec.mean / 1000, 2),
+        "jbuf_lost": int(stat.jbuf.lost),
+        "jbuf_delay_ms_mean": int(stat.jbuf.avgDelayMsec),
+    }
+
+
 def _sip_header(name: str, value: str) -> pj.SipHeader:
     header = pj.SipHeader()
     header.hName = name
@@ -48,6 +71,8 @@ class _PjCall(pj.Call):
         self.local_uri: str = info.localUri
         self.codec: str | None = None
         self.port: BridgePort | None = None
+        #: The latest RTP figures (``rtp_figures``): kept, since the stream goes with the call.
+        self.rtp_stats: dict[str, float | int] = {}
         self.source: FrameSource | None = None
         self.listener: CallListener | None = None
         self.disconnected = False
@@ -85,6 +110,8 @@ class _PjCall(pj.Call):
         """BYE an answered call, or 603 an unanswered one; harmless when already ended."""
         if self.disconnected:
             return
+        # The stream is gone by the time the disconnection is reported: take its figures now.
+        self.snapshot_rtp()
         prm = pj.CallOpParam()
         prm.statusCode = pj.PJSIP_SC_DECLINE
         self._safe("hangup", lambda: self.hangup(prm))
@@ -125,10 +152,24 @@ class _PjCall(pj.Call):
                     return None
                 if not media.dir & pj.PJMEDIA_DIR_DECODING:
                     return None
-                return int(self.getStreamStat(index).rtcp.rxStat.pkt)
+                stat = self.getStreamStat(index)
+                self.rtp_stats = rtp_figures(stat)
+                return int(stat.rtcp.rxStat.pkt)
         except pj.Error:
             return None
         return None
+
+    def snapshot_rtp(self) -> None:
+        """Keep the audio stream's RTP figures now, while the stream is still there."""
+        with contextlib.suppress(pj.Error):
+            info = self.getInfo()
+            for index, media in enumerate(info.media):
+                if (
+                    media.type == pj.PJMEDIA_TYPE_AUDIO
+                    and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE
+                ):
+                    self.rtp_stats = rtp_figures(self.getStreamStat(index))
+                    return
 
     def _respond(self, code: int) -> None:
         prm = pj.CallOpParam()
@@ -394,3 +435,8 @@ class PjsipCall:
 
     def received_rtp_packets(self) -> int | None:
         return self._call.received_rtp_packets()
+
+    def rtp_stats(self) -> dict[str, float | int]:
+        if not self._call.disconnected:
+            self._call.snapshot_rtp()
+        return dict(self._call.rtp_stats)

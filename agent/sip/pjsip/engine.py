@@ -331,7 +331,7 @@ class PjsipEngine:
         for call in retired:
             if call.port is not None:
                 # The call's frame counters, once, at its end (bench/ reads this line).
-                call.log.info("media_stats", **call.port.stats())
+                call.log.info("media_stats", **call.port.stats(), **call.rtp_stats)
             call.destroy()
         retired.clear()
 
