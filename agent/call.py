@@ -99,8 +99,13 @@ def bridge_config(
         g711_passthrough=settings.audio.g711_passthrough,
         append_batch_ms=settings.audio.append_batch_ms,
         server_interrupts=td.interrupt_response and td.type != "none",
-        echo_guard_ms=profile.echo_guard_ms,
-        echo_guard_dbfs=profile.echo_guard_dbfs,
+        min_barge_in_ms=profile.min_barge_in_ms,
+        min_barge_in_dbfs=profile.min_barge_in_dbfs,
+        silence_hangup_ms=profile.silence_hangup_s * 1000,
+        max_call_ms=profile.max_call_s * 1000,
+        max_call_goodbye_ms=profile.max_call_goodbye_s * 1000,
+        filler=settings.tools.filler,
+        filler_after_ms=settings.tools.filler_after_ms,
         reconnect_attempts=settings.realtime.reconnect_attempts,
         notice_wait_ms=int(settings.sip.session_timeout_s * 1000),
         dtmf_actions=dict(settings.tools.dtmf_actions),
@@ -276,6 +281,9 @@ class CallSession:
                 reason=self.bridge.outcome.reason,
                 sip_code=self._hangup_code,
                 sip_call_id=self.call.sip_call_id,
+                interruptions=self.bridge.interruptions,
+                ignored_barge_ins=self.bridge.ignored_barge_ins,
+                tool_fillers=self.bridge.fillers,
                 **({"usage": usage} if usage is not None else {}),
             )
         self.records.close()
@@ -288,6 +296,8 @@ class CallSession:
             audio_deltas=self.bridge.audio_deltas,
             underruns=self.bridge.playout.underruns,
             interruptions=self.bridge.interruptions,
+            ignored_barge_ins=self.bridge.ignored_barge_ins,
+            tool_fillers=self.bridge.fillers,
             **({"usage": usage} if usage is not None else {}),
         )
         if self._on_finished is not None:

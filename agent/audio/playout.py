@@ -131,6 +131,33 @@ class Playout:
             self.flushes += 1
             return item, played
 
+    def drop(self, item_id: str) -> int:
+        """Drop what is queued of ``item_id`` alone (a filler sound), keeping everything else
+        in order; the samples dropped."""
+        with self._lock:
+            dropped = 0
+            kept: deque[tuple[str, bytes]] = deque()
+            offset = self._head_offset
+            for seg_item, data in self._segments:
+                if seg_item == item_id:
+                    dropped += (len(data) - offset) // 2
+                else:
+                    kept.append((seg_item, data[offset:]))
+                offset = 0
+            if not dropped:
+                return 0
+            self._segments = kept
+            self._head_offset = 0
+            self._queued -= dropped
+            counts = self._counts.get(item_id)
+            if counts is not None:
+                counts.discarded += dropped
+            if self._last_played == item_id:
+                self._last_played = None
+                self._gap_pending = 0
+            self.flushes += 1
+            return dropped
+
     # -- media clock thread ---------------------------------------------------------------
 
     def pull(self) -> bytes:
@@ -218,6 +245,12 @@ class Playout:
                 "dropped_samples": self.dropped_samples,
                 "paused_pulls": self.paused_pulls,
             }
+
+    def queued_of(self, item_id: str) -> int:
+        """Samples of ``item_id`` waiting to be pulled."""
+        with self._lock:
+            counts = self._counts.get(item_id)
+            return counts.queued if counts is not None else 0
 
     @property
     def queued_samples(self) -> int:
