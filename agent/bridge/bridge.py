@@ -922,15 +922,25 @@ class CallBridge:
                         HangUp(AGENT, due.reason), now, due.deadline - now, after_speech=True
                     )
                 )
-        if self._to_say and self._response is None and not self._caller_speaking:
+        if self._to_say and self._may_ask():
             step.requests.extend(CreateResponse(instructions=text) for text in self._to_say)
             self._to_say.clear()
+
+    def _may_ask(self) -> bool:
+        """A response may be asked for now: none is in progress or already asked for (a
+        tool's output waiting for its answer), and the caller is not mid-turn (the server
+        answers that itself)."""
+        return (
+            self._response is None
+            and not self._caller_speaking
+            and not self.tools.waiting_for_response
+        )
 
     def _say(self, instructions: str, step: Step) -> None:
         """Ask the model to say something now, or once the response in progress is done
         (a Realtime server takes one response at a time; GPT-Live takes instructions any
         time and answers on its own)."""
-        if self._live or (self._response is None and not self._caller_speaking):
+        if self._live or self._may_ask():
             step.requests.append(CreateResponse(instructions=instructions))
         else:
             self._to_say.append(instructions)
