@@ -234,3 +234,15 @@ def test_flush_forgets_a_pending_gap() -> None:
     p.pull()
     p.push("a", ramp(160, 160))  # stale audio of the cut item arriving late
     assert p.gap_frames == 0
+
+
+def test_drop_removes_one_item_and_keeps_the_rest_in_order() -> None:
+    p = Playout()
+    p.push("filler", ramp(0, 240))
+    assert p.pull() == ramp(0, 160)  # the filler is half-way through its second frame
+    p.push("a", ramp(1000, 160))
+    assert p.queued_of("filler") == 80
+    assert p.drop("filler") == 80
+    assert (p.queued_samples, p.queued_of("filler")) == (160, 0)
+    assert p.pull() == ramp(1000, 160)  # the agent's audio is next, whole
+    assert p.drop("filler") == 0 and p.played_samples("filler") == 160
