@@ -114,8 +114,13 @@ def bridge_config(
         append_batch_ms=settings.audio.append_batch_ms,
         server_interrupts=td.interrupt_response and td.type != "none",
         vad_silence_ms=td.silence_duration_ms if td.type == "server_vad" and not live else 0,
-        echo_guard_ms=profile.echo_guard_ms,
-        echo_guard_dbfs=profile.echo_guard_dbfs,
+        min_barge_in_ms=profile.min_barge_in_ms,
+        min_barge_in_dbfs=profile.min_barge_in_dbfs,
+        silence_hangup_ms=profile.silence_hangup_s * 1000,
+        max_call_ms=profile.max_call_s * 1000,
+        max_call_goodbye_ms=profile.max_call_goodbye_s * 1000,
+        filler=settings.tools.filler,
+        filler_after_ms=settings.tools.filler_after_ms,
         reconnect_attempts=settings.realtime.reconnect_attempts,
         notice_wait_ms=int(settings.sip.session_timeout_s * 1000),
         dtmf_actions=dict(settings.tools.dtmf_actions),
@@ -294,6 +299,9 @@ class CallSession:
     def on_dtmf(self, digit: str, method: str) -> None:
         self._submit(self.bridge.caller_dtmf(digit, method, self._now()))
 
+    def on_hold(self, held: bool) -> None:
+        self._submit(self.bridge.far_end_hold(held))
+
     def on_transfer_status(self, code: int, reason: str, final: bool) -> None:
         self.log.info("sip_transfer_status", code=code, reason=reason, final=final)
         self._submit(self.bridge.transfer_status(code, reason, final))
@@ -367,6 +375,8 @@ class CallSession:
             audio_deltas=self.bridge.audio_deltas,
             underruns=self.bridge.playout.underruns,
             interruptions=self.bridge.interruptions,
+            ignored_barge_ins=self.bridge.ignored_barge_ins,
+            tool_fillers=self.bridge.fillers,
             **({"usage": usage} if usage is not None else {}),
         )
         if self._on_finished is not None:
@@ -380,6 +390,9 @@ class CallSession:
             "reason": self.bridge.outcome.reason,
             "sip_code": self._hangup_code,
             "sip_call_id": self.call.sip_call_id,
+            "interruptions": self.bridge.interruptions,
+            "ignored_barge_ins": self.bridge.ignored_barge_ins,
+            "tool_fillers": self.bridge.fillers,
             **({"usage": usage} if usage is not None else {}),
         }
 

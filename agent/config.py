@@ -94,9 +94,17 @@ class AgentProfile:
     #: Transcribe the caller's turns with this model; "" = off. The local backend transcribes
     #: every turn anyway; a cloud backend bills the transcription on top of the session.
     input_transcription_model: str = DEFAULT_TRANSCRIPTION_MODEL
-    #: Hold a barge-in until this much caller speech energy is measured locally (0 = off).
-    echo_guard_ms: int = 0
-    echo_guard_dbfs: float = -40.0
+    #: A barge-in trigger while the agent talks cuts it only once this much caller audio
+    #: louder than ``min_barge_in_dbfs`` was measured locally (0 = at once). Shorter bursts
+    #: (coughs, "uh-huh", line noise, echo) are ignored and counted. Formerly echo_guard_ms.
+    min_barge_in_ms: int = 0
+    min_barge_in_dbfs: float = -40.0
+    #: Seconds without caller speech before "are you still there?", and as long again
+    #: before the goodbye and hang-up (0 = never).
+    silence_hangup_s: float = 0.0
+    #: Longest call in seconds (0 = no limit); a goodbye ``max_call_goodbye_s`` before it.
+    max_call_s: float = 0.0
+    max_call_goodbye_s: float = 30.0
     #: Sampling temperature, beta dialect only (0.6-1.2); 0 leaves the server default.
     temperature: float = 0.0
     #: Cap on output tokens per response; 0 leaves the server default ("inf").
@@ -300,6 +308,10 @@ class ToolSettings:
     timeout_s: float = 10.0
     #: Per-tool time limits (tool name -> seconds), overriding ``timeout_s``.
     timeouts: dict[str, float] = field(default_factory=dict)
+    #: What the caller hears while tool calls run longer than ``filler_after_ms``: "tone" (a
+    #: soft thinking sound), "spoken" (a short holding line from the model) or "" (nothing).
+    filler: str = "tone"
+    filler_after_ms: int = 1500
     #: Per-tool argument names whose values never reach logs or transcripts.
     redact: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: Tool outputs longer than this are cut before the model sees them.
@@ -371,7 +383,27 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "log.format": ("console", "json"),
     "log.level": ("debug", "info", "warning", "error"),
     "local.backend": ("voice", "synthetic"),
+    "tools.filler": ("", "tone", "spoken"),
 }
+
+#: Keys that were renamed: old name -> new name (in the same table). A profile may use
+#: either, not both.
+_RENAMED = {
+    "agent.echo_guard_ms": "min_barge_in_ms",
+    "agent.echo_guard_dbfs": "min_barge_in_dbfs",
+}
+
+
+def _renamed(data: dict[str, Any], prefix: str) -> dict[str, Any]:
+    data = dict(data)
+    for old, new in _RENAMED.items():
+        table, _, key = old.rpartition(".")
+        if table != prefix or key not in data:
+            continue
+        if new in data:
+            raise ConfigError(f"{old}: the former name of {table}.{new}; set only one of them")
+        data[new] = data.pop(key)
+    return data
 
 
 def _choice_key(where: str) -> str:
@@ -416,6 +448,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
 
 def _build(cls: Any, data: dict[str, Any], prefix: str) -> Any:
     hints = typing.get_type_hints(cls)
+    data = _renamed(data, prefix)
     # Fields kept out of repr (the secrets) are not the file's to set: never offer them.
     names = {f.name for f in dataclasses.fields(cls) if f.repr}
     unknown = sorted(set(data) - names)
@@ -480,14 +513,15 @@ def _validate_profile(profile: AgentProfile, where: str) -> None:
         raise ConfigError(f"{where}.temperature: must be 0 (server default) or within 0.6..1.2")
     if profile.max_output_tokens < 0:
         raise ConfigError(f"{where}.max_output_tokens: must be 0 (server default) or positive")
-    if not 0 <= profile.echo_guard_ms <= 2000:
-        raise ConfigError(f"{where}.echo_guard_ms: must be between 0 and 2000")
+    if not 0 <= profile.min_barge_in_ms <= 2000:
+        raise ConfigError(f"{where}.min_barge_in_ms: must be between 0 and 2000")
     if not 0.25 <= profile.speed <= 1.5:
         raise ConfigError(f"{where}.speed: must be between 0.25 and 1.5")
     if not 0.0 <= profile.noise_reduction_strength <= 1.0:
         raise ConfigError(f"{where}.noise_reduction_strength: must be between 0 and 1")
     if not 0.0 <= profile.truncation_retention_ratio <= 1.0:
         raise ConfigError(f"{where}.truncation_retention_ratio: must be between 0 and 1")
+    _validate_limits(profile, where)
 
 
 def _validate_webhook(hook: WebhookSettings, records: RecordSettings, secrets: Secrets) -> None:
@@ -515,6 +549,15 @@ def _validate_webhook(hook: WebhookSettings, records: RecordSettings, secrets: S
         raise ConfigError("webhook.outbox_dir: needed when records.dir is empty")
     if not 50 <= hook.lookup_timeout_ms <= 10000:
         raise ConfigError("webhook.lookup_timeout_ms: must be between 50 and 10000")
+
+
+def _validate_limits(profile: AgentProfile, where: str) -> None:
+    if profile.silence_hangup_s and profile.silence_hangup_s < 1:
+        raise ConfigError(f"{where}.silence_hangup_s: must be 0 (never) or at least 1 second")
+    if profile.max_call_s and profile.max_call_s < 2:
+        raise ConfigError(f"{where}.max_call_s: must be 0 (no limit) or at least 2 seconds")
+    if profile.max_call_goodbye_s < 0:
+        raise ConfigError(f"{where}.max_call_goodbye_s: must be 0 or more")
 
 
 def _validate_session_extras(settings: Settings) -> None:
@@ -558,6 +601,8 @@ def _validate_tools(tools: ToolSettings) -> None:
             )
     if tools.timeout_s <= 0 or any(t <= 0 for t in tools.timeouts.values()):
         raise ConfigError("tools.timeout_s and tools.timeouts: must be positive")
+    if not 0 <= tools.filler_after_ms <= 60_000:
+        raise ConfigError("tools.filler_after_ms: must be between 0 and 60000")
     if tools.max_output_chars < 100:
         raise ConfigError("tools.max_output_chars: must be at least 100")
     if not 100 <= tools.dtmf_batch_ms <= 10000:

@@ -189,8 +189,8 @@ def test_cancel_is_not_repeated_for_the_same_response() -> None:
     assert line.speech().requests == []
 
 
-def test_echo_guard_ignores_short_bursts_and_confirms_long_speech() -> None:
-    line = Line(server_interrupts=False, echo_guard_ms=100, echo_guard_dbfs=-40)
+def test_too_short_triggers_are_ignored_and_long_speech_cuts() -> None:
+    line = Line(server_interrupts=False, min_barge_in_ms=100, min_barge_in_dbfs=-40)
     line.event(ResponseCreated("resp_1"))
     line.deliver("resp_1", "item_a", 2000)
     line.pull(10)
@@ -199,19 +199,23 @@ def test_echo_guard_ignores_short_bursts_and_confirms_long_speech() -> None:
     assert line.speech().requests == []  # held: the agent is talking
     assert line.bridge.caller_frame(loud, line.now).requests[-1:] != [CancelResponse()]
     line.bridge.caller_frame(quiet, line.now)  # quiet frames do not count
-    line.event(SpeechStopped())  # only 20 ms of energy: echo
+    stopped = line.event(SpeechStopped())  # only 20 ms of energy: a cough, an echo
     assert not line.bridge.barge_in.pending
     assert line.bridge.playout.queued_samples > 0  # the agent kept talking
+    assert line.bridge.ignored_barge_ins == 1 and line.bridge.interruptions == 0
+    assert [entry["kind"] for entry in stopped.lines] == ["barge_in_ignored"]
 
     assert line.speech().requests == []
     steps = [line.bridge.caller_frame(loud, line.now) for _ in range(5)]
     assert all(not _truncates(step) for step in steps[:4])
     assert _truncates(steps[4]) == [("item_a", 200)] and _cancels(steps[4]) == 1
     assert line.bridge.playout.queued_samples == 0
+    line.event(SpeechStopped())  # the end of a real interruption is not an ignored one
+    assert (line.bridge.ignored_barge_ins, line.bridge.interruptions) == (1, 1)
 
 
-def test_echo_guard_does_not_delay_barge_in_when_agent_is_silent() -> None:
-    line = Line(echo_guard_ms=200, server_interrupts=False)
+def test_min_barge_in_does_not_delay_barge_in_when_agent_is_silent() -> None:
+    line = Line(min_barge_in_ms=200, server_interrupts=False)
     line.speech()
     assert not line.bridge.barge_in.pending  # nothing to guard: acted on at once
 

@@ -125,3 +125,24 @@ def test_unknown_tables_never_offer_the_secrets_table(tmp_path: Path) -> None:
         load_settings(config, environ={})
     assert "unknown key 'sipp'" in str(caught.value)
     assert "secrets" not in str(caught.value)
+
+
+def test_the_echo_guard_keys_are_read_as_their_new_names(tmp_path: Path) -> None:
+    settings = _load(tmp_path, "[agent]\necho_guard_ms = 120\necho_guard_dbfs = -35.0\n")
+    assert (settings.agent.min_barge_in_ms, settings.agent.min_barge_in_dbfs) == (120, -35.0)
+    with pytest.raises(ConfigError, match="set only one of them"):
+        _load(tmp_path, "[agent]\necho_guard_ms = 120\nmin_barge_in_ms = 100\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[agent]\nsilence_hangup_s = 0.5\n", "agent.silence_hangup_s"),
+        ("[agent]\nmax_call_s = 1\n", "agent.max_call_s"),
+        ('[tools]\nfiller = "music"\n', "tools.filler"),
+        ("[tools]\nfiller_after_ms = -1\n", "tools.filler_after_ms"),
+    ],
+)
+def test_bad_experience_settings_are_refused(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _load(tmp_path, text)

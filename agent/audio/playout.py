@@ -73,6 +73,13 @@ class Playout:
         # audio that was due and came late (a stalled loop, a slow model, a starved process).
         self.gap_frames = 0
         self._gap_pending = 0  # short pulls since the playing item's audio ran out
+        #: Bumped by every flush: an engine that keeps frames of its own queued (baresip's
+        #: transmit buffer) drops them too when this changes.
+        self.flushes = 0
+        #: While set (the far end holds the call), pulls return silence and consume nothing:
+        #: what is queued plays on resume, none of it sent into a held line.
+        self.paused = False
+        self.paused_pulls = 0
 
     # -- loop thread ----------------------------------------------------------------------
 
@@ -122,7 +129,35 @@ class Playout:
             self._queued = 0
             self._last_played = None
             self._gap_pending = 0
+            self.flushes += 1
             return item, played
+
+    def drop(self, item_id: str) -> int:
+        """Drop what is queued of ``item_id`` alone (a filler sound), keeping everything else
+        in order; the samples dropped."""
+        with self._lock:
+            dropped = 0
+            kept: deque[tuple[str, bytes]] = deque()
+            offset = self._head_offset
+            for seg_item, data in self._segments:
+                if seg_item == item_id:
+                    dropped += (len(data) - offset) // 2
+                else:
+                    kept.append((seg_item, data[offset:]))
+                offset = 0
+            if not dropped:
+                return 0
+            self._segments = kept
+            self._head_offset = 0
+            self._queued -= dropped
+            counts = self._counts.get(item_id)
+            if counts is not None:
+                counts.discarded += dropped
+            if self._last_played == item_id:
+                self._last_played = None
+                self._gap_pending = 0
+            self.flushes += 1
+            return dropped
 
     # -- media clock thread ---------------------------------------------------------------
 
@@ -130,6 +165,9 @@ class Playout:
         """Return exactly ``frame_samples`` samples of PCM16 LE; silence fills any gap."""
         need = self._frame_bytes
         with self._lock:
+            if self.paused:
+                self.paused_pulls += 1
+                return self._silence
             self.frames_pulled += 1
             if not self._segments:
                 self.underruns += 1
@@ -217,7 +255,14 @@ class Playout:
                 "padded_frames": self.padded_frames,
                 "gap_frames": self.gap_frames,
                 "dropped_samples": self.dropped_samples,
+                "paused_pulls": self.paused_pulls,
             }
+
+    def queued_of(self, item_id: str) -> int:
+        """Samples of ``item_id`` waiting to be pulled."""
+        with self._lock:
+            counts = self._counts.get(item_id)
+            return counts.queued if counts is not None else 0
 
     @property
     def queued_samples(self) -> int:

@@ -15,6 +15,12 @@ send about it, is the bridge's business (one notion of it, in ``CallBridge``).
 (sample-accurate at the call's rate). What the resampler still held back, or what was queued
 behind the cut, was never heard and is not counted. It never exceeds the audio received for
 the item.
+
+Too short to be an interruption (``min_ms``): the server's VAD reports a cough, an "uh-huh", a
+click on the line or the agent's own voice echoed by the phone as speech just the same. With
+``min_ms`` > 0 a barge-in while the agent talks is held until that much caller audio above
+``min_dbfs`` has been measured here; a burst that ends sooner is ignored (and counted). This
+is the one mechanism for echo and for backchannels alike: both are short and loud enough.
 """
 
 from __future__ import annotations
@@ -47,8 +53,8 @@ class Cut:
 class BargeIn:
     """Per-call barge-in state.
 
-    ``echo_guard_ms`` > 0 holds a barge-in until that much caller speech energy has been
-    measured locally (phones echo the agent back into the microphone).
+    ``min_ms`` > 0 holds a barge-in until that much caller audio louder than ``min_dbfs``
+    has been measured locally (echo, coughs and backchannels are shorter).
     """
 
     def __init__(
@@ -56,18 +62,20 @@ class BargeIn:
         playout: Playout,
         *,
         output_rate: int = 24000,
-        echo_guard_ms: int = 0,
-        echo_guard_dbfs: float = -40.0,
+        min_ms: int = 0,
+        min_dbfs: float = -40.0,
     ) -> None:
         self.playout = playout
         self.output_rate = output_rate
-        self.echo_guard_ms = echo_guard_ms
-        self.echo_guard_dbfs = echo_guard_dbfs
+        self.min_ms = min_ms
+        self.min_dbfs = min_dbfs
         self._items: OrderedDict[str, _Item] = OrderedDict()
         self._pending = False
         self._loud_ms = 0.0
         #: Barge-ins: caller turns that cut agent audio short.
         self.interruptions = 0
+        #: Barge-in triggers held and then dropped as too short to be speech.
+        self.ignored = 0
 
     # -- the model's audio -------------------------------------------------------------------
     def received(self, response_id: str, item_id: str, samples: int) -> None:
@@ -97,31 +105,35 @@ class BargeIn:
 
     # -- the caller's speech -----------------------------------------------------------------
     def speech_started(self, agent_speaking: bool) -> bool:
-        """The server heard the caller: True to cut now, False while the echo guard holds."""
-        if self.echo_guard_ms > 0 and agent_speaking:
+        """The server heard the caller: True to cut now, False while the trigger is held."""
+        if self._pending:
+            return False  # still measuring the burst the server reported first
+        if self.min_ms > 0 and agent_speaking:
             self._pending = True
             self._loud_ms = 0.0
             return False
         return True
 
     def speech_stopped(self) -> None:
-        """Speech ended before the echo guard was satisfied: it was echo, keep talking."""
+        """Speech ended: a trigger still held was too short to be speech; keep talking."""
+        if self._pending:
+            self.ignored += 1
         self._pending = False
 
     def caller_audio(self, ms: float, level_dbfs: float) -> bool:
         """Caller audio measured locally: True once a held barge-in is loud enough to cut."""
         if not self._pending:
             return False
-        if level_dbfs >= self.echo_guard_dbfs:
+        if level_dbfs >= self.min_dbfs:
             self._loud_ms += ms
-        if self._loud_ms < self.echo_guard_ms:
+        if self._loud_ms < self.min_ms:
             return False
         self._pending = False
         return True
 
     @property
     def pending(self) -> bool:
-        """A barge-in is held by the echo guard."""
+        """A barge-in trigger is held until the caller has been loud for ``min_ms``."""
         return self._pending
 
     def cut(self) -> Cut | None:

@@ -13,7 +13,7 @@ Inputs:
   for each parsed event, ``session_lost``/``session_restored``/``reconnect_failed``;
 - the call: ``media_started(codec, rate)`` once the SIP codec is known, ``call_confirmed``
   after the ACK, ``caller_frame(pcm, now)`` for each 20 ms frame, ``caller_dtmf``,
-  ``transfer_status``, ``call_ended``;
+  ``far_end_hold``, ``transfer_status``, ``call_ended``;
 - tools: ``tool_result``, ``dtmf_action_failed``, and the call control the built-in tools
   ask for (``hang_up_when_quiet``, ``transfer_when_quiet``).
 
@@ -31,6 +31,12 @@ caller took the floor is the caller's transcript arriving while its audio has st
 ``barge_in.YieldWatch``); its tools come as delegations (``Delegate``). Either session is
 replaced before it reaches its time limit, at a quiet moment, carrying the conversation over
 (``Rollover``).
+
+The call's experience: a silent caller is asked once whether they are still there, then
+said goodbye to, and a call reaching its length limit is ended politely (``limits``); a tool
+that keeps the caller waiting is filled with a thinking sound or a holding line
+(``filler``); too-short barge-in triggers are ignored (``BargeIn.min_ms``); a far-end hold
+stops both directions without losing anything (``far_end_hold``).
 """
 
 from __future__ import annotations
@@ -85,6 +91,8 @@ from agent.bridge.events import (
     TranscriptDelta,
     TranscriptDone,
 )
+from agent.bridge.filler import FILLER_ITEM, HOLDING_LINE, SPOKEN, TONE, ToolFiller, thinking_sound
+from agent.bridge.limits import Ask, CallLimits, Finish
 from agent.bridge.outcome import AGENT, TRANSFER, CallOutcome
 from agent.bridge.requests import (
     AppendAudio,
@@ -144,8 +152,10 @@ class BridgeConfig:
     #: The silence the server's VAD waits for before it says the caller stopped: its
     #: ``audio_end_ms`` includes it (server_vad's ``silence_duration_ms``; 0 when unknown).
     vad_silence_ms: int = 0
-    echo_guard_ms: int = 0
-    echo_guard_dbfs: float = -40.0
+    #: A barge-in trigger while the agent talks cuts it only once this much caller audio above
+    #: ``min_barge_in_dbfs`` was measured here (0: at once).
+    min_barge_in_ms: int = 0
+    min_barge_in_dbfs: float = -40.0
     reconnect_attempts: int = 1
     #: How long the agent waits for the notice to play out before hanging up.
     notice_wait_ms: int = 5000
@@ -160,6 +170,15 @@ class BridgeConfig:
     wall_offset_ms: float = 0.0
     #: Server-side MCP tools needing approval: server label -> the tools the agent approves.
     mcp_approve: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Silence this long (ms) gets "are you still there?", twice the goodbye (0: never).
+    silence_hangup_ms: float = 0.0
+    #: The call ends at this length (ms, from the answer; 0: never), after a goodbye said
+    #: ``max_call_goodbye_ms`` before.
+    max_call_ms: float = 0.0
+    max_call_goodbye_ms: float = 30_000.0
+    #: While tools run longer than ``filler_after_ms``: "tone", "spoken" or "" (nothing).
+    filler: str = ""
+    filler_after_ms: float = 1500.0
 
 
 @dataclass
@@ -197,6 +216,8 @@ class _QuietWait:
     action: HangUp | Transfer
     deadline: float
     quiet_since: float | None = None
+    #: Quiet counts only once the agent has spoken since (a goodbye asked of the model).
+    after_speech: bool = False
 
 
 class CallBridge:
@@ -210,9 +231,16 @@ class CallBridge:
         self.barge_in = BargeIn(
             self.playout,
             output_rate=self._audio.rate,
-            echo_guard_ms=config.echo_guard_ms,
-            echo_guard_dbfs=config.echo_guard_dbfs,
+            min_ms=config.min_barge_in_ms,
+            min_dbfs=config.min_barge_in_dbfs,
         )
+        self.limits = CallLimits(
+            config.silence_hangup_ms, config.max_call_ms, config.max_call_goodbye_ms
+        )
+        self.filler = ToolFiller(config.filler, config.filler_after_ms)
+        self._filler_sound = b""
+        #: Goodbyes and questions waiting for the response in progress to end (Realtime).
+        self._to_say: list[str] = []
         self.tools = ToolProtocol()
         self.dtmf = DtmfCollector(config.dtmf_actions, config.dtmf_batch_ms, config.dtmf_to_model)
         self.book = TranscriptBook()
@@ -227,6 +255,7 @@ class CallBridge:
         self._cut_responses: set[str] = set()
         self._down_item: str | None = None
         self._confirmed = False
+        self._held = False
         self._pending = bytearray()
         self._waits: list[_QuietWait] = []
         self._transferring: str | None = None
@@ -281,6 +310,9 @@ class CallBridge:
         if isinstance(event, AudioDelta):
             self._play(event)
             self._yield.audio(now)
+        elif isinstance(event, (SpeechStarted, SpeechStopped, CallerHeard, CallerTranscript)):
+            self.limits.caller_active(now)
+            self._caller_event(event, now, step)
         elif isinstance(event, AudioDone):
             self.barge_in.audio_done(event.item_id)
             self._finish_item(event.item_id)
@@ -290,24 +322,6 @@ class CallBridge:
         elif isinstance(event, TranscriptDone):
             self.book.agent_final(event.item_id, event.text)
             self._write_heard(step)
-        elif isinstance(event, SpeechStarted):
-            self._caller_speaking = True
-            self.turns.caller_started()
-            if self.barge_in.speech_started(self.agent_speaking):
-                step.add(self._cut())
-        elif isinstance(event, SpeechStopped):
-            self._caller_speaking = False
-            self.barge_in.speech_stopped()
-            # The audio sent after the point where speech ended is how long ago it ended;
-            # the VAD's point is after the silence it waited for.
-            since = 0 if event.audio_end_ms is None else self._session_audio_ms - event.audio_end_ms
-            self.turns.caller_stopped(now - max(since, 0) - self.config.vad_silence_ms)
-        elif isinstance(event, CallerHeard):
-            self._caller_heard_at = now
-            self.book.caller_partial(event.item_id, event.text)
-            self._yield.caller_heard(now)
-            self.turns.caller_heard(now)
-            self._check_yield(now, step)
         elif isinstance(event, ResponseCreated):
             self._response = _Response(event.response_id, event.tag)
             self.tools.response_created(event.tag)
@@ -315,19 +329,16 @@ class CallBridge:
             self._response_done(event.response_id, step)
         elif isinstance(event, ItemTruncated):
             self._truncated(event, step)
-        elif isinstance(event, CallerTranscript):
-            line = self.book.caller(event.item_id, event.text)
-            step.lines.append(line)
-            step.note("transcript", role="caller", text=line["text"])
         elif isinstance(event, FunctionCallStarted):
             self.tools.function_started(event.item_id, event.name)
         elif isinstance(event, FunctionCallDone):
             call = self.tools.function_done(event)
             if call is not None:
                 self._in_flight += 1
+                self.filler.tool_started(now)
                 step.actions.append(RunTool(call.name, call.arguments, call.call_id))
         elif isinstance(event, DelegationRequested):
-            self._delegated(event, step)
+            self._delegated(event, step, now)
         elif isinstance(event, McpApprovalRequested):
             self._mcp_approval(event, step)
         elif isinstance(event, McpCallDone):
@@ -348,6 +359,42 @@ class CallBridge:
         elif isinstance(event, ServerError):
             self._server_error(event, step)
         return step
+
+    def _caller_event(
+        self,
+        event: SpeechStarted | SpeechStopped | CallerHeard | CallerTranscript,
+        now: float,
+        step: Step,
+    ) -> None:
+        """The caller's side of the conversation: speech boundaries, transcripts."""
+        if isinstance(event, SpeechStarted):
+            self._caller_speaking = True
+            self.turns.caller_started()
+            if self.barge_in.speech_started(self.agent_speaking):
+                step.add(self._cut())
+            elif self.barge_in.pending:
+                step.note("barge_in_held", min_ms=self.barge_in.min_ms)
+        elif isinstance(event, SpeechStopped):
+            self._caller_speaking = False
+            ignored = self.barge_in.ignored
+            self.barge_in.speech_stopped()
+            # The audio sent after the point where speech ended is how long ago it ended;
+            # the VAD's point is after the silence it waited for.
+            since = 0 if event.audio_end_ms is None else self._session_audio_ms - event.audio_end_ms
+            self.turns.caller_stopped(now - max(since, 0) - self.config.vad_silence_ms)
+            if self.barge_in.ignored > ignored:
+                step.lines.append(self.book.event("barge_in_ignored"))
+                step.note("barge_in_ignored", min_ms=self.barge_in.min_ms)
+        elif isinstance(event, CallerHeard):
+            self._caller_heard_at = now
+            self.book.caller_partial(event.item_id, event.text)
+            self._yield.caller_heard(now)
+            self.turns.caller_heard(now)
+            self._check_yield(now, step)
+        else:
+            line = self.book.caller(event.item_id, event.text)
+            step.lines.append(line)
+            step.note("transcript", role="caller", text=line["text"])
 
     def session_lost(self, reason: str, now: float) -> Step:
         """The session dropped mid-call: tell the caller, then reconnect or hang up."""
@@ -455,6 +502,7 @@ class CallBridge:
         until it has played, no caller audio reaches the model (so nothing the caller says
         can talk over or answer it) and the greeting waits."""
         self._confirmed = True
+        self.limits.start(now)
         if notice:
             self.playout.push(RECORDING_NOTICE_ITEM, notice)
             self._announcing = True
@@ -474,8 +522,16 @@ class CallBridge:
     def caller_frame(self, pcm: bytes, now: float) -> Step:
         """One 20 ms frame of caller audio (PCM16 at the call's rate)."""
         step = Step()
-        if not self._confirmed or not self.session_ready or self._ended or self._announcing:
-            return step  # before the ACK nothing of the line reaches the (billed) model
+        if (
+            not self._confirmed
+            or not self.session_ready
+            or self._ended
+            or self._announcing
+            or self._held
+        ):
+            # Before the ACK nothing of the line reaches the (billed) model; nor while the
+            # recording notice plays, nor while the far end holds the call (its music).
+            return step
         if self.barge_in.pending and self.barge_in.caller_audio(FRAME_MS, rms_dbfs(pcm)):
             step.add(self._cut())
         self._pending += pcm
@@ -491,10 +547,26 @@ class CallBridge:
                 step.requests.append(AppendAudio(audio))
         return step
 
+    def far_end_hold(self, held: bool) -> Step:
+        """The far end held (True) or resumed the call: the model hears nothing meanwhile,
+        and the agent's queued audio waits (the playout pauses) instead of going into a held
+        line: it plays on from where it was once the call resumes."""
+        step = Step()
+        if held == self._held:
+            return step
+        self._held = held
+        self.playout.paused = held
+        # The caller on hold is not silent: the silence count starts over on resume.
+        self.limits.paused()
+        step.lines.append(self.book.event("hold" if held else "resume"))
+        step.note("call_held" if held else "call_resumed")
+        return step
+
     def caller_dtmf(self, digit: str, method: str, now: float) -> Step:
         """A key the caller pressed (RFC 4733 or SIP INFO)."""
         step = Step(lines=[self.book.event("dtmf", digit=digit, method=method)])
         step.note("dtmf_received", digit=digit, method=method)
+        self.limits.caller_active(now)
         if not self.session_ready:
             return step
         press = self.dtmf.press(digit, now)
@@ -514,18 +586,21 @@ class CallBridge:
     def tool_result(self, call_id: str, output: str, respond: bool = True) -> Step:
         """A tool's output for the model's function call ``call_id``."""
         self._in_flight = max(0, self._in_flight - 1)
-        return Step(
-            requests=self.tools.output(
+        step = self._stop_filler()
+        step.requests.extend(
+            self.tools.output(
                 call_id, output, respond=respond, response_active=self._response is not None
             )
         )
+        return step
 
     def delegation_result(self, delegation_id: str, text: str, spoken: bool = True) -> Step:
         """The outcome of work GPT-Live delegated: for the model to say (or, not ``spoken``,
         to know), matched to its delegation."""
         self._in_flight = max(0, self._in_flight - 1)
-        step = Step(
-            lines=[self.book.event("delegation_done", delegation_id=delegation_id, spoken=spoken)]
+        step = self._stop_filler()
+        step.lines.append(
+            self.book.event("delegation_done", delegation_id=delegation_id, spoken=spoken)
         )
         if text.strip() and not self._ended:
             result = DelegationResult(delegation_id, text.strip()[:MAX_DELEGATION_TEXT], spoken)
@@ -598,6 +673,9 @@ class CallBridge:
             self._check_waits(now, step)
         self._check_yield(now, step)
         self._check_rollover(now, step)
+        if self._confirmed and not self._ended:
+            self._check_limits(now, step)
+            self._check_filler(now, step)
         self._write_heard(step)
         return step
 
@@ -606,7 +684,12 @@ class CallBridge:
         """When ``tick`` must run at the latest (None: media ticks are enough). Media ticks,
         every 20 ms, also see waits for quiet through; their deadline is the backstop."""
         deadlines = [wait.deadline for wait in self._waits]
-        for deadline in (self.dtmf.next_deadline, self._yield.next_deadline):
+        for deadline in (
+            self.dtmf.next_deadline,
+            self._yield.next_deadline,
+            self.limits.next_deadline,
+            self.filler.next_deadline,
+        ):
             if deadline is not None:
                 deadlines.append(deadline)
         if self._rollover_at is not None and not self._rolling:
@@ -615,14 +698,25 @@ class CallBridge:
 
     @property
     def agent_speaking(self) -> bool:
-        """True while agent audio is queued for, or still arriving to, the caller."""
-        if self.playout.queued_samples > 0:
+        """True while agent audio is queued for, or still arriving to, the caller (a filler
+        sound is not the agent speaking)."""
+        if self._agent_queued():
             return True
         return self._response is not None and not self._response.interrupted
 
     @property
     def interruptions(self) -> int:
         return self.barge_in.interruptions
+
+    @property
+    def ignored_barge_ins(self) -> int:
+        """Barge-in triggers dropped as too short to be speech (``min_barge_in_ms``)."""
+        return self.barge_in.ignored
+
+    @property
+    def fillers(self) -> int:
+        """How often the caller heard a filler while tools ran."""
+        return self.filler.fillers
 
     # -- internals ---------------------------------------------------------------------------
     def _play(self, event: AudioDelta) -> None:
@@ -631,6 +725,10 @@ class CallBridge:
         width = self._audio.sample_bytes
         audio = event.audio[: len(event.audio) - len(event.audio) % width]
         self.barge_in.received(event.response_id, event.item_id, len(audio) // width)
+        if self.filler.playing:
+            # The model speaks: the thinking sound makes way at once.
+            self.playout.drop(FILLER_ITEM)
+            self.filler.interrupted()
         if event.item_id != self._down_item:
             self._finish_item(self._down_item)
             self._down_item = event.item_id
@@ -653,6 +751,7 @@ class CallBridge:
         """The caller talks over the agent: silence the line now and tell the model."""
         step = Step()
         cut = self.barge_in.cut()
+        self.filler.interrupted()  # the flush took the thinking sound too
         # What the resampler still holds of the cut item was never heard: drop it.
         self._audio.reset_from_model()
         self._down_item = None
@@ -743,8 +842,9 @@ class CallBridge:
             text, role=role, respond=not self._live, response_active=self._response is not None
         )
 
-    def _delegated(self, event: DelegationRequested, step: Step) -> None:
+    def _delegated(self, event: DelegationRequested, step: Step, now: float) -> None:
         self._in_flight += 1
+        self.filler.tool_started(now)
         step.lines.append(self.book.event("delegation", delegation_id=event.delegation_id))
         step.note("live_delegation", delegation_id=event.delegation_id)
         step.actions.append(Delegate(event.delegation_id, event.caller_text, self.book.history))
@@ -767,7 +867,7 @@ class CallBridge:
 
     def _check_yield(self, now: float, step: Step) -> None:
         """GPT-Live gave the caller the floor: drop what is still queued of its audio."""
-        if self._yield.due(now, self.playout.queued_samples > 0):
+        if self._yield.due(now, self._agent_queued()):
             step.add(self._cut())
 
     # -- rolling over to a new session -------------------------------------------------------
@@ -782,12 +882,9 @@ class CallBridge:
 
     def _quiet(self, now: float) -> bool:
         """Nobody is talking and nothing is pending: a session can be swapped unheard."""
-        caller_talking = self._caller_speaking or (
-            self._caller_heard_at is not None and now - self._caller_heard_at < CALLER_TALKING_MS
-        )
         return not (
             self.agent_speaking
-            or caller_talking
+            or self._caller_talking(now)
             or self._in_flight
             or self._waits
             or self._transferring is not None
@@ -816,9 +913,15 @@ class CallBridge:
         self._caller_speaking = False
         self._in_flight = 0
         self._rollover_at = None
+        if self.filler.playing:
+            self.playout.drop(FILLER_ITEM)
+        self.filler.reset()
+        self._to_say.clear()
 
-    def _wait_quiet(self, action: HangUp | Transfer, now: float, wait_ms: int) -> Step:
-        self._waits.append(_QuietWait(action, now + wait_ms))
+    def _wait_quiet(
+        self, action: HangUp | Transfer, now: float, wait_ms: float, after_speech: bool = False
+    ) -> Step:
+        self._waits.append(_QuietWait(action, now + wait_ms, after_speech=after_speech))
         step = Step()
         self._check_waits(now, step)
         return step
@@ -826,6 +929,10 @@ class CallBridge:
     def _check_waits(self, now: float, step: Step) -> None:
         quiet = not self.agent_speaking
         for wait in list(self._waits):
+            if wait.after_speech:
+                wait.after_speech = quiet  # still waiting for the goodbye to begin
+            if wait.after_speech and now < wait.deadline:
+                continue
             if quiet and wait.quiet_since is None:
                 wait.quiet_since = now
             elif not quiet:
@@ -839,6 +946,100 @@ class CallBridge:
             else:
                 self._transferring = wait.action.uri
                 step.actions.append(wait.action)
+
+    # -- silence, length, fillers ---------------------------------------------------------------
+    def _agent_queued(self) -> bool:
+        """Agent audio (not a filler sound) waits in the playout."""
+        return self.playout.queued_samples > self.playout.queued_of(FILLER_ITEM)
+
+    def _caller_talking(self, now: float) -> bool:
+        return self._caller_speaking or (
+            self._caller_heard_at is not None and now - self._caller_heard_at < CALLER_TALKING_MS
+        )
+
+    def _check_limits(self, now: float, step: Step) -> None:
+        busy = (
+            self._held
+            or self.agent_speaking
+            or self._caller_talking(now)
+            or self._in_flight > 0
+            or bool(self._waits)
+            or self._transferring is not None
+        )
+        if busy:
+            self.limits.busy(now)
+        for due in self.limits.due(now):
+            if isinstance(due, Ask):
+                step.lines.append(self.book.event("silence_check"))
+                step.note("silence_check", after_s=self.limits.silence_ms / 1000)
+                self._say(due.instructions, step)
+            elif isinstance(due, Finish):
+                step.lines.append(self.book.event("limit_goodbye", reason=due.reason))
+                step.note("limit_goodbye", reason=due.reason)
+                self._say(due.goodbye, step)
+                step.add(
+                    self._wait_quiet(
+                        HangUp(AGENT, due.reason), now, due.deadline - now, after_speech=True
+                    )
+                )
+        if self._to_say and self._may_ask():
+            step.requests.extend(CreateResponse(instructions=text) for text in self._to_say)
+            self._to_say.clear()
+
+    def _may_ask(self) -> bool:
+        """A response may be asked for now: none is in progress or already asked for (a
+        tool's output waiting for its answer), and the caller is not mid-turn (the server
+        answers that itself)."""
+        return (
+            self._response is None
+            and not self._caller_speaking
+            and not self.tools.waiting_for_response
+        )
+
+    def _say(self, instructions: str, step: Step) -> None:
+        """Ask the model to say something now, or once the response in progress is done
+        (a Realtime server takes one response at a time; GPT-Live takes instructions any
+        time and answers on its own)."""
+        if self._live or self._may_ask():
+            step.requests.append(CreateResponse(instructions=instructions))
+        else:
+            self._to_say.append(instructions)
+
+    def _check_filler(self, now: float, step: Step) -> None:
+        quiet = (
+            self._in_flight > 0
+            and not self._held
+            and not self.agent_speaking
+            and not self._caller_talking(now)
+            and not self._waits
+            and self._transferring is None
+            and not self.tools.waiting_for_response
+        )
+        kind = self.filler.due(now, quiet)
+        if kind == SPOKEN:
+            step.lines.append(self.book.event("tool_filler", filler=kind))
+            step.note("tool_filler", filler=kind)
+            self._say(HOLDING_LINE, step)
+        elif kind == TONE:
+            step.lines.append(self.book.event("tool_filler", filler=kind))
+            step.note("tool_filler", filler=kind)
+        if self.filler.playing and not self._held:
+            self._top_up_filler()
+
+    def _top_up_filler(self) -> None:
+        """Keep one period of the thinking sound queued while it plays."""
+        if len(self._filler_sound) // 2 != self.call_rate * 1400 // 1000:
+            self._filler_sound = thinking_sound(self.call_rate)
+        if self.playout.queued_of(FILLER_ITEM) < len(self._filler_sound) // 4:
+            self.playout.push(FILLER_ITEM, self._filler_sound)
+
+    def _stop_filler(self) -> Step:
+        """A tool's result is ready: the thinking sound stops on the next frame."""
+        step = Step()
+        if self.filler.result(still_running=self._in_flight > 0):
+            dropped = self.playout.drop(FILLER_ITEM)
+            step.note("tool_filler_stopped", dropped_ms=dropped * 1000 // self.call_rate)
+        return step
 
     def _hang_up(self, hang_up: HangUp) -> Step:
         self.outcome.decide(hang_up.ended_by, hang_up.reason)

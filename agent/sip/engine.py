@@ -45,6 +45,11 @@ class CallListener(Protocol):
 
     def on_dtmf(self, digit: str, method: str) -> None: ...
 
+    def on_hold(self, held: bool) -> None:
+        """The far end put the call on hold (True: a re-INVITE with sendonly or inactive)
+        or resumed it (False)."""
+        ...
+
     def on_transfer_status(self, code: int, reason: str, final: bool) -> None: ...
 
     def on_disconnected(self, code: int, reason: str) -> None:

@@ -77,6 +77,8 @@ class _PjCall(pj.Call):
         self.listener: CallListener | None = None
         self.disconnected = False
         self.confirmed = False
+        #: The far end holds the call (its last offer was sendonly or inactive).
+        self.held = False
         self.log = structlog.get_logger("sip").bind(
             call_id=self.call_id, sip_call_id=self.sip_call_id
         )
@@ -257,6 +259,16 @@ class _PjCall(pj.Call):
         for index, media in enumerate(info.media):
             if media.type != pj.PJMEDIA_TYPE_AUDIO:
                 continue
+            # pjsua answers a far end's sendonly re-INVITE with recvonly and reports remote
+            # hold; an inactive one it may report as active with no direction at all. Either
+            # way nothing of ours may be sent: that is the hold. Sending again is the resume.
+            self._far_end_holds(
+                media.status == pj.PJSUA_CALL_MEDIA_REMOTE_HOLD
+                or (
+                    media.status == pj.PJSUA_CALL_MEDIA_ACTIVE
+                    and not media.dir & pj.PJMEDIA_DIR_ENCODING
+                )
+            )
             if media.status != pj.PJSUA_CALL_MEDIA_ACTIVE:
                 continue
             audio = self.getAudioMedia(index)
@@ -277,6 +289,14 @@ class _PjCall(pj.Call):
                 if self.listener is not None:
                     self.listener.on_media(codec, int(stream.codecClockRate))
             return
+
+    def _far_end_holds(self, held: bool) -> None:
+        if held == self.held:
+            return
+        self.held = held
+        self.log.info("sip_remote_hold" if held else "sip_remote_resume")
+        if self.listener is not None:
+            self.listener.on_hold(held)
 
     def guard_offer(self, sdp: str) -> None:
         """Filter the call's RTP sockets as soon as the INVITE's offer is known.
