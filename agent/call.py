@@ -42,6 +42,7 @@ from agent.bridge.requests import ClientRequest, CloseSession
 from agent.config import ConfigError, Settings
 from agent.live.adapter import LiveAdapter
 from agent.live.delegation import FAILED, DelegationWorker
+from agent.observe.call_metrics import CallObserver, CallSummary, NoCallObserver
 from agent.observe.transcript import RecordWriter
 from agent.realtime.adapter import RealtimeAdapter
 from agent.realtime.connection import RealtimeConnectError, RealtimeConnection
@@ -142,6 +143,7 @@ class CallSession:
         settings: Settings,
         on_finished: Callable[[CallSession], None] | None = None,
         tool_catalog: ToolCatalog | None = None,
+        observer: CallObserver | None = None,
     ) -> None:
         self.call = call
         self.endpoint = endpoint
@@ -151,6 +153,7 @@ class CallSession:
             call_id=call.call_id, sip_call_id=call.sip_call_id
         )
         self._on_finished = on_finished
+        self.observer = observer or NoCallObserver()
         #: The current session's protocol adapter (a new one for each session).
         self.adapter = protocol_adapter(endpoint)
         call_vars = {
@@ -160,7 +163,14 @@ class CallSession:
         }
         self.bridge = CallBridge(bridge_config(settings, call_vars, endpoint.protocol))
         self.records = RecordWriter(_records_path(settings, call.call_id), self.call_id)
-        self.tools = CallTools(settings.tools, _Control(self), self.records, self.log, tool_catalog)
+        self.tools = CallTools(
+            settings.tools,
+            _Control(self),
+            self.records,
+            self.log,
+            tool_catalog,
+            on_tool_call=self.observer.tool_call,
+        )
         self._delegation: DelegationWorker | None = None
         if endpoint.delegation is not None:
             self._delegation = DelegationWorker(
@@ -287,6 +297,14 @@ class CallSession:
             interruptions=self.bridge.interruptions,
             **({"usage": usage} if usage is not None else {}),
         )
+        self.observer.finished(
+            CallSummary(
+                answered=self._answered,
+                ended_by=self.bridge.outcome.ended_by,
+                interruptions=self.bridge.interruptions,
+                gap_frames=self.bridge.playout.gap_frames,
+            )
+        )
         if self._on_finished is not None:
             self._on_finished(self)
 
@@ -314,6 +332,7 @@ class CallSession:
             return
         self.call.answer()
         self._answered = True
+        self.observer.answered()
         self.log.info("call_answered")
         if not await self._await_ack():
             return
@@ -353,6 +372,7 @@ class CallSession:
             self._conn = None
         try:
             self.bridge.offer_tools(await self.tools.declarations())
+            opened = time.monotonic()
             self._conn = await RealtimeConnection.open(
                 self.endpoint, min(timeout, self.settings.realtime.connect_timeout_s)
             )
@@ -362,10 +382,12 @@ class CallSession:
             if self.bridge.config_waiting:
                 # GPT-Live: the session starts once the call's codec is known (after the
                 # answer); the socket is open and waits.
+                self.observer.session_opened(time.monotonic() - opened)
                 return True
             await asyncio.wait_for(
                 self._until_ready(self._conn, self.adapter, self._generation), timeout
             )
+            self.observer.session_opened(time.monotonic() - opened)
         except RealtimeConnectError as exc:
             self.log.error("realtime_connect_failed", error=str(exc))
         except TimeoutError:
@@ -545,7 +567,9 @@ class CallSession:
         for event in events:
             if isinstance(event, UsageUpdated):
                 self._usage[generation] = event.usage
-            await self._carry_out(self.bridge.server_event(event, self._now()))
+            now = self._now()
+            self.observer.server_event(event, now)
+            await self._carry_out(self.bridge.server_event(event, now))
         return events
 
     # -- replacing and closing sessions ---------------------------------------------------------

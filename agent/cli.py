@@ -42,6 +42,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FIRST[-LAST]",
         help="RTP ports: the first one, or a range such as 4000-4199",
     )
+    serve.add_argument(
+        "--sip-public-host", help="the address callers reach (SDP, Contact), behind NAT"
+    )
+    serve.add_argument("--http-host", help="address of the health and metrics listener")
+    serve.add_argument(
+        "--http-port", type=int, help="port of the health and metrics listener (0: a free one)"
+    )
     serve.add_argument("--log-format", choices=("console", "json"))
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     serve.add_argument("--records-dir", help="directory for call transcripts ('' for none)")
@@ -104,9 +111,11 @@ def _settings(args: argparse.Namespace) -> Settings:
             "sip": {
                 "host": args.sip_host,
                 "port": args.sip_port,
+                "public_host": args.sip_public_host,
                 "rtp_port": rtp_port,
                 "rtp_port_range": rtp_range,
             },
+            "http": {"host": args.http_host, "port": args.http_port},
             "log": {"format": args.log_format, "level": args.log_level},
             "records": {"dir": args.records_dir},
         }

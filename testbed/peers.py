@@ -241,7 +241,9 @@ class AgentProcess:
         command = [
             sys.executable, "-m", "agent.cli", "serve",
             "--sip-host", HOST, "--sip-port", str(self.sip_port), "--log-format", "json",
-            "--env-file", os.devnull, "--records-dir", str(self.records_dir), *self.args,
+            "--env-file", os.devnull, "--records-dir", str(self.records_dir),
+            # A free port for health and metrics (agents run side by side); see http_url.
+            "--http-port", "0", *self.args,
         ]  # fmt: skip
         self.proc = await asyncio.create_subprocess_exec(
             *command, cwd=self.cwd, env=env,
@@ -260,6 +262,11 @@ class AgentProcess:
                 line = json.loads(text)
                 if isinstance(line, dict):
                     self.lines.append(line)
+
+    @property
+    def http_url(self) -> str:
+        """Where the agent's health and metrics listener is (from ``agent_listening``)."""
+        return str(self.events("agent_listening")[0]["http"])
 
     def transcripts(self) -> list[list[dict[str, Any]]]:
         """Every call transcript written so far, each as its list of JSON lines."""
