@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cluster.frontdoor import GEN_DISPATCHER_LIST, KAMAILIO_CFG, write_files
+from agent.cluster.frontdoor import GEN_DISPATCHER_LIST, KAMAILIO_CFG, frontdoor_command
 from agent.cluster.plan import plan_cluster
 from agent.config import ConfigError, HttpSettings, Settings, SipSettings
 
@@ -43,16 +43,25 @@ def test_plans_that_cannot_work_are_refused_with_the_reason() -> None:
     assert {w.http_port for w in plan_cluster(free_http, 2, "127.0.0.1", 5060, ()).workers} == {0}
 
 
-def test_front_door_files(tmp_path: Path) -> None:
-    plan = plan_cluster(_settings(max_calls=2), 2, "127.0.0.1", 5060, ("127.0.0.0/8", "192.0.2.7"))
-    dispatcher, addresses = write_files(plan, tmp_path)
-    entries = [line for line in dispatcher.read_text().splitlines() if line[:1].isdigit()]
-    assert entries == [
+@pytest.mark.skipif(KAMAILIO is None, reason="kamailio not installed (apt-get install kamailio)")
+def test_the_front_door_starts_from_the_plan_the_way_a_deployment_does(tmp_path: Path) -> None:
+    plan = plan_cluster(_settings(max_calls=2), 2, "127.0.0.1", 5060, ("127.0.0.1/8", "192.0.2.7"))
+    command, env = frontdoor_command(plan, tmp_path)
+    # -c: write the files and check the configuration with them, then exit.
+    done = subprocess.run(
+        [*command, "-c"], env={**os.environ, **env}, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    listed = (tmp_path / "dispatcher.list").read_text().splitlines()
+    assert [line for line in listed if line[:1].isdigit()] == [
         "1 sip:127.0.0.1:5061 0 0 duid=agent-127.0.0.1-5061;maxload=2;weight=50",
         "1 sip:127.0.0.1:5062 0 0 duid=agent-127.0.0.1-5062;maxload=2;weight=50",
     ]
-    rows = [line for line in addresses.read_text().splitlines() if line[:1].isdigit()]
-    assert rows == ["1 127.0.0.0 8 0 allow-1", "1 192.0.2.7 32 0 allow-2"]
+    allowed = (tmp_path / "address.list").read_text().splitlines()
+    assert [line for line in allowed if line[:1].isdigit()] == [
+        "1 127.0.0.0 8 0 allow-1",
+        "1 192.0.2.7 32 0 allow-2",
+    ]
 
 
 def test_gen_dispatcher_list_refuses_what_kamailio_could_not_use() -> None:

@@ -1,16 +1,15 @@
-"""The cluster's front door: Kamailio with ``deploy/kamailio/kamailio.cfg``, its files and a ping.
+"""The cluster's front door: ``deploy/kamailio/run-frontdoor.sh``, and an OPTIONS ping.
 
-The agent list is written by ``deploy/kamailio/gen-dispatcher-list.sh``, the same generator
-an operator runs, so the cluster and a hand-made deployment cannot drift apart.
+The front door starts the way a container or a systemd unit starts it: the same script
+writes the agent list (with ``gen-dispatcher-list.sh``) and the allowlist and execs Kamailio
+with ``kamailio.cfg``, so the cluster and a hand-made deployment cannot drift apart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import shutil
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -19,52 +18,29 @@ from agent.config import ConfigError
 
 KAMAILIO_DIR = Path(__file__).resolve().parent.parent.parent / "deploy" / "kamailio"
 KAMAILIO_CFG = KAMAILIO_DIR / "kamailio.cfg"
+RUN_FRONTDOOR = KAMAILIO_DIR / "run-frontdoor.sh"
 GEN_DISPATCHER_LIST = KAMAILIO_DIR / "gen-dispatcher-list.sh"
 
 
-def find_kamailio() -> str:
-    """The kamailio binary (Debian puts it in /usr/sbin, often not on a user's PATH)."""
-    found = shutil.which("kamailio") or shutil.which("kamailio", path="/usr/sbin:/usr/local/sbin")
-    if found is None:
+def check_kamailio() -> None:
+    """Kamailio is installed (Debian puts it in /usr/sbin, often not on a user's PATH)."""
+    if shutil.which("kamailio") is None and shutil.which("kamailio", path="/usr/sbin") is None:
         raise ConfigError("kamailio is not installed (Debian/Ubuntu: apt-get install kamailio)")
-    if not KAMAILIO_CFG.is_file():
-        raise ConfigError(f"the front door's configuration is missing: {KAMAILIO_CFG}")
-    return found
+    if not KAMAILIO_CFG.is_file() or not RUN_FRONTDOOR.is_file():
+        raise ConfigError(f"the front door's files are missing from {KAMAILIO_DIR}")
 
 
-def write_files(plan: ClusterPlan, directory: Path) -> tuple[Path, Path]:
-    """dispatcher.list (the workers) and address.list (``plan.allow``) in ``directory``."""
-    dispatcher = directory / "dispatcher.list"
-    generated = subprocess.run(
-        ["sh", str(GEN_DISPATCHER_LIST), "-m", str(plan.max_calls), *plan.agent_addresses],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if generated.returncode != 0:
-        raise ConfigError(generated.stderr.strip() or "gen-dispatcher-list.sh failed")
-    dispatcher.write_text(generated.stdout)
-    addresses = directory / "address.list"
-    lines = ["# address.list written by voice-agent cluster (--allow)"]
-    for index, text in enumerate(plan.allow, 1):
-        network = ipaddress.IPv4Network(text, strict=False)
-        lines.append(f"1 {network.network_address} {network.prefixlen} 0 allow-{index}")
-    addresses.write_text("\n".join(lines) + "\n")
-    return dispatcher, addresses
-
-
-def kamailio_command(
-    kamailio: str, plan: ClusterPlan, directory: Path, dispatcher: Path, addresses: Path
-) -> list[str]:
-    """Kamailio in the foreground (-DD), logging to stderr (-E), its runtime files in
-    ``directory``."""
-    return [
-        kamailio, "-DD", "-E", "-f", str(KAMAILIO_CFG), "-Y", str(directory),
-        "-A", f"LISTEN=udp:{plan.host}:{plan.sip_port}",
-        "-A", f'DISPATCHER_LIST="{dispatcher}"',
-        "-A", f'ADDRESS_LIST="{addresses}"',
-        "-A", f'CTL_SOCK="unix:{directory / "kamailio_ctl"}"',
-        # Its processes are cheap; the cores are the agents'.
-        "-A", "CHILDREN=2",
-    ]  # fmt: skip
+def frontdoor_command(plan: ClusterPlan, run_dir: Path) -> tuple[list[str], dict[str, str]]:
+    """The command and the environment that start the front door for ``plan``."""
+    env = {
+        "LISTEN": f"udp:{plan.host}:{plan.sip_port}",
+        "AGENTS": " ".join(plan.agent_addresses),
+        "MAXLOAD": str(plan.max_calls),
+        "ALLOW": " ".join(plan.allow),
+        "RUN_DIR": str(run_dir),
+    }
+    # Its processes are cheap; the cores are the agents'.
+    return ["sh", str(RUN_FRONTDOOR), "-A", "CHILDREN=2"], env
 
 
 class _Ping(asyncio.DatagramProtocol):

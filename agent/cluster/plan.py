@@ -40,7 +40,7 @@ class ClusterPlan:
     workers: tuple[WorkerPlan, ...]
     #: Calls each worker takes at once: the dispatcher's maxload for it.
     max_calls: int
-    #: Trunk sources the front door lets in (CIDR).
+    #: Trunk sources the front door lets in (normalised CIDR).
     allow: tuple[str, ...]
 
     @property
@@ -76,11 +76,12 @@ def plan_cluster(
     http_port = settings.http.port
     if http_port and http_port + workers - 1 > 65535:
         raise ConfigError(f"http.port: {http_port} leaves no room for {workers} workers")
-    for network in allow:
+    networks = []
+    for text in allow:
         try:
-            ipaddress.IPv4Network(network, strict=False)
+            networks.append(str(ipaddress.IPv4Network(text, strict=False)))
         except ValueError:
-            raise ConfigError(f"--allow: {network!r} is not an IPv4 address or CIDR") from None
+            raise ConfigError(f"--allow: {text!r} is not an IPv4 address or CIDR") from None
     plans = tuple(
         WorkerPlan(
             name=f"agent-{i + 1}",
@@ -91,4 +92,4 @@ def plan_cluster(
         )
         for i in range(workers)
     )
-    return ClusterPlan(host, sip_port, plans, sip.max_calls, allow)
+    return ClusterPlan(host, sip_port, plans, sip.max_calls, tuple(networks))

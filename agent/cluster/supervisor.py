@@ -30,7 +30,7 @@ import aiohttp
 import structlog
 
 from agent.cluster.child import Child
-from agent.cluster.frontdoor import find_kamailio, kamailio_command, sip_ping, write_files
+from agent.cluster.frontdoor import check_kamailio, frontdoor_command, sip_ping
 from agent.cluster.plan import ClusterPlan, WorkerPlan
 from agent.config import ConfigError, Settings
 from agent.realtime.endpoint import choose_provider
@@ -69,7 +69,7 @@ class Cluster:
         self.settings = settings
         self.plan = plan
         self.options = options
-        self.kamailio = find_kamailio()
+        check_kamailio()
         self._python = [sys.executable, "-m", "agent.cli"]
         self._env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self._renderer = structlog.dev.ConsoleRenderer(colors=False)
@@ -124,9 +124,8 @@ class Cluster:
             child = self._worker(plan)
             self.workers.append(child)
             await self._started(child, self._worker_ready(child))
-        dispatcher, addresses = write_files(self.plan, workdir)
-        command = kamailio_command(self.kamailio, self.plan, workdir, dispatcher, addresses)
-        self.frontdoor = Child("frontdoor", command, self._render, env=self._env)
+        command, env = frontdoor_command(self.plan, workdir)
+        self.frontdoor = Child("frontdoor", command, self._render, env={**self._env, **env})
         await self._started(self.frontdoor, self._frontdoor_ready())
 
     async def _start_backend(self) -> None:
