@@ -5,6 +5,7 @@ or pulled here; the same topology runs as processes in tests/test_cluster.py."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import subprocess
@@ -15,7 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.config import SipSettings
+from agent.cli import _parser, _settings
+from agent.config import Settings, SipSettings
 from testbed.peers import REPO, AgentProcess, RtpPeer, free_port, run_sipp, talk_then_pause
 from testbed.recording import RecordingServer
 
@@ -24,7 +26,14 @@ DOCKERFILE = REPO / "deploy" / "docker" / "Dockerfile"
 K8S = REPO / "deploy" / "k8s"
 SYSTEMD = REPO / "deploy" / "systemd"
 KAMAILIO_DIR = REPO / "deploy" / "kamailio"
+KAMAILIO = shutil.which("kamailio", path="/usr/sbin:/usr/local/sbin:" + os.environ["PATH"])
 DRAIN_S = SipSettings().drain_timeout_s
+
+
+def _agent_settings(command: list[str]) -> Settings:
+    """What ``voice-agent`` makes of a command line a deployment file gives it: the flags
+    exist and the values pass the configuration's checks (no secrets read)."""
+    return _settings(_parser().parse_args([*command, "--env-file", os.devnull]))
 
 
 def _flags(command: list[str]) -> dict[str, str]:
@@ -97,6 +106,37 @@ def test_compose_runs_the_front_door_the_agents_and_the_backend_on_the_hosts_net
     assert door["AGENTS"].split() == [f"{f['sip-host']}:{f['sip-port']}" for f in flags.values()]
     assert int(door["MAXLOAD"]) == SipSettings().max_calls
     assert _flags(services["backend"]["command"])["port"] == "8765"
+
+
+def test_compose_command_lines_are_ones_the_agent_takes() -> None:
+    services = _compose()["services"]
+    for name, service in services.items():
+        if not name.startswith("agent-"):
+            continue
+        flags = _flags(service["command"])
+        settings = _agent_settings(service["command"])
+        assert (settings.sip.host, settings.sip.port) == ("127.0.0.1", int(flags["sip-port"]))
+        assert settings.http.port == int(flags["http-port"])
+        assert settings.realtime.url == flags["realtime-url"]
+    backend = _parser().parse_args(services["backend"]["command"])
+    assert (backend.command, backend.host, backend.port) == ("local-server", "127.0.0.1", 8765)
+
+
+@pytest.mark.skipif(KAMAILIO is None, reason="kamailio not installed (apt-get install kamailio)")
+def test_the_compose_front_door_starts_from_its_environment(tmp_path: Path) -> None:
+    """run-frontdoor.sh with the compose file's environment writes its lists and passes
+    Kamailio's check (-c) with them."""
+    door = _compose()["services"]["frontdoor"]
+    assert door["build"]["target"] == "frontdoor" and "command" not in door
+    env = {**os.environ, **door["environment"], "RUN_DIR": str(tmp_path)}
+    done = subprocess.run(
+        ["sh", str(KAMAILIO_DIR / "run-frontdoor.sh"), "-c"],
+        env=env, capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    listed = (tmp_path / "dispatcher.list").read_text()
+    assert "sip:127.0.0.1:5071" in listed and "sip:127.0.0.1:5072" in listed
+    assert "1 127.0.0.0 8 0 allow-1" in (tmp_path / "address.list").read_text()
 
 
 def _docker_compose() -> str | None:
@@ -184,6 +224,10 @@ def test_k8s_agents_are_ready_from_readyz_drain_on_prestop_and_have_a_disruption
     assert {"name": "voice-agent-secrets", "optional": True} in [
         e["secretRef"] for e in agent["envFrom"] if "secretRef" in e
     ]
+    # The arguments, with the pod's address filled in, are ones the agent takes.
+    settings = _agent_settings([a.replace("$(POD_IP)", "10.0.0.5") for a in agent["args"]])
+    assert settings.http.host == settings.sip.host == "10.0.0.5"
+    assert settings.http.port == ports["http"] and settings.sip.port == ports["sip"]
 
     budget = manifests[("PodDisruptionBudget", "voice-agent")]
     assert budget["spec"]["selector"]["matchLabels"] == labels
@@ -292,6 +336,17 @@ def test_systemd_agent_unit_drains_within_its_stop_timeout() -> None:
     command = agent["Service.ExecStart"][0].split()
     assert command[1] == "serve"
     assert {"sip-port", "rtp-port", "http-port", "sip-host"} <= set(_flags(command))
+    # With an instance's environment (the example in the file's header) filled in, the
+    # command line is one the agent takes.
+    example = dict(
+        re.findall(r"^#\s+([A-Z_]+)=(\S+)$", (SYSTEMD / "voice-agent@.service").read_text(), re.M)
+    )
+    assert {"SIP_HOST", "SIP_PORT", "RTP_PORTS", "HTTP_PORT"} <= set(example)
+    example["CONFIG"] = str(REPO / "config" / "agent.toml")
+    filled = [re.sub(r"\$\{(\w+)\}", lambda m: example[m[1]], a) for a in command[1:]]
+    settings = _agent_settings([a.replace("%S", "/var/lib") for a in filled])
+    assert settings.sip.port == int(example["SIP_PORT"])
+    assert settings.http.port == int(example["HTTP_PORT"])
     # SIGTERM to the agent alone: it drains and stops its own backend.
     assert agent["Service.KillMode"] == ["mixed"]
     assert agent["Service.KillSignal"] == ["SIGTERM"]
