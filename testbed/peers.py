@@ -32,6 +32,8 @@ CODEC_PT = {"PCMU": 0, "PCMA": 8}
 DTMF_EVENTS = "0123456789*#ABCD"
 
 SIPP = shutil.which("sipp")
+#: The front door's Kamailio (Debian puts it in /usr/sbin, often not on PATH); None: absent.
+KAMAILIO = shutil.which("kamailio", path="/usr/sbin:/usr/local/sbin:" + os.environ["PATH"])
 
 
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:

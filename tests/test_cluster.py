@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -16,14 +15,13 @@ import pytest
 from agent.audio.levels import rms_dbfs
 from testbed.cluster import ClusterProcess, call_through
 from testbed.http_probe import sample, scrape
-from testbed.peers import free_rtp_port, run_sipp
+from testbed.peers import KAMAILIO, free_rtp_port, run_sipp
 
 pytestmark = [
     pytest.mark.sipp,
     pytest.mark.timeout(120),
     pytest.mark.skipif(
-        shutil.which("kamailio", path="/usr/sbin:/usr/local/sbin:" + os.environ["PATH"]) is None,
-        reason="kamailio not installed (apt-get install kamailio)",
+        KAMAILIO is None, reason="kamailio not installed (apt-get install kamailio)"
     ),
 ]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,8 +12,7 @@ import pytest
 from agent.cluster.frontdoor import GEN_DISPATCHER_LIST, KAMAILIO_CFG, frontdoor_command
 from agent.cluster.plan import plan_cluster
 from agent.config import ConfigError, HttpSettings, Settings, SipSettings
-
-KAMAILIO = shutil.which("kamailio", path="/usr/sbin:/usr/local/sbin:" + os.environ["PATH"])
+from testbed.peers import KAMAILIO
 
 
 def _settings(**sip: int) -> Settings:

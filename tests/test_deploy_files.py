@@ -17,16 +17,23 @@ import pytest
 import yaml
 
 from agent.cli import _parser, _settings
+from agent.cluster.frontdoor import KAMAILIO_DIR, RUN_FRONTDOOR
 from agent.config import Settings, SipSettings
-from testbed.peers import REPO, AgentProcess, RtpPeer, free_port, run_sipp, talk_then_pause
+from testbed.peers import (
+    KAMAILIO,
+    REPO,
+    AgentProcess,
+    RtpPeer,
+    free_port,
+    run_sipp,
+    talk_then_pause,
+)
 from testbed.recording import RecordingServer
 
 COMPOSE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "deploy" / "docker" / "Dockerfile"
 K8S = REPO / "deploy" / "k8s"
 SYSTEMD = REPO / "deploy" / "systemd"
-KAMAILIO_DIR = REPO / "deploy" / "kamailio"
-KAMAILIO = shutil.which("kamailio", path="/usr/sbin:/usr/local/sbin:" + os.environ["PATH"])
 DRAIN_S = SipSettings().drain_timeout_s
 
 
@@ -130,7 +137,7 @@ def test_the_compose_front_door_starts_from_its_environment(tmp_path: Path) -> N
     assert door["build"]["target"] == "frontdoor" and "command" not in door
     env = {**os.environ, **door["environment"], "RUN_DIR": str(tmp_path)}
     done = subprocess.run(
-        ["sh", str(KAMAILIO_DIR / "run-frontdoor.sh"), "-c"],
+        ["sh", str(RUN_FRONTDOOR), "-c"],
         env=env, capture_output=True, text=True, check=False, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
