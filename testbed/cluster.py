@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
-import signal
 import sys
 import tempfile
 import time
@@ -14,19 +11,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from testbed.peers import HOST, REPO, RtpPeer, SippResult, run_sipp, talk_then_pause
+from testbed.peers import (
+    HOST,
+    REPO,
+    JsonLinesChild,
+    RtpPeer,
+    SippResult,
+    run_sipp,
+    talk_then_pause,
+)
 
 
 @dataclass
-class ClusterProcess:
+class ClusterProcess(JsonLinesChild):
     """The cluster on ``sip_port`` (its workers on the next ports), logging JSON lines."""
 
     sip_port: int
     args: list[str] = field(default_factory=list)
-    proc: asyncio.subprocess.Process | None = None
-    lines: list[dict[str, Any]] = field(default_factory=list)
-    raw: list[str] = field(default_factory=list)
-    _reader: asyncio.Task[None] | None = None
 
     async def start(self, timeout_s: float = 60.0) -> dict[str, Any]:
         """Start it; the ``cluster_ready`` line."""
@@ -37,22 +38,8 @@ class ClusterProcess:
             "--sip-host", HOST, "--sip-port", str(self.sip_port), "--log-format", "json",
             "--env-file", os.devnull, "--records-dir", "", "--http-port", "0", *self.args,
         ]  # fmt: skip
-        self.proc = await asyncio.create_subprocess_exec(
-            *command, cwd=REPO, env=env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
-        self._reader = asyncio.create_task(self._read())
+        await self._spawn(command, REPO, env)
         return (await self.wait_for("cluster_ready", timeout_s))[0]
-
-    async def _read(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        async for raw in self.proc.stdout:
-            text = raw.decode(errors="replace").rstrip()
-            self.raw.append(text)
-            with contextlib.suppress(ValueError):
-                line = json.loads(text)
-                if isinstance(line, dict):
-                    self.lines.append(line)
 
     def events(self, name: str, proc: str | None = None) -> list[dict[str, Any]]:
         return [
@@ -95,19 +82,8 @@ class ClusterProcess:
         return counts
 
     async def stop(self, timeout_s: float = 60.0) -> int:
-        """SIGTERM (the drain), then the exit status; kills after ``timeout_s``."""
-        assert self.proc is not None
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), timeout_s)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-        if self._reader is not None:
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(self._reader, 5)
-        return int(self.proc.returncode or 0)
+        """SIGTERM (every worker drains), then the exit status; kills after ``timeout_s``."""
+        return await super().stop(timeout_s)
 
 
 @dataclass
