@@ -1,4 +1,5 @@
-"""Composition root: the SIP endpoint, call admission, per-call sessions and shutdown."""
+"""Composition root: the SIP endpoint, call admission, per-call sessions, the HTTP listener
+(health, readiness, metrics) and shutdown."""
 
 from __future__ import annotations
 
@@ -14,7 +15,13 @@ import structlog
 from agent.audio.notice import Notice, NoticeError, load_notice
 from agent.call import CallSession
 from agent.config import ConfigError, Settings
+from agent.http.listener import HttpListener
+from agent.http.routes import health_routes
+from agent.observe.backend_probe import BackendProbe
+from agent.observe.call_metrics import CallMetrics
 from agent.observe.ids import new_call_id
+from agent.observe.metrics import AgentMetrics
+from agent.observe.readiness import Readiness
 from agent.observe.record_store import RecordStore
 from agent.observe.retention import keep_swept
 from agent.realtime.endpoint import (
@@ -51,7 +58,17 @@ class AgentApp:
                 self.notice = load_notice(Path(settings.records.recording_notice))
             except NoticeError as exc:
                 raise ConfigError(f"records.recording_notice: {exc}") from None
-        self.sip = create_engine(settings.sip, self._on_incoming, self._admission)
+        self.readiness = Readiness(
+            {
+                "sip": self._sip_up,
+                "backend": self._backend_reachable,
+                "not_draining": lambda: not self.draining,
+            }
+        )
+        self.metrics = AgentMetrics(lambda: len(self.sessions), lambda: self.readiness.ready)
+        self.sip = create_engine(
+            settings.sip, self._on_incoming, self._admission, self.metrics.call_rejected
+        )
         # Custom tools are imported here, so a broken one stops the start (ConfigError).
         self.tool_catalog = ToolCatalog(settings.tools)
         self.sessions: dict[str, CallSession] = {}
@@ -67,6 +84,9 @@ class AgentApp:
         self.lookup: CallLookup | None = None
         if hook.lookup_url:
             self.lookup = CallLookup(hook, secret, settings.profiles)
+        self.http: HttpListener | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._probe: BackendProbe | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set, then drain active calls and shut down cleanly."""
@@ -97,10 +117,18 @@ class AgentApp:
                 self.sip.start()
             except EngineStartError as exc:
                 raise ConfigError(str(exc)) from None
-            poller = asyncio.create_task(self.sip.run())
+            poller = self._poller = asyncio.create_task(self.sip.run())
+            http = self.settings.http
+            self.http = HttpListener(
+                http.host, http.port, health_routes(self.readiness, self.metrics)
+            )
+            await self.http.start()
+            self._probe = BackendProbe(self.endpoint.url)
+            probe = asyncio.create_task(self._probe.run(), name="backend-probe")
             log.info(
                 "agent_listening",
                 sip=f"sip:{self.settings.sip.user}@{self.settings.sip.host}:{self.sip.bound_port}",
+                http=self.http.url,
                 backend=self.endpoint.describe(),
                 max_calls=self.settings.sip.max_calls,
             )
@@ -112,15 +140,18 @@ class AgentApp:
                 # a failed start costs nothing.
                 self.local_server.warm_up()
             await stop.wait()
-            await self.drain()
-            poller.cancel()
-            with suppress(asyncio.CancelledError):
-                await poller
+            await self.drain(self.settings.sip.drain_timeout_s)
+            for task in (probe, poller):
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
         finally:
             if retention is not None:
                 retention.cancel()
                 with suppress(asyncio.CancelledError):
                     await retention
+            if self.http is not None:
+                await self.http.stop()
             await self.sip.shutdown()
             await self.record_store.close()
             if self.webhook is not None:
@@ -145,11 +176,18 @@ class AgentApp:
 
     def _admission(self) -> Answer | None:
         """The answer to a new INVITE (or OPTIONS) now: None while calls are taken."""
+        retry_after = self.settings.sip.retry_after_s
         if self.draining:
-            return unavailable(self.settings.sip.retry_after_s, "draining")
+            return unavailable(retry_after, "draining", "draining")
         if len(self.sessions) >= self.settings.sip.max_calls:
-            return unavailable(self.settings.sip.retry_after_s, "at capacity")
+            return unavailable(retry_after, "at capacity", "at_capacity")
         return None
+
+    def _sip_up(self) -> bool:
+        return self._poller is not None and not self._poller.done()
+
+    def _backend_reachable(self) -> bool:
+        return self._probe is not None and self._probe.reachable is True
 
     def _on_incoming(self, call: EngineCall) -> None:
         refusal = self._admission()
@@ -163,6 +201,7 @@ class AgentApp:
                 reason=refusal.why,
                 active_calls=len(self.sessions),
             )
+            self.metrics.call_rejected(refusal)
             call.reject(refusal.code, refusal.reason, self.settings.sip.retry_after_s)
             return
         assert self.endpoint is not None
@@ -176,6 +215,7 @@ class AgentApp:
             profile=self.profile,
             notice=self.notice,
             record_store=self.record_store,
+            observer=CallMetrics(self.metrics),
         )
         self.sessions[call.call_id] = session
         task = asyncio.get_running_loop().create_task(session.run(), name=f"call-{call.call_id}")

@@ -44,6 +44,7 @@ from agent.bridge.requests import ClientRequest, CloseSession
 from agent.config import ConfigError, Settings
 from agent.live.adapter import LiveAdapter
 from agent.live.delegation import FAILED, DelegationWorker
+from agent.observe.call_metrics import CallObserver, CallSummary, NoCallObserver
 from agent.observe.call_record import CallFacts, build_call_record
 from agent.observe.record_store import RecordStore
 from agent.observe.recording import CallRecording, RecordingTap
@@ -167,6 +168,7 @@ class CallSession:
         profile: str = "agent",
         notice: Notice | None = None,
         record_store: RecordStore | None = None,
+        observer: CallObserver | None = None,
     ) -> None:
         self.invite_at = time.time()
         self.answered_at: float | None = None
@@ -181,6 +183,7 @@ class CallSession:
             call_id=call.call_id, sip_call_id=call.sip_call_id
         )
         self._on_finished = on_finished
+        self.observer = observer or NoCallObserver()
         #: The current session's protocol adapter (a new one for each session).
         self.adapter = protocol_adapter(endpoint)
         self._lookup = lookup
@@ -196,7 +199,14 @@ class CallSession:
         self.record_path: Path | None = None
         #: The call record, once the call has ended and it was established.
         self.record: dict[str, Any] | None = None
-        self.tools = CallTools(settings.tools, _Control(self), self.records, self.log, tool_catalog)
+        self.tools = CallTools(
+            settings.tools,
+            _Control(self),
+            self.records,
+            self.log,
+            tool_catalog,
+            on_tool_call=self.observer.tool_call,
+        )
         self._configure(settings, {})
         #: Each session's latest usage report (GPT-Live), by session generation.
         self._usage: dict[int, dict[str, float]] = {}
@@ -379,6 +389,14 @@ class CallSession:
             tool_fillers=self.bridge.fillers,
             **({"usage": usage} if usage is not None else {}),
         )
+        self.observer.finished(
+            CallSummary(
+                answered=self._answered,
+                ended_by=self.bridge.outcome.ended_by,
+                interruptions=self.bridge.interruptions,
+                gap_frames=self.bridge.playout.gap_frames,
+            )
+        )
         if self._on_finished is not None:
             self._on_finished(self)
 
@@ -490,6 +508,7 @@ class CallSession:
         self.call.answer()
         self._answered = True
         self.answered_at = time.time()
+        self.observer.answered()
         self.log.info("call_answered")
         if not await self._await_ack():
             return
@@ -530,6 +549,7 @@ class CallSession:
             self._conn = None
         try:
             self.bridge.offer_tools(await self.tools.declarations())
+            opened = time.monotonic()
             self._conn = await RealtimeConnection.open(
                 self.endpoint, min(timeout, self.settings.realtime.connect_timeout_s)
             )
@@ -539,10 +559,12 @@ class CallSession:
             if self.bridge.config_waiting:
                 # GPT-Live: the session starts once the call's codec is known (after the
                 # answer); the socket is open and waits.
+                self.observer.session_opened(time.monotonic() - opened)
                 return True
             await asyncio.wait_for(
                 self._until_ready(self._conn, self.adapter, self._generation), timeout
             )
+            self.observer.session_opened(time.monotonic() - opened)
         except RealtimeConnectError as exc:
             self.log.error("realtime_connect_failed", error=str(exc))
         except TimeoutError:
@@ -732,7 +754,9 @@ class CallSession:
         for event in events:
             if isinstance(event, UsageUpdated):
                 self._usage[generation] = event.usage
-            await self._carry_out(self.bridge.server_event(event, self._now()))
+            now = self._now()
+            self.observer.server_event(event, now)
+            await self._carry_out(self.bridge.server_event(event, now))
         return events
 
     # -- replacing and closing sessions ---------------------------------------------------------

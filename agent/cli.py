@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,9 +43,52 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FIRST[-LAST]",
         help="RTP ports: the first one, or a range such as 4000-4199",
     )
+    serve.add_argument(
+        "--sip-public-host", help="the address callers reach (SDP, Contact), behind NAT"
+    )
+    serve.add_argument("--http-host", help="address of the health and metrics listener")
+    serve.add_argument(
+        "--http-port", type=int, help="port of the health and metrics listener (0: a free one)"
+    )
     serve.add_argument("--log-format", choices=("console", "json"))
     serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     serve.add_argument("--records-dir", help="directory for call transcripts ('' for none)")
+
+    cluster = sub.add_parser(
+        "cluster", help="Kamailio on the SIP port in front of N agents, one shared backend"
+    )
+    cluster.add_argument("--workers", type=int, help="agent processes (default: one per core)")
+    cluster.add_argument("--config", type=Path, help="TOML profile of every worker")
+    cluster.add_argument("--env-file", type=Path, help=".env file with secrets (default ./.env)")
+    cluster.add_argument("--sip-host", help="address of the front door and the workers")
+    cluster.add_argument(
+        "--sip-port", type=int, help="the front door's port; worker i takes port + i"
+    )
+    cluster.add_argument(
+        "--rtp-port",
+        type=_port_range,
+        metavar="FIRST-LAST",
+        help="RTP ports shared out between the workers, a slice each",
+    )
+    cluster.add_argument(
+        "--http-port", type=int, help="health and metrics of worker i on port + i (0: free ones)"
+    )
+    cluster.add_argument(
+        "--allow",
+        action="append",
+        metavar="CIDR",
+        help="callers the front door lets in (repeatable; default 127.0.0.0/8)",
+    )
+    cluster.add_argument("--realtime-url", help="a running realtime server for every worker")
+    cluster.add_argument("--dialect", choices=("ga", "beta"), help="protocol dialect of that URL")
+    cluster.add_argument(
+        "--protocol",
+        choices=("realtime", "live"),
+        help="the model's API for every worker: realtime (the Realtime API) or live (GPT-Live)",
+    )
+    cluster.add_argument("--log-format", choices=("console", "json"))
+    cluster.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    cluster.add_argument("--records-dir", help="directory for call transcripts ('' for none)")
 
     check = sub.add_parser("check", help="validate the config and open one realtime session")
     check.add_argument("--config", type=Path, help="TOML profile (default config/agent.toml)")
@@ -98,15 +142,17 @@ def _settings(args: argparse.Namespace) -> Settings:
     if args.protocol:
         realtime["protocol"] = args.protocol
     overrides: dict[str, dict[str, Any]] = {"realtime": realtime}
-    if args.command == "serve":
+    if args.command in ("serve", "cluster"):
         rtp_port, rtp_range = args.rtp_port or (None, None)
         overrides |= {
             "sip": {
                 "host": args.sip_host,
                 "port": args.sip_port,
+                "public_host": getattr(args, "sip_public_host", None),
                 "rtp_port": rtp_port,
                 "rtp_port_range": rtp_range,
             },
+            "http": {"host": getattr(args, "http_host", None), "port": args.http_port},
             "log": {"format": args.log_format, "level": args.log_level},
             "records": {"dir": args.records_dir},
         }
@@ -142,6 +188,52 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cluster(args: argparse.Namespace) -> int:
+    from agent.cluster.plan import default_workers, plan_cluster
+    from agent.cluster.supervisor import Cluster, ClusterOptions
+
+    settings = _settings(args)
+    configure_logging(settings.log.format, settings.log.level)
+    sip = settings.sip
+    plan = plan_cluster(
+        settings,
+        args.workers or default_workers(),
+        sip.host,
+        sip.port,
+        tuple(args.allow or ("127.0.0.0/8",)),
+    )
+    options = ClusterOptions(
+        config=args.config,
+        env_file=args.env_file,
+        realtime_url=args.realtime_url or "",
+        dialect=args.dialect or "",
+        protocol=args.protocol or "",
+        log_format=settings.log.format,
+        log_level=args.log_level or "",
+        records_dir=args.records_dir,
+    )
+    cluster = Cluster(settings, plan, options)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def _handle(signum: int) -> None:
+            if stop.is_set():
+                # The second signal: no drain.
+                cluster.kill_all()
+                os._exit(128 + signum)
+            get_logger("cluster").info("cluster_signal", signal=signal.Signals(signum).name)
+            stop.set()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, _handle, signum)
+        await cluster.run(stop)
+
+    asyncio.run(main())
+    return 0
+
+
 def _check(args: argparse.Namespace) -> int:
     from agent.check import run_check
 
@@ -169,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(args)
         if args.command == "check":
             return _check(args)
+        if args.command == "cluster":
+            return _cluster(args)
         return _local_server(args)
     except ConfigError as exc:
         print(f"voice-agent: error: {exc}", file=sys.stderr)

@@ -58,6 +58,16 @@ class SipSettings:
     ack_timeout_s: float = 5.0
     #: A call that receives no RTP for this long (not on hold) is ended; 0 = never.
     rtp_timeout_s: float = 30.0
+    #: On SIGTERM, how long calls in progress may run on before they are ended.
+    drain_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """``[http]``: the agent's one HTTP listener (health, readiness, metrics)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8060
 
 
 @dataclass(frozen=True)
@@ -354,6 +364,7 @@ class Secrets:
 @dataclass(frozen=True)
 class Settings:
     sip: SipSettings = field(default_factory=SipSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
     realtime: RealtimeSettings = field(default_factory=RealtimeSettings)
     live: LiveSettings = field(default_factory=LiveSettings)
     agent: AgentProfile = field(default_factory=AgentProfile)
@@ -476,6 +487,10 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("sip.rtp_timeout_s: must be 0 (never) or positive")
     if not 0 <= sip.port <= 65535:
         raise ConfigError(f"sip.port: {sip.port} is not a UDP port")
+    if sip.drain_timeout_s < 0:
+        raise ConfigError("sip.drain_timeout_s: must be 0 (end calls at once) or positive")
+    if not 0 <= settings.http.port <= 65535:
+        raise ConfigError(f"http.port: {settings.http.port} is not a TCP port")
     for codec in sip.codecs:
         if codec not in ("PCMU", "PCMA"):
             raise ConfigError(f"sip.codecs: {codec!r} is not supported (use PCMU and/or PCMA)")

@@ -32,6 +32,8 @@ CODEC_PT = {"PCMU": 0, "PCMA": 8}
 DTMF_EVENTS = "0123456789*#ABCD"
 
 SIPP = shutil.which("sipp")
+#: The front door's Kamailio (Debian puts it in /usr/sbin, often not on PATH); None: absent.
+KAMAILIO = shutil.which("kamailio", path="/usr/sbin:/usr/local/sbin:" + os.environ["PATH"])
 
 
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:
@@ -220,39 +222,23 @@ class RtpPeer(asyncio.DatagramProtocol):
             self.transport.close()
 
 
-@dataclass
-class AgentProcess:
-    """``voice-agent serve`` as a child process, logging JSON lines we can read."""
+@dataclass(kw_only=True)
+class JsonLinesChild:
+    """A ``voice-agent`` command as a child process: its output read as it comes, each line
+    kept raw and, when it is a JSON object, parsed."""
 
-    sip_port: int
-    args: list[str] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
-    #: Where the agent writes call transcripts; a fresh temporary directory by default.
-    records_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="records-")))
-    #: The agent's working directory (where a core dump would land).
-    cwd: Path = REPO
     proc: asyncio.subprocess.Process | None = None
     lines: list[dict[str, Any]] = field(default_factory=list)
     raw: list[str] = field(default_factory=list)
     _reader: asyncio.Task[None] | None = None
 
-    async def start(self, timeout_s: float = 20.0) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-        env.update(self.env)
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        env.setdefault("PYTHONPATH", str(REPO))
-        command = [
-            sys.executable, "-m", "agent.cli", "serve",
-            "--sip-host", HOST, "--sip-port", str(self.sip_port), "--log-format", "json",
-            "--env-file", os.devnull, "--records-dir", str(self.records_dir), *self.args,
-        ]  # fmt: skip
+    async def _spawn(self, command: list[str], cwd: Path, env: dict[str, str]) -> None:
         self.proc = await asyncio.create_subprocess_exec(
-            *command, cwd=self.cwd, env=env,
+            *command, cwd=cwd, env=env,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
         self._reader = asyncio.create_task(self._read())
-        await self.wait_for("agent_listening", timeout_s)
 
     async def _read(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
@@ -263,6 +249,54 @@ class AgentProcess:
                 line = json.loads(text)
                 if isinstance(line, dict):
                     self.lines.append(line)
+
+    async def stop(self, timeout_s: float = 15.0) -> int:
+        """SIGTERM (drain), then the exit status; kills after ``timeout_s``."""
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), timeout_s)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._reader, 5)
+        return int(self.proc.returncode or 0)
+
+
+@dataclass
+class AgentProcess(JsonLinesChild):
+    """``voice-agent serve`` as a child process, logging JSON lines we can read."""
+
+    sip_port: int
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    #: Where the agent writes call transcripts; a fresh temporary directory by default.
+    records_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="records-")))
+    #: The agent's working directory (where a core dump would land).
+    cwd: Path = REPO
+
+    async def start(self, timeout_s: float = 20.0) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+        env.update(self.env)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        env.setdefault("PYTHONPATH", str(REPO))
+        command = [
+            sys.executable, "-m", "agent.cli", "serve",
+            "--sip-host", HOST, "--sip-port", str(self.sip_port), "--log-format", "json",
+            "--env-file", os.devnull, "--records-dir", str(self.records_dir),
+            # A free port for health and metrics (agents run side by side); see http_url.
+            "--http-port", "0", *self.args,
+        ]  # fmt: skip
+        await self._spawn(command, self.cwd, env)
+        await self.wait_for("agent_listening", timeout_s)
+
+    @property
+    def http_url(self) -> str:
+        """Where the agent's health and metrics listener is (from ``agent_listening``)."""
+        return str(self.events("agent_listening")[0]["http"])
 
     def transcripts(self) -> list[list[dict[str, Any]]]:
         """Every call transcript written so far, each as its list of JSON lines."""
@@ -285,21 +319,6 @@ class AgentProcess:
             await asyncio.sleep(0.05)
         tail = "\n".join(self.raw[-30:])
         raise AssertionError(f"agent never logged {count}x {name!r}; last output:\n{tail}")
-
-    async def stop(self, timeout_s: float = 15.0) -> int:
-        """SIGTERM (drain), then the exit status; kills after ``timeout_s``."""
-        assert self.proc is not None
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), timeout_s)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-        if self._reader is not None:
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(self._reader, 5)
-        return int(self.proc.returncode or 0)
 
 
 @dataclass

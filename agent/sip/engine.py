@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from agent.sip.request_policy import Admission
+from agent.sip.request_policy import Admission, CallRefused
 
 
 class SipCommandError(Exception):
@@ -149,4 +149,4 @@ class EngineStartError(Exception):
     """The stack could not start (a port in use, a bad address): one line, safe to show."""
 
 
-EngineFactory = Callable[[object, IncomingCall, Admission], SipEngine]
+EngineFactory = Callable[[object, IncomingCall, Admission, CallRefused | None], SipEngine]

@@ -10,7 +10,7 @@ import importlib
 
 from agent.config import SipSettings
 from agent.sip.engine import IncomingCall, SipEngine
-from agent.sip.request_policy import Admission
+from agent.sip.request_policy import Admission, CallRefused
 
 #: engine name -> "module:class" of its ``SipEngine``.
 ENGINES = {
@@ -19,10 +19,16 @@ ENGINES = {
 
 
 def create_engine(
-    settings: SipSettings, on_incoming: IncomingCall, admission: Admission
+    settings: SipSettings,
+    on_incoming: IncomingCall,
+    admission: Admission,
+    on_call_refused: CallRefused | None = None,
 ) -> SipEngine:
-    """The engine ``settings.engine`` names, not started."""
+    """The engine ``settings.engine`` names, not started.
+
+    Every engine puts a ``RequestPolicy(settings.user, admission, on_call_refused)`` in
+    front of its stack."""
     module_name, _, class_name = ENGINES[settings.engine].partition(":")
     engine_class = getattr(importlib.import_module(module_name), class_name)
-    engine: SipEngine = engine_class(settings, on_incoming, admission)
+    engine: SipEngine = engine_class(settings, on_incoming, admission, on_call_refused)
     return engine

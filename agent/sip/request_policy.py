@@ -42,23 +42,31 @@ class Answer:
     headers: tuple[tuple[str, str], ...] = ()
     #: Why, in words, for the (rate-limited) log line.
     why: str = ""
+    #: Why, as a fixed name for metrics (``at_capacity``, ``unknown_user``, ...): ``why`` may
+    #: quote what the request said, which must never become a label value.
+    kind: str = ""
 
 
 #: Admission: None while the agent takes calls, else the answer for a new INVITE (503).
 Admission = Callable[[], Answer | None]
+#: Told of every new INVITE the policy refuses (for metrics), with the answer it gets.
+CallRefused = Callable[[Answer], None]
 
 
-def unavailable(retry_after_s: int, why: str) -> Answer:
+def unavailable(retry_after_s: int, why: str, kind: str = "unavailable") -> Answer:
     """503 with ``Retry-After``: capacity, draining, backend down."""
-    return Answer(503, "Service Unavailable", (("Retry-After", str(retry_after_s)),), why)
+    return Answer(503, "Service Unavailable", (("Retry-After", str(retry_after_s)),), why, kind)
 
 
 class RequestPolicy:
     """The agent's answers to requests, for the one user part it answers as."""
 
-    def __init__(self, user: str, admission: Admission) -> None:
+    def __init__(
+        self, user: str, admission: Admission, on_call_refused: CallRefused | None = None
+    ) -> None:
         self.user = user
         self.admission = admission
+        self.on_call_refused = on_call_refused
 
     def decide(self, request: SipRequest) -> Answer | None:
         method = request.method
@@ -67,7 +75,10 @@ class RequestPolicy:
         if request.in_dialog:
             return self._in_dialog(request)
         if method == "INVITE":
-            return self._new_call(request)
+            refusal = self._new_call(request)
+            if refusal is not None and self.on_call_refused is not None:
+                self.on_call_refused(refusal)
+            return refusal
         if method == "OPTIONS":
             return self.admission() or Answer(
                 200,
@@ -82,9 +93,11 @@ class RequestPolicy:
     def _new_call(self, request: SipRequest) -> Answer | None:
         if request.header("replaces") is not None:
             # Replaces lets whoever knows a call's dialog ids take that call over.
-            return Answer(403, "Forbidden", why="INVITE with Replaces")
+            return Answer(403, "Forbidden", why="INVITE with Replaces", kind="replaces")
         if request.uri_user != self.user:
-            return Answer(404, "Not Found", why=f"no such user {request.uri_user!r}")
+            return Answer(
+                404, "Not Found", why=f"no such user {request.uri_user!r}", kind="unknown_user"
+            )
         return self.admission()
 
     def _in_dialog(self, request: SipRequest) -> Answer | None:

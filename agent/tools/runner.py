@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import structlog
@@ -41,11 +41,14 @@ class ToolRunner:
         settings: ToolSettings,
         records: RecordWriter,
         log: Any = None,
+        on_outcome: Callable[[str], None] | None = None,
     ) -> None:
         self.tools = tools
         self.settings = settings
         self.records = records
         self.log = log or structlog.get_logger("tools")
+        #: Told each call's outcome: ok, error, timeout, failed or cancelled.
+        self.on_outcome = on_outcome
         self._tasks: set[asyncio.Task[None]] = set()
         self.calls = 0
 
@@ -129,6 +132,8 @@ class ToolRunner:
         log = self.log.info if outcome == "ok" else self.log.warning
         log("tool_call", **fields)
         self.records.event("tool_call", **fields)
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
 
     async def close(self) -> None:
         """Cancel tools still running (the call is over) and wait for them to stop."""

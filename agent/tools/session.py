@@ -8,6 +8,7 @@ the model is told of a result is the bridge's decision.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -25,7 +26,7 @@ class CallTools:
 
     ``catalog`` holds the process's custom and MCP tools; without one the call offers only
     the built-ins the profile enables. DTMF actions run the built-ins directly, even those
-    the model is not offered.
+    the model is not offered. ``on_tool_call`` hears each call's outcome (for metrics).
     """
 
     def __init__(
@@ -35,14 +36,15 @@ class CallTools:
         records: RecordWriter,
         log: Any = None,
         catalog: ToolCatalog | None = None,
+        on_tool_call: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
         self.log = log or structlog.get_logger("tools")
         self.catalog = catalog
         self.toolset = ToolSet(builtin_tools(settings, control))
         self._local = ToolSet(local_tools(settings, control).values())
-        self._model_runner = ToolRunner(self.toolset, settings, records, self.log)
-        self._key_runner = ToolRunner(self._local, settings, records, self.log)
+        self._model_runner = ToolRunner(self.toolset, settings, records, self.log, on_tool_call)
+        self._key_runner = ToolRunner(self._local, settings, records, self.log, on_tool_call)
         self._listed = False
 
     async def declarations(self) -> list[dict[str, Any]]:

@@ -29,7 +29,7 @@ from agent.sip.message import SipRequest
 from agent.sip.pjsip.call import PjsipCall, _PjCall
 from agent.sip.pjsip.gate import PjsipRequestGate
 from agent.sip.pjsip.media_port import BridgePort, FrameWaker
-from agent.sip.request_policy import Admission, Answer, RequestPolicy
+from agent.sip.request_policy import Admission, Answer, CallRefused, RequestPolicy
 
 log = structlog.get_logger("sip")
 #: Digits, addresses and hex blanked: what makes two PJSIP log lines "the same kind".
@@ -115,10 +115,11 @@ class PjsipEngine:
         settings: SipSettings,
         on_incoming: IncomingCall,
         admission: Admission = lambda: None,
+        on_call_refused: CallRefused | None = None,
     ) -> None:
         self.settings = settings
         self._on_incoming = on_incoming
-        self.policy = RequestPolicy(settings.user, admission)
+        self.policy = RequestPolicy(settings.user, admission, on_call_refused)
         self._gate: PjsipRequestGate | None = None
         # One line per source, method and answer every 10 s at most: a scan or a flood must
         # not turn into a flood of log lines.

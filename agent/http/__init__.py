@@ -1,0 +1,1 @@
+"""The agent's one HTTP listener (``[http]``): health, readiness and metrics today."""
