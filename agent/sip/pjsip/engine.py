@@ -25,11 +25,11 @@ import structlog
 from agent.config import PJSUA_CALL_SLOTS, SipSettings
 from agent.observe.ratelimit import KeyedRateLimit, quote
 from agent.sip.engine import EngineStartError, IncomingCall
-from agent.sip.message import SipRequest
 from agent.sip.pjsip.call import PjsipCall, _PjCall
 from agent.sip.pjsip.gate import PjsipRequestGate
 from agent.sip.pjsip.media_port import BridgePort, FrameWaker
-from agent.sip.request_policy import Admission, Answer, RequestPolicy
+from agent.sip.refusals import RefusalLog
+from agent.sip.request_policy import Admission, RequestPolicy
 
 log = structlog.get_logger("sip")
 #: Digits, addresses and hex blanked: what makes two PJSIP log lines "the same kind".
@@ -120,9 +120,7 @@ class PjsipEngine:
         self._on_incoming = on_incoming
         self.policy = RequestPolicy(settings.user, admission)
         self._gate: PjsipRequestGate | None = None
-        # One line per source, method and answer every 10 s at most: a scan or a flood must
-        # not turn into a flood of log lines.
-        self._refusals = KeyedRateLimit(interval_s=10.0)
+        self._refusals = RefusalLog()
         self._ep: pj.Endpoint | None = None
         self._account: _Account | None = None
         self._log_writer = _LogForwarder()
@@ -134,7 +132,7 @@ class PjsipEngine:
         self._wakeup: asyncio.Future[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> None:
+    async def start(self) -> None:
         """Create the library, the UDP transport and the account."""
         try:
             self._start()
@@ -198,23 +196,7 @@ class PjsipEngine:
         account = _Account(self._incoming)
         account.create(acfg, True)
         self._account = account
-        self._gate = PjsipRequestGate(self.policy, self._answered, self._destroy_retired)
-
-    def _answered(self, request: SipRequest, answer: Answer) -> None:
-        if answer.code < 300 or request.method == "OPTIONS":
-            # OPTIONS is a dispatcher's health probe: 503 while full is its answer, not news.
-            return
-        allowed, held = self._refusals.check((request.source_ip, request.method, answer.code))
-        if allowed:
-            log.warning(
-                "call_rejected" if request.method == "INVITE" else "sip_request_refused",
-                method=request.method,
-                code=answer.code,
-                reason=answer.why,
-                source=f"{request.source_ip}:{request.source_port}",
-                sip_call_id=(request.header("call-id") or "")[:100],
-                held_back=held,
-            )
+        self._gate = PjsipRequestGate(self.policy, self._refusals.answered, self._destroy_retired)
 
     def _prefer_g711(self, ep: pj.Endpoint) -> None:
         # The wheel ranks speex first by default; we bridge G.711 only, in the configured order.
