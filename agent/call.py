@@ -258,6 +258,9 @@ class CallSession:
     def on_dtmf(self, digit: str, method: str) -> None:
         self._submit(self.bridge.caller_dtmf(digit, method, self._now()))
 
+    def on_hold(self, held: bool) -> None:
+        self._submit(self.bridge.far_end_hold(held))
+
     def on_transfer_status(self, code: int, reason: str, final: bool) -> None:
         self.log.info("sip_transfer_status", code=code, reason=reason, final=final)
         self._submit(self.bridge.transfer_status(code, reason, final))

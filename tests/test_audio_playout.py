@@ -201,7 +201,28 @@ def test_gap_frames_count_only_silence_inside_an_item() -> None:
         "padded_frames": 1,
         "gap_frames": 2,
         "dropped_samples": 0,
+        "paused_pulls": 0,
     }
+
+
+def test_paused_playout_sends_silence_and_keeps_its_audio() -> None:
+    p = Playout()
+    p.push("a", ramp(0, 320))
+    assert p.pull() == ramp(0, 160)
+    p.paused = True  # the far end holds the call
+    assert p.pull() == bytes(320)
+    assert (p.queued_samples, p.underruns, p.paused_pulls) == (160, 0, 1)
+    p.paused = False
+    assert p.pull() == ramp(160, 160)  # nothing was lost while held
+    assert p.played_samples("a") == 320
+
+
+def test_each_flush_is_counted() -> None:
+    p = Playout()
+    p.push("a", ramp(0, 160))
+    p.flush()
+    p.flush()
+    assert p.flushes == 2
 
 
 def test_flush_forgets_a_pending_gap() -> None:

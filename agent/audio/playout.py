@@ -72,6 +72,13 @@ class Playout:
         # audio that was due and came late (a stalled loop, a slow model, a starved process).
         self.gap_frames = 0
         self._gap_pending = 0  # short pulls since the playing item's audio ran out
+        #: Bumped by every flush: an engine that keeps frames of its own queued (baresip's
+        #: transmit buffer) drops them too when this changes.
+        self.flushes = 0
+        #: While set (the far end holds the call), pulls return silence and consume nothing:
+        #: what is queued plays on resume, none of it sent into a held line.
+        self.paused = False
+        self.paused_pulls = 0
 
     # -- loop thread ----------------------------------------------------------------------
 
@@ -121,6 +128,7 @@ class Playout:
             self._queued = 0
             self._last_played = None
             self._gap_pending = 0
+            self.flushes += 1
             return item, played
 
     # -- media clock thread ---------------------------------------------------------------
@@ -129,6 +137,9 @@ class Playout:
         """Return exactly ``frame_samples`` samples of PCM16 LE; silence fills any gap."""
         need = self._frame_bytes
         with self._lock:
+            if self.paused:
+                self.paused_pulls += 1
+                return self._silence
             self.frames_pulled += 1
             if not self._segments:
                 self.underruns += 1
@@ -205,6 +216,7 @@ class Playout:
                 "padded_frames": self.padded_frames,
                 "gap_frames": self.gap_frames,
                 "dropped_samples": self.dropped_samples,
+                "paused_pulls": self.paused_pulls,
             }
 
     @property

@@ -13,7 +13,7 @@ Inputs:
   for each parsed event, ``session_lost``/``session_restored``/``reconnect_failed``;
 - the call: ``media_started(codec, rate)`` once the SIP codec is known, ``call_confirmed``
   after the ACK, ``caller_frame(pcm, now)`` for each 20 ms frame, ``caller_dtmf``,
-  ``transfer_status``, ``call_ended``;
+  ``far_end_hold``, ``transfer_status``, ``call_ended``;
 - tools: ``tool_result``, ``dtmf_action_failed``, and the call control the built-in tools
   ask for (``hang_up_when_quiet``, ``transfer_when_quiet``).
 
@@ -216,6 +216,7 @@ class CallBridge:
         self._cut_responses: set[str] = set()
         self._down_item: str | None = None
         self._confirmed = False
+        self._held = False
         self._pending = bytearray()
         self._waits: list[_QuietWait] = []
         self._transferring: str | None = None
@@ -441,8 +442,10 @@ class CallBridge:
     def caller_frame(self, pcm: bytes, now: float) -> Step:
         """One 20 ms frame of caller audio (PCM16 at the call's rate)."""
         step = Step()
-        if not self._confirmed or not self.session_ready or self._ended:
-            return step  # before the ACK nothing of the line reaches the (billed) model
+        if not self._confirmed or not self.session_ready or self._ended or self._held:
+            # Before the ACK nothing of the line reaches the (billed) model; while the far
+            # end holds the call, its music on hold does not either.
+            return step
         if self.barge_in.pending and self.barge_in.caller_audio(FRAME_MS, rms_dbfs(pcm)):
             step.add(self._cut())
         self._pending += pcm
@@ -454,6 +457,19 @@ class CallBridge:
             self._pending.clear()
             if audio:
                 step.requests.append(AppendAudio(audio))
+        return step
+
+    def far_end_hold(self, held: bool) -> Step:
+        """The far end held (True) or resumed the call: the model hears nothing meanwhile,
+        and the agent's queued audio waits (the playout pauses) instead of going into a held
+        line: it plays on from where it was once the call resumes."""
+        step = Step()
+        if held == self._held:
+            return step
+        self._held = held
+        self.playout.paused = held
+        step.lines.append(self.book.event("hold" if held else "resume"))
+        step.note("call_held" if held else "call_resumed")
         return step
 
     def caller_dtmf(self, digit: str, method: str, now: float) -> Step:
