@@ -28,6 +28,7 @@ INBOUND_LIMIT = 50
 
 class _Silence:
     _frame = bytes(FRAME_BYTES)
+    flushes = 0
 
     def pull(self) -> bytes:
         return self._frame
