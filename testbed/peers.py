@@ -32,6 +32,13 @@ CODEC_PT = {"PCMU": 0, "PCMA": 8}
 DTMF_EVENTS = "0123456789*#ABCD"
 
 SIPP = shutil.which("sipp")
+#: The SIP engines the end-to-end tests run the agent on (agent/sip/engines.py).
+SIP_ENGINES = ("pjsip", "baresip")
+
+
+def engine_args(engine: str) -> list[str]:
+    """``voice-agent serve`` arguments selecting ``engine``."""
+    return ["--engine", engine]
 
 
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:

@@ -22,6 +22,7 @@ from testbed.peers import (
     CODEC_PT,
     AgentProcess,
     RtpPeer,
+    engine_args,
     free_port,
     run_sipp,
     talk_then_pause,
@@ -38,8 +39,8 @@ async def local_server() -> AsyncIterator[RecordingServer]:
         yield server
 
 
-async def _agent(server_url: str, *extra: str) -> AgentProcess:
-    agent = AgentProcess(free_port(), ["--realtime-url", server_url, *extra])
+async def _agent(engine: str, server_url: str, *extra: str) -> AgentProcess:
+    agent = AgentProcess(free_port(), ["--realtime-url", server_url, *engine_args(engine), *extra])
     await agent.start()
     return agent
 
@@ -77,6 +78,7 @@ def _peer_caller(
     ids=["pcmu-ga", "pcma-ga", "pcmu-beta", "pcma-ga-passthrough", "pcmu-beta-passthrough"],
 )
 async def test_call_bridges_audio_both_ways(
+    engine: str,
     codec: str,
     dialect: Dialect,
     passthrough: bool,
@@ -86,7 +88,7 @@ async def test_call_bridges_audio_both_ways(
     config = tmp_path / "agent.toml"
     config.write_text(f"[audio]\ng711_passthrough = {str(passthrough).lower()}\n")
     agent = await _agent(
-        local_server.url_for(dialect), "--dialect", dialect.value, "--config", str(config)
+        engine, local_server.url_for(dialect), "--dialect", dialect.value, "--config", str(config)
     )
     peer = await RtpPeer.open()
     try:
@@ -135,9 +137,9 @@ async def test_call_bridges_audio_both_ways(
 
 @pytest.mark.parametrize("codec", ["PCMU", "PCMA"])
 async def test_sipp_rtp_stream_reaches_the_model(
-    codec: str, local_server: RecordingServer, tmp_path: Path
+    engine: str, codec: str, local_server: RecordingServer, tmp_path: Path
 ) -> None:
-    agent = await _agent(local_server.url)
+    agent = await _agent(engine, local_server.url)
     try:
         stream = write_g711_stream(tmp_path / f"caller.{codec}", codec)
         result = await run_sipp(
@@ -153,11 +155,11 @@ async def test_sipp_rtp_stream_reaches_the_model(
 
 
 async def test_calls_beyond_capacity_get_503_with_retry_after(
-    local_server: RecordingServer, tmp_path: Path
+    engine: str, local_server: RecordingServer, tmp_path: Path
 ) -> None:
     config = tmp_path / "one-call.toml"
     config.write_text("[sip]\nmax_calls = 1\nretry_after_s = 7\n")
-    agent = await _agent(local_server.url, "--config", str(config))
+    agent = await _agent(engine, local_server.url, "--config", str(config))
     try:
         stream = write_g711_stream(tmp_path / "caller.PCMU", "PCMU")
         first = asyncio.create_task(
@@ -177,9 +179,9 @@ async def test_calls_beyond_capacity_get_503_with_retry_after(
 
 
 async def test_sigterm_drains_active_calls_and_refuses_new_ones(
-    local_server: RecordingServer, tmp_path: Path
+    engine: str, local_server: RecordingServer, tmp_path: Path
 ) -> None:
-    agent = await _agent(local_server.url)
+    agent = await _agent(engine, local_server.url)
     stream = write_g711_stream(tmp_path / "caller.PCMU", "PCMU")
     active = asyncio.create_task(
         run_sipp("uac_audio.xml", agent.sip_port, **_sipp_caller(stream, "PCMU", 3000))
@@ -202,9 +204,9 @@ async def test_sigterm_drains_active_calls_and_refuses_new_ones(
     assert [e["code"] for e in ended] == [200]
 
 
-async def test_unreachable_realtime_backend_gets_503(tmp_path: Path) -> None:
+async def test_unreachable_realtime_backend_gets_503(engine: str, tmp_path: Path) -> None:
     dead_url = f"ws://127.0.0.1:{free_port(1)}/v1/realtime"
-    agent = await _agent(dead_url)
+    agent = await _agent(engine, dead_url)
     try:
         refused = await run_sipp(
             "uac_expect_503.xml", agent.sip_port, fill={"retry_after": "30"}, workdir=tmp_path
@@ -216,7 +218,9 @@ async def test_unreachable_realtime_backend_gets_503(tmp_path: Path) -> None:
         assert await agent.stop() == 0
 
 
-async def test_rejected_key_gets_503_and_never_reaches_the_logs(tmp_path: Path) -> None:
+async def test_rejected_key_gets_503_and_never_reaches_the_logs(
+    engine: str, tmp_path: Path
+) -> None:
     key = "sk-test-secret-0123456789abcdef"
 
     async def unauthorized(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -229,7 +233,7 @@ async def test_rejected_key_gets_503_and_never_reaches_the_logs(tmp_path: Path) 
     port = server.sockets[0].getsockname()[1]
     agent = AgentProcess(
         free_port(),
-        ["--realtime-url", f"ws://127.0.0.1:{port}/v1/realtime"],
+        ["--realtime-url", f"ws://127.0.0.1:{port}/v1/realtime", *engine_args(engine)],
         env={"REALTIME_API_KEY": key},
     )
     await agent.start()
@@ -247,7 +251,7 @@ async def test_rejected_key_gets_503_and_never_reaches_the_logs(tmp_path: Path) 
     assert key not in "\n".join(agent.raw)
 
 
-async def test_cancel_while_ringing_ends_cleanly() -> None:
+async def test_cancel_while_ringing_ends_cleanly(engine: str) -> None:
     # A realtime server that accepts TCP but never completes the WebSocket handshake keeps
     # the call ringing, so the caller's CANCEL arrives before any answer.
     hung: list[asyncio.StreamWriter] = []
@@ -257,7 +261,7 @@ async def test_cancel_while_ringing_ends_cleanly() -> None:
 
     stall = await asyncio.start_server(never_answer, "127.0.0.1", 0)
     port = stall.sockets[0].getsockname()[1]
-    agent = await _agent(f"ws://127.0.0.1:{port}/v1/realtime")
+    agent = await _agent(engine, f"ws://127.0.0.1:{port}/v1/realtime")
     try:
         result = await run_sipp("uac_cancel.xml", agent.sip_port)
         assert result.returncode == 0, result.output[-3000:]
@@ -277,8 +281,10 @@ def _process_resources(pid: int) -> tuple[int, int]:
     return threads, fds
 
 
-async def test_sequential_calls_leak_nothing(local_server: RecordingServer, tmp_path: Path) -> None:
-    agent = await _agent(local_server.url)
+async def test_sequential_calls_leak_nothing(
+    engine: str, local_server: RecordingServer, tmp_path: Path
+) -> None:
+    agent = await _agent(engine, local_server.url)
     try:
         stream = write_g711_stream(tmp_path / "caller.PCMU", "PCMU")
         caller = _sipp_caller(stream, "PCMU", 700)
@@ -302,11 +308,11 @@ async def test_sequential_calls_leak_nothing(local_server: RecordingServer, tmp_
 
 @pytest.mark.parametrize("reconnects", [0, 1])
 async def test_dropped_realtime_session_is_told_then_restored_or_ended(
-    reconnects: int, local_server: RecordingServer, tmp_path: Path
+    engine: str, reconnects: int, local_server: RecordingServer, tmp_path: Path
 ) -> None:
     config = tmp_path / "agent.toml"
     config.write_text(f'[realtime]\nreconnect_attempts = {reconnects}\n[agent]\ngreeting = ""\n')
-    agent = await _agent(local_server.url, "--config", str(config))
+    agent = await _agent(engine, local_server.url, "--config", str(config))
     peer = await RtpPeer.open()
     scenario = "uac_peer_wait_bye.xml" if reconnects == 0 else "uac_peer.xml"
     try:
@@ -342,9 +348,9 @@ async def test_dropped_realtime_session_is_told_then_restored_or_ended(
 
 
 async def test_all_four_call_slots_carry_calls_and_the_fifth_invite_gets_503(
-    local_server: RecordingServer, tmp_path: Path
+    engine: str, local_server: RecordingServer, tmp_path: Path
 ) -> None:
-    agent = await _agent(local_server.url)
+    agent = await _agent(engine, local_server.url)
     try:
         stream = write_g711_stream(tmp_path / "caller.PCMU", "PCMU")
         four = asyncio.create_task(
@@ -368,9 +374,9 @@ async def test_all_four_call_slots_carry_calls_and_the_fifth_invite_gets_503(
 
 
 async def test_a_reply_cut_by_the_hang_up_is_recorded_as_cut_before_the_end(
-    local_server: RecordingServer, tmp_path: Path
+    engine: str, local_server: RecordingServer, tmp_path: Path
 ) -> None:
-    agent = await _agent(local_server.url)
+    agent = await _agent(engine, local_server.url)
     peer = await RtpPeer.open()
     try:
         # The caller stays silent and hangs up 0.8 s into the agent's 1.5-3 s greeting.
