@@ -289,8 +289,13 @@ class BaresipCall:
 
     # -- what the request gate saw of this call's dialog ---------------------------------------
     def in_dialog(self, method: str, content_type: str, event: str, body: str) -> None:
-        """An INFO or NOTIFY of this call's dialog, on its way to baresip."""
-        if method == "INFO" and content_type == "application/dtmf-relay":
+        """An INFO, a NOTIFY or an answerless ACK of this call's dialog, on its way to baresip."""
+        if method == "ACK":
+            # A late offer acknowledged without an answer: confirmed, with no codec (the
+            # gate ends it; libre's BYE follows).
+            self._established = True
+            self._confirm()
+        elif method == "INFO" and content_type == "application/dtmf-relay":
             # baresip reports INFO digits like RTP ones: the next digit is this one.
             self._info_digits += 1
         elif method == "NOTIFY" and event.split(";", 1)[0].strip().lower() == "refer":

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import socket
 from typing import Any
 
@@ -26,6 +25,7 @@ from agent.config import SipSettings
 from agent.sip.baresip import native, stack_config
 from agent.sip.baresip.call import BaresipCall
 from agent.sip.baresip.gate import BaresipRequestGate
+from agent.sip.baresip.logs import StackLogs
 from agent.sip.baresip.media import MediaClock
 from agent.sip.engine import EngineStartError, IncomingCall
 from agent.sip.message import SipRequest
@@ -72,6 +72,7 @@ class BaresipEngine:
         self._agent: baresip.UserAgent | None = None
         self._executor: native.ReThreadExecutor | None = None
         self._gate: BaresipRequestGate | None = None
+        self._logs = StackLogs()
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -89,12 +90,12 @@ class BaresipEngine:
         # baresip logs a failed bind and carries on without SIP: check first.
         if _port_taken(host, port):
             raise EngineStartError(f"cannot start SIP on {host}:{port}: address in use")
-        # The binding logs every native line through logging; ours go through structlog.
-        logging.getLogger("baresip").setLevel(logging.ERROR)
-        runtime = baresip.Runtime(native_log_level="error")
+        self._logs.open()
+        runtime = baresip.Runtime(native_log_level="warning")
         try:
             await runtime.start(stack_config.runtime_config(self.settings, port))
             self._runtime = runtime
+            self._logs.capture_libre_debug()
             self._agent = await baresip.UserAgent.create(
                 runtime, stack_config.account(self.settings, port), transfer_policy="reject"
             )
@@ -146,6 +147,7 @@ class BaresipEngine:
                 await runtime.close()
             except baresip.BaresipError as exc:
                 log.warning("sip_close_failed", reason=str(exc)[:200])
+        self._logs.close()
 
     # -- calls -------------------------------------------------------------------------------
     def _incoming(self, stack_call: baresip.Call) -> None:

@@ -14,7 +14,10 @@ and corrupts the heap. So a libre request listener at the head of the list
   libre's own parser).
 
 It also chooses each call's codec before baresip reads the offer: the first codec of
-``sip.codecs`` the caller offers (baresip itself would take the offerer's first).
+``sip.codecs`` the caller offers (baresip itself would take the offerer's first). And for an
+INVITE without an offer, whose ACK then brings no answer either (what scanners send),
+baresip would drop the dialog without a word: the gate tells the call (acknowledged without
+media, as on every engine) and ends it so that libre's own handling of that ACK sends a BYE.
 
 Everything here runs on the re thread, inside libre's receive path; what the loop needs to
 know (refusals to log, INFO digits, REFER progress) is handed over with
@@ -26,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +49,7 @@ _ADDRESS = re.compile(
 )
 _FROM_TAG = re.compile(r";\s*tag\s*=\s*[^;,\s>]+", re.I)
 
+_LATE_OFFERS_KEPT = 256
 #: sip.codecs name -> baresip's codec name.
 STACK_CODECS = {"PCMU": "pcmu", "PCMA": "pcma", "G722": "g722/16000/1"}
 
@@ -102,6 +107,9 @@ class BaresipRequestGate:
         self._account: Any = None
         self._chosen: tuple[str, ...] | None = None
         self._errors = KeyedRateLimit(interval_s=60.0)
+        #: Call-IDs of admitted INVITEs without SDP (the answer comes with the ACK), oldest
+        #: first and bounded: a flood of them that never ACKs cannot grow it.
+        self._late_offers: OrderedDict[str, None] = OrderedDict()
         self.listener = native.RequestListener(self._handle, self._failed)
 
     def install(self) -> None:
@@ -125,19 +133,37 @@ class BaresipRequestGate:
             self._respond(msg, None, Answer(400, "Bad Request", why="unparseable request"))
             return True
         method = request.method
-        if method in ("ACK", "CANCEL"):
+        body = raw.text.partition("\r\n\r\n")[2]
+        if method == "ACK":
+            self._acknowledged(request, body)
+            return False
+        if method == "CANCEL":
             return False
         answer = self.policy.decide(request)
         if answer is None and method == "INVITE" and not request.in_dialog:
             answer = invite_defect(request)
             if answer is None:
-                self._choose_codecs(raw.text.partition("\r\n\r\n")[2])
+                self._choose_codecs(body)
+                if not body.strip():
+                    self._late_offers[request.header("call-id") or ""] = None
+                    while len(self._late_offers) > _LATE_OFFERS_KEPT:
+                        self._late_offers.popitem(last=False)
         if answer is not None:
             self._respond(msg, request, answer)
             return True
         if request.in_dialog and method in ("INFO", "NOTIFY"):
-            self._post(self._on_in_dialog, request, raw.text.partition("\r\n\r\n")[2])
+            self._post(self._on_in_dialog, request, body)
         return False
+
+    def _acknowledged(self, request: SipRequest, body: str) -> None:
+        call_id = request.header("call-id") or ""
+        if call_id not in self._late_offers:
+            return
+        del self._late_offers[call_id]
+        if not body.strip():
+            # Told first, then ended: the call is seen acknowledged without media.
+            self._post(self._on_in_dialog, request, body)
+            native.end_unanswered(call_id)
 
     def _choose_codecs(self, offer_sdp: str) -> None:
         chosen = codecs_for_offer(offer_sdp, self._codecs)

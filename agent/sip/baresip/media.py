@@ -12,7 +12,10 @@ same work at 150 calls.
 
 Per call (``AudioPump``):
 - receive: everything readable, cut into 20 ms PCM16 frames at the call's rate, into
-  ``inbound`` (at most 1 s kept; older frames are dropped and counted);
+  ``inbound`` (at most 1 s kept; older frames are dropped and counted); once nothing has
+  come for ``FILL_AFTER_TICKS`` (the caller's RTP paused: silence suppression, a muted
+  phone), a frame of silence per tick, as a media clock would, so the model's turn
+  detection hears the caller stop instead of hearing nothing;
 - transmit: ``PREFILL_FRAMES`` ahead of the transmit thread, plus one frame per tick that
   passed (so a late tick is made up, not lost); every second the real depth is read back and
   corrected by a frame, which keeps the buffer from creeping either way;
@@ -42,6 +45,8 @@ TICK_S = FRAME_MS / 1000
 PREFILL_FRAMES = 2
 #: Caller frames kept while the shell is late (1 s); older ones are dropped and counted.
 INBOUND_LIMIT = 50
+#: Ticks without caller audio after which silence stands in for it (beyond RTP jitter).
+FILL_AFTER_TICKS = 3
 #: Ticks between reads of the real transmit depth (1 s).
 CHECK_EVERY = 50
 #: A loop this many ticks late restarts the schedule instead of running the backlog.
@@ -69,6 +74,8 @@ class AudioPump:
         self.on_frames = on_frames
         self.inbound: deque[bytes] = deque()
         self._partial = b""
+        self._quiet_ticks = 0
+        self._silence = bytes(self.frame_bytes)
         self.source: FrameSource = _Silence(rate)
         self._flushes = 0
         self.held = False
@@ -77,6 +84,7 @@ class AudioPump:
         #: Read the real depth at the next transmit (start, restart, flush): fill up to it.
         self._check = True
         self.frames_in = 0
+        self.frames_filled = 0
         self.frames_out = 0
         self.inbound_dropped = 0
         self.restarts = 0
@@ -100,21 +108,30 @@ class AudioPump:
     def _receive(self) -> bool:
         data = self.audio.read(self._read_max)
         if not data:
-            return False
+            self._quiet_ticks += 1
+            if self._quiet_ticks < FILL_AFTER_TICKS or self.held:
+                return False
+            self._append(self._silence)
+            self.frames_filled += 1
+            return True
+        self._quiet_ticks = 0
         if self._partial:
             data, self._partial = self._partial + data, b""
         size = self.frame_bytes
         whole = len(data) - len(data) % size
         if whole < len(data):
             self._partial = data[whole:]
-        inbound = self.inbound
         for start in range(0, whole, size):
-            if len(inbound) >= INBOUND_LIMIT:
-                inbound.popleft()
-                self.inbound_dropped += 1
-            inbound.append(data[start : start + size])
+            self._append(data[start : start + size])
             self.frames_in += 1
         return whole > 0
+
+    def _append(self, frame: bytes) -> None:
+        inbound = self.inbound
+        if len(inbound) >= INBOUND_LIMIT:
+            inbound.popleft()
+            self.inbound_dropped += 1
+        inbound.append(frame)
 
     def _transmit(self, ticks: int) -> None:
         source = self.source
@@ -151,6 +168,7 @@ class AudioPump:
     def stats(self) -> dict[str, int]:
         counters = {
             "frames_in": self.frames_in,
+            "frames_filled": self.frames_filled,
             "frames_out": self.frames_out,
             "inbound_dropped": self.inbound_dropped,
             "audio_restarts": self.restarts,

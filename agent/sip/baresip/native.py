@@ -105,12 +105,32 @@ _ffi.cdef(
     struct list *uag_list(void);
     struct account *ua_account(const struct ua *ua);
     int account_set_audio_codecs(struct account *acc, const char *codecs);
+    void dbg_init(int level, int flags);
+    void dbg_handler_set(void (*ph)(int level, const char *p, size_t len, void *arg), void *arg);
     """
 )
 _lib: Any = _ffi.dlopen(_baresip_native.__file__)
 _LISTENER_TYPE = "bool(const struct sip_msg *, void *)"
 #: Longest request read (UDP datagrams are smaller; a TCP message may not be).
 _MAX_MESSAGE = 65536
+
+
+#: libre's DBG_WARNING: its warnings and errors, not its notices.
+_DBG_WARNING = 4
+_dbg_callback: Any = None
+
+
+def capture_libre_debug(handler: Callable[[str], None]) -> None:
+    """libre's own debug lines (``DEBUG_WARNING``, one per garbage datagram) to ``handler``,
+    on whatever thread libre prints from, instead of straight to stderr."""
+    global _dbg_callback
+
+    def on_line(_level: int, text: Any, size: int, _arg: Any) -> None:
+        handler(bytes(_ffi.buffer(text, size)).decode("utf-8", "replace"))
+
+    _dbg_callback = _ffi.callback("void(int, const char *, size_t, void *)", on_line)
+    _lib.dbg_init(_DBG_WARNING, 0)
+    _lib.dbg_handler_set(_dbg_callback, _ffi.NULL)
 
 
 def check_versions() -> str | None:
@@ -227,6 +247,18 @@ def set_account_codecs(account: Any, codecs: str) -> None:
     """The audio codecs (baresip names, comma-separated) new calls of ``account`` get."""
     if account != _ffi.NULL:
         _lib.account_set_audio_codecs(account, codecs.encode())
+
+
+def end_unanswered(call_id: str) -> bool:
+    """Drop a call whose 200 awaits its ACK (*re thread*); False when it is gone.
+
+    Once libre then takes the ACK, it ends the dialog it acknowledges with a BYE.
+    """
+    call = _lib.uag_call_find(call_id.encode())
+    if call == _ffi.NULL:
+        return False
+    _lib.ua_hangupf(_lib.call_get_ua(call), call, 0, b"no audio was negotiated", _ffi.NULL)
+    return True
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ def runtime_config(settings: SipSettings, port: int) -> baresip.Config:
     return baresip.Config(
         net_interface=settings.host,
         max_concurrent_calls=None,
-        native_log_level="error",
+        native_log_level="warning",
         rtp_timeout=0,
         expose_headers=("To",),
         extra_config_text=(

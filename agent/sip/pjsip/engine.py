@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import gc
 import os
-import re
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,17 +22,15 @@ import pjsua2 as pj
 import structlog
 
 from agent.config import PJSUA_CALL_SLOTS, SipSettings
-from agent.observe.ratelimit import KeyedRateLimit, quote
 from agent.sip.engine import EngineStartError, IncomingCall
 from agent.sip.pjsip.call import PjsipCall, _PjCall
 from agent.sip.pjsip.gate import PjsipRequestGate
 from agent.sip.pjsip.media_port import BridgePort, FrameWaker
 from agent.sip.refusals import RefusalLog
 from agent.sip.request_policy import Admission, RequestPolicy
+from agent.sip.stack_log import StackLog
 
 log = structlog.get_logger("sip")
-#: Digits, addresses and hex blanked: what makes two PJSIP log lines "the same kind".
-_LOG_KIND = re.compile(r"[0-9a-fA-Fx.:]{2,}")
 
 #: pjsua log levels: 1 error, 2 warning, 3 info, 4+ debug.
 _PJ_LOG_LEVEL = 2
@@ -64,12 +61,8 @@ def _stdout_silenced() -> Iterator[None]:
 
 
 class _LogForwarder(pj.LogWriter):
-    """PJSIP's own log lines, through structlog (so JSON mode stays JSON).
-
-    Rate-limited and cut short: PJSIP logs every datagram it cannot parse with the whole
-    packet quoted, so 800 garbage datagrams would otherwise write 200 KB of log. Lines of one
-    kind (the text with its numbers blanked) pass once per 10 s, with a count of those held.
-    """
+    """PJSIP's own log lines, through structlog (so JSON mode stays JSON), rate-limited
+    (``agent.sip.stack_log``): PJSIP quotes every datagram it cannot parse."""
 
     #: While set, lines are dropped: used where a failure surfaces as an exception anyway, so
     #: the user sees one clear error instead of PJSIP's three.
@@ -77,17 +70,11 @@ class _LogForwarder(pj.LogWriter):
 
     def __init__(self) -> None:
         super().__init__()
-        self._limit = KeyedRateLimit(interval_s=10.0)
+        self._log = StackLog("pjsip")
 
     def write(self, entry: pj.LogEntry) -> None:
-        if self.muted:
-            return
-        message = entry.msg.strip()
-        allowed, held = self._limit.check(_LOG_KIND.sub("#", message[:60]))
-        if not allowed:
-            return
-        emit = log.error if entry.level <= 1 else log.warning
-        emit("pjsip", message=quote(message), held_back=held)
+        if not self.muted:
+            self._log.line(entry.msg, error=entry.level <= 1)
 
 
 class _Account(pj.Account):
