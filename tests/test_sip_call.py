@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from agent.audio.levels import rms_dbfs
@@ -20,6 +21,7 @@ from agent.realtime.dialect import Dialect
 from testbed.oracle import validate_client_event, validate_server_event
 from testbed.peers import (
     CODEC_PT,
+    CODEC_RATE,
     AgentProcess,
     RtpPeer,
     engine_args,
@@ -402,3 +404,66 @@ async def test_a_reply_cut_by_the_hang_up_is_recorded_as_cut_before_the_end(
     # A caller who never spoke interrupted nothing.
     assert agent.events("barge_in") == []
     assert agent.events("call_finished")[0]["interruptions"] == 0
+
+
+def _band_share(pcm: bytes, rate: int, low_hz: float, high_hz: float) -> float:
+    """The share of ``pcm``'s energy between ``low_hz`` and ``high_hz``."""
+    samples = np.frombuffer(pcm, "<i2").astype(np.float64)
+    power = np.abs(np.fft.rfft(samples)) ** 2
+    freqs = np.fft.rfftfreq(samples.size, 1 / rate)
+    band = (freqs >= low_hz) & (freqs <= high_hz)
+    return float(power[band].sum() / max(power.sum(), 1e-9))
+
+
+@pytest.mark.parametrize("wideband", [True, False], ids=["g722-first", "g711-only"])
+async def test_g722_is_preferred_when_offered_and_stays_wideband_to_the_model(
+    engine: str, wideband: bool, local_server: RecordingServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "agent.toml"
+    codecs = '["G722", "PCMU", "PCMA"]' if wideband else '["PCMA", "PCMU"]'
+    config.write_text(f"[sip]\ncodecs = {codecs}\n")
+    agent = await _agent(engine, local_server.url, "--config", str(config))
+    peer = await RtpPeer.open()
+    codec = "G722" if wideband else "PCMA"
+    rate = CODEC_RATE[codec]
+    try:
+        # Silence while the greeting plays, then speech with a 3.4 kHz and a 6 kHz tone under
+        # it (G.711 cannot carry the second).
+        t = np.arange(int(2.5 * rate)) / rate
+        tones = 2500 * (np.sin(2 * np.pi * 3400 * t) + np.sin(2 * np.pi * 6000 * t))
+        speech = np.frombuffer(talk_then_pause(1.5, 1.0, rate), np.int16)
+        if wideband:
+            speech = np.clip(speech + tones, -32768, 32767)
+        pcm = np.concatenate([np.zeros(int(1.2 * rate)), speech]).astype("<i2").tobytes()
+        peer.talk(pcm, codec)
+        result = await run_sipp(
+            "uac_peer_codecs.xml", agent.sip_port, keys={"sink_port": str(peer.port)},
+            fill={"call_ms": "4500"}, workdir=tmp_path,
+        )  # fmt: skip
+        assert result.returncode == 0, result.output[-3000:]
+        # The offer listed PCMU first and G.722 last: the agent's own order decided.
+        active = await agent.wait_for("sip_media_active", 5)
+        assert active[0]["codec"] == codec
+        assert {packet.payload_type for packet in peer.packets} == {CODEC_PT[codec]}
+        session = local_server.sessions[0]
+        assert session.input_rate == 24000
+        heard = bytes(session.input_audio)
+        assert len(heard) / 2 / 24000 > 2.5
+        assert rms_dbfs(heard) > -32
+        if wideband:
+            # 16 kHz all the way to the model's 24 kHz: the 6 kHz tone arrived.
+            assert _band_share(heard, 24000, 5800, 6200) > 0.05
+            reply = peer.wideband_audio()
+            assert len(reply) / 2 / 16000 > 2.5
+        else:
+            assert _band_share(heard, 24000, 5800, 6200) < 0.001
+            reply = peer.audio()
+        # The greeting, heard while the caller was silent.
+        greeting = reply[: len(reply) // 4]
+        assert rms_dbfs(greeting) > -37, "agent audio at the caller is silent"
+        stats = (await agent.wait_for("media_stats", 5))[0]
+        assert stats["frames_in"] > 100 and stats["rtp_rx_packets"] > 100
+        assert stats["rtp_rx_lost"] == 0
+    finally:
+        peer.close()
+        assert await agent.stop() == 0

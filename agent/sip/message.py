@@ -171,6 +171,21 @@ def sdp_audio_codecs(sdp: str) -> list[str]:
     return [names.get(pt) or _STATIC_PAYLOADS.get(pt, pt) for pt in payloads]
 
 
+def codecs_for_offer(offer_sdp: str, configured: tuple[str, ...]) -> tuple[str, ...]:
+    """The codecs to answer ``offer_sdp`` with: the first configured one it offers, alone.
+
+    Stacks answer with the offer's order (RFC 3264 lets the answerer choose, and both
+    engines keep the offerer's first): enabling only ours makes ``sip.codecs``' order the
+    preference (G.722 when offered, say). Without an offer, or with nothing in common (the
+    stack answers 488), the whole configured list.
+    """
+    offered = sdp_audio_codecs(offer_sdp)
+    for codec in configured:
+        if codec in offered:
+            return (codec,)
+    return configured
+
+
 def sipfrag_status(body: str) -> tuple[int, str] | None:
     """The status line of a ``message/sipfrag`` body (a REFER's NOTIFY): (code, reason)."""
     first = body.strip().split("\n", 1)[0].strip()

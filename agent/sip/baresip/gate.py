@@ -37,7 +37,7 @@ import structlog
 
 from agent.observe.ratelimit import KeyedRateLimit
 from agent.sip.baresip import native
-from agent.sip.message import SipRequest, parse_request, sdp_audio_codecs
+from agent.sip.message import SipRequest, codecs_for_offer, parse_request
 from agent.sip.request_policy import Answer, RequestPolicy
 
 log = structlog.get_logger("sip")
@@ -72,20 +72,6 @@ def invite_defect(request: SipRequest) -> Answer | None:
     if not _ADDRESS.match(contact) or not native.contact_parses(contact):
         return Answer(400, "Bad Request", why="missing or malformed Contact")
     return None
-
-
-def codecs_for_offer(offer_sdp: str, configured: tuple[str, ...]) -> tuple[str, ...]:
-    """The codecs to answer ``offer_sdp`` with: the first configured one it offers alone.
-
-    baresip answers with every common codec in the offer's order and uses the first: listing
-    only ours makes ``sip.codecs``' order the preference (G.722 first, say). Without an offer
-    (or with nothing in common, which baresip answers 488) the whole configured list.
-    """
-    offered = sdp_audio_codecs(offer_sdp)
-    for codec in configured:
-        if codec in offered:
-            return (codec,)
-    return configured
 
 
 class BaresipRequestGate:

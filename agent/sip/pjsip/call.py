@@ -30,6 +30,17 @@ def _sip_header(name: str, value: str) -> pj.SipHeader:
     return header
 
 
+def _rtp_stats(stat: pj.StreamStat) -> dict[str, float | int]:
+    rx = stat.rtcp.rxStat
+    return {
+        "rtp_rx_packets": int(rx.pkt),
+        "rtp_tx_packets": int(stat.rtcp.txStat.pkt),
+        "rtp_rx_lost": int(rx.loss),
+        "rtp_rx_jitter_ms": round(rx.jitterUsec.mean / 1000, 2) if rx.jitterUsec.n else 0.0,
+        "rtp_rx_jitter_max_ms": round(rx.jitterUsec.max / 1000, 2) if rx.jitterUsec.n else 0.0,
+    }
+
+
 class _PjCall(pj.Call):
     """The PJSUA2 call object, owned by :class:`~agent.sip.pjsip.engine.PjsipEngine`."""
 
@@ -52,6 +63,9 @@ class _PjCall(pj.Call):
         self.listener: CallListener | None = None
         self.disconnected = False
         self.confirmed = False
+        self.held = False
+        #: The audio stream's RTP statistics, taken as it is destroyed.
+        self.rtp_stats: dict[str, float | int] = {}
         self.log = structlog.get_logger("sip").bind(
             call_id=self.call_id, sip_call_id=self.sip_call_id
         )
@@ -210,17 +224,26 @@ class _PjCall(pj.Call):
         except Exception:
             self.log.exception("sip_callback_failed", callback="onCallMediaState")
 
+    def onStreamDestroyed(self, prm: pj.OnStreamDestroyedParam) -> None:
+        # The stream's RTP statistics, read while it still exists (for media_stats).
+        try:
+            self.rtp_stats = _rtp_stats(self.getStreamStat(prm.streamIdx))
+        except Exception:
+            self.log.debug("rtp_stats_unavailable")
+
     # -- media -------------------------------------------------------------------------------
     def _attach_media(self) -> None:
         info = self.getInfo()
         for index, media in enumerate(info.media):
             if media.type != pj.PJMEDIA_TYPE_AUDIO:
                 continue
+            self._far_end_holds(media.status == pj.PJSUA_CALL_MEDIA_REMOTE_HOLD)
             if media.status != pj.PJSUA_CALL_MEDIA_ACTIVE:
                 continue
             audio = self.getAudioMedia(index)
+            stream = self.getStreamInfo(index)
             if self.port is None:
-                self.port = BridgePort(f"bridge-{self.call_id}")
+                self.port = BridgePort(f"bridge-{self.call_id}", int(stream.codecClockRate))
                 if self.source is not None:
                     self.port.source = self.source
             # Re-INVITEs recreate the stream: connect again in both directions.
@@ -228,7 +251,6 @@ class _PjCall(pj.Call):
             self.port.startTransmit(audio)
             self._audio = audio
             self._guard_sources(index)
-            stream = self.getStreamInfo(index)
             codec = stream.codecName.upper()
             if codec != self.codec:
                 self.codec = codec
@@ -236,6 +258,14 @@ class _PjCall(pj.Call):
                 if self.listener is not None:
                     self.listener.on_media(codec, int(stream.codecClockRate))
             return
+
+    def _far_end_holds(self, held: bool) -> None:
+        if held == self.held:
+            return
+        self.held = held
+        self.log.info("sip_remote_hold" if held else "sip_remote_resume")
+        if self.listener is not None:
+            self.listener.on_hold(held)
 
     def guard_offer(self, sdp: str) -> None:
         """Filter the call's RTP sockets as soon as the INVITE's offer is known.
