@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from bench import barge_in, capacity, latency
+from bench import barge_in, capacity, latency, pacing
 from bench.harness import AgentAudio, write_json
 from testbed.peers import REPO
 
@@ -56,9 +56,10 @@ async def test_capacity_quick(engine: str, tmp_path: Path) -> None:
     assert "Successful" not in capacity.format_table(result)  # renders, no SIPp noise
 
 
-async def test_latency_quick(tmp_path: Path) -> None:
+async def test_latency_quick(engine: str, tmp_path: Path) -> None:
     result = _round_trip(
-        await latency.run([AgentAudio()], calls=2, call_s=3.0), tmp_path / "latency.json"
+        await latency.run([AgentAudio()], calls=2, call_s=3.0, engine=engine),
+        tmp_path / "latency.json",
     )
     (row,) = result["rows"]
     assert row["calls_failed"] == 0
@@ -72,9 +73,9 @@ async def test_latency_quick(tmp_path: Path) -> None:
     assert "inbound" in latency.format_table(result)
 
 
-async def test_barge_in_quick(tmp_path: Path) -> None:
+async def test_barge_in_quick(engine: str, tmp_path: Path) -> None:
     result = _round_trip(
-        await barge_in.run(interruptions=2, calls=1, audio=AgentAudio(), seed=1),
+        await barge_in.run(interruptions=2, calls=1, audio=AgentAudio(), seed=1, engine=engine),
         tmp_path / "barge_in.json",
     )
     assert result["calls_failed"] == 0
@@ -114,3 +115,16 @@ def test_resampler_quick(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     rows = json.loads(out.read_text())["rows"]
     assert {row["quality"] for row in rows} >= {"LQ", "MQ"}
+
+
+async def test_pacing_quick(tmp_path: Path) -> None:
+    result = _round_trip(await pacing.run([10], seconds=1.0), tmp_path / "pacing.json")
+    assert [(row["mode"], row["calls"]) for row in result["rows"]] == [
+        ("ticker", 10),
+        ("tasks", 10),
+    ]
+    for row in result["rows"]:
+        assert row["cpu_ms_per_call_s"] > 0
+        # asyncio may run a timer up to its clock resolution early.
+        _percentiles_ok(row["late_ms"], lowest=-1.0)
+    assert "ticker" in pacing.format_table(result)

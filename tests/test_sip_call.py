@@ -7,6 +7,8 @@ exactly what the agent sent it; the agent runs as its own process, as in product
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 import signal
 import time
@@ -30,7 +32,7 @@ from testbed.peers import (
     talk_then_pause,
     write_g711_stream,
 )
-from testbed.recording import RecordingServer
+from testbed.recording import RecordedSession, RecordingServer
 
 pytestmark = [pytest.mark.sipp, pytest.mark.timeout(120)]
 
@@ -466,4 +468,106 @@ async def test_g722_is_preferred_when_offered_and_stays_wideband_to_the_model(
         assert stats["rtp_rx_lost"] == 0
     finally:
         peer.close()
+        assert await agent.stop() == 0
+
+
+def _audible_frames(pcm: bytes, rate: int, floor_dbfs: float = -40.0) -> int:
+    """How many 20 ms frames of ``pcm`` are louder than ``floor_dbfs``."""
+    step = rate // 50 * 2
+    return sum(rms_dbfs(pcm[i : i + step]) > floor_dbfs for i in range(0, len(pcm) - step, step))
+
+
+def _reply_audio(session: RecordedSession) -> bytes:
+    """Every audio delta the server sent, as PCM16 at 24 kHz."""
+    return b"".join(
+        base64.b64decode(event["delta"])
+        for event in session.sent
+        if event["type"] in ("response.output_audio.delta", "response.audio.delta")
+    )
+
+
+async def test_far_end_hold_pauses_the_model_input_and_the_playout_and_loses_nothing(
+    engine: str, local_server: RecordingServer, tmp_path: Path
+) -> None:
+    agent = await _agent(engine, local_server.url)
+    peer = await RtpPeer.open()
+    try:
+        # The caller only breathes (silence, so no barge-in): it goes on sending while it
+        # holds the call, as music on hold would.
+        peer.talk(bytes(16000), "PCMU")
+        sipp = asyncio.create_task(
+            run_sipp(
+                "uac_peer_hold.xml", agent.sip_port, keys=peer.sipp_keys("PCMU"),
+                fill={"talk_ms": "500", "hold_ms": "2000", "call_ms": "4000"},
+                workdir=tmp_path,
+            )
+        )  # fmt: skip
+        await agent.wait_for("sip_remote_hold", 10)
+        held_at = time.monotonic()
+        await asyncio.sleep(0.3)
+        session = local_server.sessions[0]
+        input_at_hold = len(session.input_audio)
+        await agent.wait_for("sip_remote_resume", 10)
+        resumed_at = time.monotonic()
+        input_during_hold = len(session.input_audio) - input_at_hold
+        result = await sipp
+        assert result.returncode == 0, result.output[-3000:]
+
+        # The model heard nothing of the held call (a frame or two in flight at most)...
+        assert input_during_hold / 2 / session.input_rate <= 0.1
+        # ... and the caller again once it resumed.
+        assert len(session.input_audio) / 2 / session.input_rate > 3.0
+        # No agent audio reached the caller while it held the call...
+        during = b"".join(
+            peer.decode(p) for p in peer.packets if held_at + 0.2 < p.arrival < resumed_at
+        )
+        assert _audible_frames(during, 8000) == 0
+        # ... and the greeting, paused mid-way, was heard in full after the resume.
+        reply = _reply_audio(session)
+        sent_frames = _audible_frames(reply, 24000)
+        assert sent_frames > 40
+        heard_frames = _audible_frames(peer.audio(), 8000)
+        assert abs(heard_frames - sent_frames) <= 0.15 * sent_frames, (heard_frames, sent_frames)
+        records = sorted(agent.records_dir.glob("*.jsonl"))
+        kinds = [json.loads(line).get("kind") for line in records[0].read_text().splitlines()]
+        assert kinds.index("hold") < kinds.index("resume")
+    finally:
+        peer.close()
+        assert await agent.stop() == 0
+
+
+async def test_ten_concurrent_calls_in_one_baresip_process_carry_audio_both_ways(
+    local_server: RecordingServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text('[sip]\nengine = "baresip"\nmax_calls = 12\n')
+    agent = await _agent("baresip", local_server.url, "--config", str(config))
+    peers = [await RtpPeer.open() for _ in range(10)]
+    workdirs = [tmp_path / f"call{i}" for i in range(10)]
+    for workdir in workdirs:
+        workdir.mkdir()
+    try:
+        for peer in peers:
+            peer.talk(talk_then_pause(1.2, 1.5), "PCMA")
+        results = await asyncio.gather(
+            *(
+                run_sipp("uac_peer.xml", agent.sip_port,
+                         **_peer_caller(peer, "PCMA", 5000, workdir))
+                for peer, workdir in zip(peers, workdirs, strict=True)
+            )
+        )  # fmt: skip
+        for result in results:
+            assert result.returncode == 0, result.output[-3000:]
+        answered = agent.events("call_answered")
+        assert len({line["sip_call_id"] for line in answered}) == 10
+        # All ten were up at once: the last was answered before the first ended.
+        assert agent.lines.index(answered[-1]) < agent.lines.index(agent.events("call_finished")[0])
+        assert len(local_server.sessions) == 10
+        for session in local_server.sessions:
+            assert rms_dbfs(bytes(session.input_audio)) > -32, "caller audio missing"
+        for peer in peers:
+            assert rms_dbfs(peer.audio()) > -40, "agent audio missing"
+    finally:
+        for peer in peers:
+            peer.close()
         assert await agent.stop() == 0

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import os
 import socket
 from typing import Any
 
@@ -89,7 +91,9 @@ class BaresipEngine:
         port = self.settings.port or _free_udp_port(host)
         # baresip logs a failed bind and carries on without SIP: check first.
         if _port_taken(host, port):
-            raise EngineStartError(f"cannot start SIP on {host}:{port}: address in use")
+            raise EngineStartError(
+                f"cannot start SIP on {host}:{port}: {os.strerror(errno.EADDRINUSE)}"
+            )
         self._logs.open()
         runtime = baresip.Runtime(native_log_level="warning")
         try:
