@@ -34,9 +34,10 @@ PJSUA_CALL_SLOTS = 4
 #: The SIP engines (agent/sip/engines.py).
 SIP_ENGINES = ("baresip", "pjsip")
 #: The most calls ``sip.max_calls`` may ask of one process, per engine: pjsua2's call slots;
-#: baresip has no slots, and one process carried 200 calls on 2 cores (README "Capacity").
+#: baresip has no slots, and one process carried 200 calls on 2 cores (README "SIP engines").
 ENGINE_MAX_CALLS = {"pjsip": PJSUA_CALL_SLOTS, "baresip": 1000}
-#: The default capacity: the pjsua2 wheel's slots, which both engines can carry.
+#: The default capacity: the pjsua2 wheel's slots, which both engines can carry (so either
+#: engine runs with the default profile; raise it on baresip).
 MAX_CALLS_PER_PROCESS = PJSUA_CALL_SLOTS
 #: Codecs ``sip.codecs`` may list (G.722 is 16 kHz wideband).
 SIP_CODECS = ("G722", "PCMU", "PCMA")
@@ -50,15 +51,17 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class SipSettings:
-    #: The SIP stack (agent/sip/engines.py).
-    engine: str = "pjsip"
+    #: The SIP stack (agent/sip/engines.py): baresip, the one that meets the capacity targets
+    #: (README "SIP engines").
+    engine: str = "baresip"
     host: str = "127.0.0.1"
     port: int = 5060
     public_host: str = ""
     user: str = "agent"
     max_calls: int = MAX_CALLS_PER_PROCESS
     retry_after_s: int = 30
-    codecs: tuple[str, ...] = ("PCMU", "PCMA")
+    #: G.722 first: wideband whenever the caller offers it.
+    codecs: tuple[str, ...] = ("G722", "PCMU", "PCMA")
     rtp_port: int = 4000
     rtp_port_range: int = 200
     session_timeout_s: float = 5.0

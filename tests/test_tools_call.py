@@ -216,8 +216,10 @@ async def test_transfer_sends_refer_to_the_allowlisted_uri_and_ends_the_leg(
             assert refer_to == [_BILLING]
             assert await _await_output(session, "xfer") == "The caller was transferred to billing."
             _check_client_events(session)
-            statuses = agent.events("sip_transfer_status")
-            assert [(s["code"], s["final"]) for s in statuses][-1] == (200, True)
+            # The NOTIFY progress, in order: ringing, then the outcome.
+            statuses = [(s["code"], s["final"]) for s in agent.events("sip_transfer_status")]
+            assert statuses[-1] == (200, True), statuses
+            assert statuses.index((180, False)) < statuses.index((200, True)), statuses
             finished = (await agent.wait_for("call_finished", 5))[0]
             assert (finished["ended_by"], finished["reason"]) == (
                 "transfer",
