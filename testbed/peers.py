@@ -136,6 +136,8 @@ class RtpPeer(asyncio.DatagramProtocol):
         self.remote: asyncio.Future[tuple[str, int]] = asyncio.get_running_loop().create_future()
         self._talker: asyncio.Task[None] | None = None
         self.sent_packets = 0
+        self._talk_seq = 1
+        self._talk_epoch: float | None = None
         # The DTMF stream's RTP sequence and timestamp go on across send_dtmf calls.
         self._dtmf_seq, self._dtmf_ts = 1, 8000
 
@@ -240,17 +242,24 @@ class RtpPeer(asyncio.DatagramProtocol):
         frame_bytes = CODEC_RATE[codec] // 50 * 2
         remote = await self.remote
         assert self.transport is not None
-        ssrc, seq, ts = 0x5EED, 1, 0
+        ssrc = 0x5EED
         start = time.monotonic()
+        # One RTP stream however often the talk changes: the sequence goes on, and the
+        # timestamp follows the time that passed (a jitter buffer drops a stream that
+        # jumps back as late packets).
+        if self._talk_epoch is None:
+            self._talk_epoch = start
+        ts = int((start - self._talk_epoch) * 50) * 160
         frame = 0
         looped = pcm + pcm
         while True:
             offset = (frame * frame_bytes) % len(pcm)
             chunk = encoder.encode(looped[offset : offset + frame_bytes])
+            seq = self._talk_seq
             header = struct.pack("!BBHII", 0x80, CODEC_PT[codec], seq & 0xFFFF, ts, ssrc)
             self.transport.sendto(header + chunk, remote)
             self.sent_packets += 1
-            frame, seq, ts = frame + 1, seq + 1, ts + 160
+            frame, self._talk_seq, ts = frame + 1, seq + 1, (ts + 160) & 0xFFFFFFFF
             await asyncio.sleep(max(0.0, start + frame * 0.02 - time.monotonic()))
 
     def close(self) -> None:
