@@ -7,7 +7,7 @@ SIPp places N concurrent calls (each `--call-s` long); a caller process (bench/r
 carries each call's RTP both ways; the realtime side is bench/stream_server.py in its own
 process (a steady tone reply, no models), so the agent's CPU is the bridge's alone. On the
 baresip engine one agent process takes all N calls; on PJSIP one process takes at most 4
-(the pjsua2 wheel's call slots, see README "Capacity"), so N calls run on ceil(N/4) agents on
+(the pjsua2 wheel's call slots, see README "SIP engines"), so N calls run on ceil(N/4) agents on
 their own SIP ports, SIPp spreading the calls over them. With several engines (the default:
 both), each level runs on each engine in turn, and the table ends with their ratios.
 

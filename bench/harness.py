@@ -30,7 +30,7 @@ from testbed.peers import REPO, AgentProcess, engine_args, free_port, free_rtp_p
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 SIPP = shutil.which("sipp")
-#: Calls one PJSIP agent process carries: the pjsua2 wheel's call slots (README "Capacity").
+#: Calls one PJSIP agent process carries: the pjsua2 wheel's call slots (README "SIP engines").
 CALLS_PER_AGENT = MAX_CALLS_PER_PROCESS
 #: RTP ports each PJSIP agent may use: 4 call slots x (RTP + RTCP), kept apart between agents.
 _RTP_PORTS_PER_AGENT = 16
