@@ -114,7 +114,7 @@ class AgentApp:
                 # Before SIP: what a previous run left in the outbox goes out first.
                 await self.webhook.start()
             try:
-                self.sip.start()
+                await self.sip.start()
             except EngineStartError as exc:
                 raise ConfigError(str(exc)) from None
             poller = self._poller = asyncio.create_task(self.sip.run())

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent.config import ConfigError, Settings, load_settings
+from agent.config import SIP_ENGINES, ConfigError, Settings, load_settings
 from agent.observe.logging import configure_logging, get_logger, register_secret
 
 
@@ -26,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--env-file", type=Path, help=".env file with secrets (default ./.env)")
     serve.add_argument("--sip-host", help="address to bind SIP and RTP to")
     serve.add_argument("--sip-port", type=int, help="SIP UDP port (0 picks a free one)")
+    serve.add_argument("--engine", choices=SIP_ENGINES, help="the SIP stack (sip.engine)")
     serve.add_argument("--realtime-url", help="ws(s):// URL of any realtime-protocol server")
     serve.add_argument(
         "--dialect",
@@ -146,6 +147,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         rtp_port, rtp_range = args.rtp_port or (None, None)
         overrides |= {
             "sip": {
+                "engine": args.engine,
                 "host": args.sip_host,
                 "port": args.sip_port,
                 "public_host": getattr(args, "sip_public_host", None),

@@ -28,10 +28,19 @@ from agent.realtime.models import (
 )
 
 #: pjsua2-python is compiled with PJSUA_MAX_CALLS=4. pjsua itself answers 486 once every slot is
-#: taken; the request gate (agent/sip/pj_gate.py) answers INVITEs beyond capacity with our own
-#: 503 + Retry-After before pjsua spends a slot on them, so all four carry calls.
+#: taken; the request gate (agent/sip/pjsip/gate.py) answers INVITEs beyond capacity with our
+#: own 503 + Retry-After before pjsua spends a slot on them, so all four carry calls.
 PJSUA_CALL_SLOTS = 4
+#: The SIP engines (agent/sip/engines.py).
+SIP_ENGINES = ("baresip", "pjsip")
+#: The most calls ``sip.max_calls`` may ask of one process, per engine: pjsua2's call slots;
+#: baresip has no slots, and one process carried 200 calls on 2 cores (README "SIP engines").
+ENGINE_MAX_CALLS = {"pjsip": PJSUA_CALL_SLOTS, "baresip": 1000}
+#: The default capacity: the pjsua2 wheel's slots, which both engines can carry (so either
+#: engine runs with the default profile; raise it on baresip).
 MAX_CALLS_PER_PROCESS = PJSUA_CALL_SLOTS
+#: Codecs ``sip.codecs`` may list (G.722 is 16 kHz wideband).
+SIP_CODECS = ("G722", "PCMU", "PCMA")
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "agent.toml"
 
@@ -42,15 +51,17 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class SipSettings:
-    #: The SIP stack (agent/sip/engines.py).
-    engine: str = "pjsip"
+    #: The SIP stack (agent/sip/engines.py): baresip, the one that meets the capacity targets
+    #: (README "SIP engines").
+    engine: str = "baresip"
     host: str = "127.0.0.1"
     port: int = 5060
     public_host: str = ""
     user: str = "agent"
     max_calls: int = MAX_CALLS_PER_PROCESS
     retry_after_s: int = 30
-    codecs: tuple[str, ...] = ("PCMU", "PCMA")
+    #: G.722 first: wideband whenever the caller offers it.
+    codecs: tuple[str, ...] = ("G722", "PCMU", "PCMA")
     rtp_port: int = 4000
     rtp_port_range: int = 200
     session_timeout_s: float = 5.0
@@ -381,7 +392,7 @@ class Settings:
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "sip.engine": ("pjsip",),
+    "sip.engine": SIP_ENGINES,
     "realtime.protocol": ("realtime", "live"),
     "realtime.provider": ("auto", "openai", "azure", "custom", "local"),
     "realtime.dialect": ("", "ga", "beta"),
@@ -475,11 +486,22 @@ def _build(cls: Any, data: dict[str, Any], prefix: str) -> Any:
 
 def _validate(settings: Settings) -> None:
     sip = settings.sip
-    if not 1 <= sip.max_calls <= MAX_CALLS_PER_PROCESS:
+    bound = ENGINE_MAX_CALLS[sip.engine]
+    if not 1 <= sip.max_calls <= bound:
+        why = (
+            f"the pjsua2 wheel has {PJSUA_CALL_SLOTS} call slots; use the baresip engine or "
+            "more agent processes behind a dispatcher for more calls"
+            if sip.engine == "pjsip"
+            else "run more agent processes behind a dispatcher for more calls"
+        )
         raise ConfigError(
-            f"sip.max_calls: {sip.max_calls} is outside 1..{MAX_CALLS_PER_PROCESS} "
-            f"(the pjsua2 wheel has {PJSUA_CALL_SLOTS} call slots; "
-            "run more agent processes behind a dispatcher for more calls)"
+            f"sip.max_calls: {sip.max_calls} is outside 1..{bound} on the {sip.engine} engine "
+            f"({why})"
+        )
+    if sip.rtp_port_range < 2 * sip.max_calls:
+        raise ConfigError(
+            f"sip.rtp_port_range: {sip.rtp_port_range} ports cannot carry {sip.max_calls} "
+            "calls (each takes an RTP and an RTCP port)"
         )
     if not 0.5 <= sip.ack_timeout_s <= 32:
         raise ConfigError("sip.ack_timeout_s: must be between 0.5 and 32 (SIP's own limit)")
@@ -492,10 +514,12 @@ def _validate(settings: Settings) -> None:
     if not 0 <= settings.http.port <= 65535:
         raise ConfigError(f"http.port: {settings.http.port} is not a TCP port")
     for codec in sip.codecs:
-        if codec not in ("PCMU", "PCMA"):
-            raise ConfigError(f"sip.codecs: {codec!r} is not supported (use PCMU and/or PCMA)")
+        if codec not in SIP_CODECS:
+            raise ConfigError(
+                f"sip.codecs: {codec!r} is not supported (use {', '.join(SIP_CODECS)})"
+            )
     if not sip.codecs:
-        raise ConfigError("sip.codecs: at least one of PCMU, PCMA is needed")
+        raise ConfigError(f"sip.codecs: at least one of {', '.join(SIP_CODECS)} is needed")
     _validate_profile(settings.agent, "agent")
     for name, profile in settings.profiles.items():
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):

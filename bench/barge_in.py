@@ -148,7 +148,9 @@ def measure(session: BenchSession, leg: LegRecord) -> list[Interruption]:
     return results
 
 
-async def run(interruptions: int, calls: int, audio: AgentAudio, seed: int) -> dict[str, Any]:
+async def run(
+    interruptions: int, calls: int, audio: AgentAudio, seed: int, engine: str = "pjsip"
+) -> dict[str, Any]:
     per_call = -(-interruptions // calls)
     call_s = per_call * (max(HEARD_BEFORE_CUT_S) + PAUSE_S + 0.3) + 6
     server = BenchServer(REPLY)
@@ -161,7 +163,9 @@ async def run(interruptions: int, calls: int, audio: AgentAudio, seed: int) -> d
         )  # fmt: skip
         agents = []
         try:
-            agents = await start_agents(1, server.url, workdir, audio)
+            agents = await start_agents(
+                1, server.url, workdir, audio, engine=engine, max_calls=max(calls, 4)
+            )
             targets = [(agents[0].sip_port, port) for port in caller.ready["ports"]]
             sipp = await start_sipp(
                 targets, workdir, call_ms=int(call_s * 1000), rate=5, timeout_s=call_s + 60
@@ -218,11 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="2 interruptions on 1 call")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write JSON")
     parser.add_argument("--interruptions", type=int, default=60, help="in total (>= 50)")
-    parser.add_argument("--calls", type=int, default=3, help="concurrent calls (<= 3)")
+    parser.add_argument("--engine", choices=("baresip", "pjsip"), default="pjsip")
+    parser.add_argument("--calls", type=int, default=3, help="concurrent calls (PJSIP: <= 4)")
     parser.add_argument("--seed", type=int, default=1, help="of the random cut points")
     args = parser.parse_args(argv)
     interruptions, calls = (2, 1) if args.quick else (args.interruptions, args.calls)
-    result = asyncio.run(run(interruptions, calls, AgentAudio(), args.seed))
+    result = asyncio.run(run(interruptions, calls, AgentAudio(), args.seed, args.engine))
     print(format_table(result))
     write_json(result, args.json)
     print(f"wrote {args.json}")

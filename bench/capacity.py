@@ -1,16 +1,20 @@
 """Capacity benchmark: N concurrent SIP calls with two-way G.711 audio against voice-agent.
 
-Usage: uv run python bench/capacity.py [--quick] [--json PATH] [--levels 1,2,3,10] [--call-s 30]
+Usage: uv run python bench/capacity.py [--engine baresip,pjsip] [--quick] [--json PATH]
+       [--levels 10,50,100,150,200] [--call-s 30] [--sip-ports 5300-5399] [--rtp-ports 30000-31999]
 
 SIPp places N concurrent calls (each `--call-s` long); a caller process (bench/rtp_caller.py)
 carries each call's RTP both ways; the realtime side is bench/stream_server.py in its own
-process (a steady tone reply, no models), so the agent's CPU is the bridge's alone. One agent
-process takes at most 3 calls (the pjsua2 wheel's limit, see README "Capacity"), so N calls
-run on ceil(N/3) agents on their own SIP ports, SIPp spreading the calls over them.
+process (a steady tone reply, no models), so the agent's CPU is the bridge's alone. On the
+baresip engine one agent process takes all N calls; on PJSIP one process takes at most 4
+(the pjsua2 wheel's call slots, see README "SIP engines"), so N calls run on ceil(N/4) agents on
+their own SIP ports, SIPp spreading the calls over them. With several engines (the default:
+both), each level runs on each engine in turn, and the table ends with their ratios.
 
 Per N it reports: calls answered and failed; agent CPU per second of call (all agent
 processes, from /proc, over the steady window when every call is up), split into the
-asyncio thread and PJSIP's media clock thread (which runs the frame callbacks); RSS and PSS
+asyncio thread and the stack's own threads (PJSIP's media clock, which runs the frame
+callbacks; baresip's SIP/RTP thread and per-call transmit threads); RSS and PSS
 per call; frames lost (inbound frames the agent dropped, gaps inside the agent's audio as
 the agent counted them and as the caller heard them, RTP packets lost); the caller-side
 inter-arrival jitter of the agent's RTP (|interval - 20 ms|, kernel receive timestamps);
@@ -41,12 +45,15 @@ from bench import procstat
 from bench.harness import (
     CALLS_PER_AGENT,
     RESULTS,
+    RTP_BASE_PORT,
     AgentAudio,
     Child,
     agent_pid,
+    calls_per_process,
     environment,
     finish_sipp,
     percentiles,
+    rtp_ports_per_process,
     start_agents,
     start_sipp,
     stop_agents,
@@ -56,8 +63,9 @@ from bench.rtp_caller import FRAME_NS, LegRecord, load_legs
 from testbed.peers import AgentProcess
 
 DEFAULT_JSON = RESULTS / "capacity.json"
-DEFAULT_LEVELS = (1, 2, 3, 10, 50, 75, 100)
-EXTRA_LEVELS = (150, 200, 250, 300, 400)
+DEFAULT_LEVELS = (10, 50, 100, 150, 200)
+EXTRA_LEVELS = (250, 300, 400)
+ENGINES = ("baresip", "pjsip")
 SAMPLE_INTERVAL_S = 0.5
 MACHINE_EVERY = 4
 
@@ -151,6 +159,28 @@ class LevelRun:
     sipp_failed: int
     sipp_returncode: int
     sipp_tail: str
+    engine: str = "pjsip"
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Where the agents listen: SIP ports to use in turn (free ones when None), the first RTP
+    port, and SIPp's own SIP and media ports (free ones when None)."""
+
+    sip: tuple[int, ...] | None = None
+    rtp_base: int = RTP_BASE_PORT
+    sipp_media: int | None = None
+
+    def agents(self, count: int) -> tuple[int, ...] | None:
+        if self.sip is None:
+            return None
+        if len(self.sip) < count + 1:
+            raise ValueError(f"{count} agents and SIPp need {count + 1} SIP ports")
+        return self.sip[:count]
+
+    @property
+    def sipp(self) -> int | None:
+        return None if self.sip is None else self.sip[-1]
 
 
 async def _profile(pid: int, delay_s: float, seconds: float, out: Path) -> None:
@@ -166,10 +196,17 @@ async def _profile(pid: int, delay_s: float, seconds: float, out: Path) -> None:
 
 
 async def run_level(
-    calls: int, call_s: float, workdir: Path, audio: AgentAudio, profile: Path | None = None
+    calls: int,
+    call_s: float,
+    workdir: Path,
+    audio: AgentAudio,
+    profile: Path | None = None,
+    engine: str = "pjsip",
+    ports: Ports = Ports(),
 ) -> LevelRun:
-    """Place ``calls`` concurrent calls and record everything about them."""
-    agents_needed = max(1, math.ceil(calls / CALLS_PER_AGENT))
+    """Place ``calls`` concurrent calls on ``engine`` and record everything about them."""
+    per_process = calls_per_process(engine, calls)
+    agents_needed = max(1, math.ceil(calls / per_process))
     server = await Child.start("bench.stream_server", "--out", str(workdir / "server.json"))
     caller = await Child.start(
         "bench.rtp_caller", "--legs", str(calls), "--out", str(workdir / "caller.npz"),
@@ -179,18 +216,23 @@ async def run_level(
     timeline = Timeline()
     stop_sampling = asyncio.Event()
     try:
-        agents = await start_agents(agents_needed, server.ready["url"], workdir, audio)
+        agents = await start_agents(
+            agents_needed, server.ready["url"], workdir, audio, engine=engine,
+            max_calls=per_process, sip_ports=ports.agents(agents_needed),
+            rtp_base=ports.rtp_base,
+        )  # fmt: skip
         pids = [agent_pid(a) for a in agents]
         idle = await _idle_cost(pids, 2.0)
-        ports = caller.ready["ports"]
-        targets = [(agents[i % len(agents)].sip_port, ports[i]) for i in range(calls)]
+        legs = caller.ready["ports"]
+        targets = [(agents[i % len(agents)].sip_port, legs[i]) for i in range(calls)]
         # Spread the INVITEs over at most ~10 s so every call is up for most of its length.
         rate = max(5.0, calls / 10)
         ramp_s = calls / rate
         timeout_s = call_s + ramp_s + 60
         sipp = await start_sipp(
-            targets, workdir, call_ms=int(call_s * 1000), rate=rate, timeout_s=timeout_s
-        )
+            targets, workdir, call_ms=int(call_s * 1000), rate=rate, timeout_s=timeout_s,
+            sip_port=ports.sipp, media_port=ports.sipp_media,
+        )  # fmt: skip
         loop = asyncio.get_running_loop()
         pss_at = loop.time() + ramp_s + 1 + max(0.0, call_s - ramp_s) / 2
         helper_pids = {"server": server.pid, "caller": caller.pid, "sipp": sipp.pid}
@@ -224,6 +266,7 @@ async def run_level(
         sipp_failed=outcome.failed,
         sipp_returncode=outcome.returncode,
         sipp_tail=outcome.output[-2000:],
+        engine=engine,
     )
 
 
@@ -293,9 +336,10 @@ def _cpu(run: LevelRun, window: tuple[int, int]) -> dict[str, Any]:
         "agent_cpu_ms_per_call_s": round((main + media) / 1e6 / call_seconds, 3),
         "loop_thread_ms_per_call_s": round(main / 1e6 / call_seconds, 3),
         "media_threads_ms_per_call_s": round(media / 1e6 / call_seconds, 3),
-        # 100 frame callbacks per call-second (50 in, 50 out); the media threads also run
-        # PJSIP's RTP, jitter buffer and G.711, so this bounds a callback's cost from above
-        # (bench/swig_callbacks.py measures the callbacks alone).
+        # Every thread but the loop's: the stack's (PJSIP: the media clock; baresip: its
+        # SIP/RTP thread and per-call transmit threads). 100 frames per call-second (50 in,
+        # 50 out); those threads also run RTP, jitter buffer and codecs, so this bounds a
+        # frame's cost from above (bench/swig_callbacks.py measures PJSIP's callbacks alone).
         "media_us_per_callback_bound": round(media / 1e3 / (call_seconds * 100), 1),
         "agents_cpu_ms_per_s": round((main + media) / 1e6 / seconds, 1),
         "helpers_cpu_ms_per_s": helpers,
@@ -348,6 +392,7 @@ def analyse(run: LevelRun) -> dict[str, Any]:
         np.concatenate([leg.tx_late_ns for leg in run.legs]) / 1e6 if run.legs else np.zeros(0)
     )
     return {
+        "engine": run.engine,
         "calls": run.calls,
         "agents": len(run.agents),
         "answered": answered,
@@ -376,6 +421,7 @@ def analyse(run: LevelRun) -> dict[str, Any]:
 
 _COLUMNS = (
     # header, row key (dotted for nested), width
+    ("engine", "engine", 7),
     ("calls", "calls", 5),
     ("procs", "agents", 5),
     ("answered", "answered", 8),
@@ -383,7 +429,7 @@ _COLUMNS = (
     ("lost", "frames_lost", 5),
     ("CPU ms/call-s", "agent_cpu_ms_per_call_s", 13),
     ("loop", "loop_thread_ms_per_call_s", 6),
-    ("media", "media_threads_ms_per_call_s", 6),
+    ("stack", "media_threads_ms_per_call_s", 6),
     ("all agents ms/s", "agents_cpu_ms_per_s", 15),
     ("others", "others_cpu_ms_per_s", 6),
     ("RSS MB/call", "rss_mb_per_call", 11),
@@ -400,6 +446,39 @@ def _get(row: dict[str, Any], key: str) -> Any:
     return value
 
 
+#: Figures compared between engines at the same N: (label, row key, lower is better).
+_RATIO_KEYS = (
+    ("CPU per call-s", "agent_cpu_ms_per_call_s"),
+    ("RSS per call", "rss_mb_per_call"),
+    ("PSS per call", "pss_mb_per_call"),
+    ("jitter p99", "jitter_ms.p99"),
+)
+
+
+def ratios(rows: Sequence[dict[str, Any]], engines: Sequence[str]) -> list[dict[str, Any]]:
+    """Per N run on every engine: each figure on the first engine over the same figure on the
+    others (0.25 = a quarter of the other engine's cost)."""
+    if len(engines) < 2:
+        return []
+    base = engines[0]
+    by_key = {(r["engine"], r["calls"]): r for r in rows}
+    found = []
+    for calls in sorted({r["calls"] for r in rows}):
+        mine = by_key.get((base, calls))
+        if mine is None:
+            continue
+        for other in engines[1:]:
+            theirs = by_key.get((other, calls))
+            if theirs is None:
+                continue
+            entry: dict[str, Any] = {"calls": calls, "engines": f"{base}/{other}"}
+            for _, key in _RATIO_KEYS:
+                a, b = _get(mine, key), _get(theirs, key)
+                entry[key] = round(a / b, 3) if a is not None and b else None
+            found.append(entry)
+    return found
+
+
 def format_table(result: dict[str, Any]) -> str:
     lines = [" ".join(f"{h:>{w}}" for h, _, w in _COLUMNS)]
     for row in result["levels"]:
@@ -409,49 +488,71 @@ def format_table(result: dict[str, Any]) -> str:
             text = "-" if value is None else f"{value:.3g}" if isinstance(value, float) else value
             cells.append(f"{text!s:>{width}}")
         lines.append(" ".join(cells))
+    for entry in result.get("ratios", []):
+        figures = ", ".join(
+            f"{label} {'-' if entry[key] is None else f'{entry[key]:.2f}'}"
+            for label, key in _RATIO_KEYS
+        )
+        lines.append(f"N={entry['calls']}, {entry['engines']}: {figures}")
+    clean = result["largest_clean_calls"]
+    text = ", ".join(f"{e} {n}" for e, n in clean.items()) if isinstance(clean, dict) else clean
     lines.append(
-        f"largest N with 0 failed calls and 0 lost frames: {result['largest_clean_calls']}; "
+        f"largest N with 0 failed calls and 0 lost frames: {text}; "
         f"{result['call_s']:g} s calls; CPU over the window when every call was up."
     )
     return "\n".join(lines)
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    """CPU per call-second and outgoing jitter against N (PNG)."""
+    """CPU per call-second and outgoing jitter against N, every engine on one chart (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in result["levels"] if r.get("agent_cpu_ms_per_call_s") is not None]
-    calls = [r["calls"] for r in rows]
-    fig, (cpu_ax, jitter_ax) = plt.subplots(2, 1, figsize=(7, 7), sharex=True)
-    for key, style, label in (
-        ("agent_cpu_ms_per_call_s", "o-", "agent total"),
-        ("loop_thread_ms_per_call_s", "s--", "asyncio thread"),
-        ("media_threads_ms_per_call_s", "^--", "PJSIP media threads"),
-    ):
-        cpu_ax.plot(calls, [r[key] for r in rows], style, label=label)
-    cpu_ax.axhline(2.0, color="grey", linestyle=":", label="target 2 ms")
-    cpu_ax.set_ylabel("agent CPU, ms per second of call")
-    cpu_ax.legend()
-    cpu_ax.grid(True, alpha=0.3)
-    jitter_ax.plot(calls, [r["jitter_ms"]["p50"] for r in rows], "o-", label="p50")
-    jitter_ax.plot(calls, [r["jitter_ms"]["p99"] for r in rows], "s-", label="p99")
-    lossy = [r for r in rows if r["frames_lost"] or r["failed"]]
-    if lossy:
+    fig, (cpu_ax, jitter_ax) = plt.subplots(2, 1, figsize=(8, 8), sharex=True)
+    colours = {"baresip": "tab:blue", "pjsip": "tab:orange"}
+    for engine in result["engines"]:
+        rows = [
+            r
+            for r in result["levels"]
+            if r["engine"] == engine and r.get("agent_cpu_ms_per_call_s") is not None
+        ]
+        if not rows:
+            continue
+        colour = colours.get(engine)
+        calls = [r["calls"] for r in rows]
+        for key, style, label in (
+            ("agent_cpu_ms_per_call_s", "o-", "agent total"),
+            ("loop_thread_ms_per_call_s", "s--", "asyncio thread"),
+            ("media_threads_ms_per_call_s", "^:", "stack threads"),
+        ):
+            cpu_ax.plot(
+                calls, [r[key] for r in rows], style, color=colour, label=f"{engine}: {label}"
+            )
         jitter_ax.plot(
-            [r["calls"] for r in lossy],
-            [r["jitter_ms"]["p99"] for r in lossy],
-            "rx",
-            markersize=12,
-            label="frames lost or calls failed",
-        )
+            calls, [r["jitter_ms"]["p50"] for r in rows], "o--", color=colour,
+            label=f"{engine}: p50",
+        )  # fmt: skip
+        jitter_ax.plot(
+            calls, [r["jitter_ms"]["p99"] for r in rows], "s-", color=colour,
+            label=f"{engine}: p99",
+        )  # fmt: skip
+        lossy = [r for r in rows if r["frames_lost"] or r["failed"]]
+        if lossy:
+            jitter_ax.plot(
+                [r["calls"] for r in lossy], [r["jitter_ms"]["p99"] for r in lossy], "x",
+                color="red", markersize=12, label=f"{engine}: frames lost or calls failed",
+            )  # fmt: skip
+    cpu_ax.axhline(8.0, color="grey", linestyle=":", label="target 8 ms")
+    cpu_ax.set_ylabel("agent CPU, ms per second of call")
+    cpu_ax.legend(fontsize="small")
+    cpu_ax.grid(True, alpha=0.3)
     jitter_ax.axhline(2.0, color="grey", linestyle=":", label="target p99 2 ms")
     jitter_ax.set_ylabel("outgoing RTP jitter, ms\n|inter-arrival - 20 ms|")
-    jitter_ax.set_xlabel("concurrent calls (3 per agent process)")
+    jitter_ax.set_xlabel("concurrent calls (baresip: one process; PJSIP: 4 per process)")
     jitter_ax.set_xscale("log")
-    jitter_ax.legend()
+    jitter_ax.legend(fontsize="small")
     jitter_ax.grid(True, alpha=0.3)
     fig.suptitle(
         f"voice-agent capacity, {result['environment']['cpus']} CPUs, {result['audio']}, "
@@ -473,58 +574,110 @@ async def run(
     audio: AgentAudio,
     extend: bool,
     profile_dir: Path | None = None,
+    engines: Sequence[str] = ("pjsip",),
+    ports: Ports = Ports(),
 ) -> dict[str, Any]:
-    """Run each level in turn (fresh processes for each); keep going while it holds."""
+    """Run each level on each engine in turn (fresh processes for each); with ``extend``,
+    keep going past the listed levels while an engine's last level was clean."""
     rows: list[dict[str, Any]] = []
     if profile_dir is not None:
         profile_dir.mkdir(parents=True, exist_ok=True)
     queue = list(levels)
     if extend:
         queue += [n for n in EXTRA_LEVELS if n > max(levels)]
+    still_clean = dict.fromkeys(engines, True)
     for calls in queue:
-        if extend and calls > max(levels) and rows and not _clean(rows[-1]):
-            break
-        with tempfile.TemporaryDirectory(prefix=f"bench-capacity-{calls}-") as tmp:
-            profile = profile_dir / f"profile-capacity-{calls}.txt" if profile_dir else None
-            level = await run_level(calls, call_s, Path(tmp), audio, profile)
-        row = analyse(level)
-        rows.append(row)
-        print(format_table({"levels": [row], "largest_clean_calls": "-", "call_s": call_s}))
-    clean = [r["calls"] for r in rows if _clean(r)]
+        for engine in engines:
+            if calls > max(levels) and not still_clean[engine]:
+                continue
+            with tempfile.TemporaryDirectory(prefix=f"bench-capacity-{engine}-{calls}-") as tmp:
+                profile = (
+                    profile_dir / f"profile-capacity-{engine}-{calls}.txt" if profile_dir else None
+                )
+                level = await run_level(calls, call_s, Path(tmp), audio, profile, engine, ports)
+            row = analyse(level)
+            rows.append(row)
+            still_clean[engine] = _clean(row)
+            print(format_table({"levels": [row], "largest_clean_calls": "-", "call_s": call_s}))
+    largest = {
+        engine: max((r["calls"] for r in rows if r["engine"] == engine and _clean(r)), default=0)
+        for engine in engines
+    }
     return {
         "benchmark": "capacity",
         "environment": environment(),
         "call_s": call_s,
         "audio": audio.label,
-        "calls_per_agent": CALLS_PER_AGENT,
+        "engines": list(engines),
+        "calls_per_process": {e: "all" if e == "baresip" else CALLS_PER_AGENT for e in engines},
         "levels": rows,
-        "largest_clean_calls": max(clean) if clean else 0,
+        "ratios": ratios(rows, engines),
+        "largest_clean_calls": largest,
     }
+
+
+def _port_range(text: str) -> tuple[int, int]:
+    first, _, last = text.partition("-")
+    low, high = int(first), int(last or first)
+    if not 1024 <= low <= high <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port range like 5300-5399")
+    return low, high
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--engine", default=",".join(ENGINES),
+        help="SIP engines, comma-separated, run side by side (default baresip,pjsip)",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="N=2, 3 s calls (smoke run)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write JSON")
     parser.add_argument(
-        "--levels", help="comma-separated N (default 1,2,3,10,50,75,100, then more)"
+        "--levels", help="comma-separated N (default 10,50,100,150,200, then more while clean)"
     )
     parser.add_argument("--call-s", type=float, default=30.0, help="length of each call")
     parser.add_argument("--quality", default="LQ", help="the agents' soxr resampler quality")
     parser.add_argument("--batch-ms", type=int, default=20, help="the agents' append batch")
     parser.add_argument("--passthrough", action="store_true", help="G.711 passthrough sessions")
     parser.add_argument(
+        "--sip-ports", type=_port_range,
+        help="SIP ports for the agents and SIPp, e.g. 5300-5399 (default: free ports)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rtp-ports", type=_port_range,
+        help=f"the agents' RTP ports, e.g. 30000-31999 (default from {RTP_BASE_PORT})",
+    )  # fmt: skip
+    parser.add_argument(
         "--profile", type=Path, help="directory for py-spy profiles of one agent per level"
     )
     args = parser.parse_args(argv)
+    engines = [e.strip() for e in args.engine.split(",") if e.strip()]
+    unknown = [e for e in engines if e not in ENGINES]
+    if unknown or not engines:
+        parser.error(f"--engine: {', '.join(unknown) or '(none)'}; use {' or '.join(ENGINES)}")
     if args.quick:
         levels, call_s, extend = [2], 3.0, False
     elif args.levels:
         levels, call_s, extend = [int(n) for n in args.levels.split(",")], args.call_s, False
     else:
         levels, call_s, extend = list(DEFAULT_LEVELS), args.call_s, True
+    sip = tuple(range(args.sip_ports[0], args.sip_ports[1] + 1)) if args.sip_ports else None
+    ports = (
+        # SIPp's (unused) media ports at the top of the range, the agents' from its bottom.
+        Ports(sip, args.rtp_ports[0], (args.rtp_ports[1] - 3) // 2 * 2)
+        if args.rtp_ports
+        else Ports(sip)
+    )
+    if args.rtp_ports:
+        needed = max(
+            math.ceil(n / (per := calls_per_process(e, n))) * rtp_ports_per_process(e, per)
+            for n in levels
+            for e in engines
+        )
+        if args.rtp_ports[1] - args.rtp_ports[0] + 1 < needed:
+            parser.error(f"--rtp-ports: the largest level needs {needed} ports")
     audio = AgentAudio(args.quality, args.passthrough, args.batch_ms)
-    result = asyncio.run(run(levels, call_s, audio, extend, args.profile))
+    result = asyncio.run(run(levels, call_s, audio, extend, args.profile, engines, ports))
     print()
     print(format_table(result))
     write_json(result, args.json)

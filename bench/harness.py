@@ -25,16 +25,30 @@ from typing import Any
 import numpy as np
 
 from agent.config import MAX_CALLS_PER_PROCESS
-from testbed.peers import REPO, AgentProcess, free_port, free_rtp_port
+from testbed.peers import REPO, AgentProcess, engine_args, free_port, free_rtp_port
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 SIPP = shutil.which("sipp")
-#: Calls one agent process carries: the pjsua2 wheel's call slots (README "Capacity").
+#: Calls one PJSIP agent process carries: the pjsua2 wheel's call slots (README "SIP engines").
 CALLS_PER_AGENT = MAX_CALLS_PER_PROCESS
-#: RTP ports each agent may use: 4 call slots x (RTP + RTCP), kept apart between agents.
+#: RTP ports each PJSIP agent may use: 4 call slots x (RTP + RTCP), kept apart between agents.
 _RTP_PORTS_PER_AGENT = 16
-_RTP_BASE_PORT = 20000
+RTP_BASE_PORT = 20000
+
+
+def calls_per_process(engine: str, calls: int) -> int:
+    """How many of ``calls`` one agent process takes: all of them on baresip (no call
+    slots), the wheel's slots on PJSIP."""
+    return max(1, calls) if engine == "baresip" else CALLS_PER_AGENT
+
+
+def rtp_ports_per_process(engine: str, calls: int) -> int:
+    """RTP ports one agent process may use: RTP + RTCP per call, with room to spare for
+    baresip, which picks its ports at random within the range."""
+    if engine == "baresip":
+        return max(16, 4 * calls)
+    return _RTP_PORTS_PER_AGENT
 
 
 @dataclass(frozen=True)
@@ -52,15 +66,27 @@ class AgentAudio:
 
 
 def agent_config(
-    path: Path, index: int, audio: AgentAudio, *, interrupt_response: bool = True
+    path: Path,
+    index: int,
+    audio: AgentAudio,
+    *,
+    interrupt_response: bool = True,
+    engine: str = "pjsip",
+    max_calls: int = CALLS_PER_AGENT,
+    rtp_base: int = RTP_BASE_PORT,
 ) -> Path:
-    """A TOML profile for agent ``index``: its own RTP ports, a greeting, no transcripts."""
-    rtp_port = _RTP_BASE_PORT + index * _RTP_PORTS_PER_AGENT
+    """A TOML profile for agent ``index``: its engine, its own RTP ports, a greeting, no
+    transcripts."""
+    ports = rtp_ports_per_process(engine, max_calls)
+    rtp_port = rtp_base + index * ports
     path.write_text(
         "[sip]\n"
-        f"max_calls = {CALLS_PER_AGENT}\n"
+        f'engine = "{engine}"\n'
+        f"max_calls = {max_calls}\n"
         f"rtp_port = {rtp_port}\n"
-        f"rtp_port_range = {_RTP_PORTS_PER_AGENT}\n"
+        f"rtp_port_range = {ports}\n"
+        # G.711 calls (SIPp offers PCMU): the figures in the README were measured so.
+        'codecs = ["PCMU", "PCMA"]\n'
         "session_timeout_s = 20.0\n"
         "[agent]\n"
         # The greeting's response.create is what starts the bench server's reply.
@@ -86,8 +112,15 @@ async def start_agents(
     interrupt_response: bool = True,
     parallel: int = 4,
     timeout_s: float = 90.0,
+    engine: str = "pjsip",
+    max_calls: int = CALLS_PER_AGENT,
+    sip_ports: Sequence[int] | None = None,
+    rtp_base: int = RTP_BASE_PORT,
 ) -> list[AgentProcess]:
-    """Start ``count`` agents, a few at a time (each one's start-up is CPU-bound imports)."""
+    """Start ``count`` agents, a few at a time (each one's start-up is CPU-bound imports),
+    on ``sip_ports`` (free ports when not given)."""
+    if sip_ports is not None and len(sip_ports) < count:
+        raise ValueError(f"{count} agents need {count} SIP ports, {len(sip_ports)} given")
     gate = asyncio.Semaphore(parallel)
     agents: list[AgentProcess] = []
 
@@ -97,8 +130,15 @@ async def start_agents(
             index,
             audio or AgentAudio(),
             interrupt_response=interrupt_response,
+            engine=engine,
+            max_calls=max_calls,
+            rtp_base=rtp_base,
         )
-        agent = AgentProcess(free_port(), ["--realtime-url", realtime_url, "--config", str(config)])
+        port = free_port() if sip_ports is None else sip_ports[index]
+        agent = AgentProcess(
+            port,
+            ["--realtime-url", realtime_url, "--config", str(config), *engine_args(engine)],
+        )
         agents.append(agent)
         async with gate:
             await agent.start(timeout_s)
@@ -184,6 +224,8 @@ async def start_sipp(
     call_ms: int,
     rate: float,
     timeout_s: float,
+    sip_port: int | None = None,
+    media_port: int | None = None,
 ) -> asyncio.subprocess.Process:
     """SIPp placing one call per (agent SIP port, caller RTP port) pair, all concurrent."""
     assert SIPP is not None, "sipp is not installed (apt-get install sip-tester)"
@@ -193,8 +235,8 @@ async def start_sipp(
     )
     command = [
         SIPP, f"127.0.0.1:{targets[0][0]}", "-sf", str(BENCH / "sipp" / "uac_bench.xml"),
-        "-inf", str(calls_csv), "-i", "127.0.0.1", "-p", str(free_port()),
-        "-mi", "127.0.0.1", "-mp", str(free_rtp_port()),
+        "-inf", str(calls_csv), "-i", "127.0.0.1", "-p", str(sip_port or free_port()),
+        "-mi", "127.0.0.1", "-mp", str(media_port or free_rtp_port()),
         "-m", str(len(targets)), "-l", str(len(targets)), "-r", f"{rate:g}", "-d", str(call_ms),
         "-nostdin", "-timeout", f"{math.ceil(timeout_s)}s", "-timeout_error",
         "-recv_timeout", "30s",

@@ -206,7 +206,9 @@ def _summary(samples: Sequence[Sample]) -> dict[str, Any]:
     }
 
 
-async def run_mode(audio: AgentAudio, calls: int, call_s: float, workdir: Path) -> dict[str, Any]:
+async def run_mode(
+    audio: AgentAudio, calls: int, call_s: float, workdir: Path, engine: str = "pjsip"
+) -> dict[str, Any]:
     """One agent, ``calls`` concurrent calls with markers both ways; latency per marker."""
     server = BenchServer(lambda index: _marker_reply(index, call_s), markers=True)
     await server.start()
@@ -217,7 +219,9 @@ async def run_mode(audio: AgentAudio, calls: int, call_s: float, workdir: Path) 
     )  # fmt: skip
     agents = []
     try:
-        agents = await start_agents(1, server.url, workdir, audio)
+        agents = await start_agents(
+            1, server.url, workdir, audio, engine=engine, max_calls=max(calls, 4)
+        )
         targets = [(agents[0].sip_port, port) for port in caller.ready["ports"]]
         sipp = await start_sipp(
             targets, workdir, call_ms=int(call_s * 1000), rate=5, timeout_s=call_s + 60
@@ -280,13 +284,16 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-async def run(modes: Sequence[AgentAudio], calls: int, call_s: float) -> dict[str, Any]:
+async def run(
+    modes: Sequence[AgentAudio], calls: int, call_s: float, engine: str = "pjsip"
+) -> dict[str, Any]:
     rows = []
     for audio in modes:
         with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
-            rows.append(await run_mode(audio, calls, call_s, Path(tmp)))
+            rows.append(await run_mode(audio, calls, call_s, Path(tmp), engine))
     return {
         "benchmark": "latency",
+        "engine": engine,
         "environment": environment(),
         "call_s": call_s,
         "calls": calls,
@@ -307,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 calls of 3 s, LQ only")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write JSON")
-    parser.add_argument("--calls", type=int, default=3, help="concurrent calls (one agent: <= 3)")
+    parser.add_argument("--engine", choices=("baresip", "pjsip"), default="pjsip")
+    parser.add_argument("--calls", type=int, default=3, help="concurrent calls (PJSIP: <= 4)")
     parser.add_argument("--call-s", type=float, default=30.0, help="length of each call")
     parser.add_argument(
         "--modes", default="LQ,MQ,passthrough", help="soxr qualities and/or 'passthrough'"
@@ -317,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         modes, calls, call_s = [AgentAudio()], 2, 3.0
     else:
         modes, calls, call_s = _parse_modes(args.modes), args.calls, args.call_s
-    result = asyncio.run(run(modes, calls, call_s))
+    result = asyncio.run(run(modes, calls, call_s, args.engine))
     print(format_table(result))
     write_json(result, args.json)
     print(f"wrote {args.json}")

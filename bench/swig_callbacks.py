@@ -30,10 +30,14 @@ from typing import Any
 import numpy as np
 import pjsua2 as pj
 
-from agent.audio.pcm import FRAME_MS
+from agent.audio.pcm import FRAME_MS, SIP_RATE, frame_bytes
 from agent.audio.playout import Playout
 from agent.sip.pjsip.frame_bytes import FAST_FRAME_ACCESS
-from agent.sip.pjsip.media_port import FRAME_BYTES, SAMPLE_RATE, BridgePort
+from agent.sip.pjsip.media_port import BridgePort
+
+#: The bridge clock and ports of a G.711 call.
+SAMPLE_RATE = SIP_RATE
+FRAME_BYTES = frame_bytes(SAMPLE_RATE)
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "swig_callbacks.json"
 

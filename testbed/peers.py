@@ -5,6 +5,7 @@ Everything binds to 127.0.0.1, every wait is bounded, every process is stopped o
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
 import json
@@ -27,13 +28,23 @@ from agent.audio.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 HOST = "127.0.0.1"
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"
 REPO = Path(__file__).resolve().parent.parent
-CODEC_PT = {"PCMU": 0, "PCMA": 8}
+CODEC_PT = {"PCMU": 0, "PCMA": 8, "G722": 9}
+#: Sample rate of each codec's audio (G.722 is wideband; its RTP clock still runs at 8 kHz).
+CODEC_RATE = {"PCMU": 8000, "PCMA": 8000, "G722": 16000}
 #: RFC 4733 event codes 0-15, as keypad digits.
 DTMF_EVENTS = "0123456789*#ABCD"
 
 SIPP = shutil.which("sipp")
 #: The front door's Kamailio (Debian puts it in /usr/sbin, often not on PATH); None: absent.
 KAMAILIO = shutil.which("kamailio", path="/usr/sbin:/usr/local/sbin:" + os.environ["PATH"])
+
+#: The SIP engines the end-to-end tests run the agent on (agent/sip/engines.py).
+SIP_ENGINES = ("pjsip", "baresip")
+
+
+def engine_args(engine: str) -> list[str]:
+    """``voice-agent serve`` arguments selecting ``engine``."""
+    return ["--engine", engine]
 
 
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:
@@ -72,10 +83,30 @@ def speech_like(seconds: float, rate: int = 8000, dbfs: float = -15.0) -> np.nda
     return np.clip(signal_, -32768, 32767).astype(np.int16)
 
 
-def talk_then_pause(talk_s: float = 1.2, pause_s: float = 1.5) -> bytes:
-    """8 kHz PCM16: speech-like audio, then silence (one caller turn)."""
-    pcm = np.concatenate([speech_like(talk_s), np.zeros(int(pause_s * 8000), np.int16)])
+def talk_then_pause(talk_s: float = 1.2, pause_s: float = 1.5, rate: int = 8000) -> bytes:
+    """PCM16 at ``rate``: speech-like audio, then silence (one caller turn)."""
+    speech = speech_like(talk_s, rate)
+    pcm = np.concatenate([speech, np.zeros(int(pause_s * rate), np.int16)])
     return pcm.tobytes()
+
+
+def _g722() -> Any:
+    import G722  # a test dependency only: the agent's stacks carry their own G.722
+
+    return G722.G722(16000, 64000, use_numpy=False)
+
+
+class _Encoder:
+    """One direction of a codec: G.711 is stateless, G.722 keeps its ADPCM state."""
+
+    def __init__(self, codec: str) -> None:
+        self.codec = codec
+        self._g722 = _g722() if codec == "G722" else None
+
+    def encode(self, pcm: bytes) -> bytes:
+        if self._g722 is not None:
+            return bytes(self._g722.encode(array.array("h", pcm)))
+        return (ulaw_encode if self.codec == "PCMU" else alaw_encode)(pcm)
 
 
 def write_g711_stream(path: Path, codec: str, talk_s: float = 1.2, pause_s: float = 1.5) -> Path:
@@ -108,6 +139,8 @@ class RtpPeer(asyncio.DatagramProtocol):
         self.remote: asyncio.Future[tuple[str, int]] = asyncio.get_running_loop().create_future()
         self._talker: asyncio.Task[None] | None = None
         self.sent_packets = 0
+        self._talk_seq = 1
+        self._talk_epoch: float | None = None
         # The DTMF stream's RTP sequence and timestamp go on across send_dtmf calls.
         self._dtmf_seq, self._dtmf_ts = 1, 8000
 
@@ -147,6 +180,15 @@ class RtpPeer(asyncio.DatagramProtocol):
     def audio(self) -> bytes:
         """All G.711 audio received, decoded to 8 kHz PCM16 in arrival order."""
         return b"".join(self.decode(packet) for packet in self.packets)
+
+    def wideband_audio(self) -> bytes:
+        """All G.722 audio received (payload type 9), decoded to 16 kHz PCM16 in order."""
+        decoder = _g722()
+        return b"".join(
+            bytes(decoder.decode(packet.payload))
+            for packet in self.packets
+            if packet.payload_type == 9
+        )
 
     def telephone_events(self, payload_type: int = 101) -> list[str]:
         """RFC 4733 key presses received, in order (one per event, however often it is sent).
@@ -192,27 +234,35 @@ class RtpPeer(asyncio.DatagramProtocol):
             await asyncio.sleep(gap_ms / 1000)
 
     def talk(self, pcm: bytes, codec: str) -> None:
-        """Start sending ``pcm`` (8 kHz PCM16, looped) once the agent's RTP address is known,
-        instead of what it sent before."""
+        """Start sending ``pcm`` (PCM16 at the codec's rate, looped) once the agent's RTP
+        address is known, instead of what it sent before."""
         if self._talker is not None:
             self._talker.cancel()
         self._talker = asyncio.create_task(self._talk(pcm, codec))
 
     async def _talk(self, pcm: bytes, codec: str) -> None:
-        encode = ulaw_encode if codec == "PCMU" else alaw_encode
-        payload = encode(pcm)
+        encoder = _Encoder(codec)
+        frame_bytes = CODEC_RATE[codec] // 50 * 2
         remote = await self.remote
         assert self.transport is not None
-        ssrc, seq, ts = 0x5EED, 1, 0
+        ssrc = 0x5EED
         start = time.monotonic()
+        # One RTP stream however often the talk changes: the sequence goes on, and the
+        # timestamp follows the time that passed (a jitter buffer drops a stream that
+        # jumps back as late packets).
+        if self._talk_epoch is None:
+            self._talk_epoch = start
+        ts = int((start - self._talk_epoch) * 50) * 160
         frame = 0
+        looped = pcm + pcm
         while True:
-            offset = (frame * 160) % len(payload)
-            chunk = (payload + payload)[offset : offset + 160]
+            offset = (frame * frame_bytes) % len(pcm)
+            chunk = encoder.encode(looped[offset : offset + frame_bytes])
+            seq = self._talk_seq
             header = struct.pack("!BBHII", 0x80, CODEC_PT[codec], seq & 0xFFFF, ts, ssrc)
             self.transport.sendto(header + chunk, remote)
             self.sent_packets += 1
-            frame, seq, ts = frame + 1, seq + 1, ts + 160
+            frame, self._talk_seq, ts = frame + 1, seq + 1, (ts + 160) & 0xFFFFFFFF
             await asyncio.sleep(max(0.0, start + frame * 0.02 - time.monotonic()))
 
     def close(self) -> None:

@@ -4,6 +4,14 @@ import shutil
 
 import pytest
 
+from testbed.peers import SIP_ENGINES
+
+
+@pytest.fixture(params=SIP_ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """The SIP engine the agent under test runs on (every end-to-end test runs on each)."""
+    return str(request.param)
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # SIP tests need the real SIPp binary; without it they must not silently pass.

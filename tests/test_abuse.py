@@ -26,8 +26,10 @@ from websockets.exceptions import ConnectionClosed
 
 from agent.audio.levels import rms_dbfs
 from testbed.peers import (
+    SIP_ENGINES,
     AgentProcess,
     RtpPeer,
+    engine_args,
     free_port,
     run_sipp,
     talk_then_pause,
@@ -39,12 +41,8 @@ from testbed.sip_probe import SipProbe, sdp_offer
 pytestmark = [pytest.mark.sipp, pytest.mark.timeout(120)]
 
 #: The SIP engines every abuse test runs on.
-ENGINES = ["pjsip"]
+ENGINES = SIP_ENGINES
 STRANGER = "127.0.0.2"
-
-
-def engine_args(engine: str) -> list[str]:
-    return [] if engine == "pjsip" else ["--engine", engine]
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 from agent.audio.levels import rms_dbfs
 from agent.local.replies import RATE, Reply, ReplyRequest
 from testbed.oracle import validate_client_event
-from testbed.peers import AgentProcess, RtpPeer, free_port, peer_call
+from testbed.peers import AgentProcess, RtpPeer, engine_args, free_port, peer_call
 from testbed.recording import RecordingServer
 
 pytestmark = [pytest.mark.sipp, pytest.mark.timeout(90)]
@@ -50,9 +50,11 @@ def _agent_audio_packets(peer: RtpPeer) -> list[tuple[float, bool]]:
     return out
 
 
-async def test_barge_in_stops_audio_and_truncates_to_what_was_heard(tmp_path: Path) -> None:
+async def test_barge_in_stops_audio_and_truncates_to_what_was_heard(
+    engine: str, tmp_path: Path
+) -> None:
     async with RecordingServer(responder_factory=LongToneResponder) as server:
-        agent = AgentProcess(free_port(), ["--realtime-url", server.url])
+        agent = AgentProcess(free_port(), ["--realtime-url", server.url, *engine_args(engine)])
         await agent.start()
         peer = await RtpPeer.open()
         try:
@@ -143,10 +145,10 @@ async def test_barge_in_stops_audio_and_truncates_to_what_was_heard(tmp_path: Pa
 
 
 async def test_malformed_server_events_are_logged_once_and_the_call_goes_on(
-    tmp_path: Path,
+    engine: str, tmp_path: Path
 ) -> None:
     async with RecordingServer() as server:
-        agent = AgentProcess(free_port(), ["--realtime-url", server.url])
+        agent = AgentProcess(free_port(), ["--realtime-url", server.url, *engine_args(engine)])
         await agent.start()
         peer = await RtpPeer.open()
         try:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from bench import barge_in, capacity, latency
+from bench import barge_in, capacity, latency, pacing
 from bench.harness import AgentAudio, write_json
 from testbed.peers import REPO
 
@@ -34,12 +34,13 @@ def _percentiles_ok(figures: dict[str, Any], lowest: float = 0.0) -> None:
     assert lowest <= figures["p50"] <= figures["p99"] <= figures["max"]
 
 
-async def test_capacity_quick(tmp_path: Path) -> None:
+async def test_capacity_quick(engine: str, tmp_path: Path) -> None:
     result = _round_trip(
-        await capacity.run([2], call_s=3.0, audio=AgentAudio(), extend=False),
+        await capacity.run([2], call_s=3.0, audio=AgentAudio(), extend=False, engines=[engine]),
         tmp_path / "capacity.json",
     )
     (row,) = result["levels"]
+    assert row["engine"] == engine
     assert row["calls"] == 2 and row["agents"] == 1
     assert row["answered"] == 2
     assert row["failed"] == 0 and row["rejected_503"] == 0
@@ -51,13 +52,14 @@ async def test_capacity_quick(tmp_path: Path) -> None:
     assert row["agent_cpu_ms_per_call_s"] > 0
     assert row["loop_thread_ms_per_call_s"] > 0 and row["media_threads_ms_per_call_s"] > 0
     assert row["rss_mb_per_call"] > 0 and row["pss_mb_per_call"] > 0
-    assert result["largest_clean_calls"] in (0, 2)
+    assert result["largest_clean_calls"][engine] in (0, 2)
     assert "Successful" not in capacity.format_table(result)  # renders, no SIPp noise
 
 
-async def test_latency_quick(tmp_path: Path) -> None:
+async def test_latency_quick(engine: str, tmp_path: Path) -> None:
     result = _round_trip(
-        await latency.run([AgentAudio()], calls=2, call_s=3.0), tmp_path / "latency.json"
+        await latency.run([AgentAudio()], calls=2, call_s=3.0, engine=engine),
+        tmp_path / "latency.json",
     )
     (row,) = result["rows"]
     assert row["calls_failed"] == 0
@@ -71,9 +73,9 @@ async def test_latency_quick(tmp_path: Path) -> None:
     assert "inbound" in latency.format_table(result)
 
 
-async def test_barge_in_quick(tmp_path: Path) -> None:
+async def test_barge_in_quick(engine: str, tmp_path: Path) -> None:
     result = _round_trip(
-        await barge_in.run(interruptions=2, calls=1, audio=AgentAudio(), seed=1),
+        await barge_in.run(interruptions=2, calls=1, audio=AgentAudio(), seed=1, engine=engine),
         tmp_path / "barge_in.json",
     )
     assert result["calls_failed"] == 0
@@ -113,3 +115,16 @@ def test_resampler_quick(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     rows = json.loads(out.read_text())["rows"]
     assert {row["quality"] for row in rows} >= {"LQ", "MQ"}
+
+
+async def test_pacing_quick(tmp_path: Path) -> None:
+    result = _round_trip(await pacing.run([10], seconds=1.0), tmp_path / "pacing.json")
+    assert [(row["mode"], row["calls"]) for row in result["rows"]] == [
+        ("ticker", 10),
+        ("tasks", 10),
+    ]
+    for row in result["rows"]:
+        assert row["cpu_ms_per_call_s"] > 0
+        # asyncio may run a timer up to its clock resolution early.
+        _percentiles_ok(row["late_ms"], lowest=-1.0)
+    assert "ticker" in pacing.format_table(result)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from testbed.peers import HOST, REPO
+from testbed.peers import HOST, REPO, engine_args
 
 
 def _serve(*args: str) -> subprocess.CompletedProcess[str]:
@@ -51,11 +51,11 @@ def test_bad_url() -> None:
     )
 
 
-def test_port_in_use() -> None:
+def test_port_in_use(engine: str) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind((HOST, 0))
         port = taken.getsockname()[1]
-        result = _serve("--sip-host", HOST, "--sip-port", str(port))
+        result = _serve("--sip-host", HOST, "--sip-port", str(port), *engine_args(engine))
     _assert_one_clear_error(result, f"cannot start SIP on {HOST}:{port}: Address already in use")
 
 
@@ -83,7 +83,7 @@ def test_bad_rtp_ports_are_a_usage_error(value: str) -> None:
     assert result.returncode == 2 and "--rtp-port" in result.stderr
 
 
-async def test_rtp_port_and_log_level_flags_take_effect(tmp_path: Path) -> None:
+async def test_rtp_port_and_log_level_flags_take_effect(engine: str, tmp_path: Path) -> None:
     from agent.local.server import LocalRealtimeServer
     from testbed.peers import AgentProcess, RtpPeer, free_port, free_rtp_port, run_sipp
 
@@ -92,7 +92,7 @@ async def test_rtp_port_and_log_level_flags_take_effect(tmp_path: Path) -> None:
         agent = AgentProcess(
             free_port(),
             ["--realtime-url", server.url, "--rtp-port", f"{first}-{first + 7}",
-             "--log-level", "debug"],
+             "--log-level", "debug", *engine_args(engine)],
         )  # fmt: skip
         await agent.start()
         peer = await RtpPeer.open()

@@ -22,7 +22,15 @@ from agent.audio.levels import rms_dbfs
 from agent.local.backend import Backend
 from agent.local.replies import Reply, ReplyRequest
 from testbed.oracle import LIVE, validate_client_event
-from testbed.peers import AgentProcess, RtpPeer, free_port, peer_call, run_sipp, talk_then_pause
+from testbed.peers import (
+    AgentProcess,
+    RtpPeer,
+    engine_args,
+    free_port,
+    peer_call,
+    run_sipp,
+    talk_then_pause,
+)
 from testbed.recording import RecordedSession, RecordingServer
 from testbed.scripted import HeardTranscriber, scripted_backend
 from tests.local_helpers import tone
@@ -50,8 +58,9 @@ sales = "{_SALES}"
     return path
 
 
-async def _agent(server: RecordingServer, profile: Path) -> AgentProcess:
-    args = ["--realtime-url", server.live_url, "--protocol", "live", "--config", str(profile)]
+async def _agent(server: RecordingServer, profile: Path, engine: str) -> AgentProcess:
+    args = ["--realtime-url", server.live_url, "--protocol", "live", "--config", str(profile),
+            *engine_args(engine)]  # fmt: skip
     agent = AgentProcess(free_port(), args)
     await agent.start()
     return agent
@@ -75,10 +84,12 @@ async def _until(condition: Any, timeout_s: float, what: str) -> None:
         await asyncio.sleep(0.02)
 
 
-async def test_a_live_call_passes_mu_law_through_and_delegates_a_transfer(tmp_path: Path) -> None:
+async def test_a_live_call_passes_mu_law_through_and_delegates_a_transfer(
+    engine: str, tmp_path: Path
+) -> None:
     backend, _ = scripted_backend("can I speak to a person please")
     async with RecordingServer(backend=backend, live_usage_interval_s=1) as server:
-        agent = await _agent(server, _profile(tmp_path))
+        agent = await _agent(server, _profile(tmp_path), engine)
         peer = await RtpPeer.open()
         try:
             call = asyncio.create_task(
@@ -138,12 +149,12 @@ class LongReply:
 
 
 async def test_a_live_barge_in_stops_the_agent_within_40_ms_of_the_servers_signal(
-    tmp_path: Path,
+    engine: str, tmp_path: Path
 ) -> None:
     backend = Backend("long", LongReply, transcriber=HeardTranscriber("wait a moment"))
     # The server sends up to 2 s ahead: what the agent still holds then must be dropped.
     async with RecordingServer(backend=backend, live_lead_ms=2000) as server:
-        agent = await _agent(server, _profile(tmp_path))
+        agent = await _agent(server, _profile(tmp_path), engine)
         peer = await RtpPeer.open()
         try:
             call = peer_call(peer, agent, tmp_path, "PCMU", 6000)
@@ -177,11 +188,11 @@ async def test_a_live_barge_in_stops_the_agent_within_40_ms_of_the_servers_signa
 
 
 async def test_a_live_session_is_replaced_before_it_expires_with_the_turns_as_input(
-    tmp_path: Path,
+    engine: str, tmp_path: Path
 ) -> None:
     backend, _ = scripted_backend("what are your opening hours")
     async with RecordingServer(backend=backend, live_max_session_s=10) as server:
-        agent = await _agent(server, _profile(tmp_path))
+        agent = await _agent(server, _profile(tmp_path), engine)
         peer = await RtpPeer.open()
         try:
             call = peer_call(peer, agent, tmp_path, "PCMU", 14000)

@@ -28,7 +28,7 @@ from agent.local.backend import voice_backend
 from agent.local.brain import Brain, load_brain
 from agent.local.models import voice_models
 from testbed.oracle import validate_server_event
-from testbed.peers import CODEC_PT, AgentProcess, RtpPeer, free_port, run_sipp
+from testbed.peers import CODEC_PT, AgentProcess, RtpPeer, engine_args, free_port, run_sipp
 from testbed.recording import RecordedSession, RecordingServer
 from testbed.voice import PHRASES, spoken, telephone, word_error_rate
 
@@ -117,10 +117,11 @@ def brain() -> Brain:
     return load_brain()
 
 
-async def start_agent(server: RecordingServer, tmp_path: Path) -> AgentProcess:
+async def start_agent(server: RecordingServer, tmp_path: Path, engine: str) -> AgentProcess:
     profile = tmp_path / "profile.toml"
     profile.write_text(PROFILE)
-    agent = AgentProcess(free_port(), ["--realtime-url", server.url, "--config", str(profile)])
+    args = ["--realtime-url", server.url, "--config", str(profile), *engine_args(engine)]
+    agent = AgentProcess(free_port(), args)
     await agent.start()
     return agent
 
@@ -213,9 +214,9 @@ async def converse(
 
 
 async def test_spoken_phrases_trigger_their_intents_and_replies_are_heard(
-    voice_server: RecordingServer, brain: Brain, tmp_path: Path
+    voice_server: RecordingServer, brain: Brain, engine: str, tmp_path: Path
 ) -> None:
-    agent = await start_agent(voice_server, tmp_path)
+    agent = await start_agent(voice_server, tmp_path, engine)
     try:
         phrases = [p for p in PHRASES if p != GOODBYE]
         # Two calls at once, as on a line with several callers.
@@ -254,9 +255,9 @@ async def test_spoken_phrases_trigger_their_intents_and_replies_are_heard(
 
 
 async def test_caller_interrupts_the_reply(
-    voice_server: RecordingServer, brain: Brain, tmp_path: Path
+    voice_server: RecordingServer, brain: Brain, engine: str, tmp_path: Path
 ) -> None:
-    agent = await start_agent(voice_server, tmp_path)
+    agent = await start_agent(voice_server, tmp_path, engine)
     caller, session, sipp = await open_call(agent, voice_server, tmp_path)
     try:
         await reply_heard(session, caller, 1)

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from testbed.peers import AgentProcess, free_port
+from testbed.peers import AgentProcess, engine_args, free_port
 
 pytestmark = pytest.mark.timeout(60)
 
 
-async def test_serve_without_a_key_starts_the_voice_backend() -> None:
-    agent = AgentProcess(free_port())
+async def test_serve_without_a_key_starts_the_voice_backend(engine: str) -> None:
+    agent = AgentProcess(free_port(), engine_args(engine))
     await agent.start()
     try:
         listening = agent.events("agent_listening")[0]

@@ -16,7 +16,7 @@ from agent.realtime.models import (
     DEPRECATED,
     deprecation,
 )
-from testbed.peers import AgentProcess, free_port
+from testbed.peers import AgentProcess, engine_args, free_port
 from tests.test_realtime_connection import _cli
 
 
@@ -98,12 +98,14 @@ def test_check_prints_the_deprecation(tmp_path: Path) -> None:
     assert "warning:" not in _cli("check").stdout
 
 
-async def test_serve_logs_the_deprecation_at_start(tmp_path: Path) -> None:
+async def test_serve_logs_the_deprecation_at_start(engine: str, tmp_path: Path) -> None:
     config = tmp_path / "old.toml"
     config.write_text('[realtime]\nmodel = "gpt-realtime"\n')
     agent = AgentProcess(
-        free_port(), ["--config", str(config), "--realtime-url", "ws://127.0.0.1:9/v1/realtime"]
-    )
+        free_port(),
+        ["--config", str(config), "--realtime-url", "ws://127.0.0.1:9/v1/realtime",
+         *engine_args(engine)],
+    )  # fmt: skip
     await agent.start()
     try:
         warned = await agent.wait_for("config_deprecated", 5)

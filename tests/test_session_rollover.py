@@ -16,17 +16,17 @@ import pytest
 
 from agent.audio.levels import rms_dbfs
 from testbed.oracle import validate_client_event
-from testbed.peers import AgentProcess, RtpPeer, free_port, peer_call, talk_then_pause
+from testbed.peers import AgentProcess, RtpPeer, engine_args, free_port, peer_call, talk_then_pause
 from testbed.recording import RecordingServer
 
 pytestmark = [pytest.mark.sipp, pytest.mark.timeout(60)]
 
 
 async def test_a_session_is_replaced_before_it_expires_carrying_the_turns(
-    tmp_path: Path,
+    engine: str, tmp_path: Path
 ) -> None:
     async with RecordingServer() as server:
-        agent = AgentProcess(free_port(), ["--realtime-url", server.url])
+        agent = AgentProcess(free_port(), ["--realtime-url", server.url, *engine_args(engine)])
         await agent.start()
         peer = await RtpPeer.open()
         try:

@@ -7,12 +7,15 @@ exactly what the agent sent it; the agent runs as its own process, as in product
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from agent.audio.levels import rms_dbfs
@@ -20,14 +23,16 @@ from agent.realtime.dialect import Dialect
 from testbed.oracle import validate_client_event, validate_server_event
 from testbed.peers import (
     CODEC_PT,
+    CODEC_RATE,
     AgentProcess,
     RtpPeer,
+    engine_args,
     free_port,
     run_sipp,
     talk_then_pause,
     write_g711_stream,
 )
-from testbed.recording import RecordingServer
+from testbed.recording import RecordedSession, RecordingServer
 
 pytestmark = [pytest.mark.sipp, pytest.mark.timeout(120)]
 
@@ -38,8 +43,8 @@ async def local_server() -> AsyncIterator[RecordingServer]:
         yield server
 
 
-async def _agent(server_url: str, *extra: str) -> AgentProcess:
-    agent = AgentProcess(free_port(), ["--realtime-url", server_url, *extra])
+async def _agent(engine: str, server_url: str, *extra: str) -> AgentProcess:
+    agent = AgentProcess(free_port(), ["--realtime-url", server_url, *engine_args(engine), *extra])
     await agent.start()
     return agent
 
@@ -77,6 +82,7 @@ def _peer_caller(
     ids=["pcmu-ga", "pcma-ga", "pcmu-beta", "pcma-ga-passthrough", "pcmu-beta-passthrough"],
 )
 async def test_call_bridges_audio_both_ways(
+    engine: str,
     codec: str,
     dialect: Dialect,
     passthrough: bool,
@@ -86,7 +92,7 @@ async def test_call_bridges_audio_both_ways(
     config = tmp_path / "agent.toml"
     config.write_text(f"[audio]\ng711_passthrough = {str(passthrough).lower()}\n")
     agent = await _agent(
-        local_server.url_for(dialect), "--dialect", dialect.value, "--config", str(config)
+        engine, local_server.url_for(dialect), "--dialect", dialect.value, "--config", str(config)
     )
     peer = await RtpPeer.open()
     try:
@@ -135,9 +141,9 @@ async def test_call_bridges_audio_both_ways(
 
 @pytest.mark.parametrize("codec", ["PCMU", "PCMA"])
 async def test_sipp_rtp_stream_reaches_the_model(
-    codec: str, local_server: RecordingServer, tmp_path: Path
+    engine: str, codec: str, local_server: RecordingServer, tmp_path: Path
 ) -> None:
-    agent = await _agent(local_server.url)
+    agent = await _agent(engine, local_server.url)
     try:
         stream = write_g711_stream(tmp_path / f"caller.{codec}", codec)
         result = await run_sipp(
@@ -153,11 +159,11 @@ async def test_sipp_rtp_stream_reaches_the_model(
 
 
 async def test_calls_beyond_capacity_get_503_with_retry_after(
-    local_server: RecordingServer, tmp_path: Path
+    engine: str, local_server: RecordingServer, tmp_path: Path
 ) -> None:
     config = tmp_path / "one-call.toml"
     config.write_text("[sip]\nmax_calls = 1\nretry_after_s = 7\n")
-    agent = await _agent(local_server.url, "--config", str(config))
+    agent = await _agent(engine, local_server.url, "--config", str(config))
     try:
         stream = write_g711_stream(tmp_path / "caller.PCMU", "PCMU")
         first = asyncio.create_task(
@@ -177,9 +183,9 @@ async def test_calls_beyond_capacity_get_503_with_retry_after(
 
 
 async def test_sigterm_drains_active_calls_and_refuses_new_ones(
-    local_server: RecordingServer, tmp_path: Path
+    engine: str, local_server: RecordingServer, tmp_path: Path
 ) -> None:
-    agent = await _agent(local_server.url)
+    agent = await _agent(engine, local_server.url)
     stream = write_g711_stream(tmp_path / "caller.PCMU", "PCMU")
     active = asyncio.create_task(
         run_sipp("uac_audio.xml", agent.sip_port, **_sipp_caller(stream, "PCMU", 3000))
@@ -202,9 +208,9 @@ async def test_sigterm_drains_active_calls_and_refuses_new_ones(
     assert [e["code"] for e in ended] == [200]
 
 
-async def test_unreachable_realtime_backend_gets_503(tmp_path: Path) -> None:
+async def test_unreachable_realtime_backend_gets_503(engine: str, tmp_path: Path) -> None:
     dead_url = f"ws://127.0.0.1:{free_port(1)}/v1/realtime"
-    agent = await _agent(dead_url)
+    agent = await _agent(engine, dead_url)
     try:
         refused = await run_sipp(
             "uac_expect_503.xml", agent.sip_port, fill={"retry_after": "30"}, workdir=tmp_path
@@ -216,7 +222,9 @@ async def test_unreachable_realtime_backend_gets_503(tmp_path: Path) -> None:
         assert await agent.stop() == 0
 
 
-async def test_rejected_key_gets_503_and_never_reaches_the_logs(tmp_path: Path) -> None:
+async def test_rejected_key_gets_503_and_never_reaches_the_logs(
+    engine: str, tmp_path: Path
+) -> None:
     key = "sk-test-secret-0123456789abcdef"
 
     async def unauthorized(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -229,7 +237,7 @@ async def test_rejected_key_gets_503_and_never_reaches_the_logs(tmp_path: Path) 
     port = server.sockets[0].getsockname()[1]
     agent = AgentProcess(
         free_port(),
-        ["--realtime-url", f"ws://127.0.0.1:{port}/v1/realtime"],
+        ["--realtime-url", f"ws://127.0.0.1:{port}/v1/realtime", *engine_args(engine)],
         env={"REALTIME_API_KEY": key},
     )
     await agent.start()
@@ -247,7 +255,7 @@ async def test_rejected_key_gets_503_and_never_reaches_the_logs(tmp_path: Path) 
     assert key not in "\n".join(agent.raw)
 
 
-async def test_cancel_while_ringing_ends_cleanly() -> None:
+async def test_cancel_while_ringing_ends_cleanly(engine: str) -> None:
     # A realtime server that accepts TCP but never completes the WebSocket handshake keeps
     # the call ringing, so the caller's CANCEL arrives before any answer.
     hung: list[asyncio.StreamWriter] = []
@@ -257,7 +265,7 @@ async def test_cancel_while_ringing_ends_cleanly() -> None:
 
     stall = await asyncio.start_server(never_answer, "127.0.0.1", 0)
     port = stall.sockets[0].getsockname()[1]
-    agent = await _agent(f"ws://127.0.0.1:{port}/v1/realtime")
+    agent = await _agent(engine, f"ws://127.0.0.1:{port}/v1/realtime")
     try:
         result = await run_sipp("uac_cancel.xml", agent.sip_port)
         assert result.returncode == 0, result.output[-3000:]
@@ -277,8 +285,10 @@ def _process_resources(pid: int) -> tuple[int, int]:
     return threads, fds
 
 
-async def test_sequential_calls_leak_nothing(local_server: RecordingServer, tmp_path: Path) -> None:
-    agent = await _agent(local_server.url)
+async def test_sequential_calls_leak_nothing(
+    engine: str, local_server: RecordingServer, tmp_path: Path
+) -> None:
+    agent = await _agent(engine, local_server.url)
     try:
         stream = write_g711_stream(tmp_path / "caller.PCMU", "PCMU")
         caller = _sipp_caller(stream, "PCMU", 700)
@@ -302,11 +312,11 @@ async def test_sequential_calls_leak_nothing(local_server: RecordingServer, tmp_
 
 @pytest.mark.parametrize("reconnects", [0, 1])
 async def test_dropped_realtime_session_is_told_then_restored_or_ended(
-    reconnects: int, local_server: RecordingServer, tmp_path: Path
+    engine: str, reconnects: int, local_server: RecordingServer, tmp_path: Path
 ) -> None:
     config = tmp_path / "agent.toml"
     config.write_text(f'[realtime]\nreconnect_attempts = {reconnects}\n[agent]\ngreeting = ""\n')
-    agent = await _agent(local_server.url, "--config", str(config))
+    agent = await _agent(engine, local_server.url, "--config", str(config))
     peer = await RtpPeer.open()
     scenario = "uac_peer_wait_bye.xml" if reconnects == 0 else "uac_peer.xml"
     try:
@@ -342,9 +352,9 @@ async def test_dropped_realtime_session_is_told_then_restored_or_ended(
 
 
 async def test_all_four_call_slots_carry_calls_and_the_fifth_invite_gets_503(
-    local_server: RecordingServer, tmp_path: Path
+    engine: str, local_server: RecordingServer, tmp_path: Path
 ) -> None:
-    agent = await _agent(local_server.url)
+    agent = await _agent(engine, local_server.url)
     try:
         stream = write_g711_stream(tmp_path / "caller.PCMU", "PCMU")
         four = asyncio.create_task(
@@ -368,9 +378,9 @@ async def test_all_four_call_slots_carry_calls_and_the_fifth_invite_gets_503(
 
 
 async def test_a_reply_cut_by_the_hang_up_is_recorded_as_cut_before_the_end(
-    local_server: RecordingServer, tmp_path: Path
+    engine: str, local_server: RecordingServer, tmp_path: Path
 ) -> None:
-    agent = await _agent(local_server.url)
+    agent = await _agent(engine, local_server.url)
     peer = await RtpPeer.open()
     try:
         # The caller stays silent and hangs up 0.8 s into the agent's 1.5-3 s greeting.
@@ -396,3 +406,169 @@ async def test_a_reply_cut_by_the_hang_up_is_recorded_as_cut_before_the_end(
     # A caller who never spoke interrupted nothing.
     assert agent.events("barge_in") == []
     assert agent.events("call_finished")[0]["interruptions"] == 0
+
+
+def _band_share(pcm: bytes, rate: int, low_hz: float, high_hz: float) -> float:
+    """The share of ``pcm``'s energy between ``low_hz`` and ``high_hz``."""
+    samples = np.frombuffer(pcm, "<i2").astype(np.float64)
+    power = np.abs(np.fft.rfft(samples)) ** 2
+    freqs = np.fft.rfftfreq(samples.size, 1 / rate)
+    band = (freqs >= low_hz) & (freqs <= high_hz)
+    return float(power[band].sum() / max(power.sum(), 1e-9))
+
+
+@pytest.mark.parametrize("wideband", [True, False], ids=["g722-first", "g711-only"])
+async def test_g722_is_preferred_when_offered_and_stays_wideband_to_the_model(
+    engine: str, wideband: bool, local_server: RecordingServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "agent.toml"
+    codecs = '["G722", "PCMU", "PCMA"]' if wideband else '["PCMA", "PCMU"]'
+    config.write_text(f"[sip]\ncodecs = {codecs}\n")
+    agent = await _agent(engine, local_server.url, "--config", str(config))
+    peer = await RtpPeer.open()
+    codec = "G722" if wideband else "PCMA"
+    rate = CODEC_RATE[codec]
+    try:
+        # Silence while the greeting plays, then speech with a 3.4 kHz and a 6 kHz tone under
+        # it (G.711 cannot carry the second).
+        t = np.arange(int(2.5 * rate)) / rate
+        tones = 2500 * (np.sin(2 * np.pi * 3400 * t) + np.sin(2 * np.pi * 6000 * t))
+        speech = np.frombuffer(talk_then_pause(1.5, 1.0, rate), np.int16)
+        if wideband:
+            speech = np.clip(speech + tones, -32768, 32767)
+        pcm = np.concatenate([np.zeros(int(1.2 * rate)), speech]).astype("<i2").tobytes()
+        peer.talk(pcm, codec)
+        result = await run_sipp(
+            "uac_peer_codecs.xml", agent.sip_port, keys={"sink_port": str(peer.port)},
+            fill={"call_ms": "4500"}, workdir=tmp_path,
+        )  # fmt: skip
+        assert result.returncode == 0, result.output[-3000:]
+        # The offer listed PCMU first and G.722 last: the agent's own order decided.
+        active = await agent.wait_for("sip_media_active", 5)
+        assert active[0]["codec"] == codec
+        assert {packet.payload_type for packet in peer.packets} == {CODEC_PT[codec]}
+        session = local_server.sessions[0]
+        assert session.input_rate == 24000
+        heard = bytes(session.input_audio)
+        assert len(heard) / 2 / 24000 > 2.5
+        assert rms_dbfs(heard) > -32
+        if wideband:
+            # 16 kHz all the way to the model's 24 kHz: the 6 kHz tone arrived.
+            assert _band_share(heard, 24000, 5800, 6200) > 0.05
+            reply = peer.wideband_audio()
+            assert len(reply) / 2 / 16000 > 2.5
+        else:
+            assert _band_share(heard, 24000, 5800, 6200) < 0.001
+            reply = peer.audio()
+        # The greeting, heard while the caller was silent.
+        greeting = reply[: len(reply) // 4]
+        assert rms_dbfs(greeting) > -37, "agent audio at the caller is silent"
+        stats = (await agent.wait_for("media_stats", 5))[0]
+        assert stats["frames_in"] > 100 and stats["rx_packets"] > 100
+        assert stats["rx_lost"] == 0
+    finally:
+        peer.close()
+        assert await agent.stop() == 0
+
+
+def _audible_frames(pcm: bytes, rate: int, floor_dbfs: float = -40.0) -> int:
+    """How many 20 ms frames of ``pcm`` are louder than ``floor_dbfs``."""
+    step = rate // 50 * 2
+    return sum(rms_dbfs(pcm[i : i + step]) > floor_dbfs for i in range(0, len(pcm) - step, step))
+
+
+def _reply_audio(session: RecordedSession) -> bytes:
+    """Every audio delta the server sent, as PCM16 at 24 kHz."""
+    return b"".join(
+        base64.b64decode(event["delta"])
+        for event in session.sent
+        if event["type"] in ("response.output_audio.delta", "response.audio.delta")
+    )
+
+
+async def test_far_end_hold_pauses_the_model_input_and_the_playout_and_loses_nothing(
+    engine: str, local_server: RecordingServer, tmp_path: Path
+) -> None:
+    agent = await _agent(engine, local_server.url)
+    peer = await RtpPeer.open()
+    try:
+        # The caller only breathes (silence, so no barge-in): it goes on sending while it
+        # holds the call, as music on hold would.
+        peer.talk(bytes(16000), "PCMU")
+        sipp = asyncio.create_task(
+            run_sipp(
+                "uac_peer_hold.xml", agent.sip_port, keys=peer.sipp_keys("PCMU"),
+                fill={"talk_ms": "500", "hold_ms": "2000", "call_ms": "4000"},
+                workdir=tmp_path,
+            )
+        )  # fmt: skip
+        await agent.wait_for("sip_remote_hold", 10)
+        held_at = time.monotonic()
+        await asyncio.sleep(0.3)
+        session = local_server.sessions[0]
+        input_at_hold = len(session.input_audio)
+        await agent.wait_for("sip_remote_resume", 10)
+        resumed_at = time.monotonic()
+        input_during_hold = len(session.input_audio) - input_at_hold
+        result = await sipp
+        assert result.returncode == 0, result.output[-3000:]
+
+        # The model heard nothing of the held call (a frame or two in flight at most)...
+        assert input_during_hold / 2 / session.input_rate <= 0.1
+        # ... and the caller again once it resumed.
+        assert len(session.input_audio) / 2 / session.input_rate > 3.0
+        # No agent audio reached the caller while it held the call (but for the 40 ms an
+        # engine writes ahead of its transmit thread, and a frame in flight)...
+        during = b"".join(
+            peer.decode(p) for p in peer.packets if held_at + 0.2 < p.arrival < resumed_at
+        )
+        assert _audible_frames(during, 8000) <= 3
+        # ... and the greeting, paused mid-way, was heard in full after the resume.
+        reply = _reply_audio(session)
+        sent_frames = _audible_frames(reply, 24000)
+        assert sent_frames > 40
+        heard_frames = _audible_frames(peer.audio(), 8000)
+        assert abs(heard_frames - sent_frames) <= 0.15 * sent_frames, (heard_frames, sent_frames)
+        records = sorted(agent.records_dir.glob("*.jsonl"))
+        kinds = [json.loads(line).get("kind") for line in records[0].read_text().splitlines()]
+        assert kinds.index("hold") < kinds.index("resume")
+    finally:
+        peer.close()
+        assert await agent.stop() == 0
+
+
+async def test_ten_concurrent_calls_in_one_baresip_process_carry_audio_both_ways(
+    local_server: RecordingServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text('[sip]\nengine = "baresip"\nmax_calls = 12\n')
+    agent = await _agent("baresip", local_server.url, "--config", str(config))
+    peers = [await RtpPeer.open() for _ in range(10)]
+    workdirs = [tmp_path / f"call{i}" for i in range(10)]
+    for workdir in workdirs:
+        workdir.mkdir()
+    try:
+        for peer in peers:
+            peer.talk(talk_then_pause(1.2, 1.5), "PCMA")
+        results = await asyncio.gather(
+            *(
+                run_sipp("uac_peer.xml", agent.sip_port,
+                         **_peer_caller(peer, "PCMA", 5000, workdir))
+                for peer, workdir in zip(peers, workdirs, strict=True)
+            )
+        )  # fmt: skip
+        for result in results:
+            assert result.returncode == 0, result.output[-3000:]
+        answered = agent.events("call_answered")
+        assert len({line["sip_call_id"] for line in answered}) == 10
+        # All ten were up at once: the last was answered before the first ended.
+        assert agent.lines.index(answered[-1]) < agent.lines.index(agent.events("call_finished")[0])
+        assert len(local_server.sessions) == 10
+        for session in local_server.sessions:
+            assert rms_dbfs(bytes(session.input_audio)) > -32, "caller audio missing"
+        for peer in peers:
+            assert rms_dbfs(peer.audio()) > -40, "agent audio missing"
+    finally:
+        for peer in peers:
+            peer.close()
+        assert await agent.stop() == 0

@@ -23,7 +23,7 @@ from agent.audio.levels import rms_dbfs
 from agent.local.replies import RATE, Reply, ReplyRequest
 from agent.realtime.dialect import Dialect
 from testbed.oracle import validate_client_event
-from testbed.peers import REPO, AgentProcess, RtpPeer, free_port, run_sipp
+from testbed.peers import REPO, AgentProcess, RtpPeer, engine_args, free_port, run_sipp
 from testbed.recording import RecordedSession, RecordingServer
 
 pytestmark = [pytest.mark.sipp, pytest.mark.timeout(60)]
@@ -71,8 +71,11 @@ human = "{_HUMAN}"
     return path
 
 
-async def _agent(server: RecordingServer, profile: Path, dialect: Dialect) -> AgentProcess:
+async def _agent(
+    server: RecordingServer, profile: Path, dialect: Dialect, engine: str
+) -> AgentProcess:
     args = ["--realtime-url", server.url_for(dialect), "--config", str(profile)]
+    args += engine_args(engine)
     if dialect is Dialect.BETA:
         args += ["--dialect", "beta"]
     agent = AgentProcess(free_port(), args)
@@ -146,9 +149,9 @@ def _loud_ms(peer: RtpPeer) -> int:
     return 20 * sum(rms_dbfs(peer.decode(packet)) > -42 for packet in peer.packets)
 
 
-async def test_end_call_hangs_up_after_the_goodbye_was_heard(tmp_path: Path) -> None:
+async def test_end_call_hangs_up_after_the_goodbye_was_heard(engine: str, tmp_path: Path) -> None:
     async with RecordingServer(responder_factory=ToneResponder) as server:
-        agent = await _agent(server, _profile(tmp_path), Dialect.GA)
+        agent = await _agent(server, _profile(tmp_path), Dialect.GA, engine)
         peer = await RtpPeer.open()
         try:
             call = asyncio.create_task(
@@ -184,10 +187,10 @@ async def test_end_call_hangs_up_after_the_goodbye_was_heard(tmp_path: Path) -> 
 
 
 async def test_transfer_sends_refer_to_the_allowlisted_uri_and_ends_the_leg(
-    tmp_path: Path,
+    engine: str, tmp_path: Path
 ) -> None:
     async with RecordingServer(responder_factory=ToneResponder) as server:
-        agent = await _agent(server, _profile(tmp_path), Dialect.GA)
+        agent = await _agent(server, _profile(tmp_path), Dialect.GA, engine)
         peer = await RtpPeer.open()
         try:
             call = asyncio.create_task(
@@ -213,8 +216,10 @@ async def test_transfer_sends_refer_to_the_allowlisted_uri_and_ends_the_leg(
             assert refer_to == [_BILLING]
             assert await _await_output(session, "xfer") == "The caller was transferred to billing."
             _check_client_events(session)
-            statuses = agent.events("sip_transfer_status")
-            assert [(s["code"], s["final"]) for s in statuses][-1] == (200, True)
+            # The NOTIFY progress, in order: ringing, then the outcome.
+            statuses = [(s["code"], s["final"]) for s in agent.events("sip_transfer_status")]
+            assert statuses[-1] == (200, True), statuses
+            assert statuses.index((180, False)) < statuses.index((200, True)), statuses
             finished = (await agent.wait_for("call_finished", 5))[0]
             assert (finished["ended_by"], finished["reason"]) == (
                 "transfer",
@@ -226,10 +231,10 @@ async def test_transfer_sends_refer_to_the_allowlisted_uri_and_ends_the_leg(
 
 
 async def test_unknown_destination_is_refused_and_a_failed_transfer_keeps_the_call(
-    tmp_path: Path,
+    engine: str, tmp_path: Path
 ) -> None:
     async with RecordingServer(responder_factory=ToneResponder) as server:
-        agent = await _agent(server, _profile(tmp_path), Dialect.GA)
+        agent = await _agent(server, _profile(tmp_path), Dialect.GA, engine)
         peer = await RtpPeer.open()
         try:
             call = asyncio.create_task(
@@ -276,10 +281,10 @@ async def test_unknown_destination_is_refused_and_a_failed_transfer_keeps_the_ca
 
 @pytest.mark.parametrize("dialect", [Dialect.GA, Dialect.BETA])
 async def test_send_dtmf_reaches_the_caller_as_rfc4733_events(
-    dialect: Dialect, tmp_path: Path
+    dialect: Dialect, engine: str, tmp_path: Path
 ) -> None:
     async with RecordingServer(responder_factory=ToneResponder) as server:
-        agent = await _agent(server, _profile(tmp_path), dialect)
+        agent = await _agent(server, _profile(tmp_path), dialect, engine)
         peer = await RtpPeer.open()
         try:
             call = asyncio.create_task(
@@ -307,10 +312,10 @@ async def test_send_dtmf_reaches_the_caller_as_rfc4733_events(
 
 
 async def test_caller_dtmf_reaches_the_model_and_a_mapped_key_ends_the_call(
-    tmp_path: Path,
+    engine: str, tmp_path: Path
 ) -> None:
     async with RecordingServer(responder_factory=ToneResponder) as server:
-        agent = await _agent(server, _profile(tmp_path), Dialect.GA)
+        agent = await _agent(server, _profile(tmp_path), Dialect.GA, engine)
         peer = await RtpPeer.open()
         try:
             call = asyncio.create_task(
@@ -365,7 +370,7 @@ async def test_caller_dtmf_reaches_the_model_and_a_mapped_key_ends_the_call(
             assert await agent.stop() == 0
 
 
-async def test_custom_and_mcp_tools_are_called_in_a_real_call(tmp_path: Path) -> None:
+async def test_custom_and_mcp_tools_are_called_in_a_real_call(engine: str, tmp_path: Path) -> None:
     extra = f"""
 [tools.redact]
 pay_invoice = ["card_number"]
@@ -387,7 +392,7 @@ prefix = "crm_"
     )
     profile.write_text(text)
     async with RecordingServer(responder_factory=ToneResponder) as server:
-        agent = await _agent(server, profile, Dialect.GA)
+        agent = await _agent(server, profile, Dialect.GA, engine)
         peer = await RtpPeer.open()
         try:
             call = asyncio.create_task(

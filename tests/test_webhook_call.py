@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from agent.webhook.signing import verify
-from testbed.peers import CODEC_PT, AgentProcess, free_port, run_sipp, write_g711_stream
+from testbed.peers import (
+    CODEC_PT,
+    AgentProcess,
+    engine_args,
+    free_port,
+    run_sipp,
+    write_g711_stream,
+)
 from testbed.recording import RecordingServer
 from testbed.webhook_receiver import Received, Reply, WebhookReceiver, json_reply
 
@@ -54,11 +61,11 @@ def _assert_signed(request: Received) -> None:
 
 
 async def test_the_receiver_gets_record_and_transcript_once_across_a_restart(
-    local_server: RecordingServer, tmp_path: Path
+    engine: str, local_server: RecordingServer, tmp_path: Path
 ) -> None:
     receiver = WebhookReceiver(statuses=[503, 200])
     config = _config(tmp_path, f'url = "{receiver.url}"\nfirst_retry_s = 0.2\nmax_retry_s = 1.0')
-    args = ["--realtime-url", local_server.url, "--config", str(config)]
+    args = ["--realtime-url", local_server.url, "--config", str(config), *engine_args(engine)]
     agent = AgentProcess(free_port(), args, env=ENV)
     await agent.start()
     try:
@@ -122,7 +129,7 @@ def _logged_at(line: dict[str, object]) -> float:
 
 
 async def test_the_lookup_picks_profile_and_variables_and_a_slow_one_falls_back(
-    local_server: RecordingServer, tmp_path: Path
+    engine: str, local_server: RecordingServer, tmp_path: Path
 ) -> None:
     answers = iter(
         [
@@ -139,7 +146,9 @@ async def test_the_lookup_picks_profile_and_variables_and_a_slow_one_falls_back(
             '[profiles.vip]\ninstructions = "VIP line for {name}, calling from {caller}."\n',
         )
         agent = AgentProcess(
-            free_port(), ["--realtime-url", local_server.url, "--config", str(config)], env=ENV
+            free_port(),
+            ["--realtime-url", local_server.url, "--config", str(config), *engine_args(engine)],
+            env=ENV,
         )
         await agent.start()
         try:

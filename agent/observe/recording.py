@@ -184,6 +184,11 @@ class RecordingTap:
         self.recording.agent_frame(frame)
         return frame
 
+    @property
+    def flushes(self) -> int:
+        """The source's flushes: an engine that buffers frames ahead drops its own on each."""
+        return self.source.flushes
+
     def stats(self) -> dict[str, int]:
         """The source's own counters (the media port reports them at the call's end)."""
         stats = getattr(self.source, "stats", None)

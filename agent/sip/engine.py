@@ -3,7 +3,13 @@
 An engine answers and rejects calls, moves 20 ms PCM16 frames both ways, sends and reports
 DTMF, transfers, and reports a call's events to its listener; the request policy
 (``agent.sip.request_policy``) stands in front of it. Each engine lives in one place that
-alone imports its library (``agent.sip.pjsip`` for PJSUA2); ``agent.sip.engines`` names them.
+alone imports its library (``agent.sip.pjsip`` for PJSUA2, ``agent.sip.baresip`` for
+baresip-python); ``agent.sip.engines`` names them.
+
+Frames are 20 ms of PCM16 at the call's rate (``on_media``'s: 8 kHz for G.711, 16 kHz for
+G.722). Each engine logs one ``media_stats`` line per call as it ends: its frame counters
+(``frames_in``, ``frames_out``, ``inbound_dropped``, the playout's) and the call's RTP
+statistics (``rx_packets``, ``rx_lost``, ``rx_jitter_ms_mean``, ...: the call record's names).
 
 Threads: every method here, and every listener callback, runs on the event loop's thread.
 The engine's media thread (if it has one) touches only the frame source given to
@@ -23,6 +29,12 @@ class SipCommandError(Exception):
 
 
 class FrameSource(Protocol):
+    @property
+    def flushes(self) -> int:
+        """Bumped each time queued audio is dropped (barge-in): an engine that keeps frames
+        of its own buffered ahead of the wire drops those too."""
+        ...
+
     def pull(self) -> bytes:
         """Exactly one 20 ms frame of PCM16 at the call's rate; silence when nothing plays."""
         ...
@@ -132,7 +144,7 @@ class SipEngine(Protocol):
     #: The UDP port SIP is bound to (meaningful after ``start``).
     bound_port: int
 
-    def start(self) -> None:
+    async def start(self) -> None:
         """Bind the transport and start the stack; raises ``EngineStartError``."""
         ...
 

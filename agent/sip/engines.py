@@ -15,6 +15,7 @@ from agent.sip.request_policy import Admission, CallRefused
 #: engine name -> "module:class" of its ``SipEngine``.
 ENGINES = {
     "pjsip": "agent.sip.pjsip.engine:PjsipEngine",
+    "baresip": "agent.sip.baresip.engine:BaresipEngine",
 }
 
 

@@ -148,3 +148,48 @@ def sdp_audio_address(sdp: str) -> tuple[str, int] | None:
                 session_ip = address
     ip = media_ip or session_ip
     return (ip, port) if ip and port else None
+
+
+#: Static RTP payload types of the codecs the agent carries (RFC 3551).
+_STATIC_PAYLOADS = {"0": "PCMU", "8": "PCMA", "9": "G722"}
+
+
+def sdp_audio_codecs(sdp: str) -> list[str]:
+    """The codecs the first ``m=audio`` of an SDP lists, in its order (upper-case names)."""
+    payloads: list[str] = []
+    names: dict[str, str] = {}
+    for raw in sdp.replace("\r\n", "\n").split("\n"):
+        line = raw.strip()
+        if line.startswith("m="):
+            if payloads:
+                break  # only the first audio stream
+            if line.startswith("m=audio "):
+                payloads = line.split()[3:]
+        elif payloads and line.startswith("a=rtpmap:"):
+            pt, _, encoding = line[len("a=rtpmap:") :].partition(" ")
+            names[pt] = encoding.split("/", 1)[0].strip().upper()
+    return [names.get(pt) or _STATIC_PAYLOADS.get(pt, pt) for pt in payloads]
+
+
+def codecs_for_offer(offer_sdp: str, configured: tuple[str, ...]) -> tuple[str, ...]:
+    """The codecs to answer ``offer_sdp`` with: the first configured one it offers, alone.
+
+    Stacks answer with the offer's order (RFC 3264 lets the answerer choose, and both
+    engines keep the offerer's first): enabling only ours makes ``sip.codecs``' order the
+    preference (G.722 when offered, say). Without an offer, or with nothing in common (the
+    stack answers 488), the whole configured list.
+    """
+    offered = sdp_audio_codecs(offer_sdp)
+    for codec in configured:
+        if codec in offered:
+            return (codec,)
+    return configured
+
+
+def sipfrag_status(body: str) -> tuple[int, str] | None:
+    """The status line of a ``message/sipfrag`` body (a REFER's NOTIFY): (code, reason)."""
+    first = body.strip().split("\n", 1)[0].strip()
+    parts = first.split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("SIP/") or not parts[1].isdigit():
+        return None
+    return int(parts[1]), parts[2] if len(parts) > 2 else ""

@@ -253,6 +253,13 @@ class _PjCall(pj.Call):
         except Exception:
             self.log.exception("sip_callback_failed", callback="onCallMediaState")
 
+    def onStreamDestroyed(self, prm: pj.OnStreamDestroyedParam) -> None:
+        # The stream's RTP statistics, read while it still exists (for media_stats).
+        try:
+            self.rtp_stats = rtp_figures(self.getStreamStat(prm.streamIdx))
+        except Exception:
+            self.log.debug("rtp_stats_unavailable")
+
     # -- media -------------------------------------------------------------------------------
     def _attach_media(self) -> None:
         info = self.getInfo()
@@ -272,8 +279,9 @@ class _PjCall(pj.Call):
             if media.status != pj.PJSUA_CALL_MEDIA_ACTIVE:
                 continue
             audio = self.getAudioMedia(index)
+            stream = self.getStreamInfo(index)
             if self.port is None:
-                self.port = BridgePort(f"bridge-{self.call_id}")
+                self.port = BridgePort(f"bridge-{self.call_id}", int(stream.codecClockRate))
                 if self.source is not None:
                     self.port.source = self.source
             # Re-INVITEs recreate the stream: connect again in both directions.
@@ -281,7 +289,6 @@ class _PjCall(pj.Call):
             self.port.startTransmit(audio)
             self._audio = audio
             self._guard_sources(index)
-            stream = self.getStreamInfo(index)
             codec = stream.codecName.upper()
             if codec != self.codec:
                 self.codec = codec

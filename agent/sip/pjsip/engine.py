@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gc
 import os
-import re
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,25 +23,39 @@ import pjsua2 as pj
 import structlog
 
 from agent.config import PJSUA_CALL_SLOTS, SipSettings
-from agent.observe.ratelimit import KeyedRateLimit, quote
 from agent.sip.engine import EngineStartError, IncomingCall
-from agent.sip.message import SipRequest
+from agent.sip.message import codecs_for_offer
 from agent.sip.pjsip.call import PjsipCall, _PjCall
 from agent.sip.pjsip.gate import PjsipRequestGate
 from agent.sip.pjsip.media_port import BridgePort, FrameWaker
-from agent.sip.request_policy import Admission, Answer, CallRefused, RequestPolicy
+from agent.sip.refusals import RefusalLog
+from agent.sip.request_policy import Admission, CallRefused, RequestPolicy
+from agent.sip.stack_log import StackLog
 
 log = structlog.get_logger("sip")
-#: Digits, addresses and hex blanked: what makes two PJSIP log lines "the same kind".
-_LOG_KIND = re.compile(r"[0-9a-fA-Fx.:]{2,}")
 
 #: pjsua log levels: 1 error, 2 warning, 3 info, 4+ debug.
 _PJ_LOG_LEVEL = 2
+#: sip.codecs name -> PJSUA2 codec id.
+_PJ_CODECS = {"PCMU": "PCMU/8000/1", "PCMA": "PCMA/8000/1", "G722": "G722/16000/1"}
 #: Poll period while waiting for something to end (shutdown).
 _POLL_INTERVAL_S = 0.004
 #: Without caller frames to wake it, the loop still handles SIP this often: INVITEs wait at
 #: most this long, and an idle agent wakes 40 times a second rather than 250.
 _IDLE_POLL_S = 0.025
+
+
+def _full_scale_g722() -> None:
+    """G.722 at the same level as every other G.722 endpoint.
+
+    pjmedia shifts G.722's PCM by 2 bits by default (``PJMEDIA_G722_DEFAULT_PCM_SHIFT``):
+    what it sends is 12 dB quieter, and what it receives 12 dB louder, than a standard
+    encoder and decoder (libg722, baresip's) make it. Not in pjsua2's API; the wheel exports
+    the C function.
+    """
+    lib = ctypes.CDLL(pj._pjsua2.__file__)
+    lib.pjmedia_codec_g722_set_pcm_shift.argtypes = [ctypes.c_uint]
+    lib.pjmedia_codec_g722_set_pcm_shift(0)
 
 
 def _resolve(wakeup: asyncio.Future[None]) -> None:
@@ -64,12 +78,8 @@ def _stdout_silenced() -> Iterator[None]:
 
 
 class _LogForwarder(pj.LogWriter):
-    """PJSIP's own log lines, through structlog (so JSON mode stays JSON).
-
-    Rate-limited and cut short: PJSIP logs every datagram it cannot parse with the whole
-    packet quoted, so 800 garbage datagrams would otherwise write 200 KB of log. Lines of one
-    kind (the text with its numbers blanked) pass once per 10 s, with a count of those held.
-    """
+    """PJSIP's own log lines, through structlog (so JSON mode stays JSON), rate-limited
+    (``agent.sip.stack_log``): PJSIP quotes every datagram it cannot parse."""
 
     #: While set, lines are dropped: used where a failure surfaces as an exception anyway, so
     #: the user sees one clear error instead of PJSIP's three.
@@ -77,17 +87,11 @@ class _LogForwarder(pj.LogWriter):
 
     def __init__(self) -> None:
         super().__init__()
-        self._limit = KeyedRateLimit(interval_s=10.0)
+        self._log = StackLog("pjsip")
 
     def write(self, entry: pj.LogEntry) -> None:
-        if self.muted:
-            return
-        message = entry.msg.strip()
-        allowed, held = self._limit.check(_LOG_KIND.sub("#", message[:60]))
-        if not allowed:
-            return
-        emit = log.error if entry.level <= 1 else log.warning
-        emit("pjsip", message=quote(message), held_back=held)
+        if not self.muted:
+            self._log.line(entry.msg, error=entry.level <= 1)
 
 
 class _Account(pj.Account):
@@ -121,9 +125,7 @@ class PjsipEngine:
         self._on_incoming = on_incoming
         self.policy = RequestPolicy(settings.user, admission, on_call_refused)
         self._gate: PjsipRequestGate | None = None
-        # One line per source, method and answer every 10 s at most: a scan or a flood must
-        # not turn into a flood of log lines.
-        self._refusals = KeyedRateLimit(interval_s=10.0)
+        self._refusals = RefusalLog()
         self._ep: pj.Endpoint | None = None
         self._account: _Account | None = None
         self._log_writer = _LogForwarder()
@@ -132,10 +134,12 @@ class PjsipEngine:
         self._deferred: list[_PjCall] = []
         self.bound_port: int = settings.port
         self._waker = FrameWaker()
+        self._codec_ids: set[str] = set()
+        self._enabled: tuple[str, ...] = ()
         self._wakeup: asyncio.Future[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> None:
+    async def start(self) -> None:
         """Create the library, the UDP transport and the account."""
         try:
             self._start()
@@ -164,14 +168,18 @@ class PjsipEngine:
         logc.decor = 0
         logc.writer = self._log_writer
         med = cfg.medConfig
-        med.clockRate = 8000
-        med.sndClockRate = 8000
+        # The conference bridge's clock: 16 kHz when G.722 may be negotiated, so a wideband
+        # call stays wideband through it (G.711 ports are resampled by the bridge).
+        rate = 16000 if "G722" in self.settings.codecs else 8000
+        med.clockRate = rate
+        med.sndClockRate = rate
         med.channelCount = 1
         med.audioFramePtime = 20
         med.noVad = True
         med.ecTailLen = 0
         ep.libInit(cfg)
         ep.audDevManager().setNullDev()
+        _full_scale_g722()
 
         tcfg = pj.TransportConfig()
         tcfg.port = self.settings.port
@@ -185,7 +193,8 @@ class PjsipEngine:
             self._log_writer.muted = False
         self.bound_port = int(ep.transportGetInfo(transport_id).localName.rsplit(":", 1)[1])
         ep.libStart()
-        self._prefer_g711(ep)
+        self._codec_ids = {codec.codecId for codec in ep.codecEnum2()}
+        self._enable_codecs(self.settings.codecs)
 
         acfg = pj.AccountConfig()
         host = self.settings.public_host or self.settings.host
@@ -199,31 +208,24 @@ class PjsipEngine:
         account = _Account(self._incoming)
         account.create(acfg, True)
         self._account = account
-        self._gate = PjsipRequestGate(self.policy, self._answered, self._destroy_retired)
+        self._gate = PjsipRequestGate(self.policy, self._refusals.answered, self._before_new_call)
 
-    def _answered(self, request: SipRequest, answer: Answer) -> None:
-        if answer.code < 300 or request.method == "OPTIONS":
-            # OPTIONS is a dispatcher's health probe: 503 while full is its answer, not news.
+    def _enable_codecs(self, codecs: tuple[str, ...]) -> None:
+        """Only ``codecs`` enabled, in that order (the wheel would rank speex first)."""
+        ep = self._ep
+        assert ep is not None
+        if codecs == self._enabled:
             return
-        allowed, held = self._refusals.check((request.source_ip, request.method, answer.code))
-        if allowed:
-            log.warning(
-                "call_rejected" if request.method == "INVITE" else "sip_request_refused",
-                method=request.method,
-                code=answer.code,
-                reason=answer.why,
-                source=f"{request.source_ip}:{request.source_port}",
-                sip_call_id=(request.header("call-id") or "")[:100],
-                held_back=held,
-            )
+        wanted = {_PJ_CODECS[name]: 255 - rank for rank, name in enumerate(codecs)}
+        for codec_id in self._codec_ids:
+            ep.codecSetPriority(codec_id, wanted.get(codec_id, 0))
+        self._enabled = codecs
 
-    def _prefer_g711(self, ep: pj.Endpoint) -> None:
-        # The wheel ranks speex first by default; we bridge G.711 only, in the configured order.
-        wanted = {f"{name}/8000": 255 - rank for rank, name in enumerate(self.settings.codecs)}
-        for codec in ep.codecEnum2():
-            codec_id = codec.codecId
-            base = codec_id.rsplit("/", 1)[0] if codec_id.count("/") > 1 else codec_id
-            ep.codecSetPriority(codec_id, wanted.get(base, 0))
+    def _before_new_call(self, offer_sdp: str) -> None:
+        """The request gate lets a new INVITE through to pjsua (loop thread, before pjsua
+        reads it): retired calls go first, and the codec the call will use is chosen."""
+        self._destroy_retired()
+        self._enable_codecs(codecs_for_offer(offer_sdp, self.settings.codecs))
 
     async def run(self) -> None:
         """Drive PJSIP from the loop: SIP events, retiring ended calls, waking call sessions.
@@ -331,7 +333,8 @@ class PjsipEngine:
         retired, self._retired = self._retired, []
         for call in retired:
             if call.port is not None:
-                # The call's frame counters, once, at its end (bench/ reads this line).
+                # The call's frame counters and RTP statistics, once, at its end (bench/
+                # reads this line).
                 call.log.info("media_stats", **call.port.stats(), **call.rtp_stats)
             call.destroy()
         retired.clear()

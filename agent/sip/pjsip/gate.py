@@ -151,8 +151,9 @@ _lib.pjsip_endpt_get_capability.restype = ctypes.POINTER(_ArrayHdr)
 _lib.pjsip_endpt_get_capability.argtypes = [_vp, ctypes.c_int, ctypes.POINTER(_PjStr)]
 
 
-def _read(rdata: int) -> SipRequest | None:
-    """The request in ``rdata``; None when the layout check fails (never guess)."""
+def _read(rdata: int) -> tuple[SipRequest | None, str] | None:
+    """The request in ``rdata`` and its body; None when the layout check fails (never
+    guess); (None, "") when it is not a request ``parse_request`` reads."""
     prefix = _RxDataPrefix.from_address(rdata)
     packet = rdata + _RxDataPrefix.packet.offset
     start = prefix.msg_buf or 0
@@ -162,7 +163,7 @@ def _read(rdata: int) -> SipRequest | None:
         return None
     text = ctypes.string_at(start, prefix.msg_len).decode("utf-8", "replace")
     source = prefix.src_name.decode("ascii", "replace")
-    return parse_request(text, source, int(prefix.src_port))
+    return parse_request(text, source, int(prefix.src_port)), text.partition("\r\n\r\n")[2]
 
 
 class PjsipRequestGate:
@@ -172,7 +173,7 @@ class PjsipRequestGate:
         self,
         policy: RequestPolicy,
         on_answer: Callable[[SipRequest, Answer], None],
-        before_new_call: Callable[[], None],
+        before_new_call: Callable[[str], None],
     ) -> None:
         self.policy = policy
         self._on_answer = on_answer
@@ -221,15 +222,18 @@ class PjsipRequestGate:
         try:
             if self._disabled or not rdata:
                 return 0
-            request = _read(rdata)
-            if request is None:
+            read = _read(rdata)
+            if read is None:
                 self._disabled = True
                 log.error("sip_gate_disabled", reason="pjsip_rx_data layout not recognised")
+                return 0
+            request, body = read
+            if request is None:
                 return 0
             answer = self.policy.decide(request)
             if answer is None:
                 if request.method == "INVITE" and not request.in_dialog:
-                    self._before_new_call()
+                    self._before_new_call(body)
                 return 0
             self._respond(rdata, answer)
             self._on_answer(request, answer)

@@ -19,15 +19,15 @@ from agent.audio.pcm import FRAME_MS, SIP_RATE, frame_bytes
 from agent.sip.engine import FrameSource
 from agent.sip.pjsip.frame_bytes import read_frame, write_frame
 
-#: PJSIP's conference bridge runs at 8 kHz (``medConfig.clockRate``): G.711's rate.
-SAMPLE_RATE = SIP_RATE
-FRAME_BYTES = frame_bytes(SAMPLE_RATE)
 #: Inbound frames kept while the event loop is late (1 s); older ones are dropped and counted.
 INBOUND_LIMIT = 50
 
 
 class _Silence:
-    _frame = bytes(FRAME_BYTES)
+    flushes = 0
+
+    def __init__(self, rate: int) -> None:
+        self._frame = bytes(frame_bytes(rate))
 
     def pull(self) -> bytes:
         return self._frame
@@ -102,22 +102,26 @@ class FrameWaker:
 
 
 class BridgePort(pj.AudioMediaPort):
-    """An ``AudioMediaPort``: caller frames into ``inbound``, agent frames from ``source``."""
+    """An ``AudioMediaPort`` at the call's codec rate (8 kHz G.711, 16 kHz G.722; the
+    conference bridge resamples between it and its own clock): caller frames into
+    ``inbound``, agent frames from ``source``."""
 
     thisown: bool  # SWIG's: whether Python owns (and may delete) the C++ object
     #: The process's waker, set by the SIP endpoint (one PJSUA2 library per process).
     waker: ClassVar[FrameWaker | None] = None
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, rate: int = SIP_RATE) -> None:
         super().__init__()
+        self.rate = rate
+        self.frame_bytes = frame_bytes(rate)
         self.inbound: deque[bytes] = deque()
-        self.source: FrameSource = _Silence()
+        self.source: FrameSource = _Silence(rate)
         self.frames_in = 0
         self.frames_out = 0
         self.inbound_dropped = 0
         fmt = pj.MediaFormatAudio()
         fmt.type = pj.PJMEDIA_TYPE_AUDIO
-        fmt.clockRate = SAMPLE_RATE
+        fmt.clockRate = rate
         fmt.channelCount = 1
         fmt.bitsPerSample = 16
         fmt.frameTimeUsec = FRAME_MS * 1000
@@ -133,7 +137,7 @@ class BridgePort(pj.AudioMediaPort):
         flight to return against a whole object; after it, no callback comes. Only the Python
         attributes (counters, ``inbound``) may be used afterwards.
         """
-        self.source = _Silence()
+        self.source = _Silence(self.rate)
         if self.thisown:
             pj.AudioMediaPort.__swig_destroy__(self)
             self.thisown = False
@@ -161,7 +165,7 @@ class BridgePort(pj.AudioMediaPort):
         if frame.type != pj.PJMEDIA_FRAME_TYPE_AUDIO:
             return
         payload = read_frame(frame)
-        if len(payload) != FRAME_BYTES:
+        if len(payload) != self.frame_bytes:
             return
         inbound = self.inbound
         if len(inbound) >= INBOUND_LIMIT:

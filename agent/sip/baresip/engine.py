@@ -1,0 +1,193 @@
+"""The baresip engine: baresip-python's runtime, one user agent, the request gate, the media
+clock, and every call of the process (``agent.sip.engine.SipEngine``).
+
+baresip runs its own thread (``baresip-re``: SIP, RTP, timers) and one transmit thread per
+call; the binding hands its events to this loop, so calls, sessions and this engine share the
+loop thread. The request gate runs on the re thread (``agent.sip.baresip.gate``) and the
+media clock on the loop (``agent.sip.baresip.media``). This package is the only code that
+imports ``baresip``.
+
+Teardown: every call is hung up and awaited, the gate is removed and the binding's event
+sink given back before the runtime closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import socket
+from typing import Any
+
+import baresip
+import structlog
+
+from agent.config import SipSettings
+from agent.sip.baresip import native, stack_config
+from agent.sip.baresip.call import BaresipCall
+from agent.sip.baresip.gate import BaresipRequestGate
+from agent.sip.baresip.logs import StackLogs
+from agent.sip.baresip.media import MediaClock
+from agent.sip.engine import EngineStartError, IncomingCall
+from agent.sip.message import SipRequest
+from agent.sip.refusals import RefusalLog
+from agent.sip.request_policy import Admission, CallRefused, RequestPolicy
+
+log = structlog.get_logger("sip")
+_POLL_INTERVAL_S = 0.02
+
+
+def _free_udp_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_taken(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+class BaresipEngine:
+    """Owns baresip for this process (``agent.sip.engine.SipEngine``)."""
+
+    def __init__(
+        self,
+        settings: SipSettings,
+        on_incoming: IncomingCall,
+        admission: Admission = lambda: None,
+        on_call_refused: CallRefused | None = None,
+    ) -> None:
+        self.settings = settings
+        self._on_incoming = on_incoming
+        self.policy = RequestPolicy(settings.user, admission, on_call_refused)
+        self._refusals = RefusalLog()
+        self.bound_port: int = settings.port
+        self.calls: dict[str, BaresipCall] = {}
+        self._by_sip_id: dict[str, BaresipCall] = {}
+        self.clock = MediaClock()
+        self._runtime: baresip.Runtime | None = None
+        self._agent: baresip.UserAgent | None = None
+        self._executor: native.ReThreadExecutor | None = None
+        self._gate: BaresipRequestGate | None = None
+        self._logs = StackLogs()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the stack on ``sip.host:sip.port``; raises ``EngineStartError``."""
+        problem = native.check_versions()
+        if problem is not None:
+            raise EngineStartError(f"the baresip engine cannot run with {problem}")
+        if self.settings.public_host:
+            raise EngineStartError(
+                "sip.public_host is not supported by the baresip engine (its SDP names "
+                "sip.host); use the pjsip engine behind NAT"
+            )
+        host = self.settings.host
+        port = self.settings.port or _free_udp_port(host)
+        # baresip logs a failed bind and carries on without SIP: check first.
+        if _port_taken(host, port):
+            raise EngineStartError(
+                f"cannot start SIP on {host}:{port}: {os.strerror(errno.EADDRINUSE)}"
+            )
+        self._logs.open()
+        runtime = baresip.Runtime(native_log_level="warning")
+        try:
+            await runtime.start(stack_config.runtime_config(self.settings, port))
+            self._runtime = runtime
+            self._logs.capture_libre_debug()
+            self._agent = await baresip.UserAgent.create(
+                runtime, stack_config.account(self.settings, port), transfer_policy="reject"
+            )
+        except baresip.BaresipError as exc:
+            await self._close_runtime()
+            raise EngineStartError(f"cannot start SIP on {host}:{port}: {exc}") from None
+        self.bound_port = port
+        loop = asyncio.get_running_loop()
+        self._executor = native.ReThreadExecutor(runtime)
+        gate = BaresipRequestGate(
+            self.policy, self.settings.codecs, loop, self._refusals.answered, self._in_dialog
+        )
+        await self._executor.run(gate.install)
+        self._gate = gate
+        self._agent.on_incoming(self._incoming)
+        runtime.subscribe(self._stack_event)
+        self.clock.start(loop)
+
+    async def run(self) -> None:
+        """Everything runs on the stack's thread and the media clock: wait until cancelled."""
+        await asyncio.Event().wait()
+
+    async def shutdown(self, timeout_s: float = 3.0) -> None:
+        """End every call, wait for their end, then close the stack."""
+        if self._runtime is None:
+            return
+        for call in list(self.calls.values()):
+            call.hang_up()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.calls and loop.time() < deadline:
+            await asyncio.sleep(_POLL_INTERVAL_S)
+        self.clock.stop()
+        for call in list(self.calls.values()):
+            await call.close()
+        if self._executor is not None and self._gate is not None:
+            with contextlib.suppress(baresip.BaresipError):
+                await self._executor.run(self._gate.uninstall)
+            self._gate = None
+        await self._close_runtime()
+
+    async def _close_runtime(self) -> None:
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
+        runtime, self._runtime = self._runtime, None
+        if runtime is not None:
+            try:
+                await runtime.close()
+            except baresip.BaresipError as exc:
+                log.warning("sip_close_failed", reason=str(exc)[:200])
+        self._logs.close()
+
+    # -- calls -------------------------------------------------------------------------------
+    def _incoming(self, stack_call: baresip.Call) -> None:
+        assert self._executor is not None
+        call = BaresipCall(stack_call, self._executor, self._ended)
+        call.on_media_ready = self._media_ready
+        self.calls[call.call_id] = call
+        self._by_sip_id[call.sip_call_id] = call
+        call.log.info("sip_invite", remote=call.remote_uri, local=call.local_uri)
+        self._on_incoming(call)
+
+    def _media_ready(self, call: BaresipCall) -> None:
+        if call.pump is not None and not call.disconnected:
+            self.clock.pumps[call.call_id] = call.pump
+
+    def _ended(self, call: BaresipCall) -> None:
+        self.clock.pumps.pop(call.call_id, None)
+        self.calls.pop(call.call_id, None)
+        self._by_sip_id.pop(call.sip_call_id, None)
+        # The call's counters and RTP statistics, once, at its end (bench/ reads this line).
+        call.log.info("media_stats", **call.media_stats())
+
+    def _in_dialog(self, request: SipRequest, body: str) -> None:
+        call = self._by_sip_id.get(request.header("call-id") or "")
+        if call is not None:
+            call.in_dialog(
+                request.method, request.content_type, request.header("event") or "", body
+            )
+
+    def _stack_event(self, event: baresip.StackEvent) -> None:
+        if event.event is baresip.Event.SIPSESS_FAILED:
+            # INVITEs the stack refused itself (no common codec, say): no call was made.
+            log.info("sip_invite_refused", reason=(event.text or "")[:200])
+
+    @property
+    def handle(self) -> Any:
+        """The running ``baresip.Runtime`` (for diagnostics and tests)."""
+        return self._runtime

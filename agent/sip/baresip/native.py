@@ -1,0 +1,392 @@
+"""The libre/baresip C functions the public baresip-python API does not reach, through cffi.
+
+baresip-python 0.5.2a3 cannot answer a request with a chosen status and headers (its reject is
+486 only), tells nothing about a call's RTP sockets or exact codec, and lets every request
+through to baresip. Its native module exports libre's and baresip's own symbols, so this
+module declares the few it needs, with the struct layouts of libre 4.10 (the version that
+wheel bundles; ``check_versions`` refuses anything else at start):
+
+- a SIP request listener placed at the head of libre's list, so every request not absorbed by
+  a transaction is seen here before baresip's own listeners (``RequestListener``);
+- the request's raw text and source address, read from ``struct sip_msg`` (``read_request``);
+- a stateful reply with our own status and headers (``reply``);
+- a final response to a ringing call with our own status and headers (``reject_ringing``);
+- a call's negotiated codec and RTP/RTCP sockets (``call_media``).
+
+libre is not thread-safe: everything marked *re thread* must run on baresip's ``baresip-re``
+thread, either inside a callback libre makes (the request listener) or through
+``ReThreadExecutor``, which runs Python callables there.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import baresip
+import cffi
+from baresip import _events
+from baresip import _native as _baresip_native
+
+T = TypeVar("T")
+#: (IPv4 address, port).
+Address = tuple[str, int]
+
+#: The one baresip-python this module's layouts were checked against, and its libre.
+SUPPORTED_VERSION = "0.5.2a3"
+SUPPORTED_STACK = "4.10.0"
+
+_ffi = cffi.FFI()
+_ffi.cdef(
+    """
+    struct pl { const char *p; size_t l; };
+    struct list;
+    struct le { struct le *prev; struct le *next; struct list *list; void *data; };
+    struct list { struct le *head; struct le *tail; size_t cnt; };
+    /* union of sockaddr, sockaddr_in, sockaddr_in6, sockaddr_un (110 bytes, 4-aligned),
+       then socklen_t */
+    struct sa { uint32_t u[28]; uint32_t len; };
+    struct uri { struct pl scheme; struct pl user; struct pl host; int af; uint16_t port;
+                 struct pl path; struct pl params; struct pl headers; };
+    struct sip_via { struct pl sentby; struct sa addr; struct pl params; struct pl branch;
+                     struct pl val; int tp; };
+    struct sip_taddr { struct pl dname; struct pl auri; struct uri uri; struct pl params;
+                       struct pl tag; struct pl val; };
+    struct sip_cseq { struct pl met; uint32_t num; };
+    struct sip_rack { struct pl met; uint32_t rel_seq; uint32_t cseq; };
+    struct msg_ctype { struct pl type; struct pl subtype; struct pl params; };
+    struct mbuf { uint8_t *buf; size_t size; size_t pos; size_t end; };
+    struct sip_msg {
+        struct sa src; struct sa dst; struct pl ver; struct pl met; struct pl ruri;
+        struct uri uri; uint16_t scode; struct pl reason; struct list hdrl;
+        struct sip_via via; struct sip_taddr to; struct sip_taddr from;
+        struct sip_cseq cseq; struct sip_rack rack; uint32_t rel_seq;
+        struct msg_ctype ctyp; struct pl callid; struct pl maxfwd; struct pl expires;
+        struct pl clen; void *hdrht; struct mbuf *mb; void *sock; uint64_t tag; int tp;
+        bool req;
+    };
+    struct sip_addr { struct pl dname; struct pl auri; struct uri uri; struct pl params; };
+    struct sip_lsnr { struct le le; };
+    struct aucodec { struct le le; const char *pt; const char *name; uint32_t srate;
+                     uint32_t crate; uint8_t ch; uint8_t pch; uint32_t ptime; };
+    struct sip; struct sip_strans; struct call; struct ua; struct audio; struct stream;
+    struct rtp_sock; struct udp_sock;
+
+    struct sip *uag_sip(void);
+    int sip_listen(struct sip_lsnr **lsnrp, struct sip *sip, bool req,
+                   bool (*msgh)(const struct sip_msg *msg, void *arg), void *arg);
+    int sip_treplyf(struct sip_strans **stp, void **mbp, struct sip *sip,
+                    const struct sip_msg *msg, bool rec_route, uint16_t scode,
+                    const char *reason, const char *fmt, ...);
+    int sip_addr_decode(struct sip_addr *addr, const struct pl *pl);
+    void list_unlink(struct le *le);
+    void list_prepend(struct list *list, struct le *le, void *data);
+    void *mem_deref(void *data);
+    int sa_ntop(const struct sa *sa, char *buf, int size);
+    uint16_t sa_port(const struct sa *sa);
+
+    struct call *uag_call_find(const char *id);
+    struct ua *call_get_ua(const struct call *call);
+    void ua_hangupf(struct ua *ua, struct call *call, uint16_t scode, const char *reason,
+                    const char *fmt, ...);
+    struct audio *call_audio(const struct call *call);
+    int call_msg_src(const struct call *call, struct sa *sa);
+    const struct aucodec *audio_codec(const struct audio *au, bool tx);
+    struct stream *audio_strm(const struct audio *au);
+    struct rtp_sock *stream_rtp_sock(const struct stream *strm);
+    const struct sa *stream_raddr(const struct stream *strm);
+    void *rtp_sock(const struct rtp_sock *rs);
+    void *rtcp_sock(const struct rtp_sock *rs);
+    int udp_sock_fd(const struct udp_sock *us);
+    struct account;
+    struct list *uag_list(void);
+    struct account *ua_account(const struct ua *ua);
+    int account_set_audio_codecs(struct account *acc, const char *codecs);
+    void dbg_init(int level, int flags);
+    void dbg_handler_set(void (*ph)(int level, const char *p, size_t len, void *arg), void *arg);
+    """
+)
+_lib: Any = _ffi.dlopen(_baresip_native.__file__)
+_LISTENER_TYPE = "bool(const struct sip_msg *, void *)"
+#: Longest request read (UDP datagrams are smaller; a TCP message may not be).
+_MAX_MESSAGE = 65536
+
+
+#: libre's DBG_WARNING: its warnings and errors, not its notices.
+_DBG_WARNING = 4
+_dbg_callback: Any = None
+
+
+def capture_libre_debug(handler: Callable[[str], None]) -> None:
+    """libre's own debug lines (``DEBUG_WARNING``, one per garbage datagram) to ``handler``,
+    on whatever thread libre prints from, instead of straight to stderr."""
+    global _dbg_callback
+
+    def on_line(_level: int, text: Any, size: int, _arg: Any) -> None:
+        handler(bytes(_ffi.buffer(text, size)).decode("utf-8", "replace"))
+
+    _dbg_callback = _ffi.callback("void(int, const char *, size_t, void *)", on_line)
+    _lib.dbg_init(_DBG_WARNING, 0)
+    _lib.dbg_handler_set(_dbg_callback, _ffi.NULL)
+
+
+def check_versions() -> str | None:
+    """Why this module cannot be used with the installed baresip-python (None when it can)."""
+    if baresip.__version__ != SUPPORTED_VERSION:
+        return f"baresip-python {baresip.__version__} (the engine needs {SUPPORTED_VERSION})"
+    stack = _baresip_native.ffi.string(_baresip_native.lib.bp_version()).decode()
+    if SUPPORTED_STACK not in stack:
+        return f"baresip stack {stack!r} (the engine needs {SUPPORTED_STACK})"
+    return None
+
+
+def _text(pl: Any) -> str:
+    if pl.p == _ffi.NULL or pl.l == 0:
+        return ""
+    return bytes(_ffi.buffer(pl.p, pl.l)).decode("utf-8", "replace")
+
+
+def _address(sa: Any) -> Address | None:
+    buffer = _ffi.new("char[64]")
+    if _lib.sa_ntop(sa, buffer, 64) != 0:
+        return None
+    return _ffi.string(buffer).decode(), int(_lib.sa_port(sa))
+
+
+@dataclass(frozen=True)
+class RawRequest:
+    """A request as received: its whole text (start line, headers, body) and source."""
+
+    text: str
+    source: Address
+
+
+def read_request(msg: Any) -> RawRequest | None:
+    """The request ``msg`` (a ``const struct sip_msg *``); None when the layout check fails.
+
+    *re thread* (the listener's callback). The check: the version string sits where the
+    layout puts it, inside the message buffer the layout points to.
+    """
+    mb = msg.mb
+    if mb == _ffi.NULL or not 0 < mb.end <= _MAX_MESSAGE:
+        return None
+    start = int(_ffi.cast("uintptr_t", mb.buf))
+    ver = int(_ffi.cast("uintptr_t", msg.ver.p))
+    if not (start <= ver < start + mb.end) or _text(msg.ver) != "SIP/2.0":
+        return None
+    source = _address(_ffi.addressof(msg.src))
+    if source is None:
+        return None
+    text = bytes(_ffi.buffer(mb.buf, mb.end)).decode("utf-8", "replace")
+    return RawRequest(text, source)
+
+
+def contact_parses(contact: str) -> bool:
+    """Whether libre itself can decode ``contact`` (a Contact header's value).
+
+    ``sipsess_accept`` fails on a Contact it cannot decode, and in baresip-python 0.5.2a3
+    that failure leaks a call slot and corrupts the heap: such INVITEs never reach baresip.
+    A pure parser (no libre state), so any thread may call it.
+    """
+    encoded = contact.encode()
+    keep = _ffi.new("char[]", encoded)
+    pl = _ffi.new("struct pl *", (keep, len(encoded)))
+    addr = _ffi.new("struct sip_addr *")
+    return bool(_lib.sip_addr_decode(addr, pl) == 0)
+
+
+def reply(msg: Any, code: int, reason: str, headers: tuple[tuple[str, str], ...]) -> None:
+    """A stateful final response to ``msg`` (*re thread*).
+
+    Through a server transaction: retransmissions of the request and, for an INVITE, the
+    ACK are absorbed by libre.
+    """
+    lines = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    tail = _ffi.new("char[]", f"{lines}Content-Length: 0\r\n\r\n".encode())
+    _lib.sip_treplyf(
+        _ffi.NULL, _ffi.NULL, _lib.uag_sip(), msg, False, code, reason.encode(),
+        b"%s", tail,
+    )  # fmt: skip
+
+
+def reject_ringing(
+    call_id: str, code: int, reason: str, headers: tuple[tuple[str, str], ...]
+) -> bool:
+    """A final error response with our headers to a ringing call; False when it is gone.
+
+    *re thread*. The same native path the binding's own reject takes (``ua_hangupf``), so
+    the binding still sees the call close.
+    """
+    call = _lib.uag_call_find(call_id.encode())
+    if call == _ffi.NULL:
+        return False
+    lines = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    _lib.ua_hangupf(
+        _lib.call_get_ua(call),
+        call,
+        code,
+        reason.encode(),
+        b"%s",
+        _ffi.new("char[]", lines.encode()),
+    )
+    return True
+
+
+def first_account() -> Any:
+    """The account of the process's one user agent (*re thread*); NULL when there is none."""
+    agents = _lib.uag_list()
+    if agents == _ffi.NULL or agents.head == _ffi.NULL:
+        return _ffi.NULL
+    return _lib.ua_account(_ffi.cast("struct ua *", agents.head.data))
+
+
+def set_account_codecs(account: Any, codecs: str) -> None:
+    """The audio codecs (baresip names, comma-separated) new calls of ``account`` get."""
+    if account != _ffi.NULL:
+        _lib.account_set_audio_codecs(account, codecs.encode())
+
+
+def end_unanswered(call_id: str) -> bool:
+    """Drop a call whose 200 awaits its ACK (*re thread*); False when it is gone.
+
+    Once libre then takes the ACK, it ends the dialog it acknowledges with a BYE.
+    """
+    call = _lib.uag_call_find(call_id.encode())
+    if call == _ffi.NULL:
+        return False
+    _lib.ua_hangupf(_lib.call_get_ua(call), call, 0, b"no audio was negotiated", _ffi.NULL)
+    return True
+
+
+@dataclass(frozen=True)
+class CallMedia:
+    """A call's audio as the stack has it: codec, where its RTP goes, its sockets."""
+
+    codec: str | None
+    rate: int
+    #: Where the INVITE came from (the caller's signalling address).
+    signalling: Address | None
+    remote_rtp: Address | None
+    rtp_fd: int
+    rtcp_fd: int
+
+
+def call_media(call_id: str) -> CallMedia | None:
+    """The call's audio stream, or None when the call or its audio is gone (*re thread*)."""
+    call = _lib.uag_call_find(call_id.encode())
+    if call == _ffi.NULL:
+        return None
+    audio = _lib.call_audio(call)
+    if audio == _ffi.NULL:
+        return None
+    codec = _lib.audio_codec(audio, True)
+    name = _ffi.string(codec.name).decode().upper() if codec != _ffi.NULL else None
+    rate = int(codec.srate) if codec != _ffi.NULL else 0
+    source = _ffi.new("struct sa *")
+    signalling = _address(source) if _lib.call_msg_src(call, source) == 0 else None
+    stream = _lib.audio_strm(audio)
+    if stream == _ffi.NULL:
+        return CallMedia(name, rate, signalling, None, -1, -1)
+    remote = _address(_lib.stream_raddr(stream))
+    sockets = _lib.stream_rtp_sock(stream)
+    rtp_fd = rtcp_fd = -1
+    if sockets != _ffi.NULL:
+        rtp = _lib.rtp_sock(sockets)
+        rtcp = _lib.rtcp_sock(sockets)
+        if rtp != _ffi.NULL:
+            rtp_fd = int(_lib.udp_sock_fd(_ffi.cast("struct udp_sock *", rtp)))
+        if rtcp != _ffi.NULL:
+            rtcp_fd = int(_lib.udp_sock_fd(_ffi.cast("struct udp_sock *", rtcp)))
+    return CallMedia(name, rate, signalling, remote, rtp_fd, rtcp_fd)
+
+
+class RequestListener:
+    """A SIP request listener at the head of libre's list: ``handler(msg)`` sees each
+    request first and returns True when it answered it (baresip then never sees it).
+
+    ``handler`` runs on the re thread; an exception in it is logged by ``on_error`` and the
+    request dropped (the caller's retransmission meets a working handler or the same fate).
+    """
+
+    def __init__(
+        self, handler: Callable[[Any], bool], on_error: Callable[[BaseException], None]
+    ) -> None:
+        self._handler = handler
+        self._on_error = on_error
+        self._slot = _ffi.new("struct sip_lsnr **")
+        # Kept alive here: libre holds only the function pointer.
+        self._callback = _ffi.callback(_LISTENER_TYPE, self._on_request, onerror=self._failed)
+
+    def _on_request(self, msg: Any, _arg: Any) -> bool:
+        return bool(self._handler(msg))
+
+    def _failed(self, _type: Any, value: BaseException, _tb: Any) -> bool:
+        self._on_error(value)
+        return True
+
+    def install(self) -> None:
+        """*re thread*. libre appends listeners; ours moves to the head of the list."""
+        status = _lib.sip_listen(self._slot, _lib.uag_sip(), True, self._callback, _ffi.NULL)
+        if status != 0:
+            raise OSError(status, "sip_listen failed")
+        element = _ffi.addressof(self._slot[0].le)
+        owner = element.list
+        _lib.list_unlink(element)
+        _lib.list_prepend(owner, element, self._slot[0])
+
+    def uninstall(self) -> None:
+        """*re thread*; before the runtime closes."""
+        if self._slot[0] != _ffi.NULL:
+            _lib.mem_deref(self._slot[0])
+            self._slot[0] = _ffi.NULL
+
+
+class ReThreadExecutor:
+    """Runs Python callables on the ``baresip-re`` thread.
+
+    libre must only be called from its own thread (``re_thread_enter`` from another thread
+    acts on a second libre context here: the binding initialises libre on the loop thread
+    and runs it on ``baresip-re``). The binding's event sink is called synchronously on the
+    re thread for every stack event, so this wraps it: ``run`` queues a callable and sends a
+    PING command, and the sink runs the queue before passing the PONG (or any earlier
+    event) on.
+    """
+
+    def __init__(self, runtime: baresip.Runtime) -> None:
+        self._runtime = runtime
+        self._queue: deque[tuple[Callable[[], Any], list[tuple[bool, Any]]]] = deque()
+        self._inner = _events.set_sink(self._sink)
+        self.thread: threading.Thread | None = None
+
+    def _sink(self, event: int, handle: int, payload: bytes | None) -> None:
+        queue = self._queue
+        while queue:
+            function, box = queue.popleft()
+            try:
+                box.append((True, function()))
+            except Exception as exc:
+                box.append((False, exc))
+        inner = self._inner
+        if inner is not None:
+            inner(event, handle, payload)
+
+    async def run(self, function: Callable[[], T]) -> T:
+        box: list[tuple[bool, Any]] = []
+        self._queue.append((function, box))
+        await self._runtime.cmd(_baresip_native.lib.BP_CMD_PING)
+        if not box:
+            # Cannot happen while the sink is ours: the PONG passed through it.
+            raise RuntimeError("the re thread did not run the call")
+        ok, value = box[0]
+        if not ok:
+            raise value
+        result: T = value
+        return result
+
+    def close(self) -> None:
+        """Give the binding its own sink back."""
+        _events.set_sink(self._inner)
+        self._inner = None

@@ -1,0 +1,59 @@
+"""baresip's configuration and account for the agent's ``[sip]`` settings.
+
+What is chosen here, and why:
+- no call limit in the stack (``max_concurrent_calls=None``): admission is the request
+  gate's (503 + Retry-After), and a stack-side cap would answer 486 instead;
+- UDP only, on ``sip.host:sip.port`` (baresip would also open TCP, and TLS on port + 1);
+- RTP within ``sip.rtp_port`` .. ``+ sip.rtp_port_range``;
+- a fixed 20-60 ms jitter buffer: baresip's default holds caller audio 100 ms, which the
+  model would hear as added latency;
+- no video codecs on the account: otherwise baresip re-INVITEs every call it answers (to
+  drop the video it offered), which callers that ignore in-dialog INVITEs answer with
+  nothing and baresip then ends with a BYE after 32 s;
+- the stack's own ring timeout as a backstop only: the agent answers or refuses a ringing
+  call well within ``sip.session_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import baresip
+
+from agent.config import SipSettings
+from agent.sip.baresip.gate import STACK_CODECS
+
+#: The stack ends a call still ringing after this long (the agent does it much earlier).
+RING_BACKSTOP_S = 60
+JITTER_BUFFER_MS = "20-60"
+
+
+def runtime_config(settings: SipSettings, port: int) -> baresip.Config:
+    last_rtp = settings.rtp_port + settings.rtp_port_range - 1
+    ring_s = max(RING_BACKSTOP_S, int(settings.session_timeout_s) + 30)
+    return baresip.Config(
+        net_interface=settings.host,
+        max_concurrent_calls=None,
+        native_log_level="warning",
+        rtp_timeout=0,
+        expose_headers=("To",),
+        extra_config_text=(
+            f"sip_listen {settings.host}:{port}\n"
+            "sip_transports udp\n"
+            f"rtp_ports {settings.rtp_port}-{last_rtp}\n"
+            f"call_local_timeout {ring_s}\n"
+            "audio_jitter_buffer_type fixed\n"
+            f"audio_jitter_buffer_ms {JITTER_BUFFER_MS}\n"
+        ),
+    )
+
+
+def account(settings: SipSettings, port: int) -> baresip.Account:
+    return baresip.Account(
+        user=settings.user,
+        domain=f"{settings.host}:{port}",
+        password="",
+        reg_interval=0,
+        transport="udp",
+        audio_codecs=tuple(STACK_CODECS[codec] for codec in settings.codecs),
+        dtmf_mode="rtpevent",
+        extra_params=("video_codecs",),
+    )
