@@ -87,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
         choices=("realtime", "live"),
         help="the model's API for every worker: realtime (the Realtime API) or live (GPT-Live)",
     )
+    cluster.add_argument(
+        "--engine", choices=SIP_ENGINES, help="the SIP stack of every worker (sip.engine)"
+    )
     cluster.add_argument("--log-format", choices=("console", "json"))
     cluster.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     cluster.add_argument("--records-dir", help="directory for call transcripts ('' for none)")
@@ -210,6 +213,7 @@ def _cluster(args: argparse.Namespace) -> int:
         realtime_url=args.realtime_url or "",
         dialect=args.dialect or "",
         protocol=args.protocol or "",
+        engine=args.engine or "",
         log_format=settings.log.format,
         log_level=args.log_level or "",
         records_dir=args.records_dir,

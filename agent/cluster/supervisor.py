@@ -53,6 +53,7 @@ class ClusterOptions:
     realtime_url: str = ""
     dialect: str = ""
     protocol: str = ""
+    engine: str = ""
     log_format: str = "console"
     log_level: str = ""
     records_dir: str | None = None
@@ -165,6 +166,8 @@ class Cluster:
             command += ["--dialect", options.dialect]
         if options.protocol:
             command += ["--protocol", options.protocol]
+        if options.engine:
+            command += ["--engine", options.engine]
         if options.log_level:
             command += ["--log-level", options.log_level]
         if options.records_dir is not None:
