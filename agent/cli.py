@@ -39,6 +39,11 @@ def _parser() -> argparse.ArgumentParser:
         help="the model's API: realtime (the Realtime API) or live (GPT-Live)",
     )
     serve.add_argument(
+        "--transport",
+        choices=("websocket", "webrtc"),
+        help="how the session is reached: websocket, or webrtc (media tracks, data channel)",
+    )
+    serve.add_argument(
         "--rtp-port",
         type=_port_range,
         metavar="FIRST[-LAST]",
@@ -105,6 +110,11 @@ def _parser() -> argparse.ArgumentParser:
         choices=("realtime", "live"),
         help="the model's API: realtime (the Realtime API) or live (GPT-Live)",
     )
+    check.add_argument(
+        "--transport",
+        choices=("websocket", "webrtc"),
+        help="how the session is reached: websocket, or webrtc (media tracks, data channel)",
+    )
 
     local = sub.add_parser("local-server", help="run the local realtime backend on its own")
     local.add_argument("--host", default="127.0.0.1")
@@ -142,6 +152,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         realtime["dialect"] = args.dialect
     if args.protocol:
         realtime["protocol"] = args.protocol
+    if args.transport:
+        realtime["transport"] = args.transport
     overrides: dict[str, dict[str, Any]] = {"realtime": realtime}
     if args.command in ("serve", "cluster"):
         rtp_port, rtp_range = args.rtp_port or (None, None)
