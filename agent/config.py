@@ -157,6 +157,9 @@ class RealtimeSettings:
     provider: str = "auto"
     model: str = DEFAULT_REALTIME_MODEL
     url: str = ""
+    #: For provider "custom" over WebRTC: where the SDP offer goes ("" = ``<url path>/calls``
+    #: on the same host, as OpenAI lays it out).
+    webrtc_url: str = ""
     dialect: str = ""
     azure_api_version: str = ""
     connect_timeout_s: float = 5.0

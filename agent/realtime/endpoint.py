@@ -157,6 +157,10 @@ def _sdp_exchange(
         return SdpExchange(
             base + AZURE_CALLS_PATH, deployment, client_secret_url=base + AZURE_CLIENT_SECRETS_PATH
         )
+    if settings.realtime.webrtc_url:
+        if urlsplit(settings.realtime.webrtc_url).scheme not in ("http", "https"):
+            raise ConfigError("realtime.webrtc_url: not an http:// or https:// URL")
+        return SdpExchange(settings.realtime.webrtc_url, model)
     # custom: the calls endpoint beside its WebSocket path, as OpenAI lays them out.
     parts = urlsplit(endpoint.url)
     scheme = "https" if parts.scheme == "wss" else "http"

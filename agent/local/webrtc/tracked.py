@@ -78,7 +78,7 @@ class TrackedRealtime:
     def receive(self, message: str | bytes, now: float) -> list[Event]:
         event = _json(message)
         if event is not None and event.get("type") == "output_audio_buffer.clear":
-            return self._clear()
+            return self.clear_playout()
         return self._outgoing(self.inner.receive(message, now))
 
     def poll(self, now: float) -> list[Event]:
@@ -127,7 +127,7 @@ class TrackedRealtime:
                 continue
             out.append(event)
             if kind == "input_audio_buffer.speech_started" and self._interrupts():
-                out += self._clear()
+                out += self.clear_playout()
             elif kind == "response.done":
                 response = event.get("response")
                 if isinstance(response, dict):
@@ -155,7 +155,8 @@ class TrackedRealtime:
         turn = self.inner.session.turn_detection
         return turn is not None and turn.interrupt_response and self._playing is not None
 
-    def _clear(self) -> list[Event]:
+    def clear_playout(self) -> list[Event]:
+        """Drop what the track has still to play; the ``cleared`` event, if it played."""
         playing, self._playing = self._playing, None
         self.track.clear()
         if playing is None:
