@@ -23,7 +23,7 @@ from agent.audio.levels import rms_dbfs, tone
 from agent.local.replies import RATE, Reply, ReplyRequest
 from agent.local.webrtc.tracked import TrackedRealtime
 from testbed.oracle import validate_client_event, validate_server_event
-from testbed.peers import AgentProcess, RtpPeer, free_port, peer_call, run_sipp
+from testbed.peers import AgentProcess, RtpPeer, engine_args, free_port, peer_call, run_sipp
 from testbed.recording import RecordedSession, RecordingServer, stamped
 
 pytestmark = [pytest.mark.sipp, pytest.mark.timeout(90)]
@@ -47,7 +47,7 @@ def _tone_responder(seconds: float) -> Callable[[], Any]:
     return ToneResponder
 
 
-def _agent(server: RecordingServer, *extra: str) -> AgentProcess:
+def _agent(server: RecordingServer, engine: str, *extra: str) -> AgentProcess:
     assert server.calls_url is not None
     return AgentProcess(
         free_port(),
@@ -58,6 +58,7 @@ def _agent(server: RecordingServer, *extra: str) -> AgentProcess:
             server.calls_url,
             "--transport",
             "webrtc",
+            *engine_args(engine),
             *extra,
         ],
     )
@@ -90,10 +91,10 @@ def _tracked(session: RecordedSession) -> TrackedRealtime:
 
 
 async def test_a_call_over_webrtc_talks_both_ways_and_barge_in_cuts_within_60_ms(
-    tmp_path: Path,
+    engine: str, tmp_path: Path
 ) -> None:
     async with RecordingServer(responder_factory=_tone_responder(12.0), webrtc=True) as server:
-        agent = _agent(server)
+        agent = _agent(server, engine)
         await agent.start()
         peer = await RtpPeer.open()
         try:
@@ -147,12 +148,14 @@ async def test_a_call_over_webrtc_talks_both_ways_and_barge_in_cuts_within_60_ms
             assert await agent.stop() == 0
 
 
-async def test_end_call_over_webrtc_hangs_up_after_the_goodbye_was_heard(tmp_path: Path) -> None:
+async def test_end_call_over_webrtc_hangs_up_after_the_goodbye_was_heard(
+    engine: str, tmp_path: Path
+) -> None:
     profile = tmp_path / "tools.toml"
     profile.write_text('[agent]\ngreeting = "Say hello."\n\n[tools]\nbuiltin = ["end_call"]\n')
     reply_s = 1.6
     async with RecordingServer(responder_factory=_tone_responder(reply_s), webrtc=True) as server:
-        agent = _agent(server, "--config", str(profile))
+        agent = _agent(server, engine, "--config", str(profile))
         await agent.start()
         peer = await RtpPeer.open()
         try:

@@ -23,6 +23,7 @@ from agent.bridge.events import (
     SpeechStarted,
     TrackAudio,
 )
+from agent.bridge.filler import FILLER_ITEM
 from agent.bridge.requests import CancelResponse, ConfigureSession, SessionSpec, Truncate
 from agent.config import ConfigError, RealtimeSettings, Secrets, Settings
 from agent.realtime.adapter import RealtimeAdapter
@@ -82,6 +83,16 @@ def test_barge_in_over_webrtc_cuts_and_truncates_to_what_was_heard() -> None:
     assert bridge.playout.queued_samples == 0
     bridge.server_event(PlayoutCleared("resp_1"), 540.0)
     assert not bridge.agent_speaking
+
+
+def test_a_cleared_playout_leaves_a_filler_sound_alone() -> None:
+    # Only agent audio queued here stops with the server's own clear: the thinking sound
+    # of a running tool is not the agent's speech.
+    bridge = _bridge()
+    bridge.playout.push(FILLER_ITEM, b"\x00\x01" * 1600)
+    step = bridge.server_event(PlayoutCleared("resp_0"), 0.0)
+    assert not step.requests
+    assert bridge.playout.queued_of(FILLER_ITEM) == 1600
 
 
 def test_a_hang_up_waits_for_the_servers_playout_to_stop() -> None:
