@@ -97,7 +97,10 @@ class AgentApp:
 
             local = self.settings.local
             self.local_server = LocalRealtimeServer(
-                "127.0.0.1", 0, backend=make_backend(local.backend, local.brain)
+                "127.0.0.1",
+                0,
+                backend=make_backend(local.backend, local.brain),
+                webrtc=self.settings.realtime.transport == "webrtc",
             )
             await self.local_server.start()
         retention: asyncio.Task[None] | None = None
@@ -107,8 +110,11 @@ class AgentApp:
                 keep_swept(Path(records.dir), records.retention_days), name="records-retention"
             )
         try:
+            local_server = self.local_server
             self.endpoint = resolve_endpoint(
-                self.settings, self.local_server.url if self.local_server else None
+                self.settings,
+                local_server.url if local_server else None,
+                local_server.calls_url if local_server else None,
             )
             if self.webhook is not None:
                 # Before SIP: what a previous run left in the outbox goes out first.
@@ -130,6 +136,7 @@ class AgentApp:
                 sip=f"sip:{self.settings.sip.user}@{self.settings.sip.host}:{self.sip.bound_port}",
                 http=self.http.url,
                 backend=self.endpoint.describe(),
+                transport=self.endpoint.transport,
                 max_calls=self.settings.sip.max_calls,
             )
             for warning in configuration_warnings(self.settings, self.endpoint):

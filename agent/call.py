@@ -38,9 +38,15 @@ from agent.bridge.actions import (
     TransferFinished,
 )
 from agent.bridge.adapter import MalformedEvent, ProtocolAdapter
-from agent.bridge.events import ServerEvent, SessionClosed, SessionReady, UsageUpdated
+from agent.bridge.events import (
+    ServerEvent,
+    SessionClosed,
+    SessionReady,
+    TrackAudio,
+    UsageUpdated,
+)
 from agent.bridge.outcome import AGENT
-from agent.bridge.requests import ClientRequest, CloseSession
+from agent.bridge.requests import AppendAudio, ClientRequest, CloseSession
 from agent.config import ConfigError, Settings
 from agent.live.adapter import LiveAdapter
 from agent.live.delegation import FAILED, DelegationWorker
@@ -50,10 +56,11 @@ from agent.observe.record_store import RecordStore
 from agent.observe.recording import CallRecording, RecordingTap
 from agent.observe.transcript import RecordWriter
 from agent.realtime.adapter import RealtimeAdapter
-from agent.realtime.connection import RealtimeConnectError, RealtimeConnection
-from agent.realtime.endpoint import LIVE, RealtimeEndpoint
+from agent.realtime.connection import RealtimeConnectError
+from agent.realtime.endpoint import LIVE, WEBRTC, RealtimeEndpoint
 from agent.realtime.session_config import fill_variables, session_spec
-from agent.realtime.transport import RealtimeTransport
+from agent.realtime.transport import MediaPath, RealtimeTransport
+from agent.realtime.transports import open_transport
 from agent.sip.engine import EngineCall, SipCommandError
 from agent.sip.message import uri_user
 from agent.tools.builtins import TransferOutcome
@@ -87,11 +94,11 @@ def protocol_adapter(endpoint: RealtimeEndpoint) -> ProtocolAdapter:
     """A new adapter for one session at ``endpoint``."""
     if endpoint.protocol == LIVE:
         return LiveAdapter()
-    return RealtimeAdapter(endpoint.dialect)
+    return RealtimeAdapter(endpoint.dialect, webrtc=endpoint.transport == WEBRTC)
 
 
 def bridge_config(
-    settings: Settings, call_vars: dict[str, str], protocol: str = "realtime"
+    settings: Settings, call_vars: dict[str, str], protocol: str = "realtime", webrtc: bool = False
 ) -> BridgeConfig:
     """The bridge's configuration for one call, from the profile."""
     profile = settings.agent
@@ -131,6 +138,7 @@ def bridge_config(
         max_session_ms=settings.realtime.max_session_s * 1000,
         wall_offset_ms=(time.time() - time.monotonic()) * 1000,
         mcp_approve=approved(settings.tools.server_mcp),
+        webrtc=webrtc,
     )
 
 
@@ -239,7 +247,14 @@ class CallSession:
             "dialed": uri_user(self.call.local_uri),
             "call_id": self.call_id,
         }
-        self.bridge = CallBridge(bridge_config(settings, call_vars, self.endpoint.protocol))
+        self.bridge = CallBridge(
+            bridge_config(
+                settings,
+                call_vars,
+                self.endpoint.protocol,
+                webrtc=self.endpoint.transport == WEBRTC,
+            )
+        )
         self._delegation: DelegationWorker | None = None
         if self.endpoint.delegation is not None:
             self._delegation = DelegationWorker(
@@ -550,7 +565,7 @@ class CallSession:
         try:
             self.bridge.offer_tools(await self.tools.declarations())
             opened = time.monotonic()
-            self._conn = await RealtimeConnection.open(
+            self._conn = await open_transport(
                 self.endpoint, min(timeout, self.settings.realtime.connect_timeout_s)
             )
             self._generation += 1
@@ -732,8 +747,24 @@ class CallSession:
     async def _downlink(
         self, conn: RealtimeTransport, adapter: ProtocolAdapter, generation: int
     ) -> None:
-        async for message in conn.messages():
-            await self._receive(message, adapter, generation)
+        media = conn.media
+        track = None
+        if media is not None:
+            track = asyncio.create_task(self._track_downlink(media, generation))
+        try:
+            async for message in conn.messages():
+                await self._receive(message, adapter, generation)
+        finally:
+            if track is not None:
+                track.cancel()
+                await asyncio.gather(track, return_exceptions=True)
+
+    async def _track_downlink(self, media: MediaPath, generation: int) -> None:
+        """WebRTC: the model's audio from its track, into the bridge as it arrives."""
+        async for audio in media.audio():
+            if generation < self._generation:
+                return  # a replaced session's track
+            await self._carry_out(self.bridge.server_event(TrackAudio(audio), self._now()))
 
     async def _receive(
         self, message: str | bytes, adapter: ProtocolAdapter, generation: int
@@ -768,7 +799,7 @@ class CallSession:
         timeout = self.settings.sip.session_timeout_s
         conn: RealtimeTransport | None = None
         try:
-            conn = await RealtimeConnection.open(
+            conn = await open_transport(
                 self.endpoint, min(timeout, self.settings.realtime.connect_timeout_s)
             )
             await self._send_to(conn, adapter, self.bridge.rollover_config().requests)
@@ -838,7 +869,11 @@ class CallSession:
     async def _send_to(
         self, conn: RealtimeTransport, adapter: ProtocolAdapter, requests: list[ClientRequest]
     ) -> None:
+        media = conn.media
         for request in requests:
+            if media is not None and isinstance(request, AppendAudio):
+                media.send_audio(request.audio)  # WebRTC: the caller's audio rides the track
+                continue
             try:
                 for text in adapter.encode(request):
                     await conn.send(text)

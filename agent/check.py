@@ -1,6 +1,8 @@
 """``voice-agent check``: validate the configuration, then open and close one session.
 
-It prints provider, URL (never a key), protocol or dialect and the outcome, one line each,
+It prints provider, URL (never a key), transport, protocol or dialect and the outcome, one
+line each, over the configured transport (WebRTC: the SDP exchange, ICE, DTLS and the data
+channel all have to work),
 so a wrong deployment name or api-version shows up before the first phone call does. A
 GPT-Live session is started as a phone call's would be (G.711 µ-law) and closed gracefully.
 """
@@ -12,12 +14,13 @@ import dataclasses
 import time
 from typing import TextIO
 
+from agent.audio.codecs import TRACK_PCM16
 from agent.bridge.adapter import MalformedEvent, ProtocolAdapter
 from agent.bridge.events import ServerError, SessionReady
 from agent.bridge.requests import CloseSession, ConfigureSession
 from agent.call import protocol_adapter
 from agent.config import Settings
-from agent.realtime.connection import RealtimeConnectError, RealtimeConnection
+from agent.realtime.connection import RealtimeConnectError
 from agent.realtime.endpoint import (
     LIVE,
     choose_provider,
@@ -25,12 +28,17 @@ from agent.realtime.endpoint import (
     resolve_endpoint,
 )
 from agent.realtime.session_config import session_spec
+from agent.realtime.transport import RealtimeTransport
+from agent.realtime.transports import open_transport
 
 
-async def _open_session(settings: Settings, local_url: str | None, out: TextIO) -> bool:
-    endpoint = resolve_endpoint(settings, local_url)
+async def _open_session(
+    settings: Settings, local_url: str | None, out: TextIO, local_calls_url: str | None = None
+) -> bool:
+    endpoint = resolve_endpoint(settings, local_url, local_calls_url)
     print(f"provider: {endpoint.provider}", file=out)
-    print(f"url:      {endpoint.url}", file=out)
+    print(f"url:      {endpoint.sdp.url if endpoint.sdp else endpoint.url}", file=out)
+    print(f"transport: {endpoint.transport}", file=out)
     if endpoint.protocol == LIVE:
         print("protocol: GPT-Live", file=out)
     else:
@@ -40,7 +48,7 @@ async def _open_session(settings: Settings, local_url: str | None, out: TextIO) 
     timeout = settings.realtime.connect_timeout_s
     started = time.monotonic()
     try:
-        conn = await RealtimeConnection.open(endpoint, timeout)
+        conn = await open_transport(endpoint, timeout)
     except RealtimeConnectError as exc:
         print(f"result:   FAILED: {exc}", file=out)
         return False
@@ -49,6 +57,8 @@ async def _open_session(settings: Settings, local_url: str | None, out: TextIO) 
     spec = session_spec(settings.agent, live=settings.live if live else None)
     if live:
         spec = dataclasses.replace(spec, codec="pcmu")
+    elif endpoint.sdp is not None:
+        spec = dataclasses.replace(spec, codec=TRACK_PCM16.name)  # the SDP chose Opus
     try:
         for text in adapter.encode(ConfigureSession(spec)):
             await conn.send(text)
@@ -64,7 +74,7 @@ async def _open_session(settings: Settings, local_url: str | None, out: TextIO) 
     return outcome.startswith("ok")
 
 
-async def _session_outcome(conn: RealtimeConnection, adapter: ProtocolAdapter) -> str:
+async def _session_outcome(conn: RealtimeTransport, adapter: ProtocolAdapter) -> str:
     async for message in conn.messages():
         try:
             events = adapter.parse(message)
@@ -84,5 +94,6 @@ async def run_check(settings: Settings, out: TextIO) -> bool:
         return await _open_session(settings, None, out)
     from agent.local.server import LocalRealtimeServer
 
-    async with LocalRealtimeServer() as server:
-        return await _open_session(settings, server.url, out)
+    webrtc = settings.realtime.transport == "webrtc"
+    async with LocalRealtimeServer(webrtc=webrtc) as server:
+        return await _open_session(settings, server.url, out, server.calls_url)

@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--sip-port", type=int, help="SIP UDP port (0 picks a free one)")
     serve.add_argument("--engine", choices=SIP_ENGINES, help="the SIP stack (sip.engine)")
     serve.add_argument("--realtime-url", help="ws(s):// URL of any realtime-protocol server")
+    serve.add_argument("--webrtc-url", help="http(s):// URL of that server's WebRTC calls endpoint")
     serve.add_argument(
         "--dialect",
         choices=("ga", "beta"),
@@ -37,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
         "--protocol",
         choices=("realtime", "live"),
         help="the model's API: realtime (the Realtime API) or live (GPT-Live)",
+    )
+    serve.add_argument(
+        "--transport",
+        choices=("websocket", "webrtc"),
+        help="how the session is reached: websocket, or webrtc (media tracks, data channel)",
     )
     serve.add_argument(
         "--rtp-port",
@@ -98,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--config", type=Path, help="TOML profile (default config/agent.toml)")
     check.add_argument("--env-file", type=Path, help=".env file with secrets (default ./.env)")
     check.add_argument("--realtime-url", help="ws(s):// URL of any realtime-protocol server")
+    check.add_argument("--webrtc-url", help="http(s):// URL of that server's WebRTC calls endpoint")
     check.add_argument(
         "--dialect",
         choices=("ga", "beta"),
@@ -107,6 +114,11 @@ def _parser() -> argparse.ArgumentParser:
         "--protocol",
         choices=("realtime", "live"),
         help="the model's API: realtime (the Realtime API) or live (GPT-Live)",
+    )
+    check.add_argument(
+        "--transport",
+        choices=("websocket", "webrtc"),
+        help="how the session is reached: websocket, or webrtc (media tracks, data channel)",
     )
 
     local = sub.add_parser("local-server", help="run the local realtime backend on its own")
@@ -141,10 +153,14 @@ def _settings(args: argparse.Namespace) -> Settings:
     realtime: dict[str, Any] = {}
     if args.realtime_url:
         realtime.update(provider="custom", url=args.realtime_url)
+    if args.webrtc_url:
+        realtime["webrtc_url"] = args.webrtc_url
     if args.dialect:
         realtime["dialect"] = args.dialect
     if args.protocol:
         realtime["protocol"] = args.protocol
+    if args.transport:
+        realtime["transport"] = args.transport
     overrides: dict[str, dict[str, Any]] = {"realtime": realtime}
     if args.command in ("serve", "cluster"):
         rtp_port, rtp_range = args.rtp_port or (None, None)
@@ -180,7 +196,11 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure_logging(settings.log.format, settings.log.level)
     # Validate the provider before touching SIP, so a bad URL fails fast with status 2.
-    resolve_endpoint(settings, local_url="ws://127.0.0.1:0/v1/realtime")
+    resolve_endpoint(
+        settings,
+        local_url="ws://127.0.0.1:0/v1/realtime",
+        local_calls_url="http://127.0.0.1:0/v1/realtime/calls",
+    )
     server_mcp_tools(settings.tools.server_mcp, os.environ)
 
     async def main() -> None:

@@ -151,9 +151,15 @@ class AgentProfile:
 class RealtimeSettings:
     #: "realtime" (the Realtime API, GA or beta dialect) or "live" (GPT-Live, see [live]).
     protocol: str = "realtime"
+    #: How the session is reached: "websocket" (events and base64 audio on one socket) or
+    #: "webrtc" (an SDP exchange over HTTP, then Opus media tracks and a data channel).
+    transport: str = "websocket"
     provider: str = "auto"
     model: str = DEFAULT_REALTIME_MODEL
     url: str = ""
+    #: For provider "custom" over WebRTC: where the SDP offer goes ("" = ``<url path>/calls``
+    #: on the same host, as OpenAI lays it out).
+    webrtc_url: str = ""
     dialect: str = ""
     azure_api_version: str = ""
     connect_timeout_s: float = 5.0
@@ -394,6 +400,7 @@ class Settings:
 _CHOICES: dict[str, tuple[str, ...]] = {
     "sip.engine": SIP_ENGINES,
     "realtime.protocol": ("realtime", "live"),
+    "realtime.transport": ("websocket", "webrtc"),
     "realtime.provider": ("auto", "openai", "azure", "custom", "local"),
     "realtime.dialect": ("", "ga", "beta"),
     "agent.turn_detection.type": ("server_vad", "semantic_vad", "none"),

@@ -116,6 +116,7 @@ async def start_agents(
     max_calls: int = CALLS_PER_AGENT,
     sip_ports: Sequence[int] | None = None,
     rtp_base: int = RTP_BASE_PORT,
+    extra_args: Sequence[str] = (),
 ) -> list[AgentProcess]:
     """Start ``count`` agents, a few at a time (each one's start-up is CPU-bound imports),
     on ``sip_ports`` (free ports when not given)."""
@@ -137,7 +138,14 @@ async def start_agents(
         port = free_port() if sip_ports is None else sip_ports[index]
         agent = AgentProcess(
             port,
-            ["--realtime-url", realtime_url, "--config", str(config), *engine_args(engine)],
+            [
+                "--realtime-url",
+                realtime_url,
+                "--config",
+                str(config),
+                *engine_args(engine),
+                *extra_args,
+            ],
         )
         agents.append(agent)
         async with gate:

@@ -1,6 +1,14 @@
 """Latency benchmark: the time the agent adds to each direction of a call's audio, per frame.
 
 Usage: uv run python bench/latency.py [--quick] [--json PATH] [--calls 3] [--call-s 30]
+       [--transport websocket,webrtc]
+
+``--transport`` runs each audio mode over each transport, side by side in one run. Over
+WebRTC (bench/webrtc_server.py) the server's "sent" is the moment a marker's first frame left
+its media track, and "read" the moment the caller's frame came off the server's track; the
+agent's Opus encode/decode, jitter buffer and the 8 kHz <-> 48 kHz resamplers count as the
+agent's. G.711 passthrough is WebSocket-only. CPU per call-second is the agent process's
+CPU time over the calls' total duration.
 
 Inbound (caller -> model): the caller (bench/rtp_caller.py, ``markers``) sends silence with a
 20 ms tone frame every 100 ms; the realtime server (bench/stream_server.py, in this process)
@@ -45,6 +53,7 @@ from bench.harness import (
     stop_agents,
     write_json,
 )
+from bench.procstat import sample as proc_sample
 from bench.rtp_caller import FRAME_MS, FRAME_SAMPLES, LegRecord, load_legs, marker_period
 from bench.stream_server import (
     ONSET_LEVEL,
@@ -91,11 +100,11 @@ class Sample:
 # -- inbound ------------------------------------------------------------------------------
 
 
-def _input_counts(audio: AgentAudio, frames: int) -> np.ndarray:
+def _input_counts(audio: AgentAudio, frames: int, model_rate: int) -> np.ndarray:
     """Samples the agent has appended after each of its first ``frames`` 20 ms frames."""
     if audio.passthrough:
         return np.arange(1, frames + 1) * FRAME_SAMPLES
-    stream = StreamResampler(_SIP_RATE, 24000, audio.quality)
+    stream = StreamResampler(_SIP_RATE, model_rate, audio.quality)
     silence = bytes(FRAME_SAMPLES * 2)
     counts = np.empty(frames, dtype=np.int64)
     total = 0
@@ -106,8 +115,12 @@ def _input_counts(audio: AgentAudio, frames: int) -> np.ndarray:
 
 
 def _inbound_samples(
-    session: BenchSession, leg: LegRecord, leg_index: int, audio: AgentAudio
+    session: BenchSession, leg: LegRecord, leg_index: int, audio: AgentAudio, by_time: bool
 ) -> list[Sample]:
+    """Each onset's latency. ``by_time`` pairs an onset with the last marker sent before it
+    arrived: over WebRTC the agent's track pads the caller's audio with silence on its own
+    clock, so positions in the server's audio drift from the caller's frames (the markers
+    are 100 ms or more apart, far more than any latency, so the pairing is unambiguous)."""
     onsets = session.onsets
     if not onsets:
         return []
@@ -117,10 +130,13 @@ def _inbound_samples(
     # The first onset belongs to the last marker sent before it arrived; the rest follow by
     # their position in the appended audio (a lost marker cannot shift the pairing).
     first = int(np.searchsorted(markers_sent, onsets[0].received_ns)) - 1
-    counts = _input_counts(audio, onsets[-1].append_end // frame + 50)
+    counts = _input_counts(audio, onsets[-1].append_end // frame + 50, session.rate)
     samples = []
     for onset in onsets:
-        index = first + round((onset.sample - onsets[0].sample) / (period * frame))
+        if by_time:
+            index = int(np.searchsorted(markers_sent, onset.received_ns)) - 1
+        else:
+            index = first + round((onset.sample - onsets[0].sample) / (period * frame))
         if not 0 <= index < markers_sent.size:
             continue
         total = (onset.received_ns - int(markers_sent[index])) / 1e6
@@ -146,14 +162,20 @@ def _caller_onsets(leg: LegRecord) -> list[int]:
     return [int(s) // FRAME_SAMPLES for s in starts]
 
 
-def _output_delay_frames(audio: AgentAudio, reply: Reply, deltas: int) -> list[int]:
+def _output_delay_frames(
+    audio: AgentAudio, reply: Reply, deltas: int, model_rate: int
+) -> list[int]:
     """For each marker delta, the 20 ms frames of held-back audio played before its onset."""
     if audio.passthrough:
         return [0] * deltas
-    stream = StreamResampler(24000, _SIP_RATE, audio.quality)
+    stream = StreamResampler(model_rate, _SIP_RATE, audio.quality)
+    chunk = reply.chunk
+    if model_rate != 24000:
+        # The WebRTC bench server repeats each 24 kHz sample onto its 48 kHz track.
+        chunk = np.repeat(np.frombuffer(chunk, dtype="<i2"), model_rate // 24000).tobytes()
     delays = []
     for _ in range(deltas):
-        out = np.abs(np.frombuffer(stream.process(reply.chunk), dtype="<i2").astype(np.int32))
+        out = np.abs(np.frombuffer(stream.process(chunk), dtype="<i2").astype(np.int32))
         loud = np.flatnonzero(out >= ONSET_LEVEL)
         if loud.size == 0:
             raise ValueError(f"soxr {audio.quality} held back a whole marker tone")
@@ -165,7 +187,7 @@ def _outbound_samples(session: BenchSession, leg: LegRecord, audio: AgentAudio) 
     sent = np.array([d.sent_ns for d in session.sent], dtype=np.int64)
     if sent.size == 0:
         return []
-    delays = _output_delay_frames(audio, session.default_reply, sent.size)
+    delays = _output_delay_frames(audio, session.default_reply, sent.size, session.rate)
     samples = []
     for packet in _caller_onsets(leg):
         arrival = int(leg.rx_ns[packet])
@@ -207,11 +229,26 @@ def _summary(samples: Sequence[Sample]) -> dict[str, Any]:
 
 
 async def run_mode(
-    audio: AgentAudio, calls: int, call_s: float, workdir: Path, engine: str = "pjsip"
+    audio: AgentAudio,
+    calls: int,
+    call_s: float,
+    workdir: Path,
+    engine: str = "pjsip",
+    transport: str = "websocket",
 ) -> dict[str, Any]:
     """One agent, ``calls`` concurrent calls with markers both ways; latency per marker."""
-    server = BenchServer(lambda index: _marker_reply(index, call_s), markers=True)
-    await server.start()
+    replies = lambda index: _marker_reply(index, call_s)  # noqa: E731
+    extra: list[str] = []
+    if transport == "webrtc":
+        from bench.webrtc_server import WebRtcBenchServer
+
+        rtc = WebRtcBenchServer(replies, markers=True)
+        server: BenchServer = rtc
+        await server.start()
+        extra = ["--transport", "webrtc", "--webrtc-url", rtc.calls_url]
+    else:
+        server = BenchServer(replies, markers=True)
+        await server.start()
     caller = await Child.start(
         "bench.rtp_caller", "--legs", str(calls), "--pattern", "markers", "--keep-audio",
         "--skew-ppm", str(_CALLER_SKEW_PPM),
@@ -220,13 +257,16 @@ async def run_mode(
     agents = []
     try:
         agents = await start_agents(
-            1, server.url, workdir, audio, engine=engine, max_calls=max(calls, 4)
+            1, server.url, workdir, audio, engine=engine, max_calls=max(calls, 4), extra_args=extra
         )
         targets = [(agents[0].sip_port, port) for port in caller.ready["ports"]]
+        pid = agents[0].proc.pid if agents[0].proc is not None else 0
+        before = proc_sample(pid)
         sipp = await start_sipp(
             targets, workdir, call_ms=int(call_s * 1000), rate=5, timeout_s=call_s + 60
         )
         outcome = await finish_sipp(sipp, call_s + 90)
+        after = proc_sample(pid)
     finally:
         await caller.stop()
         await stop_agents(agents)
@@ -236,18 +276,25 @@ async def run_mode(
     outbound: list[Sample] = []
     for s_index, leg_index in pair_up(server.sessions, legs):
         session, leg = server.sessions[s_index], legs[leg_index]
-        inbound += _inbound_samples(session, leg, leg_index, audio)
+        inbound += _inbound_samples(session, leg, leg_index, audio, transport == "webrtc")
         outbound += _outbound_samples(session, leg, audio)
+    cpu_per_call_s = None
+    if before is not None and after is not None:
+        cpu_s = (after.cpu_ns - before.cpu_ns) / 1e9
+        cpu_per_call_s = round(cpu_s / (calls * call_s), 4)
     row: dict[str, Any] = {
         "audio": audio.label,
+        "transport": transport,
+        "cpu_s_per_call_s": cpu_per_call_s,
         "calls": calls,
         "calls_failed": outcome.failed,
         "inbound": _summary(inbound),
         "outbound": _summary(outbound),
     }
     if not audio.passthrough:
-        held = measure_holdback(_SIP_RATE, 24000, audio.quality)
-        held_down = measure_holdback(24000, _SIP_RATE, audio.quality)
+        model_rate = 48000 if transport == "webrtc" else 24000
+        held = measure_holdback(_SIP_RATE, model_rate, audio.quality)
+        held_down = measure_holdback(model_rate, _SIP_RATE, audio.quality)
         row["resampler_holdback_ms"] = {
             "inbound_mean": round(held.mean_ms, 1),
             "inbound_max": round(held.max_ms, 1),
@@ -259,18 +306,21 @@ async def run_mode(
 
 def format_table(result: dict[str, Any]) -> str:
     lines = [
-        f"{'audio':<20} {'dir':<8} {'markers':>7} {'total p50':>9} {'p99':>6} "
-        f"{'resampler p50':>13} {'p99':>5} {'bridge p50':>10} {'p99':>6}  (ms)"
+        f"{'audio':<20} {'transport':<9} {'dir':<8} {'markers':>7} {'total p50':>9} {'p99':>6} "
+        f"{'resampler p50':>13} {'p99':>5} {'bridge p50':>10} {'p99':>6}  (ms)  CPU s/call-s"
     ]
     for row in result["rows"]:
         for direction in ("inbound", "outbound"):
             part = row[direction]
             total, resampler, bridge = part["total_ms"], part["resampler_ms"], part["bridge_ms"]
+            cpu = row.get("cpu_s_per_call_s") if direction == "inbound" else None
             lines.append(
-                f"{row['audio']:<20} {direction:<8} {total['count']:>7} "
+                f"{row['audio']:<20} {row.get('transport', 'websocket'):<9} {direction:<8} "
+                f"{total['count']:>7} "
                 f"{_ms(total['p50']):>9} {_ms(total['p99']):>6} "
                 f"{_ms(resampler['p50']):>13} {_ms(resampler['p99']):>5} "
                 f"{_ms(bridge['p50']):>10} {_ms(bridge['p99']):>6}"
+                + (f"        {cpu:.4f}" if cpu is not None else "")
             )
     lines.append(
         "inbound: caller's RTP send -> server reads the append; outbound: server writes the "
@@ -285,12 +335,19 @@ def _ms(value: float | None) -> str:
 
 
 async def run(
-    modes: Sequence[AgentAudio], calls: int, call_s: float, engine: str = "pjsip"
+    modes: Sequence[AgentAudio],
+    calls: int,
+    call_s: float,
+    engine: str = "pjsip",
+    transports: Sequence[str] = ("websocket",),
 ) -> dict[str, Any]:
     rows = []
     for audio in modes:
-        with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
-            rows.append(await run_mode(audio, calls, call_s, Path(tmp), engine))
+        for transport in transports:
+            if transport == "webrtc" and audio.passthrough:
+                continue  # the SDP chose Opus: there is no G.711 to pass through
+            with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
+                rows.append(await run_mode(audio, calls, call_s, Path(tmp), engine, transport))
     return {
         "benchmark": "latency",
         "engine": engine,
@@ -320,12 +377,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--modes", default="LQ,MQ,passthrough", help="soxr qualities and/or 'passthrough'"
     )
+    parser.add_argument(
+        "--transport",
+        default="websocket",
+        help="websocket, webrtc, or both side by side: websocket,webrtc",
+    )
     args = parser.parse_args(argv)
+    transports = [t.strip() for t in args.transport.split(",") if t.strip()]
+    for transport in transports:
+        if transport not in ("websocket", "webrtc"):
+            parser.error(f"--transport: {transport!r} is not websocket or webrtc")
     if args.quick:
         modes, calls, call_s = [AgentAudio()], 2, 3.0
     else:
         modes, calls, call_s = _parse_modes(args.modes), args.calls, args.call_s
-    result = asyncio.run(run(modes, calls, call_s, args.engine))
+    result = asyncio.run(run(modes, calls, call_s, args.engine, transports))
     print(format_table(result))
     write_json(result, args.json)
     print(f"wrote {args.json}")

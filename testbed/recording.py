@@ -95,22 +95,29 @@ class RecordedSession(LocalSession):
         self.closed = asyncio.Event()
 
     @property
+    def core(self) -> SessionProtocol:
+        """The API's protocol (a WebRTC session wraps it: ``agent.local.webrtc.tracked``)."""
+        return getattr(self.protocol, "inner", self.protocol)
+
+    @property
     def service(self) -> Service:
-        if isinstance(self.protocol, RealtimeProtocol):
+        if isinstance(self.core, RealtimeProtocol):
             return Service.REALTIME
-        if isinstance(self.protocol, LiveProtocol):
+        if isinstance(self.core, LiveProtocol):
             return Service.LIVE
         return Service.RESPONSES
 
     @property
     def dialect(self) -> Dialect | None:
         """The Realtime dialect (None on GPT-Live and Responses connections)."""
-        return self.protocol.dialect if isinstance(self.protocol, RealtimeProtocol) else None
+        core = self.core
+        return core.dialect if isinstance(core, RealtimeProtocol) else None
 
     @property
     def input_rate(self) -> int:
-        if isinstance(self.protocol, RealtimeProtocol | LiveProtocol):
-            return self.protocol.input_rate
+        core = self.core
+        if isinstance(core, RealtimeProtocol | LiveProtocol):
+            return core.input_rate
         raise TypeError("a Responses connection takes no audio")
 
     def sent_log(self) -> list[tuple[float, Event]]:
@@ -156,7 +163,7 @@ class RecordedSession(LocalSession):
         await self.closed.wait()
 
     def _appended(self, message: str | bytes) -> bytes | None:
-        protocol = self.protocol
+        protocol = self.core
         if isinstance(protocol, RealtimeProtocol):
             return appended_audio(message, protocol.session.input_codec)
         if isinstance(protocol, LiveProtocol) and protocol.input_codec is not None:
@@ -178,8 +185,10 @@ class RecordingServer(LocalRealtimeServer):
         live_max_session_s: float = MAX_SESSION_S,
         live_usage_interval_s: float = USAGE_INTERVAL_S,
         live_transcript_interval_ms: int = TRANSCRIPT_INTERVAL_MS,
+        webrtc: bool = False,
     ) -> None:
-        """``responder_factory`` swaps only the (synthetic) backend's responder."""
+        """``responder_factory`` swaps only the (synthetic) backend's responder; ``webrtc``
+        also serves the WebRTC calls endpoint (its sessions are recorded alike)."""
         if backend is None and responder_factory is not None:
             backend = Backend("custom", responder_factory)
         super().__init__(
@@ -190,6 +199,7 @@ class RecordingServer(LocalRealtimeServer):
             live_max_session_s=live_max_session_s,
             live_usage_interval_s=live_usage_interval_s,
             live_transcript_interval_ms=live_transcript_interval_ms,
+            webrtc=webrtc,
         )
         self.sessions: list[RecordedSession] = []
 

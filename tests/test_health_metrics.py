@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from agent.bridge.events import AudioDelta, ResponseCreated, SpeechStarted, SpeechStopped
+from agent.bridge.events import (
+    AudioDelta,
+    PlayoutStarted,
+    ResponseCreated,
+    SpeechStarted,
+    SpeechStopped,
+)
 from agent.config import ConfigError
 from agent.http.listener import HttpListener
 from agent.http.routes import health_routes
@@ -45,6 +51,17 @@ def test_turn_clock_measures_each_turn_to_its_own_reply() -> None:
     clock.event(SpeechStopped(), 6000)
     clock.event(ResponseCreated("r3", None), 6100)
     assert clock.event(AudioDelta("r3", "i3", b"\0\0"), 6400) == pytest.approx(0.4)
+
+
+def test_turn_clock_over_webrtc_stops_at_the_playout_start() -> None:
+    # Over WebRTC the reply's audio rides the media track: no deltas, only the data
+    # channel's output_audio_buffer.started for the response.
+    clock = TurnClock()
+    clock.event(SpeechStopped(), 1000)
+    clock.event(ResponseCreated("r1", None), 1100)
+    assert clock.event(PlayoutStarted("r0"), 1200) is None  # another response's playout
+    assert clock.event(PlayoutStarted("r1"), 1600) == pytest.approx(0.6)
+    assert clock.event(PlayoutStarted("r1"), 1700) is None
 
 
 def test_call_outcomes_and_the_metrics_a_call_leaves() -> None:

@@ -42,6 +42,9 @@ class Codec:
 PCM16: Final = Codec("pcm16", MODEL_RATE, 2, _pcm16_identity, _pcm16_identity)
 #: GPT-Live's other PCM rate (``audio/pcm`` at 16 kHz); the Realtime API takes 24 kHz only.
 PCM16_16K: Final = Codec("pcm16-16k", 16000, 2, _pcm16_identity, _pcm16_identity)
+#: A WebRTC session's audio as the agent handles it: PCM16 at Opus's 48 kHz clock on the media
+#: track (aiortc encodes and decodes the Opus itself); never a format of a session's JSON.
+TRACK_PCM16: Final = Codec("opus", 48000, 2, _pcm16_identity, _pcm16_identity)
 PCMU: Final = Codec("pcmu", SIP_RATE, 1, ulaw_encode, ulaw_decode)
 PCMA: Final = Codec("pcma", SIP_RATE, 1, alaw_encode, alaw_decode)
 

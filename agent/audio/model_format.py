@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from agent.audio.codecs import G711_BY_SIP_NAME, PCM16, PCM16_16K, Codec
+from agent.audio.codecs import G711_BY_SIP_NAME, PCM16, PCM16_16K, TRACK_PCM16, Codec
 from agent.audio.pcm import SIP_RATE
 from agent.audio.resample import StreamResampler
 
@@ -41,15 +41,15 @@ class ModelAudio(Protocol):
 
 
 class ResampledPcm16:
-    """24 kHz PCM16 sessions: soxr streaming resamplers in both directions."""
+    """PCM16 sessions at another rate than the call's: soxr streaming resamplers in both
+    directions. 24 kHz for a WebSocket session; 48 kHz for a WebRTC one (its media track)."""
 
-    codec = PCM16.name
-    rate = PCM16.rate
-    sample_bytes = PCM16.sample_bytes
-
-    def __init__(self, quality: str, call_rate: int = SIP_RATE) -> None:
-        self._up = StreamResampler(call_rate, PCM16.rate, quality)
-        self._down = StreamResampler(PCM16.rate, call_rate, quality)
+    def __init__(self, quality: str, call_rate: int = SIP_RATE, session: Codec = PCM16) -> None:
+        self.codec = session.name
+        self.rate = session.rate
+        self.sample_bytes = session.sample_bytes
+        self._up = StreamResampler(call_rate, session.rate, quality)
+        self._down = StreamResampler(session.rate, call_rate, quality)
 
     def to_model(self, pcm: bytes) -> bytes:
         return self._up.process(pcm)
@@ -122,9 +122,16 @@ def live_audio_for(sip_codec: str | None, quality: str, call_rate: int = SIP_RAT
 
 
 def model_audio_for(
-    sip_codec: str | None, passthrough: bool, quality: str, call_rate: int = SIP_RATE
+    sip_codec: str | None,
+    passthrough: bool,
+    quality: str,
+    call_rate: int = SIP_RATE,
+    webrtc: bool = False,
 ) -> ModelAudio:
-    """Passthrough when enabled and the call's codec is G.711, else resampled PCM16."""
+    """Passthrough when enabled and the call's codec is G.711, else resampled PCM16; over
+    WebRTC always the media track's 48 kHz (the SDP, not the session, chose Opus)."""
+    if webrtc:
+        return ResampledPcm16(quality, call_rate, TRACK_PCM16)
     g711 = G711_BY_SIP_NAME.get(sip_codec or "")
     if passthrough and g711 is not None and call_rate == g711.rate:
         return G711Passthrough(g711)

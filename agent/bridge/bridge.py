@@ -46,6 +46,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from agent.audio.codecs import PCM16, TRACK_PCM16
 from agent.audio.levels import rms_dbfs, tone
 from agent.audio.model_format import (
     ModelAudio,
@@ -69,6 +70,7 @@ from agent.bridge.actions import (
 )
 from agent.bridge.barge_in import BargeIn, YieldWatch
 from agent.bridge.events import (
+    AgentItemStarted,
     AudioDelta,
     AudioDone,
     CallerHeard,
@@ -80,6 +82,9 @@ from agent.bridge.events import (
     ItemTruncated,
     McpApprovalRequested,
     McpCallDone,
+    PlayoutCleared,
+    PlayoutStarted,
+    PlayoutStopped,
     ResponseCreated,
     ResponseDone,
     ServerError,
@@ -88,6 +93,7 @@ from agent.bridge.events import (
     SessionReady,
     SpeechStarted,
     SpeechStopped,
+    TrackAudio,
     TranscriptDelta,
     TranscriptDone,
 )
@@ -105,6 +111,7 @@ from agent.bridge.requests import (
     SetAudioFormat,
     Truncate,
 )
+from agent.bridge.track import TAIL_MS, TrackAttribution
 from agent.bridge.transcript import Line, TranscriptBook
 from agent.bridge.turns import TurnTimer
 from agent.tools.dtmf import DtmfCollector, pressed_text
@@ -179,6 +186,8 @@ class BridgeConfig:
     #: While tools run longer than ``filler_after_ms``: "tone", "spoken" or "" (nothing).
     filler: str = ""
     filler_after_ms: float = 1500.0
+    #: The session runs over WebRTC: its audio is the media track's (48 kHz), not deltas.
+    webrtc: bool = False
 
 
 @dataclass
@@ -227,7 +236,11 @@ class CallBridge:
         self.config = config
         self.call_rate = SIP_RATE
         self.playout = Playout()
-        self._audio: ModelAudio = ResampledPcm16(config.resampler_quality)
+        session_audio = TRACK_PCM16 if config.webrtc else PCM16
+        self._audio: ModelAudio = ResampledPcm16(config.resampler_quality, session=session_audio)
+        self._track = TrackAttribution()
+        #: WebRTC: when the playout that stopped has had its last frames (see ``TAIL_MS``).
+        self._track_done_at: float | None = None
         self.barge_in = BargeIn(
             self.playout,
             output_rate=self._audio.rate,
@@ -310,6 +323,26 @@ class CallBridge:
         if isinstance(event, AudioDelta):
             self._play(event)
             self._yield.audio(now)
+        elif isinstance(event, TrackAudio):
+            delta = self._track.attribute(event.audio, now)
+            if delta is not None:
+                self._play(delta)
+                self._yield.audio(now)
+        elif isinstance(event, AgentItemStarted):
+            self._track.item_started(event.response_id, event.item_id)
+        elif isinstance(event, PlayoutStarted):
+            self._track.started(event.response_id)
+            self._track_done_at = None
+        elif isinstance(event, PlayoutStopped):
+            self._track.stopped(now)
+            self._track_done_at = now + TAIL_MS
+        elif isinstance(event, PlayoutCleared):
+            self._track.cleared()
+            self._track_done_at = None
+            if self._agent_queued() and not self._cut_current():
+                # Cleared on the server's own account: what is queued here will not be
+                # continued either, so it stops now as on a barge-in.
+                step.add(self._cut())
         elif isinstance(event, (SpeechStarted, SpeechStopped, CallerHeard, CallerTranscript)):
             self.limits.caller_active(now)
             self._caller_event(event, now, step)
@@ -468,7 +501,11 @@ class CallBridge:
         if self._live:
             return self._live_media(codec, rate_changed, step)
         audio = model_audio_for(
-            codec, self.config.g711_passthrough, self.config.resampler_quality, self.call_rate
+            codec,
+            self.config.g711_passthrough,
+            self.config.resampler_quality,
+            self.call_rate,
+            webrtc=self.config.webrtc,
         )
         if audio.codec != self._audio.codec:
             # A second session.update before any audio or the greeting: the codec is known
@@ -669,6 +706,8 @@ class CallBridge:
         digits = self.dtmf.due(now)
         if digits:
             step.requests.extend(self._tell(pressed_text(digits)))
+        if self._track_done_at is not None and now >= self._track_done_at:
+            self._track_finished()
         if self._waits:
             self._check_waits(now, step)
         self._check_yield(now, step)
@@ -684,6 +723,8 @@ class CallBridge:
         """When ``tick`` must run at the latest (None: media ticks are enough). Media ticks,
         every 20 ms, also see waits for quiet through; their deadline is the backstop."""
         deadlines = [wait.deadline for wait in self._waits]
+        if self._track_done_at is not None:
+            deadlines.append(self._track_done_at)
         for deadline in (
             self.dtmf.next_deadline,
             self._yield.next_deadline,
@@ -702,6 +743,8 @@ class CallBridge:
         sound is not the agent speaking)."""
         if self._agent_queued():
             return True
+        if self._track.playing or self._track_done_at is not None:
+            return True  # WebRTC: the server still streams (or its last frames are on the way)
         return self._response is not None and not self._response.interrupted
 
     @property
@@ -737,6 +780,19 @@ class CallBridge:
         if pcm:
             self.playout.push(event.item_id, pcm)
             self.turns.agent_audio(event.item_id)
+
+    def _track_finished(self) -> None:
+        """WebRTC: a playout's last frames are in; its item's audio is complete."""
+        self._track_done_at = None
+        item_id = self._down_item
+        if item_id is not None:
+            self.barge_in.audio_done(item_id)
+            self._finish_item(item_id)
+
+    def _cut_current(self) -> bool:
+        """True when the response in progress was already cut short."""
+        response = self._response
+        return response is not None and response.interrupted
 
     def _finish_item(self, item_id: str | None) -> None:
         """End of an item's audio: release what the resampler still holds for it."""

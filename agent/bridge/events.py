@@ -38,6 +38,45 @@ class AudioDone:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentItemStarted:
+    """The model began an assistant message ``item_id`` of ``response_id``. Over WebRTC its
+    audio comes on the media track, which carries no ids: this names what the track plays."""
+
+    response_id: str
+    item_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TrackAudio:
+    """Agent audio from the WebRTC media track (PCM16 at the track's 48 kHz), not yet
+    attributed to an item (see ``agent.bridge.track``)."""
+
+    audio: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PlayoutStarted:
+    """WebRTC: the server began streaming ``response_id``'s audio on the track."""
+
+    response_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlayoutStopped:
+    """WebRTC: the server's output buffer drained (all of the response's audio was sent)."""
+
+    response_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlayoutCleared:
+    """WebRTC: the server dropped the unsent rest of its output (the caller interrupted, or
+    we cleared it)."""
+
+    response_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class TranscriptDelta:
     item_id: str
     text: str
@@ -183,6 +222,11 @@ ServerEvent = (
     SessionReady
     | AudioDelta
     | AudioDone
+    | AgentItemStarted
+    | TrackAudio
+    | PlayoutStarted
+    | PlayoutStopped
+    | PlayoutCleared
     | TranscriptDelta
     | TranscriptDone
     | SpeechStarted

@@ -1,5 +1,7 @@
 """WebSocket transport for the local server: the Realtime API (GA and beta dialects), GPT-Live
-and the Responses API's WebSocket mode on one port.
+and the Responses API's WebSocket mode on one port; with ``webrtc=True`` also the Realtime
+API's WebRTC calls endpoint, on a second (HTTP) port (``agent.local.webrtc``), whose sessions
+run the same ``LocalSession`` loop on their data channel.
 
 Everything protocol-shaped happens in a sans-I/O protocol (``RealtimeProtocol``,
 ``LiveProtocol``, ``ResponsesProtocol``, one contract); this module only routes a connection
@@ -19,7 +21,7 @@ import time
 from collections.abc import Callable
 from http import HTTPStatus
 from types import TracebackType
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import structlog
@@ -39,6 +41,9 @@ from agent.local.live.protocol import (
 from agent.local.protocol import RealtimeProtocol
 from agent.local.responses_api.protocol import ResponsesProtocol
 from agent.realtime.dialect import BETA_API_VERSION, Dialect
+
+if TYPE_CHECKING:
+    from agent.local.webrtc.signalling import CallsEndpoint
 
 log = structlog.get_logger(__name__)
 
@@ -130,7 +135,9 @@ class LocalSession:
     makes the sessions.
     """
 
-    def __init__(self, protocol: SessionProtocol, connection: ServerConnection) -> None:
+    def __init__(self, protocol: SessionProtocol, connection: Any) -> None:
+        """``connection`` is a WebSocket ``ServerConnection``, or a WebRTC data channel
+        dressed as one (``agent.local.webrtc.channel``)."""
         self.protocol = protocol
         self.connection = connection
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
@@ -223,10 +230,14 @@ class LocalRealtimeServer:
         live_max_session_s: float = MAX_SESSION_S,
         live_usage_interval_s: float = USAGE_INTERVAL_S,
         live_transcript_interval_ms: int = TRANSCRIPT_INTERVAL_MS,
+        webrtc: bool = False,
+        webrtc_port: int = 0,
     ) -> None:
         """``backend`` defaults to the synthetic one. The ``live_*`` settings go to every
         GPT-Live session (``LiveProtocol``'s ``lead_ms``, ``max_session_s``,
-        ``usage_interval_s`` and ``transcript_interval_ms``)."""
+        ``usage_interval_s`` and ``transcript_interval_ms``). ``webrtc`` also serves the
+        Realtime calls endpoint (SDP over HTTP) on ``webrtc_port``; off, aiortc is never
+        imported."""
         self.host = host
         self.port = port
         self.backend = backend or synthetic_backend()
@@ -235,12 +246,22 @@ class LocalRealtimeServer:
         self.live_usage_interval_s = live_usage_interval_s
         self.live_transcript_interval_ms = live_transcript_interval_ms
         self._server: Server | None = None
+        self.webrtc = webrtc
+        self._calls: CallsEndpoint | None = None
+        self._webrtc_port = webrtc_port
 
     async def start(self) -> None:
         if self._server is not None:
             return
         self._server = await serve(self._handle, self.host, self.port, process_request=self._route)
         self.port = self._server.sockets[0].getsockname()[1]
+        if self.webrtc:
+            from agent.local.webrtc.signalling import CallsEndpoint
+
+            self._calls = CallsEndpoint(
+                self.host, self._webrtc_port, self._webrtc_protocol, self._serve_webrtc
+            )
+            await self._calls.start()
 
     def warm_up(self) -> None:
         """Start loading the backend's models in the background; returns at once."""
@@ -248,6 +269,9 @@ class LocalRealtimeServer:
             self.backend.warm_up()
 
     async def stop(self) -> None:
+        calls, self._calls = self._calls, None
+        if calls is not None:
+            await calls.stop()
         server, self._server = self._server, None
         if server is None:
             return
@@ -289,6 +313,17 @@ class LocalRealtimeServer:
         """Responses WebSocket mode, e.g. ``ws://127.0.0.1:8765/v1/responses``."""
         return f"{self._base()}{RESPONSES_PATHS[0]}"
 
+    @property
+    def calls_url(self) -> str | None:
+        """The WebRTC calls endpoint, e.g. ``http://127.0.0.1:8766/v1/realtime/calls``; None
+        unless the server serves WebRTC."""
+        if self._calls is None:
+            return None
+        from agent.local.webrtc.signalling import CALLS_PATHS
+
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self._calls.port}{CALLS_PATHS[0]}"
+
     def _base(self) -> str:
         if self.port == 0:
             raise RuntimeError("the local realtime server has not been started")
@@ -313,7 +348,7 @@ class LocalRealtimeServer:
             )
         return None
 
-    def open_session(self, protocol: SessionProtocol, connection: ServerConnection) -> LocalSession:
+    def open_session(self, protocol: SessionProtocol, connection: Any) -> LocalSession:
         """The session that serves one connection. Extension point: a subclass returns its
         own kind of ``LocalSession`` to watch the traffic."""
         return LocalSession(protocol, connection)
@@ -323,6 +358,20 @@ class LocalRealtimeServer:
         service = service_for_path(path) or Service.REALTIME
         protocol = self._protocol_for(service, path)
         log.debug("local server connection", service=service.value, path=urlsplit(path).path)
+        await self.open_session(protocol, connection).run()
+
+    def _webrtc_protocol(self, model: str | None) -> RealtimeProtocol:
+        """A WebRTC session's protocol: GA, as on OpenAI's and Azure's calls endpoints."""
+        backend = self.backend
+        return RealtimeProtocol(
+            Dialect.GA,
+            responder=backend.responder_factory(),
+            model=model,
+            vad_factory=backend.vad_factory,
+            transcriber=backend.transcriber,
+        )
+
+    async def _serve_webrtc(self, protocol: SessionProtocol, connection: Any) -> None:
         await self.open_session(protocol, connection).run()
 
     def _protocol_for(self, service: Service, path: str) -> SessionProtocol:

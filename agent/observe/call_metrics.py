@@ -13,6 +13,7 @@ from typing import Protocol
 
 from agent.bridge.events import (
     AudioDelta,
+    PlayoutStarted,
     ResponseCreated,
     ServerEvent,
     SpeechStarted,
@@ -72,9 +73,11 @@ class TurnClock:
     """Time to the first reply audio of each caller turn, from the server's own events.
 
     A turn ends with ``speech_stopped``; its reply is the next response created after it,
-    and its first audio delta closes the measurement. Late deltas of a response the caller
-    talked over (created before the turn ended) are not taken for the reply, and a turn the
-    caller resumes (``speech_started`` again before any reply) starts over.
+    and its first audio delta closes the measurement (over WebRTC, whose audio rides the
+    media track, the server's ``output_audio_buffer.started`` for it). Late deltas of a
+    response the caller talked over (created before the turn ended) are not taken for the
+    reply, and a turn the caller resumes (``speech_started`` again before any reply) starts
+    over.
     """
 
     def __init__(self) -> None:
@@ -83,7 +86,7 @@ class TurnClock:
 
     def event(self, event: ServerEvent, now_ms: float) -> float | None:
         """Seconds from the turn's end to its reply's first audio, once, on that delta."""
-        if isinstance(event, AudioDelta):
+        if isinstance(event, (AudioDelta, PlayoutStarted)):
             if self._reply is not None and event.response_id == self._reply:
                 assert self._turn_end is not None
                 waited = (now_ms - self._turn_end) / 1000

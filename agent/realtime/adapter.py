@@ -17,6 +17,7 @@ from typing import Any
 
 from agent.bridge.adapter import MalformedEvent
 from agent.bridge.events import (
+    AgentItemStarted,
     AudioDelta,
     AudioDone,
     CallerTranscript,
@@ -26,6 +27,9 @@ from agent.bridge.events import (
     ItemTruncated,
     McpApprovalRequested,
     McpCallDone,
+    PlayoutCleared,
+    PlayoutStarted,
+    PlayoutStopped,
     ResponseCreated,
     ResponseDone,
     ServerError,
@@ -116,9 +120,13 @@ def _item_added(event: dict[str, Any]) -> list[ServerEvent]:
     return added
 
 
-def _output_item(event: dict[str, Any]) -> FunctionCallStarted | None:
+def _output_item(event: dict[str, Any]) -> FunctionCallStarted | AgentItemStarted | None:
     item = _table(event, "item")
-    if item.get("type") != "function_call" or not item.get("id"):
+    if not item.get("id"):
+        return None
+    if item.get("type") == "message" and item.get("role") == "assistant":
+        return AgentItemStarted(_optional_text(event, "response_id"), str(item["id"]))
+    if item.get("type") != "function_call":
         return None
     return FunctionCallStarted(str(item["id"]), str(item.get("name", "")))
 
@@ -187,6 +195,10 @@ _COMMON: dict[str, _Parser] = {
     "response.output_item.done": _output_item_done,
     "response.function_call_arguments.done": _function_done,
     "error": _error,
+    # WebRTC only: the server's playout of the media track (none of these come on WebSocket).
+    "output_audio_buffer.started": lambda e: PlayoutStarted(_optional_text(e, "response_id")),
+    "output_audio_buffer.stopped": lambda e: PlayoutStopped(_optional_text(e, "response_id")),
+    "output_audio_buffer.cleared": lambda e: PlayoutCleared(_optional_text(e, "response_id")),
 }
 
 #: Events whose wire names differ between the dialects.
@@ -203,10 +215,12 @@ _OUTPUT: dict[OutputEvent, _Parser] = {
 
 
 class RealtimeAdapter:
-    """The Realtime protocol in one dialect."""
+    """The Realtime protocol in one dialect; ``webrtc`` when the session runs over WebRTC
+    (its audio then rides the media track, and a cancel also clears the server's playout)."""
 
-    def __init__(self, dialect: Dialect) -> None:
+    def __init__(self, dialect: Dialect, webrtc: bool = False) -> None:
         self.dialect = dialect
+        self.webrtc = webrtc
         self._parsers: dict[str, _Parser] = dict(_COMMON)
         for internal, parser in _OUTPUT.items():
             self._parsers[wire_name(dialect, internal)] = parser
@@ -265,6 +279,10 @@ class RealtimeAdapter:
                 }
             ]
         if isinstance(request, CancelResponse):
+            if self.webrtc:
+                # The server plays out what it generated ahead: the cancel stops generating,
+                # the clear drops what it has not sent yet (the order the API asks for).
+                return [{"type": "response.cancel"}, {"type": "output_audio_buffer.clear"}]
             return [{"type": "response.cancel"}]
         if isinstance(request, CreateResponse):
             response: dict[str, Any] = {}

@@ -68,6 +68,9 @@ class RealtimeConnection:
         self.endpoint = endpoint
         self.dialect = endpoint.dialect
 
+    #: Audio goes in the events (base64) on a WebSocket.
+    media = None
+
     @classmethod
     async def open(cls, endpoint: RealtimeEndpoint, timeout_s: float) -> RealtimeConnection:
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+from agent.audio.codecs import TRACK_PCM16
 from agent.bridge.requests import SessionSpec
 
 
@@ -105,21 +106,26 @@ def session_body(dialect: Dialect, spec: SessionSpec) -> dict[str, Any]:
     exists only in beta; stored prompts, ``idle_timeout_ms``, output speed, noise reduction
     strength, reasoning effort, truncation and server-side MCP tools only in GA.
     """
-    fmt = audio_format(dialect, spec.codec)
+    # Over WebRTC the SDP negotiated the codec (Opus): the session names no audio format.
+    fmt = audio_format(dialect, spec.codec) if spec.codec != TRACK_PCM16.name else None
     turn = dict(spec.turn_detection) if spec.turn_detection is not None else None
     transcription = {"model": spec.transcription_model} if spec.transcription_model else None
     noise: dict[str, Any] | None = {"type": spec.noise_reduction} if spec.noise_reduction else None
     session: dict[str, Any]
     tools = list(spec.tools)
     if dialect is Dialect.GA:
-        audio_in: dict[str, Any] = {"format": fmt, "turn_detection": turn}
+        audio_in: dict[str, Any] = {"turn_detection": turn}
+        if fmt is not None:
+            audio_in["format"] = fmt
         if transcription:
             audio_in["transcription"] = transcription
         if noise:
             if spec.noise_reduction_strength:
                 noise["strength"] = spec.noise_reduction_strength
             audio_in["noise_reduction"] = noise
-        audio_out: dict[str, Any] = {"format": fmt, "voice": spec.voice}
+        audio_out: dict[str, Any] = {"voice": spec.voice}
+        if fmt is not None:
+            audio_out["format"] = fmt
         if spec.speed != 1.0:
             audio_out["speed"] = spec.speed
         session = {

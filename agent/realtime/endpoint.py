@@ -6,11 +6,17 @@ dialect follows from provider and API version, never from guessing at server rep
 and Azure's ``/openai/v1/realtime`` speak GA; Azure's ``api-version=2025-04-01-preview`` speaks
 beta. A GPT-Live session also has a delegation endpoint: the Responses WebSocket its tools run
 through.
+
+Over WebRTC (``realtime.transport = "webrtc"``) a Realtime session is reached through an SDP
+exchange (:class:`SdpExchange`) at each provider's calls endpoint: OpenAI's
+``/v1/realtime/calls`` takes the offer with the API key (the model in a multipart ``session``
+part), Azure's ``/openai/v1/realtime/calls`` takes it raw with an ephemeral key minted at
+``/openai/v1/realtime/client_secrets``; the local backend serves the OpenAI shape.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlencode, urlsplit
 
 from agent.config import ConfigError, Settings
@@ -23,6 +29,11 @@ OPENAI_RESPONSES_URL = "wss://api.openai.com/v1/responses"
 #: Where a server speaking GPT-Live (ours, a custom one) has its Responses WebSocket.
 RESPONSES_PATH = "/v1/responses"
 LIVE_PATH = "/v1/live/sessions"
+OPENAI_CALLS_URL = "https://api.openai.com/v1/realtime/calls"
+AZURE_CALLS_PATH = "/openai/v1/realtime/calls"
+AZURE_CLIENT_SECRETS_PATH = "/openai/v1/realtime/client_secrets"
+WEBSOCKET = "websocket"
+WEBRTC = "webrtc"
 REALTIME = "realtime"
 LIVE = "live"
 
@@ -37,6 +48,20 @@ class DelegationEndpoint:
 
 
 @dataclass(frozen=True)
+class SdpExchange:
+    """Where a WebRTC session's SDP offer goes (HTTP POST), and how.
+
+    ``model`` set: a multipart body with the offer and a ``session`` part naming the model
+    (OpenAI's unified interface); empty: the raw offer (``application/sdp``).
+    ``client_secret_url`` set: first mint an ephemeral key there with the endpoint's
+    headers, then post the offer with only that key (Azure)."""
+
+    url: str
+    model: str = ""
+    client_secret_url: str = ""
+
+
+@dataclass(frozen=True)
 class RealtimeEndpoint:
     provider: str
     url: str
@@ -46,12 +71,21 @@ class RealtimeEndpoint:
     protocol: str = REALTIME
     #: GPT-Live only: where delegated work goes.
     delegation: DelegationEndpoint | None = None
+    #: Over WebRTC: the SDP exchange that opens the session (None: WebSocket at ``url``).
+    sdp: SdpExchange | None = None
+
+    @property
+    def transport(self) -> str:
+        return WEBRTC if self.sdp is not None else WEBSOCKET
 
     def describe(self) -> str:
-        """One line for logs: provider, URL and protocol; headers (keys) are never included."""
+        """One line for logs: provider, URL, protocol and transport; headers (keys) are never
+        included."""
         if self.protocol == LIVE:
-            return f"{self.provider} {self.url} (GPT-Live)"
-        return f"{self.provider} {self.url} ({self.dialect.value} dialect)"
+            return f"{self.provider} {self.url} (GPT-Live over {self.transport})"
+        if self.sdp is not None:
+            return f"{self.provider} {self.sdp.url} ({self.dialect.value} dialect over webrtc)"
+        return f"{self.provider} {self.url} ({self.dialect.value} dialect over websocket)"
 
 
 def choose_provider(settings: Settings) -> str:
@@ -80,13 +114,60 @@ def _origin(url: str, scheme: str | None = None) -> str:
     return f"{scheme or parts.scheme}://{parts.netloc}"
 
 
-def resolve_endpoint(settings: Settings, local_url: str | None = None) -> RealtimeEndpoint:
-    """Build the endpoint for the configured provider and protocol.
+def resolve_endpoint(
+    settings: Settings, local_url: str | None = None, local_calls_url: str | None = None
+) -> RealtimeEndpoint:
+    """Build the endpoint for the configured provider, protocol and transport.
 
-    ``local_url`` is the URL of the in-process local server, used for provider "local".
+    ``local_url`` is the WebSocket URL of the in-process local server, ``local_calls_url``
+    its WebRTC calls endpoint, used for provider "local".
     """
+    webrtc = settings.realtime.transport == WEBRTC
     if settings.realtime.protocol == LIVE:
+        if webrtc:
+            raise ConfigError(
+                "realtime.transport: GPT-Live runs over websocket here; webrtc is for the "
+                'Realtime API (protocol = "realtime")'
+            )
         return _live_endpoint(settings, local_url)
+    endpoint = _realtime_endpoint(settings, local_url)
+    if not webrtc:
+        return endpoint
+    if endpoint.dialect is not Dialect.GA:
+        raise ConfigError(
+            "realtime.transport: webrtc needs the GA dialect (Azure: api-version v1, "
+            "the /openai/v1/realtime path); the beta dialect runs over websocket only"
+        )
+    return replace(endpoint, sdp=_sdp_exchange(settings, endpoint, local_calls_url))
+
+
+def _sdp_exchange(
+    settings: Settings, endpoint: RealtimeEndpoint, local_calls_url: str | None
+) -> SdpExchange:
+    model = settings.realtime.model
+    if endpoint.provider == "local":
+        if local_calls_url is None:
+            raise ConfigError("realtime: the local backend's WebRTC endpoint is not running")
+        return SdpExchange(local_calls_url, model)
+    if endpoint.provider == "openai":
+        return SdpExchange(OPENAI_CALLS_URL, model)
+    if endpoint.provider == "azure":
+        base = "https://" + urlsplit(endpoint.url).netloc
+        deployment = settings.secrets.azure_deployment or model
+        return SdpExchange(
+            base + AZURE_CALLS_PATH, deployment, client_secret_url=base + AZURE_CLIENT_SECRETS_PATH
+        )
+    if settings.realtime.webrtc_url:
+        if urlsplit(settings.realtime.webrtc_url).scheme not in ("http", "https"):
+            raise ConfigError("realtime.webrtc_url: not an http:// or https:// URL")
+        return SdpExchange(settings.realtime.webrtc_url, model)
+    # custom: the calls endpoint beside its WebSocket path, as OpenAI lays them out.
+    parts = urlsplit(endpoint.url)
+    scheme = "https" if parts.scheme == "wss" else "http"
+    return SdpExchange(f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}/calls", model)
+
+
+def _realtime_endpoint(settings: Settings, local_url: str | None) -> RealtimeEndpoint:
     rt = settings.realtime
     secrets = settings.secrets
     provider = choose_provider(settings)

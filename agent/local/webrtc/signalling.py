@@ -1,0 +1,180 @@
+"""The local server's WebRTC calls endpoint: ``POST /v1/realtime/calls`` (and Azure's
+``/openai/v1/realtime/calls``) takes an SDP offer and answers with ours, HTTP 201 and a
+``Location`` naming the call, as the providers do.
+
+It is its own small aiohttp listener beside the WebSocket one: the ``websockets`` server
+parses only GET upgrade requests (a POST with a body never reaches ``process_request``), and
+moving the WebSocket side onto another server would change what every existing client and
+test connects to. The body is the raw offer (``application/sdp``) or OpenAI's multipart form
+(``sdp`` plus a ``session`` part whose ``model`` the session takes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+
+from agent.local.events import new_id
+from agent.local.protocol import RealtimeProtocol
+from agent.local.webrtc.channel import DataChannelConnection
+from agent.local.webrtc.tracked import TrackedRealtime
+from agent.realtime.webrtc.ice import candidates_on
+from agent.realtime.webrtc.media import TRACK_RATE, InboundAudio
+
+log = structlog.get_logger(__name__)
+
+CALLS_PATHS = ("/v1/realtime/calls", "/openai/v1/realtime/calls")
+#: Makes the protocol of one session (with the model the offer's session part named).
+ProtocolFactory = Callable[[str | None], RealtimeProtocol]
+#: Runs one session on its channel until it ends (the server's ``LocalSession``).
+SessionRunner = Callable[[TrackedRealtime, DataChannelConnection], Awaitable[None]]
+
+
+class CallsEndpoint:
+    """Serves the SDP exchange on ``host``:``port`` and keeps each peer connection until its
+    session ends."""
+
+    def __init__(
+        self, host: str, port: int, protocols: ProtocolFactory, run_session: SessionRunner
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._protocols = protocols
+        self._run_session = run_session
+        self._runner: web.AppRunner | None = None
+        self._peers: set[RTCPeerConnection] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        app = web.Application()
+        for path in CALLS_PATHS:
+            app.router.add_post(path, self._offer)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = site._server
+        assert server is not None
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        for pc in list(self._peers):
+            await pc.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def _offer(self, request: web.Request) -> web.Response:
+        try:
+            offer, model = await _read_offer(request)
+        except ValueError as exc:
+            return web.Response(status=400, text=f"{exc}\n")
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self._peers.add(pc)
+        session = TrackedRealtime(self._protocols(model))
+        pc.on("datachannel", lambda channel: self._channel(channel, pc, session, request.path))
+        pc.on("track", lambda track: self._spawn(_caller_track(track, session)))
+        pc.on("connectionstatechange", lambda: self._state(pc, session))
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+            pc.addTrack(session.track)
+            with candidates_on(self.host):
+                await pc.setLocalDescription(await pc.createAnswer())
+        except (ValueError, AttributeError) as exc:
+            # aiortc's SDP parser raises these on offers it cannot read.
+            await self._drop(pc, session)
+            return web.Response(status=400, text=f"The SDP offer is unusable: {exc}\n")
+        call_id = new_id("rtc")
+        return web.Response(
+            status=201,
+            text=pc.localDescription.sdp,
+            content_type="application/sdp",
+            headers={"Location": f"{request.path}/{call_id}"},
+        )
+
+    def _channel(
+        self, channel: RTCDataChannel, pc: RTCPeerConnection, session: TrackedRealtime, path: str
+    ) -> None:
+        connection = DataChannelConnection(channel, pc, path)
+
+        async def serve() -> None:
+            try:
+                await self._run_session(session, connection)
+            finally:
+                await self._drop(pc, session)
+
+        self._spawn(serve())
+
+    def _state(self, pc: RTCPeerConnection, session: TrackedRealtime) -> None:
+        if pc.connectionState in ("failed", "closed"):
+            self._spawn(self._drop(pc, session))
+
+    async def _drop(self, pc: RTCPeerConnection, session: TrackedRealtime) -> None:
+        if pc in self._peers:
+            self._peers.discard(pc)
+            session.track.stop()
+            await pc.close()
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+async def _read_offer(request: web.Request) -> tuple[str, str | None]:
+    """The offer and the model the session part names (None when there is none)."""
+    model: object = None
+    if request.content_type.startswith("multipart/"):
+        form = await request.post()
+        offer = _field_text(form.get("sdp"))
+        session = _field_text(form.get("session"))
+        if session:
+            try:
+                parsed = json.loads(session)
+            except ValueError:
+                raise ValueError("The session part is not JSON.") from None
+            model = parsed.get("model") if isinstance(parsed, dict) else None
+    else:
+        offer = await request.text()
+    if not offer.startswith("v=0"):
+        raise ValueError("The body holds no SDP offer (application/sdp, or a multipart sdp part).")
+    return offer, model if isinstance(model, str) else None
+
+
+def _field_text(value: object) -> str:
+    """A form field's text, whether aiohttp kept it as text, bytes or an uploaded part."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes | bytearray):
+        return value.decode(errors="replace")
+    if isinstance(value, web.FileField):
+        return value.file.read().decode(errors="replace")
+    return ""
+
+
+async def _caller_track(track: MediaStreamTrack, session: TrackedRealtime) -> None:
+    """Feed the caller's track into the session's protocol until it ends."""
+    if track.kind != "audio":
+        return
+    inbound = InboundAudio(track, TRACK_RATE)
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(MediaStreamError):
+        while True:
+            session.caller_audio_in(await inbound.next(), loop.time())
