@@ -153,13 +153,14 @@ def _settings(args: argparse.Namespace) -> Settings:
     realtime: dict[str, Any] = {}
     if args.realtime_url:
         realtime.update(provider="custom", url=args.realtime_url)
-    if args.webrtc_url:
+    # The cluster passes no transport of its own: its workers read the profile's.
+    if getattr(args, "webrtc_url", None):
         realtime["webrtc_url"] = args.webrtc_url
     if args.dialect:
         realtime["dialect"] = args.dialect
     if args.protocol:
         realtime["protocol"] = args.protocol
-    if args.transport:
+    if getattr(args, "transport", None):
         realtime["transport"] = args.transport
     overrides: dict[str, dict[str, Any]] = {"realtime": realtime}
     if args.command in ("serve", "cluster"):
