@@ -24,14 +24,17 @@ from agent.observe.metrics import AgentMetrics
 from agent.observe.readiness import Readiness
 from agent.observe.record_store import RecordStore
 from agent.observe.retention import keep_swept
+from agent.profiles import ProfileRuntime, profile_settings
 from agent.realtime.endpoint import (
     RealtimeEndpoint,
     choose_provider,
     configuration_warnings,
     resolve_endpoint,
 )
+from agent.sip.callers import RegistrarSources
 from agent.sip.engine import EngineCall, EngineStartError
 from agent.sip.engines import create_engine
+from agent.sip.gatekeeper import CallGatekeeper
 from agent.sip.request_policy import Answer, unavailable
 from agent.tools.catalog import ToolCatalog
 from agent.webhook.lookup import CallLookup
@@ -66,11 +69,22 @@ class AgentApp:
             }
         )
         self.metrics = AgentMetrics(lambda: len(self.sessions), lambda: self.readiness.ready)
+        self.registrars = RegistrarSources()
+        self.gatekeeper = CallGatekeeper(settings, self.registrars)
         self.sip = create_engine(
-            settings.sip, self._on_incoming, self._admission, self.metrics.call_rejected
+            settings.sip,
+            self._on_incoming,
+            self._admission,
+            self.metrics.call_rejected,
+            self.gatekeeper,
         )
         # Custom tools are imported here, so a broken one stops the start (ConfigError).
         self.tool_catalog = ToolCatalog(settings.tools)
+        #: Each [profiles.NAME] with its own settings and tools; endpoints once started.
+        self.profiles: dict[str, ProfileRuntime] = {
+            name: ProfileRuntime(profile_settings(settings, name), None)
+            for name in settings.profiles
+        }
         self.sessions: dict[str, CallSession] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.local_server: LocalRealtimeServer | None = None
@@ -107,9 +121,10 @@ class AgentApp:
                 keep_swept(Path(records.dir), records.retention_days), name="records-retention"
             )
         try:
-            self.endpoint = resolve_endpoint(
-                self.settings, self.local_server.url if self.local_server else None
-            )
+            local_url = self.local_server.url if self.local_server else None
+            self.endpoint = resolve_endpoint(self.settings, local_url)
+            for runtime in self.profiles.values():
+                runtime.start(local_url)
             if self.webhook is not None:
                 # Before SIP: what a previous run left in the outbox goes out first.
                 await self.webhook.start()
@@ -160,6 +175,8 @@ class AgentApp:
             if self.lookup is not None:
                 await self.lookup.close()
             await self.tool_catalog.close()
+            for runtime in self.profiles.values():
+                await runtime.close()
             if self.local_server is not None:
                 await self.local_server.stop()
 
@@ -205,18 +222,34 @@ class AgentApp:
             call.reject(refusal.code, refusal.reason, self.settings.sip.retry_after_s)
             return
         assert self.endpoint is not None
+        route = self.gatekeeper.routes.take(call.sip_call_id)
+        settings, endpoint, catalog = self.settings, self.endpoint, self.tool_catalog
+        if route is not None and route.profile:
+            runtime = self.profiles[route.profile]
+            assert runtime.endpoint is not None
+            settings, endpoint, catalog = runtime.settings, runtime.endpoint, runtime.catalog
         session = CallSession(
             call,
-            self.endpoint,
-            self.settings,
+            endpoint,
+            settings,
             self._on_session_finished,
-            tool_catalog=self.tool_catalog,
+            tool_catalog=catalog,
             lookup=self.lookup,
-            profile=self.profile,
+            profile=route.profile if route is not None and route.profile else self.profile,
             notice=self.notice,
             record_store=self.record_store,
             observer=CallMetrics(self.metrics),
+            numbers=(route.caller, route.dialed) if route is not None else None,
+            profiles=self.profiles,
         )
+        if route is not None:
+            session.log.info(
+                "call_routed",
+                profile=route.profile or "(base)",
+                dialed=route.dialed,
+                caller=route.caller,
+                account=route.account,
+            )
         self.sessions[call.call_id] = session
         task = asyncio.get_running_loop().create_task(session.run(), name=f"call-{call.call_id}")
         self._tasks.add(task)

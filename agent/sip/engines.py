@@ -10,7 +10,7 @@ import importlib
 
 from agent.config import SipSettings
 from agent.sip.engine import IncomingCall, SipEngine
-from agent.sip.request_policy import Admission, CallRefused
+from agent.sip.request_policy import Admission, CallRefused, Gatekeeper
 
 #: engine name -> "module:class" of its ``SipEngine``.
 ENGINES = {
@@ -24,12 +24,13 @@ def create_engine(
     on_incoming: IncomingCall,
     admission: Admission,
     on_call_refused: CallRefused | None = None,
+    gatekeeper: Gatekeeper | None = None,
 ) -> SipEngine:
     """The engine ``settings.engine`` names, not started.
 
-    Every engine puts a ``RequestPolicy(settings.user, admission, on_call_refused)`` in
-    front of its stack."""
+    Every engine puts a ``RequestPolicy(settings.user, admission, on_call_refused,
+    gatekeeper)`` in front of its stack."""
     module_name, _, class_name = ENGINES[settings.engine].partition(":")
     engine_class = getattr(importlib.import_module(module_name), class_name)
-    engine: SipEngine = engine_class(settings, on_incoming, admission, on_call_refused)
+    engine: SipEngine = engine_class(settings, on_incoming, admission, on_call_refused, gatekeeper)
     return engine

@@ -32,7 +32,7 @@ from agent.sip.baresip.media import MediaClock
 from agent.sip.engine import EngineStartError, IncomingCall
 from agent.sip.message import SipRequest
 from agent.sip.refusals import RefusalLog
-from agent.sip.request_policy import Admission, CallRefused, RequestPolicy
+from agent.sip.request_policy import Admission, CallRefused, Gatekeeper, RequestPolicy
 
 log = structlog.get_logger("sip")
 _POLL_INTERVAL_S = 0.02
@@ -62,10 +62,11 @@ class BaresipEngine:
         on_incoming: IncomingCall,
         admission: Admission = lambda: None,
         on_call_refused: CallRefused | None = None,
+        gatekeeper: Gatekeeper | None = None,
     ) -> None:
         self.settings = settings
         self._on_incoming = on_incoming
-        self.policy = RequestPolicy(settings.user, admission, on_call_refused)
+        self.policy = RequestPolicy(settings.user, admission, on_call_refused, gatekeeper)
         self._refusals = RefusalLog()
         self.bound_port: int = settings.port
         self.calls: dict[str, BaresipCall] = {}

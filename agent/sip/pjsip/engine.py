@@ -29,7 +29,7 @@ from agent.sip.pjsip.call import PjsipCall, _PjCall
 from agent.sip.pjsip.gate import PjsipRequestGate
 from agent.sip.pjsip.media_port import BridgePort, FrameWaker
 from agent.sip.refusals import RefusalLog
-from agent.sip.request_policy import Admission, CallRefused, RequestPolicy
+from agent.sip.request_policy import Admission, CallRefused, Gatekeeper, RequestPolicy
 from agent.sip.stack_log import StackLog
 
 log = structlog.get_logger("sip")
@@ -120,10 +120,11 @@ class PjsipEngine:
         on_incoming: IncomingCall,
         admission: Admission = lambda: None,
         on_call_refused: CallRefused | None = None,
+        gatekeeper: Gatekeeper | None = None,
     ) -> None:
         self.settings = settings
         self._on_incoming = on_incoming
-        self.policy = RequestPolicy(settings.user, admission, on_call_refused)
+        self.policy = RequestPolicy(settings.user, admission, on_call_refused, gatekeeper)
         self._gate: PjsipRequestGate | None = None
         self._refusals = RefusalLog()
         self._ep: pj.Endpoint | None = None
