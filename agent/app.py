@@ -35,6 +35,7 @@ from agent.sip.callers import RegistrarSources
 from agent.sip.engine import EngineCall, EngineStartError
 from agent.sip.engines import create_engine
 from agent.sip.gatekeeper import CallGatekeeper
+from agent.sip.registration import Registrations
 from agent.sip.request_policy import Answer, unavailable
 from agent.tools.catalog import ToolCatalog
 from agent.webhook.lookup import CallLookup
@@ -71,12 +72,14 @@ class AgentApp:
         self.metrics = AgentMetrics(lambda: len(self.sessions), lambda: self.readiness.ready)
         self.registrars = RegistrarSources()
         self.gatekeeper = CallGatekeeper(settings, self.registrars)
+        self.registrations = Registrations(settings, self.registrars)
         self.sip = create_engine(
             settings.sip,
             self._on_incoming,
             self._admission,
             self.metrics.call_rejected,
             self.gatekeeper,
+            self.registrations,
         )
         # Custom tools are imported here, so a broken one stops the start (ConfigError).
         self.tool_catalog = ToolCatalog(settings.tools)

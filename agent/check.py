@@ -1,8 +1,10 @@
 """``voice-agent check``: validate the configuration, then open and close one session.
 
 It prints provider, URL (never a key), protocol or dialect and the outcome, one line each,
-so a wrong deployment name or api-version shows up before the first phone call does. A
-GPT-Live session is started as a phone call's would be (G.711 µ-law) and closed gracefully.
+so a wrong deployment name or api-version shows up before the first phone call does; and
+first, one line per ``[[sip.accounts]]`` entry: registered, or why not
+(``agent.check_accounts``). A GPT-Live session is started as a phone call's would be
+(G.711 µ-law) and closed gracefully.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from agent.bridge.adapter import MalformedEvent, ProtocolAdapter
 from agent.bridge.events import ServerError, SessionReady
 from agent.bridge.requests import CloseSession, ConfigureSession
 from agent.call import protocol_adapter
+from agent.check_accounts import check_accounts
 from agent.config import Settings
 from agent.realtime.connection import RealtimeConnectError, RealtimeConnection
 from agent.realtime.endpoint import (
@@ -79,10 +82,12 @@ async def _session_outcome(conn: RealtimeConnection, adapter: ProtocolAdapter) -
 
 
 async def run_check(settings: Settings, out: TextIO) -> bool:
-    """True when a session could be opened with ``settings``."""
+    """True when a session could be opened with ``settings`` and every ``[[sip.accounts]]``
+    entry registered."""
+    registered = await check_accounts(settings, out) if settings.sip.accounts else True
     if choose_provider(settings) != "local":
-        return await _open_session(settings, None, out)
+        return await _open_session(settings, None, out) and registered
     from agent.local.server import LocalRealtimeServer
 
     async with LocalRealtimeServer() as server:
-        return await _open_session(settings, server.url, out)
+        return await _open_session(settings, server.url, out) and registered

@@ -51,7 +51,7 @@ class ConfigError(Exception):
 
 
 #: Transports a ``[[sip.accounts]]`` entry may register over.
-SIP_TRANSPORTS = ("udp", "tcp", "tls")
+SIP_TRANSPORTS = ("udp", "tcp")
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class AccountSettings:
     username: str = ""
     #: The environment variable holding the password (never the file).
     password_env: str = ""
-    #: "udp", "tcp" or "tls".
+    #: "udp" or "tcp".
     transport: str = "udp"
     #: The registration lifetime asked for; it is refreshed before it runs out.
     expires_s: int = 300
@@ -796,8 +796,8 @@ def _validate_lines(settings: Settings) -> None:
             raise ConfigError(
                 f"{where}.registrar: {account.registrar!r} is not a SIP URI like sip:host[:port]"
             )
-        if not 30 <= account.expires_s <= 86400:
-            raise ConfigError(f"{where}.expires_s: must be between 30 and 86400")
+        if not 10 <= account.expires_s <= 86400:
+            raise ConfigError(f"{where}.expires_s: must be between 10 and 86400")
     known = set(settings.profiles)
     for index, route in enumerate(settings.routes):
         where = f"routes[{index}]"

@@ -117,7 +117,7 @@ def test_the_to_user_is_the_dialed_number_when_the_request_uri_names_us(
     settings: Settings,
 ) -> None:
     registrars = RegistrarSources()
-    registrars.set("trunk", {"192.0.2.10"})
+    registrars.update("trunk", {"192.0.2.10"})
     keeper = CallGatekeeper(settings, registrars)
     # A registrar delivering to our contact keeps the dialed number in To.
     text = _invite("sip:agent@10.9.9.9:5060", "<sip:00 1 555 0002@trunk>")

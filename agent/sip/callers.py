@@ -76,13 +76,16 @@ class RegistrarSources:
     def __init__(self) -> None:
         self._by_ip: dict[str, str] = {}
 
-    def set(self, account: str, addresses: set[str]) -> None:
+    def update(self, account: str, addresses: set[str]) -> None:
         kept = {ip: name for ip, name in self._by_ip.items() if name != account}
         kept.update(dict.fromkeys(addresses, account))
         self._by_ip = kept
 
     def account_of(self, ip: str) -> str | None:
         return self._by_ip.get(ip)
+
+    def addresses(self, account: str) -> set[str]:
+        return {ip for ip, name in self._by_ip.items() if name == account}
 
 
 class CallerScreen:
