@@ -147,8 +147,8 @@ def test_p_asserted_identity_from_an_untrusted_peer_is_ignored(settings: Setting
     answer = RequestPolicy("agent", lambda: None, gatekeeper=keeper).decide(challenged)
     assert answer is not None and answer.code == 401
     offered = [value for name, value in answer.headers if name == "WWW-Authenticate"]
-    assert ["algorithm=SHA-256" in v for v in offered] == [True, False]  # SHA-256, then MD5
-    header = offered[0]
+    assert ["algorithm=SHA-256" in v for v in offered] == [False, True]  # MD5, then SHA-256
+    header = offered[1]
     authorization = _answer_challenge(header, "pbx", "pbx-secret", "sip:+19@a")
     asserted = "P-Asserted-Identity: <sip:+449@x>"
     text = _invite("sip:+19@a", "<sip:+19@a>", "<sip:+15551234@pbx>;tag=1", asserted, authorization)
@@ -193,7 +193,7 @@ def test_strangers_get_403_or_nothing_and_floods_are_dropped(settings: Settings)
 def test_a_wrong_password_and_a_stale_nonce(settings: Settings) -> None:
     now = [1000.0]
     auth = DigestAuth(REALM, (Credentials("pbx", "pbx", "right"),), clock=lambda: now[0])
-    challenge = auth.challenge()[0][1]
+    challenge = auth.challenge()[1][1]
     wrong = _answer_challenge(challenge, "pbx", "wrong", "sip:x@y").partition(": ")[2]
     right = _answer_challenge(challenge, "pbx", "right", "sip:x@y").partition(": ")[2]
     assert auth.check("INVITE", wrong) == (None, False)

@@ -183,3 +183,36 @@ async def test_svwar_and_svmap_find_nothing_from_a_stranger(
         assert local_server.sessions == []
     finally:
         assert await agent.stop() == 0
+
+
+async def test_a_peer_with_the_right_password_connects_and_a_wrong_one_gets_403(
+    engine: str, local_server: RecordingServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        '[sip]\nallow_from = []\n\n[[sip.peers]]\nname = "pbx"\nusername = "pbx"\n'
+        'password_env = "PBX_PASSWORD"\n'
+    )
+    agent = AgentProcess(
+        free_port(),
+        ["--realtime-url", local_server.url, *engine_args(engine), "--config", str(config)],
+        env={"PBX_PASSWORD": "pbx-secret"},
+    )
+    await agent.start()
+    peer = await RtpPeer.open()
+    try:
+        peer.talk(talk_then_pause(0.6, 0.4), "PCMU")
+        for password, connects in (("pbx-secret", True), ("guess", False)):
+            result = await run_sipp(
+                "uac_auth.xml", agent.sip_port, keys=peer.sipp_keys("PCMU"),
+                fill={"call_ms": "1500"}, workdir=tmp_path, timeout_s=20,
+                extra_args=["-au", "pbx", "-ap", password],
+            )  # fmt: skip
+            assert (result.returncode == 0) is connects, result.output[:600]
+        assert len(local_server.sessions) == 1
+        assert any(r["code"] == 403 for r in agent.events("call_rejected"))
+        [routed] = agent.events("call_routed")
+        assert routed["account"] == "pbx"
+    finally:
+        peer.close()
+        assert await agent.stop() == 0

@@ -4,8 +4,9 @@ check of a response. No I/O.
 Nonces are stateless: a timestamp and an HMAC of it under a key made at start, so a flood of
 challenged INVITEs keeps nothing here, and a nonce older than ``NONCE_LIFETIME_S`` is
 answered with a fresh challenge marked ``stale=true`` (the peer retries without asking its
-user). Challenges offer SHA-256 first and MD5 second (RFC 8760 8.3); most SIP peers only do
-MD5.
+user). Challenges offer MD5 first and SHA-256 second, and a response with either is checked:
+RFC 8760 would list the preferred (SHA-256) first, but peers that only read the first
+challenge, SIPp and many phones among them, only do MD5 and would fail on it.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 NONCE_LIFETIME_S = 300
-#: Algorithms offered in challenges, most preferred first, and their hash functions.
-ALGORITHMS = {"SHA-256": hashlib.sha256, "MD5": hashlib.md5}
+#: Algorithms offered in challenges, in this order, and their hash functions.
+ALGORITHMS = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
 _PARAM = re.compile(r'\s*([A-Za-z0-9_-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))\s*,?')
 
 
