@@ -150,6 +150,23 @@ class AgentApp:
                 backend=self.endpoint.describe(),
                 max_calls=self.settings.sip.max_calls,
             )
+            sip = self.settings.sip
+            log.info(
+                "sip_callers",
+                allow_from=list(sip.allow_from),
+                accounts=[account.name for account in sip.accounts],
+                peers=[peer.name for peer in sip.peers],
+                routes=len(self.settings.routes),
+            )
+            if sip.host not in ("127.0.0.1", "::1", "localhost") and (
+                self.gatekeeper.only_this_machine(self.settings)
+            ):
+                # The safe default, but a surprise on a public address: say it once, loudly.
+                log.warning(
+                    "sip_callers_loopback_only",
+                    detail="only this machine may call: set sip.allow_from, [[sip.accounts]] "
+                    "or [[sip.peers]] to take calls from elsewhere",
+                )
             for warning in configuration_warnings(self.settings, self.endpoint):
                 log.warning("config_deprecated", detail=warning)
             if self.local_server is not None:

@@ -216,3 +216,17 @@ async def test_a_peer_with_the_right_password_connects_and_a_wrong_one_gets_403(
     finally:
         peer.close()
         assert await agent.stop() == 0
+
+
+async def test_on_a_public_address_the_loopback_only_default_is_said_loudly(
+    local_server: RecordingServer,
+) -> None:
+    agent = AgentProcess(free_port(), ["--realtime-url", local_server.url, "--sip-host", "0.0.0.0"])
+    await agent.start()
+    try:
+        [line] = await agent.wait_for("sip_callers_loopback_only", 5)
+        assert line["level"] == "warning" and "sip.allow_from" in line["detail"]
+        [callers] = agent.events("sip_callers")
+        assert callers["allow_from"] == ["127.0.0.0/8", "::1/128"]
+    finally:
+        assert await agent.stop() == 0

@@ -38,6 +38,16 @@ class CallGatekeeper:
         #: What ``screen`` found about the last new INVITE, for ``route`` right after it.
         self._pending: tuple[str, str, bool] = ("", "", False)
 
+    def only_this_machine(self, settings: Settings) -> bool:
+        """Whether nobody but this machine may call: no accounts, no peers, and allowed
+        addresses all loopback (the default)."""
+        sip = settings.sip
+        return (
+            not sip.accounts
+            and not sip.peers
+            and all(network.is_loopback for network in self.callers.networks)
+        )
+
     def screen(self, request: SipRequest) -> Answer | None:
         verdict = self.callers.screen(request)
         if request.method == "INVITE":
