@@ -51,7 +51,7 @@ class ConfigError(Exception):
 
 
 #: Transports a ``[[sip.accounts]]`` entry may register over.
-SIP_TRANSPORTS = ("udp", "tcp")
+SIP_TRANSPORTS = ("udp", "tcp", "tls")
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class AccountSettings:
     username: str = ""
     #: The environment variable holding the password (never the file).
     password_env: str = ""
-    #: "udp" or "tcp".
+    #: "udp", "tcp" or "tls" (``[sip.tls]``; a ``sips:`` registrar needs "tls").
     transport: str = "udp"
     #: The registration lifetime asked for; it is refreshed before it runs out.
     expires_s: int = 300
@@ -81,6 +81,21 @@ class PeerSettings:
     username: str = ""
     #: The environment variable holding the peer's password.
     password_env: str = ""
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    """``[sip.tls]``: the TLS transport, opened when an account registers over TLS or a
+    certificate is set (then it also takes calls over TLS)."""
+
+    port: int = 5061
+    #: Our certificate chain and key (PEM): needed to take TLS connections; "" = client only.
+    cert_file: str = ""
+    key_file: str = ""
+    #: CA certificates (PEM) that verify the far end's; "" = OpenSSL's default locations.
+    ca_file: str = ""
+    #: Refuse a registrar or trunk whose certificate does not verify (and match its name).
+    verify_server: bool = True
 
 
 @dataclass(frozen=True)
@@ -110,6 +125,7 @@ class SipSettings:
     allow_from: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     accounts: tuple[AccountSettings, ...] = ()
     peers: tuple[PeerSettings, ...] = ()
+    tls: TlsSettings = field(default_factory=TlsSettings)
 
 
 @dataclass(frozen=True)
@@ -796,8 +812,19 @@ def _validate_lines(settings: Settings) -> None:
             raise ConfigError(
                 f"{where}.registrar: {account.registrar!r} is not a SIP URI like sip:host[:port]"
             )
+        if account.registrar.startswith("sips:") and account.transport != "tls":
+            raise ConfigError(f'{where}.transport: a sips: registrar needs transport = "tls"')
         if not 10 <= account.expires_s <= 86400:
             raise ConfigError(f"{where}.expires_s: must be between 10 and 86400")
+    tls = sip.tls
+    if bool(tls.cert_file) != bool(tls.key_file):
+        raise ConfigError("sip.tls: set both cert_file and key_file, or neither")
+    for name in ("cert_file", "key_file", "ca_file"):
+        path = getattr(tls, name)
+        if path and not Path(path).is_file():
+            raise ConfigError(f"sip.tls.{name}: {path} is not a file")
+    if not 0 <= tls.port <= 65535:
+        raise ConfigError(f"sip.tls.port: {tls.port} is not a TCP port")
     known = set(settings.profiles)
     for index, route in enumerate(settings.routes):
         where = f"routes[{index}]"

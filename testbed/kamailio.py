@@ -35,6 +35,10 @@ class Registrar:
     port: int
     #: username -> password, all in the domain 127.0.0.1.
     users: dict[str, str]
+    #: With a TLS listener on this port, serving ``tls_cert``/``tls_key`` (PEM files).
+    tls_port: int = 0
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="kamailio-")))
     proc: asyncio.subprocess.Process | None = None
     lines: list[str] = field(default_factory=list)
@@ -60,9 +64,15 @@ class Registrar:
         db = self._write_db()
         run = self.directory / "run"
         run.mkdir(exist_ok=True)
+        tls: list[str] = []
+        if self.tls_port:
+            tls = [
+                "-A", "WITH_TLS", "-A", f"LISTEN_TLS=tls:{HOST}:{self.tls_port}",
+                "-A", f'TLS_CERT="{self.tls_cert}"', "-A", f'TLS_KEY="{self.tls_key}"',
+            ]  # fmt: skip
         self.proc = await asyncio.create_subprocess_exec(
             KAMAILIO, "-DD", "-E", "-f", str(CONFIG), "-Y", str(run),
-            "-A", f"LISTEN=udp:{HOST}:{self.port}", "-A", f'DBURL="text://{db}"',
+            "-A", f"LISTEN=udp:{HOST}:{self.port}", "-A", f'DBURL="text://{db}"', *tls,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 from agent.audio.levels import rms_dbfs
 from agent.check import run_check
 from agent.config import load_settings
+from testbed.certs import make_certificates
 from testbed.kamailio import KAMAILIO, Registrar
 from testbed.peers import AgentProcess, RtpPeer, free_port, run_sipp, talk_then_pause
 from testbed.recording import RecordingServer
@@ -70,6 +72,8 @@ async def _agent(url: str, config: Path, password: str) -> AgentProcess:
 
 
 async def _call_through(registrar: Registrar, tmp_path: Path) -> tuple[int, RtpPeer]:
+    """A SIPp call to sip:agent@ the registrar, relayed to the agent: (SIPp's status, the
+    caller's RTP peer with what it heard)."""
     peer = await RtpPeer.open()
     peer.talk(talk_then_pause(1.2, 0.6), "PCMU")
     result = await run_sipp(
@@ -179,3 +183,54 @@ async def test_the_baresip_engine_refuses_accounts_at_start(
     assert agent.proc is not None
     assert await asyncio.wait_for(agent.proc.wait(), 10) == 2
     assert any("not supported by the baresip engine" in line for line in agent.raw)
+
+
+async def test_registers_over_tls_verifying_the_registrar_and_takes_a_call_over_it(
+    local_server: RecordingServer, tmp_path: Path
+) -> None:
+    certs = make_certificates(tmp_path / "certs")
+    stranger_ca = make_certificates(tmp_path / "other", name="other-ca")
+    kamailio = Registrar(
+        free_port(), {"agent": PASSWORD}, tls_port=free_port(socket.SOCK_STREAM),
+        tls_cert=certs.cert, tls_key=certs.key,
+    )  # fmt: skip
+    await kamailio.start()
+
+    def profile(ca: Path, name: str) -> Path:
+        config = tmp_path / f"{name}.toml"
+        config.write_text(
+            f"[sip]\nallow_from = []\n\n[sip.tls]\nport = {free_port(socket.SOCK_STREAM)}\n"
+            f'ca_file = "{ca}"\ncert_file = "{certs.cert}"\nkey_file = "{certs.key}"\n\n'
+            '[[sip.accounts]]\nname = "kam"\n'
+            f'registrar = "sip:127.0.0.1:{kamailio.tls_port}"\ntransport = "tls"\n'
+            'username = "agent"\npassword_env = "KAM_PASSWORD"\nexpires_s = 60\n'
+        )
+        return config
+
+    try:
+        # A registrar whose certificate our CA file does not vouch for: a TLS failure.
+        agent = await _agent(local_server.url, profile(stranger_ca.ca, "wrong-ca"), PASSWORD)
+        try:
+            [line] = await agent.wait_for("sip_registration", 15)
+            assert line["state"] == "failed" and line["reason"].startswith("TLS"), line
+        finally:
+            assert await agent.stop() == 0
+
+        agent = await _agent(local_server.url, profile(certs.ca, "right-ca"), PASSWORD)
+        try:
+            [line] = await agent.wait_for("sip_registration", 15)
+            assert line["state"] == "registered", line
+            await kamailio.wait_for(";transport=TLS> from 127.0.0.1", 5)
+            # SIPp calls Kamailio over UDP; Kamailio relays over the agent's TLS connection.
+            # (sip:, not sips:, URIs: with sips: the agent, like any UA, would answer a caller
+            # that is not on TLS all the way "480 SIPS Required".) The ACK and BYE come to
+            # our Contact, the TLS listener: that is what the agent's certificate is for.
+            code, peer = await _call_through(kamailio, tmp_path)
+            assert code == 0, "\n".join(kamailio.lines[-6:] + agent.raw[-6:])
+            assert len(local_server.sessions) == 1
+            assert len(local_server.sessions[0].input_audio) / 2 / 24000 > 2.0
+            assert rms_dbfs(peer.audio()) > -37
+        finally:
+            assert await agent.stop() == 0
+    finally:
+        await kamailio.stop()

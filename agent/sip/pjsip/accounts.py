@@ -64,10 +64,13 @@ def account_config(
 ) -> pj.AccountConfig:
     host, port = registrar_host(account.registrar)
     cfg = pj.AccountConfig()
-    cfg.idUri = f"sip:{account.username}@{host}"
+    cfg.idUri = (
+        f"{'sips' if account.registrar.startswith('sips:') else 'sip'}:{account.username}@{host}"
+    )
     reg = cfg.regConfig
+    scheme = "sips" if account.registrar.startswith("sips:") else "sip"
     suffix = "" if account.transport == "udp" else f";transport={account.transport}"
-    reg.registrarUri = f"sip:{host}{f':{port}' if port else ''}{suffix}"
+    reg.registrarUri = f"{scheme}:{host}{f':{port}' if port else ''}{suffix}"
     reg.timeoutSec = account.expires_s
     reg.retryIntervalSec = 0  # our backoff, not pjsua's fixed interval
     reg.firstRetryIntervalSec = 0

@@ -210,6 +210,12 @@ class PjsipEngine:
             # Registrations over TCP: a listener on the same port number as UDP.
             tcfg.port = self.bound_port
             transports["tcp"] = ep.transportCreate(pj.PJSIP_TRANSPORT_TCP, tcfg)
+        tls = self.settings.tls
+        if tls.cert_file or (
+            registrations is not None
+            and any(state.settings.transport == "tls" for state in registrations.accounts.values())
+        ):
+            transports["tls"] = ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, self._tls_config())
         ep.libStart()
         self._codec_ids = {codec.codecId for codec in ep.codecEnum2()}
         self._enable_codecs(self.settings.codecs)
@@ -231,6 +237,21 @@ class PjsipEngine:
                 registrations, self._incoming, transports, self.settings.public_host
             )
         self._gate = PjsipRequestGate(self.policy, self._refusals.answered, self._before_new_call)
+
+    def _tls_config(self) -> pj.TransportConfig:
+        tls = self.settings.tls
+        cfg = pj.TransportConfig()
+        cfg.port = tls.port
+        cfg.boundAddress = self.settings.host
+        if self.settings.public_host:
+            cfg.publicAddress = self.settings.public_host
+        tc = cfg.tlsConfig
+        tc.method = pj.PJSIP_TLSV1_2_METHOD
+        tc.CaListFile = tls.ca_file
+        tc.certFile = tls.cert_file
+        tc.privKeyFile = tls.key_file
+        tc.verifyServer = tls.verify_server
+        return cfg
 
     def _enable_codecs(self, codecs: tuple[str, ...]) -> None:
         """Only ``codecs`` enabled, in that order (the wheel would rank speex first)."""
