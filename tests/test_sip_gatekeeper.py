@@ -210,3 +210,13 @@ def test_source_rate_refills() -> None:
     assert rate.allow("b")
     now[0] += 0.5
     assert rate.allow("a") and not rate.allow("a")
+
+
+def test_an_authenticated_peer_is_not_rate_limited(settings: Settings) -> None:
+    keeper = CallGatekeeper(settings, RegistrarSources())
+    # The SHA-256 challenge (_answer_challenge does SHA-256).
+    challenge = keeper.callers.digest.challenge()[1][1] if keeper.callers.digest else ""
+    authorization = _answer_challenge(challenge, "pbx", "pbx-secret", "sip:+19@a")
+    text = _invite("sip:+19@a", "<sip:+19@a>", "<sip:+15551234@pbx>;tag=1", authorization)
+    codes = [_decide(keeper, text, source="198.51.100.7") for _ in range(3 * STRANGER_BURST)]
+    assert codes == [None] * (3 * STRANGER_BURST)

@@ -117,6 +117,13 @@ class CallerScreen:
             return Verdict(None, account, trusted=True)
         if self.allowed_address(ip):
             return Verdict(None, "", trusted=True)
+        credentials = request.header("authorization")
+        stale = False
+        if request.method == "INVITE" and self.digest is not None and credentials is not None:
+            # Checked before the rate limit: a busy authenticated peer is not a flood.
+            peer, stale = self.digest.check(request.method, credentials)
+            if peer is not None:
+                return Verdict(None, peer.name, trusted=False)
         if not self.rate.allow(ip):
             return Verdict(DROP)
         if request.method != "INVITE":
@@ -124,10 +131,7 @@ class CallerScreen:
             return Verdict(DROP)
         if self.digest is None:
             return Verdict(Answer(403, "Forbidden", why="source not allowed", kind="not_allowed"))
-        peer, stale = self.digest.check(request.method, request.header("authorization"))
-        if peer is not None:
-            return Verdict(None, peer.name, trusted=False)
-        if request.header("authorization") is not None and not stale:
+        if credentials is not None and not stale:
             return Verdict(
                 Answer(403, "Forbidden", why="digest authentication failed", kind="auth_failed")
             )
