@@ -52,6 +52,8 @@ class ConfigError(Exception):
 
 #: Transports a ``[[sip.accounts]]`` entry may register over.
 SIP_TRANSPORTS = ("udp", "tcp", "tls")
+#: SDES-SRTP policies: "off" (plain RTP), "optional" (SRTP when offered), "mandatory".
+SRTP_POLICIES = ("off", "optional", "mandatory")
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ class AccountSettings:
     transport: str = "udp"
     #: The registration lifetime asked for; it is refreshed before it runs out.
     expires_s: int = 300
+    #: SDES-SRTP for calls this account delivers; "" = ``sip.srtp``.
+    srtp: str = ""
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,9 @@ class SipSettings:
     accounts: tuple[AccountSettings, ...] = ()
     peers: tuple[PeerSettings, ...] = ()
     tls: TlsSettings = field(default_factory=TlsSettings)
+    #: SDES-SRTP: "off" (plain RTP), "optional" (SRTP when the caller offers it) or
+    #: "mandatory" (a plain-RTP offer gets 488).
+    srtp: str = "off"
 
 
 @dataclass(frozen=True)
@@ -423,6 +430,9 @@ class RouteSettings:
     account: str = ""
     #: A ``[profiles.NAME]`` name.
     profile: str = ""
+    #: "mandatory": a plain-RTP offer on this route gets 488 (needs sip.srtp or the account's
+    #: srtp at "optional" or "mandatory"); "" = as the account or ``sip.srtp`` says.
+    srtp: str = ""
 
 
 @dataclass(frozen=True)
@@ -481,6 +491,9 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "sip.engine": SIP_ENGINES,
     "realtime.protocol": ("realtime", "live"),
     "sip.accounts.transport": SIP_TRANSPORTS,
+    "sip.accounts.srtp": ("", *SRTP_POLICIES),
+    "sip.srtp": SRTP_POLICIES,
+    "routes.srtp": ("", "mandatory"),
     "realtime.provider": ("auto", "openai", "azure", "custom", "local"),
     "realtime.dialect": ("", "ga", "beta"),
     "agent.turn_detection.type": ("server_vad", "semantic_vad", "none"),
@@ -832,6 +845,14 @@ def _validate_lines(settings: Settings) -> None:
             raise ConfigError(f"{where}: set at least one of dialed, caller, account")
         if route.profile not in known:
             raise ConfigError(f"{where}.profile: {route.profile!r} is not a [profiles] name")
+        if (
+            route.srtp == "mandatory"
+            and sip.srtp == "off"
+            and not any(account.srtp in ("optional", "mandatory") for account in sip.accounts)
+        ):
+            raise ConfigError(
+                f'{where}.srtp: "mandatory" needs sip.srtp (or an account\'s srtp) to allow SRTP'
+            )
         if route.account and route.account not in names:
             raise ConfigError(
                 f"{where}.account: {route.account!r} is not a [[sip.accounts]] or "

@@ -220,3 +220,30 @@ def test_an_authenticated_peer_is_not_rate_limited(settings: Settings) -> None:
     text = _invite("sip:+19@a", "<sip:+19@a>", "<sip:+15551234@pbx>;tag=1", authorization)
     codes = [_decide(keeper, text, source="198.51.100.7") for _ in range(3 * STRANGER_BURST)]
     assert codes == [None] * (3 * STRANGER_BURST)
+
+
+_PLAIN = "v=0\r\nc=IN IP4 10.1.2.3\r\nm=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+_SRTP = (
+    "v=0\r\nc=IN IP4 10.1.2.3\r\nm=audio 4000 RTP/SAVP 0\r\n"
+    "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n"
+)
+
+
+def test_a_plain_offer_gets_488_where_srtp_is_mandatory(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        '[sip]\nsrtp = "optional"\n[[routes]]\ndialed = "+1555*"\nprofile = "p"\n'
+        'srtp = "mandatory"\n[[routes]]\ndialed = "*"\nprofile = "p"\n[profiles.p]\n'
+    )
+    keeper = CallGatekeeper(load_settings(path, environ={}), RegistrarSources())
+
+    def offer(number: str, sdp: str) -> int | None:
+        text = _invite(f"sip:{number}@a", f"<sip:{number}@a>").replace(
+            "Content-Length: 0\r\n\r\n", f"Content-Length: {len(sdp)}\r\n\r\n{sdp}"
+        )
+        return _decide(keeper, text, source="127.0.0.1")
+
+    assert offer("+15550001", _PLAIN) == 488
+    assert offer("+15550001", _SRTP) is None
+    assert offer("+15550001", "") is None  # a late offer: the agent offers SRTP itself
+    assert offer("+4420", _PLAIN) is None  # SRTP optional there

@@ -49,6 +49,7 @@ REJECTIONS = (
     "not_allowed",
     "auth_failed",
     "dropped",
+    "srtp_required",
 )
 #: ``ToolRunner``'s outcomes.
 TOOL_OUTCOMES = ("ok", "error", "timeout", "failed", "cancelled")

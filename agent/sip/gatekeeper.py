@@ -11,9 +11,9 @@ from __future__ import annotations
 from agent.config import Settings
 from agent.sip.callers import CallerScreen, RegistrarSources
 from agent.sip.digest import Credentials, DigestAuth
-from agent.sip.message import SipRequest
+from agent.sip.message import SipRequest, sdp_offers_srtp
 from agent.sip.request_policy import Answer
-from agent.sip.routing import RouteBook, Router
+from agent.sip.routing import CallRoute, RouteBook, Router
 
 #: The realm of our digest challenges.
 REALM = "voice-agent"
@@ -35,6 +35,9 @@ class CallGatekeeper:
         own = (sip.user, *(account.username for account in sip.accounts))
         self.router = Router(settings.routes, settings.default_profile, own)
         self.routes = RouteBook()
+        #: Where SRTP is mandatory: the process (sip.srtp) and each account's own setting.
+        self._srtp = sip.srtp
+        self._account_srtp = {account.name: account.srtp for account in sip.accounts}
         #: What ``screen`` found about the last new INVITE, for ``route`` right after it.
         self._pending: tuple[str, str, bool] = ("", "", False)
 
@@ -75,5 +78,22 @@ class CallGatekeeper:
                 why=f"no route for {self.router.dialed(request)!r}",
                 kind="no_route",
             )
+        if (
+            self._srtp_required(found)
+            and request.body.strip()
+            and not sdp_offers_srtp(request.body)
+        ):
+            # Answered here, the same on every engine, before the stack spends anything.
+            return Answer(
+                488,
+                "Not Acceptable Here",
+                (("Warning", '399 voice-agent "SRTP required"'),),
+                "plain RTP offered where SRTP is mandatory",
+                kind="srtp_required",
+            )
         self.routes.put(call_id, found)
         return None
+
+    def _srtp_required(self, route: CallRoute) -> bool:
+        policy = self._account_srtp.get(route.account, "") or self._srtp
+        return route.srtp_required or policy == "mandatory"

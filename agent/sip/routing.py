@@ -54,6 +54,8 @@ class CallRoute:
     caller: str
     #: The account or peer the call came in on ("" when it came from an allowed address).
     account: str
+    #: The route demands SDES-SRTP.
+    srtp_required: bool = False
 
 
 class Router:
@@ -97,7 +99,7 @@ class Router:
                 and (not route.caller or fnmatchcase(caller, route.caller))
                 and (not route.account or route.account == account)
             ):
-                return CallRoute(route.profile, dialed, caller, account)
+                return CallRoute(route.profile, dialed, caller, account, route.srtp == "mandatory")
         if self.default_profile:
             return CallRoute(self.default_profile, dialed, caller, account)
         return None

@@ -92,6 +92,10 @@ class BaresipEngine:
                 "[[sip.accounts]] registration is not supported by the baresip engine yet; "
                 "use the pjsip engine (sip.engine) to register"
             )
+        if self.settings.srtp != "off":
+            raise EngineStartError(
+                "sip.srtp is not supported by the baresip engine yet; use the pjsip engine"
+            )
         if self.settings.public_host:
             raise EngineStartError(
                 "sip.public_host is not supported by the baresip engine (its SDP names "

@@ -59,8 +59,25 @@ class _RegisteringAccount(pj.Account):
             log.exception("sip_callback_failed", callback="onRegState")
 
 
+#: sip.srtp / an account's srtp -> pjsua's policy.
+SRTP_USE = {
+    "off": pj.PJMEDIA_SRTP_DISABLED,
+    "optional": pj.PJMEDIA_SRTP_OPTIONAL,
+    "mandatory": pj.PJMEDIA_SRTP_MANDATORY,
+}
+
+
+def apply_srtp(cfg: pj.AccountConfig, policy: str) -> None:
+    """SDES-SRTP on an account's calls. Secure signalling is not demanded (0): SDES keys over
+    a plain-UDP leg are still better than plain RTP, and the choice of transport is the
+    operator's ([sip.tls])."""
+    media = cfg.mediaConfig
+    media.srtpUse = SRTP_USE[policy]
+    media.srtpSecureSignaling = 0
+
+
 def account_config(
-    account: AccountSettings, password: str, transport_id: int, public_host: str
+    account: AccountSettings, password: str, transport_id: int, public_host: str, srtp: str
 ) -> pj.AccountConfig:
     host, port = registrar_host(account.registrar)
     cfg = pj.AccountConfig()
@@ -80,6 +97,7 @@ def account_config(
     cred = pj.AuthCredInfo("digest", "*", account.username, 0, password)
     cfg.sipConfig.authCreds.append(cred)
     cfg.sipConfig.transportId = transport_id
+    apply_srtp(cfg, account.srtp or srtp)
     nat = cfg.natConfig
     # No SIP outbound (RFC 5626) flows: the registration's refreshes keep it alive, and a
     # registrar without the outbound module would refuse reg-id contacts.
@@ -99,11 +117,13 @@ class PjsipAccounts:
         on_incoming: Callable[[int, str, str], None],
         transports: dict[str, int],
         public_host: str,
+        srtp: str = "off",
     ) -> None:
         self.registrations = registrations
         self._on_incoming = on_incoming
         self._transports = transports
         self._public_host = public_host
+        self._srtp = srtp
         self._accounts: dict[str, _RegisteringAccount] = {}
         self._retries: dict[str, asyncio.TimerHandle] = {}
         self._stopping = False
@@ -132,7 +152,11 @@ class PjsipAccounts:
         settings = state.settings
         account = _RegisteringAccount(name, self._on_incoming, self._state)
         cfg = account_config(
-            settings, state.password, self._transports[settings.transport], self._public_host
+            settings,
+            state.password,
+            self._transports[settings.transport],
+            self._public_host,
+            self._srtp,
         )
         try:
             account.create(cfg, False)

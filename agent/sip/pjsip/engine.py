@@ -25,7 +25,7 @@ import structlog
 from agent.config import PJSUA_CALL_SLOTS, SipSettings
 from agent.sip.engine import EngineStartError, IncomingCall
 from agent.sip.message import codecs_for_offer
-from agent.sip.pjsip.accounts import UNREGISTER_WAIT_S, PjsipAccounts
+from agent.sip.pjsip.accounts import UNREGISTER_WAIT_S, PjsipAccounts, apply_srtp
 from agent.sip.pjsip.call import PjsipCall, _PjCall
 from agent.sip.pjsip.gate import PjsipRequestGate
 from agent.sip.pjsip.media_port import BridgePort, FrameWaker
@@ -229,12 +229,17 @@ class PjsipEngine:
         rtp.boundAddress = self.settings.host
         if self.settings.public_host:
             rtp.publicAddress = self.settings.public_host
+        apply_srtp(acfg, self.settings.srtp)
         account = _Account(self._incoming)
         account.create(acfg, True)
         self._account = account
         if registrations is not None and registrations.accounts:
             self._accounts = PjsipAccounts(
-                registrations, self._incoming, transports, self.settings.public_host
+                registrations,
+                self._incoming,
+                transports,
+                self.settings.public_host,
+                self.settings.srtp,
             )
         self._gate = PjsipRequestGate(self.policy, self._refusals.answered, self._before_new_call)
 
