@@ -6,6 +6,7 @@ offer where SRTP is mandatory gets 488 before the stack sees it.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import baresip
 import pytest
 
 from agent.audio.levels import rms_dbfs
+from testbed.certs import make_certificates
 from testbed.peers import AgentProcess, free_port, free_rtp_port, run_sipp, speech_like
 from testbed.recording import RecordingServer
 
@@ -27,10 +29,12 @@ async def local_server() -> AsyncIterator[RecordingServer]:
         yield server
 
 
-async def _srtp_caller(target_port: int, quiet_s: float, talk_s: float) -> bytes:
-    """Dial sip:agent@127.0.0.1:``target_port`` with SRTP mandatory: silence for
-    ``quiet_s`` (the greeting plays), speech for ``talk_s``; what the caller heard."""
+async def _srtp_caller(uri: str, quiet_s: float, talk_s: float, ca: Path | None = None) -> bytes:
+    """Dial ``uri`` with SRTP mandatory (over TLS too, verifying the agent against ``ca``,
+    when ``uri`` says ``transport=tls``): silence for ``quiet_s`` (the greeting plays), speech
+    for ``talk_s``; what the caller heard."""
     port, rtp = free_port(), free_rtp_port(4)
+    tls = f"sip_cafile {ca}\nsip_verify_server yes\n" if ca is not None else ""
     runtime = baresip.Runtime(native_log_level="warning")
     await runtime.start(
         baresip.Config(
@@ -39,7 +43,8 @@ async def _srtp_caller(target_port: int, quiet_s: float, talk_s: float) -> bytes
             native_log_level="warning",
             rtp_timeout=0,
             extra_config_text=(
-                f"sip_listen 127.0.0.1:{port}\nsip_transports udp\nrtp_ports {rtp}-{rtp + 3}\n"
+                f"sip_listen 127.0.0.1:{port}\nsip_transports udp{',tls' if ca else ''}\n"
+                f"rtp_ports {rtp}-{rtp + 3}\n{tls}"
             ),
         )
     )
@@ -52,7 +57,7 @@ async def _srtp_caller(target_port: int, quiet_s: float, talk_s: float) -> bytes
                 audio_codecs=("pcmu",), extra_params=("mediaenc=srtp-mand", "video_codecs"),
             ),
         )  # fmt: skip
-        call = await agent.dial(f"sip:agent@127.0.0.1:{target_port}")
+        call = await agent.dial(uri)
         await asyncio.wait_for(call.wait_established(), 10)
         speech = (speech_like(talk_s) * 32767).astype("<i2").tobytes()
         pcm = bytes(int(quiet_s * 8000) * 2) + speech
@@ -80,7 +85,7 @@ async def test_an_srtp_call_carries_audio_both_ways_and_a_plain_offer_gets_488(
     )
     await agent.start()
     try:
-        heard = await _srtp_caller(agent.sip_port, quiet_s=2.5, talk_s=1.5)
+        heard = await _srtp_caller(f"sip:agent@127.0.0.1:{agent.sip_port}", 2.5, 1.5)
         await agent.wait_for("call_finished", 10)
         assert len(local_server.sessions) == 1
         session = local_server.sessions[0]
@@ -95,5 +100,26 @@ async def test_an_srtp_call_carries_audio_both_ways_and_a_plain_offer_gets_488(
         assert result.returncode == 0, result.output[-2000:]
         assert len(local_server.sessions) == 1
         assert any(line["code"] == 488 for line in agent.events("call_rejected"))
+    finally:
+        assert await agent.stop() == 0
+
+
+async def test_an_srtp_call_over_tls(local_server: RecordingServer, tmp_path: Path) -> None:
+    certs = make_certificates(tmp_path / "certs")
+    tls_port = free_port(socket.SOCK_STREAM)
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'[sip]\nsrtp = "mandatory"\n\n[sip.tls]\nport = {tls_port}\n'
+        f'cert_file = "{certs.cert}"\nkey_file = "{certs.key}"\n'
+    )
+    agent = AgentProcess(free_port(), ["--realtime-url", local_server.url, "--config", str(config)])
+    await agent.start()
+    try:
+        uri = f"sip:agent@127.0.0.1:{tls_port};transport=tls"
+        heard = await _srtp_caller(uri, 2.5, 1.5, ca=certs.ca)
+        await agent.wait_for("call_finished", 10)
+        assert len(local_server.sessions) == 1
+        assert rms_dbfs(bytes(local_server.sessions[0].input_audio)) > -40
+        assert rms_dbfs(heard[: 2 * 8000 * 2]) > -40
     finally:
         assert await agent.stop() == 0
