@@ -71,6 +71,8 @@ def apply_srtp(cfg: pj.AccountConfig, policy: str) -> None:
     """SDES-SRTP on an account's calls. Secure signalling is not demanded (0): SDES keys over
     a plain-UDP leg are still better than plain RTP, and the choice of transport is the
     operator's ([sip.tls])."""
+    if policy == "off":
+        return  # pjsua's defaults: no SRTP
     media = cfg.mediaConfig
     media.srtpUse = SRTP_USE[policy]
     media.srtpSecureSignaling = 0
