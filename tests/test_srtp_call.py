@@ -1,6 +1,7 @@
 """End to end: SDES-SRTP. A baresip-python caller in this process dials the agent (on PJSIP,
-``--engine pjsip``: the baresip engine refuses ``sip.srtp``) with SRTP mandatory on both sides: audio flows both ways, encrypted; a plain-RTP
-offer where SRTP is mandatory gets 488 before the stack sees it.
+``--engine pjsip``: the baresip engine refuses ``sip.srtp``) with SRTP mandatory on both
+sides: audio flows both ways, encrypted; a plain-RTP offer where SRTP is mandatory gets 488
+before the stack sees it.
 """
 
 from __future__ import annotations
@@ -112,7 +113,10 @@ async def test_an_srtp_call_over_tls(local_server: RecordingServer, tmp_path: Pa
         f'[sip]\nsrtp = "mandatory"\n\n[sip.tls]\nport = {tls_port}\n'
         f'cert_file = "{certs.cert}"\nkey_file = "{certs.key}"\n'
     )
-    agent = AgentProcess(free_port(), ["--realtime-url", local_server.url, "--config", str(config)])
+    agent = AgentProcess(
+        free_port(),
+        ["--engine", "pjsip", "--realtime-url", local_server.url, "--config", str(config)],
+    )
     await agent.start()
     try:
         uri = f"sip:agent@127.0.0.1:{tls_port};transport=tls"

@@ -96,6 +96,10 @@ class BaresipEngine:
             raise EngineStartError(
                 "sip.srtp is not supported by the baresip engine yet; use the pjsip engine"
             )
+        if self.settings.tls.cert_file:
+            raise EngineStartError(
+                "[sip.tls] is not supported by the baresip engine yet; use the pjsip engine"
+            )
         if self.settings.public_host:
             raise EngineStartError(
                 "sip.public_host is not supported by the baresip engine (its SDP names "
