@@ -156,7 +156,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         rtp_port, rtp_range = args.rtp_port or (None, None)
         overrides |= {
             "sip": {
-                "engine": args.engine,
+                "engine": getattr(args, "engine", None),
                 "host": args.sip_host,
                 "port": args.sip_port,
                 "public_host": getattr(args, "sip_public_host", None),
