@@ -261,6 +261,7 @@ class AgentApp:
             observer=CallMetrics(self.metrics),
             numbers=(route.caller, route.dialed) if route is not None else None,
             profiles=self.profiles,
+            route_profile=route.profile if route is not None else "",
         )
         if route is not None:
             session.log.info(

@@ -171,11 +171,12 @@ class CallSession:
         observer: CallObserver | None = None,
         numbers: tuple[str, str] | None = None,
         profiles: Mapping[str, ProfileRuntime] | None = None,
+        route_profile: str = "",
     ) -> None:
         """``numbers``: the caller's and the dialed number as routing found them (default:
         the user parts of the call's remote and local URIs). ``profiles``: the running
         ``[profiles.NAME]``, among which the pre-call lookup may choose (its choice overrides
-        the route's)."""
+        the route's); ``route_profile``: the one the call's route chose ("" = the base)."""
         self.invite_at = time.time()
         self.answered_at: float | None = None
         self.profile = profile
@@ -194,6 +195,7 @@ class CallSession:
         self.adapter = protocol_adapter(endpoint)
         self._lookup = lookup
         self._profiles = profiles or {}
+        self._route_profile = route_profile
         self._numbers = numbers or (uri_user(call.remote_uri), uri_user(call.local_uri))
         self.ended_at: float | None = None
         self._stem = _records_stem(settings, call.call_id)
@@ -292,7 +294,9 @@ class CallSession:
         try:
             result = await self._until_ended(self._lookup.ask(request))
         except LookupFailed as exc:
-            self.log.warning("call_lookup_failed", why=str(exc), profile="[agent]")
+            self.log.warning(
+                "call_lookup_failed", why=str(exc), profile=self._route_profile or "[agent]"
+            )
             return
         if result is None:
             return  # the caller gave up while we asked
@@ -311,7 +315,7 @@ class CallSession:
         # The names only: the values may be the caller's personal data.
         self.log.info(
             "call_profile",
-            profile=result.profile or "[agent]",
+            profile=result.profile or self._route_profile or "[agent]",
             variables=sorted(result.variables),
         )
 
