@@ -24,14 +24,18 @@ from agent.observe.metrics import AgentMetrics
 from agent.observe.readiness import Readiness
 from agent.observe.record_store import RecordStore
 from agent.observe.retention import keep_swept
+from agent.profiles import ProfileRuntime, profile_settings
 from agent.realtime.endpoint import (
     RealtimeEndpoint,
     choose_provider,
     configuration_warnings,
     resolve_endpoint,
 )
+from agent.sip.callers import RegistrarSources
 from agent.sip.engine import EngineCall, EngineStartError
 from agent.sip.engines import create_engine
+from agent.sip.gatekeeper import CallGatekeeper
+from agent.sip.registration import Registrations
 from agent.sip.request_policy import Answer, unavailable
 from agent.tools.catalog import ToolCatalog
 from agent.webhook.lookup import CallLookup
@@ -66,11 +70,24 @@ class AgentApp:
             }
         )
         self.metrics = AgentMetrics(lambda: len(self.sessions), lambda: self.readiness.ready)
+        self.registrars = RegistrarSources()
+        self.gatekeeper = CallGatekeeper(settings, self.registrars)
+        self.registrations = Registrations(settings, self.registrars)
         self.sip = create_engine(
-            settings.sip, self._on_incoming, self._admission, self.metrics.call_rejected
+            settings.sip,
+            self._on_incoming,
+            self._admission,
+            self.metrics.call_rejected,
+            self.gatekeeper,
+            self.registrations,
         )
         # Custom tools are imported here, so a broken one stops the start (ConfigError).
         self.tool_catalog = ToolCatalog(settings.tools)
+        #: Each [profiles.NAME] with its own settings and tools; endpoints once started.
+        self.profiles: dict[str, ProfileRuntime] = {
+            name: ProfileRuntime(profile_settings(settings, name), None)
+            for name in settings.profiles
+        }
         self.sessions: dict[str, CallSession] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.local_server: LocalRealtimeServer | None = None
@@ -111,11 +128,11 @@ class AgentApp:
             )
         try:
             local_server = self.local_server
-            self.endpoint = resolve_endpoint(
-                self.settings,
-                local_server.url if local_server else None,
-                local_server.calls_url if local_server else None,
-            )
+            local_url = local_server.url if local_server else None
+            calls_url = local_server.calls_url if local_server else None
+            self.endpoint = resolve_endpoint(self.settings, local_url, calls_url)
+            for runtime in self.profiles.values():
+                runtime.start(local_url, calls_url)
             if self.webhook is not None:
                 # Before SIP: what a previous run left in the outbox goes out first.
                 await self.webhook.start()
@@ -139,6 +156,23 @@ class AgentApp:
                 transport=self.endpoint.transport,
                 max_calls=self.settings.sip.max_calls,
             )
+            sip = self.settings.sip
+            log.info(
+                "sip_callers",
+                allow_from=list(sip.allow_from),
+                accounts=[account.name for account in sip.accounts],
+                peers=[peer.name for peer in sip.peers],
+                routes=len(self.settings.routes),
+            )
+            if sip.host not in ("127.0.0.1", "::1", "localhost") and (
+                self.gatekeeper.only_this_machine(self.settings)
+            ):
+                # The safe default, but a surprise on a public address: say it once, loudly.
+                log.warning(
+                    "sip_callers_loopback_only",
+                    detail="only this machine may call: set sip.allow_from, [[sip.accounts]] "
+                    "or [[sip.peers]] to take calls from elsewhere",
+                )
             for warning in configuration_warnings(self.settings, self.endpoint):
                 log.warning("config_deprecated", detail=warning)
             if self.local_server is not None:
@@ -167,6 +201,8 @@ class AgentApp:
             if self.lookup is not None:
                 await self.lookup.close()
             await self.tool_catalog.close()
+            for runtime in self.profiles.values():
+                await runtime.close()
             if self.local_server is not None:
                 await self.local_server.stop()
 
@@ -212,18 +248,35 @@ class AgentApp:
             call.reject(refusal.code, refusal.reason, self.settings.sip.retry_after_s)
             return
         assert self.endpoint is not None
+        route = self.gatekeeper.routes.take(call.sip_call_id)
+        settings, endpoint, catalog = self.settings, self.endpoint, self.tool_catalog
+        if route is not None and route.profile:
+            runtime = self.profiles[route.profile]
+            assert runtime.endpoint is not None
+            settings, endpoint, catalog = runtime.settings, runtime.endpoint, runtime.catalog
         session = CallSession(
             call,
-            self.endpoint,
-            self.settings,
+            endpoint,
+            settings,
             self._on_session_finished,
-            tool_catalog=self.tool_catalog,
+            tool_catalog=catalog,
             lookup=self.lookup,
-            profile=self.profile,
+            profile=route.profile if route is not None and route.profile else self.profile,
             notice=self.notice,
             record_store=self.record_store,
             observer=CallMetrics(self.metrics),
+            numbers=(route.caller, route.dialed) if route is not None else None,
+            profiles=self.profiles,
+            route_profile=route.profile if route is not None else "",
         )
+        if route is not None:
+            session.log.info(
+                "call_routed",
+                profile=route.profile or "(base)",
+                dialed=route.dialed,
+                caller=route.caller,
+                account=route.account,
+            )
         self.sessions[call.call_id] = session
         task = asyncio.get_running_loop().create_task(session.run(), name=f"call-{call.call_id}")
         self._tasks.add(task)

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,6 +54,7 @@ from agent.observe.call_record import CallFacts, build_call_record
 from agent.observe.record_store import RecordStore
 from agent.observe.recording import CallRecording, RecordingTap
 from agent.observe.transcript import RecordWriter
+from agent.profiles import ProfileRuntime, profile_settings
 from agent.realtime.adapter import RealtimeAdapter
 from agent.realtime.connection import RealtimeConnectError
 from agent.realtime.endpoint import LIVE, WEBRTC, RealtimeEndpoint
@@ -177,7 +177,14 @@ class CallSession:
         notice: Notice | None = None,
         record_store: RecordStore | None = None,
         observer: CallObserver | None = None,
+        numbers: tuple[str, str] | None = None,
+        profiles: Mapping[str, ProfileRuntime] | None = None,
+        route_profile: str = "",
     ) -> None:
+        """``numbers``: the caller's and the dialed number as routing found them (default:
+        the user parts of the call's remote and local URIs). ``profiles``: the running
+        ``[profiles.NAME]``, among which the pre-call lookup may choose (its choice overrides
+        the route's); ``route_profile``: the one the call's route chose ("" = the base)."""
         self.invite_at = time.time()
         self.answered_at: float | None = None
         self.profile = profile
@@ -195,6 +202,9 @@ class CallSession:
         #: The current session's protocol adapter (a new one for each session).
         self.adapter = protocol_adapter(endpoint)
         self._lookup = lookup
+        self._profiles = profiles or {}
+        self._route_profile = route_profile
+        self._numbers = numbers or (uri_user(call.remote_uri), uri_user(call.local_uri))
         self.ended_at: float | None = None
         self._stem = _records_stem(settings, call.call_id)
         self.records = RecordWriter(
@@ -243,8 +253,8 @@ class CallSession:
         self.settings = settings
         call_vars = {
             **variables,
-            "caller": uri_user(self.call.remote_uri),
-            "dialed": uri_user(self.call.local_uri),
+            "caller": self._numbers[0],
+            "dialed": self._numbers[1],
             "call_id": self.call_id,
         }
         self.bridge = CallBridge(
@@ -268,6 +278,21 @@ class CallSession:
                 connect_timeout_s=settings.realtime.connect_timeout_s,
             )
 
+    def _use_endpoint(
+        self, endpoint: RealtimeEndpoint, catalog: ToolCatalog, settings: Settings
+    ) -> None:
+        """Another profile's realtime endpoint and tools for this call (before it connects)."""
+        self.endpoint = endpoint
+        self.adapter = protocol_adapter(endpoint)
+        self.tools = CallTools(
+            settings.tools,
+            _Control(self),
+            self.records,
+            self.log,
+            catalog,
+            on_tool_call=self.observer.tool_call,
+        )
+
     async def _look_up(self) -> None:
         """Ask the pre-call lookup (while ringing) which profile and variables this call gets;
         on any failure the call keeps [agent], and one line says why."""
@@ -276,28 +301,36 @@ class CallSession:
         request = {
             "call_id": self.call_id,
             "sip_call_id": self.call.sip_call_id,
-            "caller": uri_user(self.call.remote_uri),
-            "dialed": uri_user(self.call.local_uri),
+            "caller": self._numbers[0],
+            "dialed": self._numbers[1],
             "remote_uri": self.call.remote_uri,
             "local_uri": self.call.local_uri,
         }
         try:
             result = await self._until_ended(self._lookup.ask(request))
         except LookupFailed as exc:
-            self.log.warning("call_lookup_failed", why=str(exc), profile="[agent]")
+            self.log.warning(
+                "call_lookup_failed", why=str(exc), profile=self._route_profile or "[agent]"
+            )
             return
         if result is None:
             return  # the caller gave up while we asked
         settings = self.settings
         if result.profile:
-            settings = dataclasses.replace(settings, agent=settings.profiles[result.profile])
-        if result.profile:
+            # The lookup's choice overrides the route's: that profile's [agent], [tools] and
+            # [realtime], its endpoint and its tool catalog (README "Webhooks").
             self.profile = result.profile
+            runtime = self._profiles.get(result.profile)
+            if runtime is not None and runtime.endpoint is not None:
+                settings = runtime.settings
+                self._use_endpoint(runtime.endpoint, runtime.catalog, settings)
+            else:
+                settings = profile_settings(settings, result.profile)
         self._configure(settings, result.variables)
         # The names only: the values may be the caller's personal data.
         self.log.info(
             "call_profile",
-            profile=result.profile or "[agent]",
+            profile=result.profile or self._route_profile or "[agent]",
             variables=sorted(result.variables),
         )
 

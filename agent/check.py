@@ -2,9 +2,10 @@
 
 It prints provider, URL (never a key), transport, protocol or dialect and the outcome, one
 line each, over the configured transport (WebRTC: the SDP exchange, ICE, DTLS and the data
-channel all have to work),
-so a wrong deployment name or api-version shows up before the first phone call does. A
-GPT-Live session is started as a phone call's would be (G.711 µ-law) and closed gracefully.
+channel all have to work), so a wrong deployment name or api-version shows up before the
+first phone call does; and first, one line per ``[[sip.accounts]]`` entry: registered, or
+why not (``agent.check_accounts``). A GPT-Live session is started as a phone call's would be
+(G.711 µ-law) and closed gracefully.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from agent.bridge.adapter import MalformedEvent, ProtocolAdapter
 from agent.bridge.events import ServerError, SessionReady
 from agent.bridge.requests import CloseSession, ConfigureSession
 from agent.call import protocol_adapter
+from agent.check_accounts import check_accounts
 from agent.config import Settings
 from agent.realtime.connection import RealtimeConnectError
 from agent.realtime.endpoint import (
@@ -89,11 +91,13 @@ async def _session_outcome(conn: RealtimeTransport, adapter: ProtocolAdapter) ->
 
 
 async def run_check(settings: Settings, out: TextIO) -> bool:
-    """True when a session could be opened with ``settings``."""
+    """True when a session could be opened with ``settings`` and every ``[[sip.accounts]]``
+    entry registered."""
+    registered = await check_accounts(settings, out) if settings.sip.accounts else True
     if choose_provider(settings) != "local":
-        return await _open_session(settings, None, out)
+        return await _open_session(settings, None, out) and registered
     from agent.local.server import LocalRealtimeServer
 
     webrtc = settings.realtime.transport == "webrtc"
     async with LocalRealtimeServer(webrtc=webrtc) as server:
-        return await _open_session(settings, server.url, out, server.calls_url)
+        return await _open_session(settings, server.url, out, server.calls_url) and registered

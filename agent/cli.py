@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import ipaddress
 import os
 import signal
 import sys
@@ -27,6 +29,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--sip-host", help="address to bind SIP and RTP to")
     serve.add_argument("--sip-port", type=int, help="SIP UDP port (0 picks a free one)")
     serve.add_argument("--engine", choices=SIP_ENGINES, help="the SIP stack (sip.engine)")
+    serve.add_argument(
+        "--allow-from",
+        action="append",
+        metavar="ADDR",
+        help="a source address or CIDR that may call without authentication, in addition to "
+        "sip.allow_from (repeatable; e.g. the front door's address)",
+    )
     serve.add_argument("--realtime-url", help="ws(s):// URL of any realtime-protocol server")
     serve.add_argument("--webrtc-url", help="http(s):// URL of that server's WebRTC calls endpoint")
     serve.add_argument(
@@ -167,7 +176,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         rtp_port, rtp_range = args.rtp_port or (None, None)
         overrides |= {
             "sip": {
-                "engine": args.engine,
+                "engine": getattr(args, "engine", None),
                 "host": args.sip_host,
                 "port": args.sip_port,
                 "public_host": getattr(args, "sip_public_host", None),
@@ -179,11 +188,24 @@ def _settings(args: argparse.Namespace) -> Settings:
             "records": {"dir": args.records_dir},
         }
     settings = load_settings(args.config, env_file=args.env_file, overrides=overrides)
+    extra = tuple(getattr(args, "allow_from", None) or ())
+    if extra:
+        for source in extra:
+            try:
+                ipaddress.ip_network(source, strict=False)
+            except ValueError:
+                raise ConfigError(f"--allow-from: {source!r} is not an address or CIDR") from None
+        sip = settings.sip
+        allow_from = (*sip.allow_from, *(s for s in extra if s not in sip.allow_from))
+        settings = dataclasses.replace(
+            settings, sip=dataclasses.replace(sip, allow_from=allow_from)
+        )
     for value in (
         settings.secrets.openai_api_key,
         settings.secrets.azure_api_key,
         settings.secrets.realtime_api_key,
         settings.secrets.webhook_secret,
+        *settings.secrets.sip_passwords.values(),
     ):
         register_secret(value)
     return settings

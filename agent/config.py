@@ -9,6 +9,7 @@ the process at start, not silently change behaviour on a live call.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
@@ -49,6 +50,58 @@ class ConfigError(Exception):
     """Bad configuration: reported as one line, exit status 2."""
 
 
+#: Transports a ``[[sip.accounts]]`` entry may register over.
+SIP_TRANSPORTS = ("udp", "tcp", "tls")
+#: SDES-SRTP policies: "off" (plain RTP), "optional" (SRTP when offered), "mandatory".
+SRTP_POLICIES = ("off", "optional", "mandatory")
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    """One ``[[sip.accounts]]`` entry: a registrar or trunk the agent registers to."""
+
+    #: Names the account in logs, ``voice-agent check`` and ``[[routes]]`` (``account =``).
+    name: str = ""
+    #: The registrar's SIP URI, e.g. "sip:sip.example-trunk.net" or "sip:10.0.0.5:5060".
+    registrar: str = ""
+    #: The user to register as (the AOR's user part and the digest user name).
+    username: str = ""
+    #: The environment variable holding the password (never the file).
+    password_env: str = ""
+    #: "udp", "tcp" or "tls" (``[sip.tls]``; a ``sips:`` registrar needs "tls").
+    transport: str = "udp"
+    #: The registration lifetime asked for; it is refreshed before it runs out.
+    expires_s: int = 300
+    #: SDES-SRTP for calls this account delivers; "" = ``sip.srtp``.
+    srtp: str = ""
+
+
+@dataclass(frozen=True)
+class PeerSettings:
+    """One ``[[sip.peers]]`` entry: a caller that proves who it is with digest auth."""
+
+    #: Names the peer in logs and ``[[routes]]`` (``account =``).
+    name: str = ""
+    username: str = ""
+    #: The environment variable holding the peer's password.
+    password_env: str = ""
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    """``[sip.tls]``: the TLS transport, opened when an account registers over TLS or a
+    certificate is set (then it also takes calls over TLS)."""
+
+    port: int = 5061
+    #: Our certificate chain and key (PEM): needed to take TLS connections; "" = client only.
+    cert_file: str = ""
+    key_file: str = ""
+    #: CA certificates (PEM) that verify the far end's; "" = OpenSSL's default locations.
+    ca_file: str = ""
+    #: Refuse a registrar or trunk whose certificate does not verify (and match its name).
+    verify_server: bool = True
+
+
 @dataclass(frozen=True)
 class SipSettings:
     #: The SIP stack (agent/sip/engines.py): baresip, the one that meets the capacity targets
@@ -71,6 +124,15 @@ class SipSettings:
     rtp_timeout_s: float = 30.0
     #: On SIGTERM, how long calls in progress may run on before they are ended.
     drain_timeout_s: float = 30.0
+    #: Source addresses or CIDRs whose calls are taken without authentication (IP-
+    #: authenticated trunks, a PBX); the default is this machine only.
+    allow_from: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    accounts: tuple[AccountSettings, ...] = ()
+    peers: tuple[PeerSettings, ...] = ()
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    #: SDES-SRTP: "off" (plain RTP), "optional" (SRTP when the caller offers it) or
+    #: "mandatory" (a plain-RTP offer gets 488).
+    srtp: str = "off"
 
 
 @dataclass(frozen=True)
@@ -361,6 +423,34 @@ class ToolSettings:
 
 
 @dataclass(frozen=True)
+class RouteSettings:
+    """One ``[[routes]]`` entry: calls it matches use ``profile``. Each field set must match
+    (shell-style patterns: ``*``, ``?``, ``[...]``); the first matching route wins."""
+
+    #: The dialed number (Request-URI user, or the To user when the Request-URI names us),
+    #: in E.164 when it is an international number: "+15550001", "+1555*".
+    dialed: str = ""
+    #: The caller's number (P-Asserted-Identity from a trusted source, else From).
+    caller: str = ""
+    #: The ``[[sip.accounts]]`` or ``[[sip.peers]]`` name the call came in on.
+    account: str = ""
+    #: A ``[profiles.NAME]`` name.
+    profile: str = ""
+    #: "mandatory": a plain-RTP offer on this route gets 488 (needs sip.srtp or the account's
+    #: srtp at "optional" or "mandatory"); "" = as the account or ``sip.srtp`` says.
+    srtp: str = ""
+
+
+@dataclass(frozen=True)
+class CallProfile:
+    """A ``[profiles.NAME]`` resolved over the base profile: what a routed call uses."""
+
+    agent: AgentProfile = field(default_factory=AgentProfile)
+    tools: ToolSettings = field(default_factory=ToolSettings)
+    realtime: RealtimeSettings = field(default_factory=RealtimeSettings)
+
+
+@dataclass(frozen=True)
 class Secrets:
     """Values read from the environment only; never from the TOML file, never logged."""
 
@@ -372,6 +462,8 @@ class Secrets:
     realtime_api_key: str = ""
     #: The value of the variable that ``webhook.secret_env`` names.
     webhook_secret: str = ""
+    #: SIP passwords, by the environment variable each ``password_env`` names.
+    sip_passwords: dict[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         present = [f.name for f in dataclasses.fields(self) if getattr(self, f.name)]
@@ -391,9 +483,13 @@ class Settings:
     tools: ToolSettings = field(default_factory=ToolSettings)
     local: LocalSettings = field(default_factory=LocalSettings)
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
-    #: Named agent profiles the pre-call lookup may pick for a call; each inherits every key
-    #: it leaves out from [agent] (load_settings merges them over it).
-    profiles: dict[str, AgentProfile] = field(default_factory=dict)
+    routes: tuple[RouteSettings, ...] = ()
+    #: The profile of a call no route matches; "" answers such calls 404.
+    default_profile: str = ""
+    #: Set by ``load_settings`` from ``[profiles.NAME]`` tables (see ``agent.profiles``): each
+    #: inherits every key it leaves out from [agent], [tools] and [realtime]. ``[[routes]]``
+    #: choose among them, and so may the pre-call lookup (``webhook.lookup_url``).
+    profiles: dict[str, CallProfile] = field(default_factory=dict)
     secrets: Secrets = field(default_factory=Secrets, repr=False)
 
 
@@ -401,6 +497,10 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "sip.engine": SIP_ENGINES,
     "realtime.protocol": ("realtime", "live"),
     "realtime.transport": ("websocket", "webrtc"),
+    "sip.accounts.transport": SIP_TRANSPORTS,
+    "sip.accounts.srtp": ("", *SRTP_POLICIES),
+    "sip.srtp": SRTP_POLICIES,
+    "routes.srtp": ("", "mandatory"),
     "realtime.provider": ("auto", "openai", "azure", "custom", "local"),
     "realtime.dialect": ("", "ga", "beta"),
     "agent.turn_detection.type": ("server_vad", "semantic_vad", "none"),
@@ -436,9 +536,14 @@ def _renamed(data: dict[str, Any], prefix: str) -> dict[str, Any]:
 
 
 def _choice_key(where: str) -> str:
-    """The ``_CHOICES`` key of ``where``: a named profile's keys are [agent]'s."""
+    """The ``_CHOICES`` key of ``where``: list indexes dropped (``sip.accounts[0].transport``),
+    and a named profile's own keys are [agent]'s."""
+    where = re.sub(r"\[\d+\]", "", where)
     if where.startswith("profiles."):
         _, _, rest = where[len("profiles.") :].partition(".")
+        section, _, key = rest.partition(".")
+        if section in PROFILE_SECTIONS and key:
+            return rest
         return f"agent.{rest}"
     return where
 
@@ -531,7 +636,9 @@ def _validate(settings: Settings) -> None:
     for name, profile in settings.profiles.items():
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
             raise ConfigError(f"profiles: {name!r} is not a simple name")
-        _validate_profile(profile, f"profiles.{name}")
+        _validate_profile(profile.agent, f"profiles.{name}")
+        if profile.realtime.max_session_s < 120:
+            raise ConfigError(f"profiles.{name}.realtime.max_session_s: must be at least 120")
     _validate_webhook(settings.webhook, settings.records, settings.secrets)
     if settings.audio.append_batch_ms not in (20, 40):
         raise ConfigError("audio.append_batch_ms: must be 20 or 40")
@@ -690,8 +797,131 @@ def _validate_tools(tools: ToolSettings) -> None:
                 )
 
 
-def secrets_from_env(env: typing.Mapping[str, str]) -> Secrets:
+def _validate_lines(settings: Settings) -> None:
+    """Accounts, peers, allowed sources, routes and profiles: checks that need no network."""
+    sip = settings.sip
+    for index, source in enumerate(sip.allow_from):
+        try:
+            ipaddress.ip_network(source, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"sip.allow_from[{index}]: {source!r} is not an address or CIDR"
+            ) from None
+    names: set[str] = set()
+    kinds: tuple[tuple[str, tuple[AccountSettings | PeerSettings, ...]], ...] = (
+        ("accounts", sip.accounts),
+        ("peers", sip.peers),
+    )
+    for kind, entries in kinds:
+        for index, entry in enumerate(entries):
+            where = f"sip.{kind}[{index}]"
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", entry.name):
+                raise ConfigError(f"{where}.name: every entry needs a simple name")
+            if entry.name in names:
+                raise ConfigError(f"{where}.name: {entry.name!r} is used twice")
+            names.add(entry.name)
+            if not entry.username:
+                raise ConfigError(f"{where}.username: required")
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", entry.password_env):
+                raise ConfigError(
+                    f"{where}.password_env: name the environment variable holding the password"
+                )
+    for index, account in enumerate(sip.accounts):
+        where = f"sip.accounts[{index}]"
+        if not re.match(r"sips?:[^\s@]+$", account.registrar):
+            raise ConfigError(
+                f"{where}.registrar: {account.registrar!r} is not a SIP URI like sip:host[:port]"
+            )
+        if account.registrar.startswith("sips:") and account.transport != "tls":
+            raise ConfigError(f'{where}.transport: a sips: registrar needs transport = "tls"')
+        if not 10 <= account.expires_s <= 86400:
+            raise ConfigError(f"{where}.expires_s: must be between 10 and 86400")
+    tls = sip.tls
+    if bool(tls.cert_file) != bool(tls.key_file):
+        raise ConfigError("sip.tls: set both cert_file and key_file, or neither")
+    for name in ("cert_file", "key_file", "ca_file"):
+        path = getattr(tls, name)
+        if path and not Path(path).is_file():
+            raise ConfigError(f"sip.tls.{name}: {path} is not a file")
+    if not 0 <= tls.port <= 65535:
+        raise ConfigError(f"sip.tls.port: {tls.port} is not a TCP port")
+    known = set(settings.profiles)
+    for index, route in enumerate(settings.routes):
+        where = f"routes[{index}]"
+        if not (route.dialed or route.caller or route.account):
+            raise ConfigError(f"{where}: set at least one of dialed, caller, account")
+        if route.profile not in known:
+            raise ConfigError(f"{where}.profile: {route.profile!r} is not a [profiles] name")
+        if (
+            route.srtp == "mandatory"
+            and sip.srtp == "off"
+            and not any(account.srtp in ("optional", "mandatory") for account in sip.accounts)
+        ):
+            raise ConfigError(
+                f'{where}.srtp: "mandatory" needs sip.srtp (or an account\'s srtp) to allow SRTP'
+            )
+        if route.account and route.account not in names:
+            raise ConfigError(
+                f"{where}.account: {route.account!r} is not a [[sip.accounts]] or "
+                "[[sip.peers]] name"
+            )
+    if settings.default_profile and settings.default_profile not in known:
+        raise ConfigError(f"default_profile: {settings.default_profile!r} is not a [profiles] name")
+
+
+#: Sections of the base profile a ``[profiles.NAME]`` may override: its own keys are
+#: ``[agent]``'s, ``tools`` and ``realtime`` sub-tables the other two.
+PROFILE_SECTIONS = ("tools", "realtime")
+
+
+def _build_profiles(data: dict[str, Any], raw: Any) -> dict[str, CallProfile]:
+    """Each ``[profiles.NAME]`` over the base sections: its own keys over [agent]'s, its
+    ``tools`` and ``realtime`` tables over [tools] and [realtime]."""
+    if not isinstance(raw, dict):
+        raise ConfigError("profiles: expected tables, one [profiles.NAME] each")
+    profiles: dict[str, CallProfile] = {}
+    for name, table in raw.items():
+        where = f"profiles.{name}"
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+            raise ConfigError(f"profiles: {name!r} is not a simple name")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: expected a table")
+        own = _renamed({k: v for k, v in table.items() if k not in PROFILE_SECTIONS}, "agent")
+        known = {f.name for f in dataclasses.fields(AgentProfile)} | set(PROFILE_SECTIONS)
+        unknown = sorted(set(own) - known)
+        if unknown:
+            raise ConfigError(
+                f"[{where}] unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})"
+            )
+        base_agent = data.get("agent", {})
+        base_agent = _renamed(base_agent, "agent") if isinstance(base_agent, dict) else {}
+        sections: dict[str, dict[str, Any]] = {}
+        for section in PROFILE_SECTIONS:
+            override = table.get(section, {})
+            if not isinstance(override, dict):
+                raise ConfigError(f"{where}.{section}: expected a table")
+            sections[section] = _merged(data.get(section, {}), override)
+        profile = CallProfile(
+            agent=_build(AgentProfile, _merged(base_agent, own), where),
+            tools=_build(ToolSettings, sections["tools"], f"{where}.tools"),
+            realtime=_build(RealtimeSettings, sections["realtime"], f"{where}.realtime"),
+        )
+        try:
+            _validate_tools(profile.tools)
+        except ConfigError as exc:
+            raise ConfigError(f"[{where}] {exc}") from None
+        profiles[name] = profile
+    return profiles
+
+
+def secrets_from_env(
+    env: typing.Mapping[str, str], password_envs: typing.Iterable[str] = ()
+) -> Secrets:
+    missing = [name for name in password_envs if not env.get(name)]
+    if missing:
+        raise ConfigError(f"password_env: the environment variable {missing[0]} is not set")
     return Secrets(
+        sip_passwords={name: env[name] for name in password_envs},
         openai_api_key=env.get("OPENAI_API_KEY", "").strip(),
         azure_api_key=env.get("AZURE_OPENAI_API_KEY", "").strip(),
         azure_endpoint=env.get("AZURE_OPENAI_ENDPOINT", "").strip(),
@@ -737,19 +967,22 @@ def load_settings(
         data.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
     if "secrets" in data:
         raise ConfigError("secrets belong in the environment or .env, not in the config file")
-    profiles = data.get("profiles")
-    if isinstance(profiles, dict):
-        for name, table in profiles.items():
-            if isinstance(table, dict):
-                profiles[name] = _merged(data.get("agent", {}), table)
     if env_file is not None and not env_file.exists():
         # A typo here would otherwise fall back, silently, to another backend.
         raise ConfigError(f"env file not found: {env_file}")
+    raw_profiles = data.pop("profiles", {})
     settings: Settings = _build(Settings, data, "")
+    settings = dataclasses.replace(settings, profiles=_build_profiles(data, raw_profiles))
+    _validate_lines(settings)
     if environ is None:
         load_dotenv(env_file or Path.cwd() / ".env", override=False)
         environ = os.environ
-    secrets = secrets_from_env(environ)
+    sip = settings.sip
+    password_envs = sorted(
+        {account.password_env for account in sip.accounts}
+        | {peer.password_env for peer in sip.peers}
+    )
+    secrets = secrets_from_env(environ, password_envs)
     if settings.webhook.secret_env:
         webhook_secret = environ.get(settings.webhook.secret_env, "").strip()
         secrets = dataclasses.replace(secrets, webhook_secret=webhook_secret)

@@ -400,11 +400,13 @@ async def run_sipp(
     media_port: int | None = None,
     timeout_s: float = 60.0,
     extra_args: list[str] | None = None,
+    local_ip: str = HOST,
 ) -> SippResult:
     """Run SIPp ``scenario`` (a file in testbed/sipp, or a rendered path) against the agent.
 
     Bounded by ``timeout_s``; SIPp's exit status is 0 only when every call succeeded.
-    ``extra_args`` are passed to SIPp as they are (e.g. ``-trace_logs``).
+    ``extra_args`` are passed to SIPp as they are (e.g. ``-trace_logs``); ``local_ip`` is
+    the loopback address SIPp calls from (127.0.0.2 plays a stranger).
     """
     scenario_path = scenario if isinstance(scenario, Path) else SIPP_DIR / scenario
     if fill:
@@ -416,7 +418,7 @@ async def run_sipp(
         rtp = media_port or free_rtp_port(span=4)
         command = [
             SIPP, f"{HOST}:{target_port}", "-sf", str(scenario_path),
-            "-i", HOST, "-p", str(free_port()), "-mi", HOST, "-mp", str(rtp),
+            "-i", local_ip, "-p", str(free_port()), "-mi", local_ip, "-mp", str(rtp),
             "-m", str(calls), "-l", str(concurrent), "-r", str(rate),
             "-nostdin", "-timeout", f"{int(timeout_s)}s", "-timeout_error", "-recv_timeout", "20s",
         ]  # fmt: skip

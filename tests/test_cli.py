@@ -39,6 +39,20 @@ def test_unknown_key(tmp_path: Path) -> None:
     _assert_one_clear_error(_serve("--config", str(config)), "unknown key 'max_call'")
 
 
+def test_a_bad_allow_from_is_one_clear_error() -> None:
+    _assert_one_clear_error(_serve("--allow-from", "front-door"), "--allow-from: 'front-door'")
+
+
+def test_allow_from_adds_to_the_profiles_sources(tmp_path: Path) -> None:
+    from agent.cli import _parser, _settings
+
+    config = tmp_path / "agent.toml"
+    config.write_text('[sip]\nallow_from = ["203.0.113.0/28"]\n')
+    args = ["serve", "--config", str(config), "--env-file", os.devnull]
+    settings = _settings(_parser().parse_args([*args, "--allow-from", "10.0.0.5"]))
+    assert settings.sip.allow_from == ("203.0.113.0/28", "10.0.0.5")
+
+
 def test_missing_file(tmp_path: Path) -> None:
     _assert_one_clear_error(
         _serve("--config", str(tmp_path / "absent.toml")), "config file not found"

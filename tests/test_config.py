@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from pathlib import Path
 
@@ -38,10 +39,26 @@ def test_values_are_read_and_typed(tmp_path: Path) -> None:
         ('[realtime]\nprovider = "gemini"\n', "realtime.provider: 'gemini' is not one of"),
         ("[sip\n", "invalid TOML"),
         ('[secrets]\nopenai_api_key = "sk-x"\n', "secrets belong in the environment"),
+        ('[[routes]]\ndialed = "+1*"\nprofile = "nope"\n', "routes[0].profile: 'nope'"),
+        ('[[routes]]\nprofile = "p"\n[profiles.p]\n', "routes[0]: set at least one"),
+        ('default_profile = "x"\n', "default_profile: 'x' is not"),
+        ("[profiles.p]\nvoyce = 1\n", "[profiles.p] unknown key 'voyce'"),
+        ('[profiles.p.tools]\nbuiltin = ["x"]\n', "tools.builtin: 'x'"),
+        ('[sip]\nallow_from = ["10.0.0.0/33"]\n', "sip.allow_from[0]"),
+        (
+            '[[sip.accounts]]\nname = "t"\nregistrar = "sip:h"\nusername = "u"\n'
+            'password_env = "NOT_SET_ANYWHERE"\n',
+            "NOT_SET_ANYWHERE is not set",
+        ),
+        (
+            '[[sip.accounts]]\nname = "t"\nregistrar = "sip:h"\nusername = "u"\n'
+            'password_env = "P"\ntransport = "sctp"\n',
+            "sip.accounts[0].transport: 'sctp'",
+        ),
     ],
 )
 def test_bad_config_is_one_clear_error(tmp_path: Path, text: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         _load(tmp_path, text)
 
 
@@ -83,7 +100,16 @@ def _fields(obj: object, prefix: str = "") -> dict[str, object]:
 
 #: Arrays of tables: their default is none, and the shipped file shows them as commented
 #: examples (an empty `custom = []` would break a profile that adds a [[tools.custom]]).
-_ARRAYS_OF_TABLES = {"tools.custom", "tools.mcp", "tools.server_mcp"}
+_ARRAYS_OF_TABLES = {
+    "tools.custom",
+    "tools.mcp",
+    "tools.server_mcp",
+    "sip.accounts",
+    "sip.peers",
+    "routes",
+}
+#: Tables of tables, shown as commented examples the same way.
+_TABLES_OF_TABLES = {"profiles"}
 
 
 def test_the_shipped_profile_holds_exactly_the_code_defaults(tmp_path: Path) -> None:
@@ -108,11 +134,14 @@ def test_the_shipped_profile_holds_exactly_the_code_defaults(tmp_path: Path) -> 
                 written.add(name)
 
     walk(text, "")
-    missing = set(defaults) - written - _ARRAYS_OF_TABLES
+    missing = set(defaults) - written - _ARRAYS_OF_TABLES - _TABLES_OF_TABLES
     assert not missing, f"keys the shipped profile leaves out: {sorted(missing)}"
     assert all(defaults[name] == () for name in _ARRAYS_OF_TABLES)
+    assert all(defaults[name] == {} for name in _TABLES_OF_TABLES)
     body = DEFAULT_CONFIG_PATH.read_text()
-    assert "# [[tools.custom]]" in body and "# [[tools.mcp]]" in body
+    for name in sorted(_ARRAYS_OF_TABLES):
+        assert f"# [[{name}]]" in body
+    assert "# [profiles.sales]" in body
 
 
 def test_a_named_env_file_that_does_not_exist_is_an_error(tmp_path: Path) -> None:

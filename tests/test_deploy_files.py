@@ -232,8 +232,15 @@ def test_k8s_agents_are_ready_from_readyz_drain_on_prestop_and_have_a_disruption
         e["secretRef"] for e in agent["envFrom"] if "secretRef" in e
     ]
     # The arguments, with the pod's address filled in, are ones the agent takes.
-    settings = _agent_settings([a.replace("$(POD_IP)", "10.0.0.5") for a in agent["args"]])
+    env = {e["name"]: e.get("value", "") for e in agent["env"]}
+    args = [
+        a.replace("$(POD_IP)", "10.0.0.5").replace("$(FRONTDOOR_NODES)", env["FRONTDOOR_NODES"])
+        for a in agent["args"]
+    ]
+    settings = _agent_settings(args)
     assert settings.http.host == settings.sip.host == "10.0.0.5"
+    # The front door (on a node's address) may call.
+    assert env["FRONTDOOR_NODES"] in settings.sip.allow_from
     assert settings.http.port == ports["http"] and settings.sip.port == ports["sip"]
 
     budget = manifests[("PodDisruptionBudget", "voice-agent")]

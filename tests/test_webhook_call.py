@@ -186,3 +186,44 @@ async def test_the_lookup_picks_profile_and_variables_and_a_slow_one_falls_back(
     waited = _logged_at(answered[1]) - receiver.requests[1].at
     assert waited < 0.4 + 1.5, f"answered {waited:.2f} s after the lookup was sent"
     assert time.time() > receiver.requests[1].at  # sanity: clocks are the same machine's
+
+
+async def test_the_lookups_profile_overrides_the_routes_and_no_choice_keeps_it(
+    engine: str, local_server: RecordingServer, tmp_path: Path
+) -> None:
+    """Precedence (README "Webhooks"): the lookup's profile, then the route's, then the base."""
+    answers = iter(
+        [
+            json_reply({"profile": "vip", "variables": {"name": "Ada"}}),
+            Reply(204),
+            json_reply({"variables": {"name": "Bo"}}),
+        ]
+    )
+    async with WebhookReceiver(handler=lambda _r: next(answers)) as receiver:
+        config = tmp_path / "agent.toml"
+        config.write_text(
+            'default_profile = "sales"\n'
+            f'[webhook]\nsecret_env = "VA_HOOK_SECRET"\nlookup_url = "{receiver.url}"\n'
+            '[agent]\ninstructions = "Base line."\n'
+            '[profiles.sales]\ninstructions = "Sales line for {name}."\n'
+            '[profiles.vip]\ninstructions = "VIP line for {name}."\n'
+        )
+        agent = AgentProcess(
+            free_port(),
+            ["--realtime-url", local_server.url, "--config", str(config), *engine_args(engine)],
+            env=ENV,
+        )
+        await agent.start()
+        try:
+            for _ in range(3):
+                await _call(agent, tmp_path, call_ms=1500)
+            await agent.wait_for("call_finished", 10, count=3)
+        finally:
+            await agent.stop()
+
+    assert [line["profile"] for line in agent.events("call_routed")] == ["sales"] * 3
+    assert _instructions(local_server, 0) == "VIP line for Ada."
+    assert _instructions(local_server, 1) == "Sales line for {name}."
+    assert _instructions(local_server, 2) == "Sales line for Bo."
+    # One line per answer: the profile the call ended up with.
+    assert [line["profile"] for line in agent.events("call_profile")] == ["vip", "sales", "sales"]

@@ -62,7 +62,7 @@ def test_a_named_profile_inherits_what_it_leaves_out_from_agent(tmp_path: Path) 
         "[profiles.vip.turn_detection]\nthreshold = 0.7\n",
     )
     settings = load_settings(config, environ={})
-    vip = settings.profiles["vip"]
+    vip = settings.profiles["vip"].agent
     assert vip.instructions == "VIP {name}." and vip.voice == "cedar"
     assert vip.turn_detection.threshold == 0.7
     assert vip.turn_detection.silence_duration_ms == 700

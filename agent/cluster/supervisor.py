@@ -155,6 +155,8 @@ class Cluster:
             "--sip-host", self.plan.host, "--sip-port", str(plan.sip_port),
             "--rtp-port", plan.rtp_ports, "--http-port", str(plan.http_port),
             "--log-format", "json",
+            # The front door relays every call from this address: let it call.
+            "--allow-from", self.plan.host,
         ]  # fmt: skip
         if options.config is not None:
             command += ["--config", str(options.config)]

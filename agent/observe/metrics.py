@@ -40,7 +40,17 @@ CALL_SERIES = (
     (FAILED, "far_end"),
 )
 #: Why an INVITE was refused before any session: the request policy's ``Answer.kind``.
-REJECTIONS = ("at_capacity", "draining", "unknown_user", "replaces")
+REJECTIONS = (
+    "at_capacity",
+    "draining",
+    "unknown_user",
+    "replaces",
+    "no_route",
+    "not_allowed",
+    "auth_failed",
+    "dropped",
+    "srtp_required",
+)
 #: ``ToolRunner``'s outcomes.
 TOOL_OUTCOMES = ("ok", "error", "timeout", "failed", "cancelled")
 

@@ -43,6 +43,8 @@ class SipRequest:
     source_ip: str
     source_port: int
     headers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: The body (an INVITE's SDP offer), "" when there is none.
+    body: str = ""
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (any case, compact or full), or None."""
@@ -94,7 +96,7 @@ def uri_user(uri: str) -> str:
 
 def parse_request(text: str, source_ip: str, source_port: int) -> SipRequest | None:
     """The request in ``text`` (request line and headers), or None when it is not one."""
-    head = text[:MAX_TEXT].split("\r\n\r\n", 1)[0]
+    head, _, body = text[:MAX_TEXT].partition("\r\n\r\n")
     lines = head.replace("\r\n", "\n").split("\n")
     match = _REQUEST_LINE.match(lines[0].strip()) if lines else None
     if match is None:
@@ -118,6 +120,7 @@ def parse_request(text: str, source_ip: str, source_port: int) -> SipRequest | N
         source_ip=source_ip,
         source_port=source_port,
         headers={name: tuple(values) for name, values in headers.items()},
+        body=body,
     )
 
 
@@ -148,6 +151,23 @@ def sdp_audio_address(sdp: str) -> tuple[str, int] | None:
                 session_ip = address
     ip = media_ip or session_ip
     return (ip, port) if ip and port else None
+
+
+def sdp_offers_srtp(sdp: str) -> bool:
+    """Whether the first ``m=audio`` of an SDP is SDES-SRTP: an RTP/SAVP (or SAVPF) profile
+    with an ``a=crypto`` line."""
+    in_audio = profile_ok = crypto = False
+    for raw in sdp.replace("\r\n", "\n").split("\n"):
+        line = raw.strip()
+        if line.startswith("m="):
+            if in_audio:
+                break
+            fields = line[2:].split()
+            in_audio = line.startswith("m=audio ")
+            profile_ok = in_audio and len(fields) > 2 and fields[2] in ("RTP/SAVP", "RTP/SAVPF")
+        elif in_audio and line.startswith("a=crypto:"):
+            crypto = True
+    return profile_ok and crypto
 
 
 #: Static RTP payload types of the codecs the agent carries (RFC 3551).

@@ -22,13 +22,20 @@ class RefusalLog:
 
     def answered(self, request: SipRequest, answer: Answer) -> None:
         """Log ``answer`` to ``request`` when it refused something worth a line."""
-        if answer.code < 300 or request.method == "OPTIONS":
+        if 0 < answer.code < 300 or request.method == "OPTIONS" or answer.code == 401:
+            # 401: the first half of a peer's digest handshake, not a refusal.
             # OPTIONS is a dispatcher's health probe: 503 while full is its answer, not news.
             return
         allowed, held = self._limit.check((request.source_ip, request.method, answer.code))
         if allowed:
+            if not answer.code:
+                event = "sip_request_dropped"
+            elif request.method == "INVITE":
+                event = "call_rejected"
+            else:
+                event = "sip_request_refused"
             log.warning(
-                "call_rejected" if request.method == "INVITE" else "sip_request_refused",
+                event,
                 method=request.method,
                 code=answer.code,
                 reason=answer.why,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from agent.sip.message import SipRequest
 
@@ -52,6 +53,21 @@ Admission = Callable[[], Answer | None]
 #: Told of every new INVITE the policy refuses (for metrics), with the answer it gets.
 CallRefused = Callable[[Answer], None]
 
+#: Code 0: no answer at all, the request is dropped (floods, strangers' probes).
+DROP = Answer(0, "", why="rate limit for sources not allowed", kind="dropped")
+
+
+class Gatekeeper(Protocol):
+    """Who may call, and which number is answered (``agent.sip.gatekeeper``)."""
+
+    def screen(self, request: SipRequest) -> Answer | None:
+        """A request outside a dialog: None when its source may send it."""
+        ...
+
+    def route(self, request: SipRequest) -> Answer | None:
+        """A new INVITE that passed ``screen``: None when a route takes it (404 otherwise)."""
+        ...
+
 
 def unavailable(retry_after_s: int, why: str, kind: str = "unavailable") -> Answer:
     """503 with ``Retry-After``: capacity, draining, backend down."""
@@ -62,11 +78,17 @@ class RequestPolicy:
     """The agent's answers to requests, for the one user part it answers as."""
 
     def __init__(
-        self, user: str, admission: Admission, on_call_refused: CallRefused | None = None
+        self,
+        user: str,
+        admission: Admission,
+        on_call_refused: CallRefused | None = None,
+        gatekeeper: Gatekeeper | None = None,
     ) -> None:
         self.user = user
         self.admission = admission
         self.on_call_refused = on_call_refused
+        #: Without one, every source may call the one user part ``user``.
+        self.gatekeeper = gatekeeper
 
     def decide(self, request: SipRequest) -> Answer | None:
         method = request.method
@@ -74,9 +96,16 @@ class RequestPolicy:
             return None
         if request.in_dialog:
             return self._in_dialog(request)
+        refusal: Answer | None = None
+        if self.gatekeeper is not None:
+            refusal = self.gatekeeper.screen(request)
+            if refusal is not None and method != "INVITE":
+                return refusal
         if method == "INVITE":
-            refusal = self._new_call(request)
-            if refusal is not None and self.on_call_refused is not None:
+            if refusal is None:
+                refusal = self._new_call(request)
+            # A digest challenge is the first step of a peer's call, not a refusal.
+            if refusal is not None and refusal.code != 401 and self.on_call_refused is not None:
                 self.on_call_refused(refusal)
             return refusal
         if method == "OPTIONS":
@@ -94,7 +123,11 @@ class RequestPolicy:
         if request.header("replaces") is not None:
             # Replaces lets whoever knows a call's dialog ids take that call over.
             return Answer(403, "Forbidden", why="INVITE with Replaces", kind="replaces")
-        if request.uri_user != self.user:
+        if self.gatekeeper is not None:
+            unrouted = self.gatekeeper.route(request)
+            if unrouted is not None:
+                return unrouted
+        elif request.uri_user != self.user:
             return Answer(
                 404, "Not Found", why=f"no such user {request.uri_user!r}", kind="unknown_user"
             )

@@ -32,7 +32,8 @@ from agent.sip.baresip.media import MediaClock
 from agent.sip.engine import EngineStartError, IncomingCall
 from agent.sip.message import SipRequest
 from agent.sip.refusals import RefusalLog
-from agent.sip.request_policy import Admission, CallRefused, RequestPolicy
+from agent.sip.registration import Registrations
+from agent.sip.request_policy import Admission, CallRefused, Gatekeeper, RequestPolicy
 
 log = structlog.get_logger("sip")
 _POLL_INTERVAL_S = 0.02
@@ -62,10 +63,13 @@ class BaresipEngine:
         on_incoming: IncomingCall,
         admission: Admission = lambda: None,
         on_call_refused: CallRefused | None = None,
+        gatekeeper: Gatekeeper | None = None,
+        registrations: Registrations | None = None,
     ) -> None:
         self.settings = settings
+        self._registrations = registrations
         self._on_incoming = on_incoming
-        self.policy = RequestPolicy(settings.user, admission, on_call_refused)
+        self.policy = RequestPolicy(settings.user, admission, on_call_refused, gatekeeper)
         self._refusals = RefusalLog()
         self.bound_port: int = settings.port
         self.calls: dict[str, BaresipCall] = {}
@@ -83,6 +87,19 @@ class BaresipEngine:
         problem = native.check_versions()
         if problem is not None:
             raise EngineStartError(f"the baresip engine cannot run with {problem}")
+        if self._registrations is not None and self._registrations.accounts:
+            raise EngineStartError(
+                "[[sip.accounts]] registration is not supported by the baresip engine yet; "
+                "use the pjsip engine (sip.engine) to register"
+            )
+        if self.settings.srtp != "off":
+            raise EngineStartError(
+                "sip.srtp is not supported by the baresip engine yet; use the pjsip engine"
+            )
+        if self.settings.tls.cert_file:
+            raise EngineStartError(
+                "[sip.tls] is not supported by the baresip engine yet; use the pjsip engine"
+            )
         if self.settings.public_host:
             raise EngineStartError(
                 "sip.public_host is not supported by the baresip engine (its SDP names "

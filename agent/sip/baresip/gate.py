@@ -160,7 +160,8 @@ class BaresipRequestGate:
             self._chosen = chosen
 
     def _respond(self, msg: Any, request: SipRequest | None, answer: Answer) -> None:
-        native.reply(msg, answer.code, answer.reason, answer.headers)
+        if answer.code:  # code 0: dropped unanswered
+            native.reply(msg, answer.code, answer.reason, answer.headers)
         if request is not None:
             self._post(self._on_answer, request, answer)
 

@@ -10,6 +10,7 @@ What is chosen here, and why:
 - no video codecs on the account: otherwise baresip re-INVITEs every call it answers (to
   drop the video it offered), which callers that ignore in-dialog INVITEs answer with
   nothing and baresip then ends with a BYE after 32 s;
+- one catch-all user agent: the request gate decides which numbers are answered;
 - the stack's own ring timeout as a backstop only: the agent answers or refuses a ringing
   call well within ``sip.session_timeout_s``.
 """
@@ -55,5 +56,7 @@ def account(settings: SipSettings, port: int) -> baresip.Account:
         transport="udp",
         audio_codecs=tuple(STACK_CODECS[codec] for codec in settings.codecs),
         dtmf_mode="rtpevent",
-        extra_params=("video_codecs",),
+        # catchall: INVITEs to any user part reach this agent; which numbers are answered is
+        # the request gate's routing (agent.sip.routing), baresip would 404 all but sip.user.
+        extra_params=("video_codecs", "catchall=yes"),
     )

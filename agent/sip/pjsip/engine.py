@@ -25,11 +25,13 @@ import structlog
 from agent.config import PJSUA_CALL_SLOTS, SipSettings
 from agent.sip.engine import EngineStartError, IncomingCall
 from agent.sip.message import codecs_for_offer
+from agent.sip.pjsip.accounts import UNREGISTER_WAIT_S, PjsipAccounts, apply_srtp
 from agent.sip.pjsip.call import PjsipCall, _PjCall
 from agent.sip.pjsip.gate import PjsipRequestGate
 from agent.sip.pjsip.media_port import BridgePort, FrameWaker
 from agent.sip.refusals import RefusalLog
-from agent.sip.request_policy import Admission, CallRefused, RequestPolicy
+from agent.sip.registration import Registrations
+from agent.sip.request_policy import Admission, CallRefused, Gatekeeper, RequestPolicy
 from agent.sip.stack_log import StackLog
 
 log = structlog.get_logger("sip")
@@ -120,14 +122,18 @@ class PjsipEngine:
         on_incoming: IncomingCall,
         admission: Admission = lambda: None,
         on_call_refused: CallRefused | None = None,
+        gatekeeper: Gatekeeper | None = None,
+        registrations: Registrations | None = None,
     ) -> None:
         self.settings = settings
         self._on_incoming = on_incoming
-        self.policy = RequestPolicy(settings.user, admission, on_call_refused)
+        self.policy = RequestPolicy(settings.user, admission, on_call_refused, gatekeeper)
         self._gate: PjsipRequestGate | None = None
         self._refusals = RefusalLog()
         self._ep: pj.Endpoint | None = None
         self._account: _Account | None = None
+        self._registrations = registrations
+        self._accounts: PjsipAccounts | None = None
         self._log_writer = _LogForwarder()
         self.calls: dict[str, _PjCall] = {}
         self._retired: list[_PjCall] = []
@@ -140,13 +146,17 @@ class PjsipEngine:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        """Create the library, the UDP transport and the account."""
+        """Create the library, the UDP transport and the account; then register the
+        ``[[sip.accounts]]`` (their outcome comes later, to ``Registrations``)."""
         try:
             self._start()
         except pj.Error as exc:
             raise EngineStartError(
                 f"cannot start SIP on {self.settings.host}:{self.settings.port}: {exc.reason}"
             ) from None
+        if self._accounts is not None:
+            await self._accounts.resolve_registrars()
+            self._accounts.start()
 
     def _start(self) -> None:
         BridgePort.waker = self._waker
@@ -192,6 +202,20 @@ class PjsipEngine:
         finally:
             self._log_writer.muted = False
         self.bound_port = int(ep.transportGetInfo(transport_id).localName.rsplit(":", 1)[1])
+        transports = {"udp": transport_id}
+        registrations = self._registrations
+        if registrations is not None and any(
+            state.settings.transport == "tcp" for state in registrations.accounts.values()
+        ):
+            # Registrations over TCP: a listener on the same port number as UDP.
+            tcfg.port = self.bound_port
+            transports["tcp"] = ep.transportCreate(pj.PJSIP_TRANSPORT_TCP, tcfg)
+        tls = self.settings.tls
+        if tls.cert_file or (
+            registrations is not None
+            and any(state.settings.transport == "tls" for state in registrations.accounts.values())
+        ):
+            transports["tls"] = ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, self._tls_config())
         ep.libStart()
         self._codec_ids = {codec.codecId for codec in ep.codecEnum2()}
         self._enable_codecs(self.settings.codecs)
@@ -205,10 +229,34 @@ class PjsipEngine:
         rtp.boundAddress = self.settings.host
         if self.settings.public_host:
             rtp.publicAddress = self.settings.public_host
+        apply_srtp(acfg, self.settings.srtp)
         account = _Account(self._incoming)
         account.create(acfg, True)
         self._account = account
+        if registrations is not None and registrations.accounts:
+            self._accounts = PjsipAccounts(
+                registrations,
+                self._incoming,
+                transports,
+                self.settings.public_host,
+                self.settings.srtp,
+            )
         self._gate = PjsipRequestGate(self.policy, self._refusals.answered, self._before_new_call)
+
+    def _tls_config(self) -> pj.TransportConfig:
+        tls = self.settings.tls
+        cfg = pj.TransportConfig()
+        cfg.port = tls.port
+        cfg.boundAddress = self.settings.host
+        if self.settings.public_host:
+            cfg.publicAddress = self.settings.public_host
+        tc = cfg.tlsConfig
+        tc.method = pj.PJSIP_TLSV1_2_METHOD
+        tc.CaListFile = tls.ca_file
+        tc.certFile = tls.cert_file
+        tc.privKeyFile = tls.key_file
+        tc.verifyServer = tls.verify_server
+        return cfg
 
     def _enable_codecs(self, codecs: tuple[str, ...]) -> None:
         """Only ``codecs`` enabled, in that order (the wheel would rank speex first)."""
@@ -285,6 +333,14 @@ class PjsipEngine:
         for call in list(self.calls.values()):
             self._retire(call)
         self._destroy_retired()
+        if self._accounts is not None:
+            if self._accounts.unregister():
+                deadline = loop.time() + UNREGISTER_WAIT_S
+                while self._accounts.pending() and loop.time() < deadline:
+                    ep.libHandleEvents(0)
+                    await asyncio.sleep(_POLL_INTERVAL_S)
+            self._accounts.destroy()
+            self._accounts = None
         if self._account is not None:
             self._account.shutdown()
             self._account = None

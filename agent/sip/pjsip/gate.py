@@ -235,7 +235,9 @@ class PjsipRequestGate:
                 if request.method == "INVITE" and not request.in_dialog:
                     self._before_new_call(body)
                 return 0
-            self._respond(rdata, answer)
+            if answer.code:
+                self._respond(rdata, answer)
+            # else dropped: absorbed here, unanswered, and no transaction kept for it
             self._on_answer(request, answer)
             return 1
         except Exception as exc:

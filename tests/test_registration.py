@@ -1,0 +1,236 @@
+"""End to end: the agent registers to a real Kamailio registrar (auth_db over db_text) with
+digest auth, takes the calls Kamailio routes to it, and survives Kamailio restarting.
+
+Kamailio, the agent and SIPp all run on 127.0.0.1; the agent's ``sip.allow_from`` is empty,
+so the only calls it takes are those from its registrar's address. Registration is on the
+PJSIP engine only (``engine = "pjsip"`` in each profile here: baresip, the default, refuses
+``[[sip.accounts]]`` at start).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from agent.audio.levels import rms_dbfs
+from agent.check import run_check
+from agent.config import load_settings
+from testbed.certs import make_certificates
+from testbed.kamailio import KAMAILIO, Registrar
+from testbed.peers import AgentProcess, RtpPeer, free_port, run_sipp, talk_then_pause
+from testbed.recording import RecordingServer
+
+pytestmark = [
+    pytest.mark.sipp,
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(KAMAILIO is None, reason="kamailio not installed (apt-get kamailio)"),
+]
+
+PASSWORD = "agent-secret"
+
+
+@pytest.fixture
+async def local_server() -> AsyncIterator[RecordingServer]:
+    async with RecordingServer("127.0.0.1", 0) as server:
+        yield server
+
+
+@pytest.fixture
+async def registrar() -> AsyncIterator[Registrar]:
+    kamailio = Registrar(free_port(), {"agent": PASSWORD})
+    await kamailio.start()
+    try:
+        yield kamailio
+    finally:
+        await kamailio.stop()
+
+
+def _profile(registrar: Registrar, tmp_path: Path, expires_s: int = 10) -> Path:
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        '[sip]\nengine = "pjsip"\nallow_from = []\n\n[[sip.accounts]]\n'
+        f'name = "kam"\nregistrar = "sip:127.0.0.1:{registrar.port}"\nusername = "agent"\n'
+        f'password_env = "KAM_PASSWORD"\nexpires_s = {expires_s}\n'
+    )
+    return config
+
+
+async def _agent(url: str, config: Path, password: str) -> AgentProcess:
+    agent = AgentProcess(
+        free_port(),
+        ["--engine", "pjsip", "--realtime-url", url, "--config", str(config)],
+        env={"KAM_PASSWORD": password},
+    )
+    await agent.start()
+    return agent
+
+
+async def _call_through(registrar: Registrar, tmp_path: Path) -> tuple[int, RtpPeer]:
+    """A SIPp call to sip:agent@ the registrar, relayed to the agent: (SIPp's status, the
+    caller's RTP peer with what it heard)."""
+    peer = await RtpPeer.open()
+    peer.talk(talk_then_pause(1.2, 0.6), "PCMU")
+    result = await run_sipp(
+        "uac_via_proxy.xml", registrar.port, keys=peer.sipp_keys("PCMU"),
+        fill={"call_ms": "3000"}, workdir=tmp_path, timeout_s=30,
+    )  # fmt: skip
+    peer.close()
+    return result.returncode, peer
+
+
+async def test_registers_takes_a_routed_call_and_survives_a_registrar_restart(
+    registrar: Registrar, local_server: RecordingServer, tmp_path: Path
+) -> None:
+    agent = await _agent(local_server.url, _profile(registrar, tmp_path), PASSWORD)
+    try:
+        [line] = await agent.wait_for("sip_registration", 10)
+        assert (line["account"], line["state"], line["expires_s"]) == ("kam", "registered", 10)
+        await registrar.wait_for("registered sip:agent@127.0.0.1", 5)
+
+        code, peer = await _call_through(registrar, tmp_path)
+        assert code == 0
+        assert len(local_server.sessions) == 1
+        session = local_server.sessions[0]
+        assert len(session.input_audio) / 2 / 24000 > 2.0, "caller audio never reached the model"
+        assert rms_dbfs(bytes(session.input_audio)) > -32
+        heard = peer.audio()
+        assert len(heard) / 2 / 8000 > 2.0 and rms_dbfs(heard) > -37, "agent audio is silent"
+        await agent.wait_for("call_finished", 10)
+
+        # Kamailio restarts with an empty location table (usrloc db_mode 0); the agent's next
+        # refresh (5 s before the 10 s expiry) registers it again, and calls route again.
+        await registrar.stop()
+        restarted = Registrar(registrar.port, registrar.users, directory=registrar.directory)
+        await restarted.start()
+        try:
+            await restarted.wait_for("registered sip:agent@127.0.0.1", 12)
+            code, _ = await _call_through(restarted, tmp_path)
+            assert code == 0
+            assert len(local_server.sessions) == 2
+            # On shutdown it unregisters, and Kamailio confirms it (one line for the change).
+            assert await agent.stop() == 0
+            states = [line["state"] for line in agent.events("sip_registration")]
+            assert states == ["registered", "unregistered"]
+        finally:
+            await restarted.stop()
+    finally:
+        assert await agent.stop() == 0
+
+
+async def test_a_wrong_password_is_one_clear_error_and_is_retried(
+    registrar: Registrar, local_server: RecordingServer, tmp_path: Path
+) -> None:
+    config = _profile(registrar, tmp_path)
+    agent = await _agent(local_server.url, config, "wrong")
+    try:
+        [line] = await agent.wait_for("sip_registration", 10)
+        assert line["state"] == "failed" and line["level"] == "warning"
+        assert line["reason"] == "bad credentials (403 Forbidden)"
+        assert line["retry_in_s"] == 2
+        # Retried with backoff (2 s, then 4 s): Kamailio refuses the second attempt too; the
+        # agent logs no second line for the same state.
+        await registrar.wait_for("REGISTER auth failed", 6, count=2)
+        assert len(agent.events("sip_registration")) == 1
+        # The call finds nobody registered: Kamailio answers 404, the agent sees nothing.
+        code, _ = await _call_through(registrar, tmp_path)
+        assert code != 0
+        assert local_server.sessions == []
+    finally:
+        assert await agent.stop() == 0
+
+    # `voice-agent check` names the failure.
+    out = io.StringIO()
+    settings = load_settings(config, environ={"KAM_PASSWORD": "wrong"})
+    assert not await run_check(settings, out)
+    assert f"account:  kam (sip:127.0.0.1:{registrar.port}): FAILED: bad credentials" in (
+        out.getvalue()
+    )
+    out = io.StringIO()
+    settings = load_settings(config, environ={"KAM_PASSWORD": PASSWORD})
+    assert await run_check(settings, out), out.getvalue()
+    assert "registered, expires in 10 s" in out.getvalue()
+
+
+async def test_check_tells_an_unknown_registrar_host_from_a_bad_password(tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        '[sip]\nengine = "pjsip"\n[[sip.accounts]]\nname = "t"\n'
+        'registrar = "sip:no-such-host.invalid"\n'
+        'username = "agent"\npassword_env = "P"\n'
+    )
+    out = io.StringIO()
+    assert not await run_check(load_settings(config, environ={"P": "x"}), out)
+    assert "FAILED: DNS (no-such-host.invalid does not resolve)" in out.getvalue()
+    print(out.getvalue(), file=sys.stderr)
+
+
+async def test_the_baresip_engine_refuses_accounts_at_start(
+    registrar: Registrar, tmp_path: Path
+) -> None:
+    agent = AgentProcess(
+        free_port(),
+        ["--engine", "baresip", "--config", str(_profile(registrar, tmp_path))],
+        env={"KAM_PASSWORD": PASSWORD},
+    )
+    with pytest.raises(AssertionError):
+        await agent.start(timeout_s=10)
+    assert agent.proc is not None
+    assert await asyncio.wait_for(agent.proc.wait(), 10) == 2
+    assert any("not supported by the baresip engine" in line for line in agent.raw)
+
+
+async def test_registers_over_tls_verifying_the_registrar_and_takes_a_call_over_it(
+    local_server: RecordingServer, tmp_path: Path
+) -> None:
+    certs = make_certificates(tmp_path / "certs")
+    stranger_ca = make_certificates(tmp_path / "other", name="other-ca")
+    kamailio = Registrar(
+        free_port(), {"agent": PASSWORD}, tls_port=free_port(socket.SOCK_STREAM),
+        tls_cert=certs.cert, tls_key=certs.key,
+    )  # fmt: skip
+    await kamailio.start()
+
+    def profile(ca: Path, name: str) -> Path:
+        config = tmp_path / f"{name}.toml"
+        config.write_text(
+            f"[sip]\nallow_from = []\n\n[sip.tls]\nport = {free_port(socket.SOCK_STREAM)}\n"
+            f'ca_file = "{ca}"\ncert_file = "{certs.cert}"\nkey_file = "{certs.key}"\n\n'
+            '[[sip.accounts]]\nname = "kam"\n'
+            f'registrar = "sip:127.0.0.1:{kamailio.tls_port}"\ntransport = "tls"\n'
+            'username = "agent"\npassword_env = "KAM_PASSWORD"\nexpires_s = 60\n'
+        )
+        return config
+
+    try:
+        # A registrar whose certificate our CA file does not vouch for: a TLS failure.
+        agent = await _agent(local_server.url, profile(stranger_ca.ca, "wrong-ca"), PASSWORD)
+        try:
+            [line] = await agent.wait_for("sip_registration", 15)
+            assert line["state"] == "failed" and line["reason"].startswith("TLS"), line
+        finally:
+            assert await agent.stop() == 0
+
+        agent = await _agent(local_server.url, profile(certs.ca, "right-ca"), PASSWORD)
+        try:
+            [line] = await agent.wait_for("sip_registration", 15)
+            assert line["state"] == "registered", line
+            await kamailio.wait_for(";transport=TLS> from 127.0.0.1", 5)
+            # SIPp calls Kamailio over UDP; Kamailio relays over the agent's TLS connection.
+            # (sip:, not sips:, URIs: with sips: the agent, like any UA, would answer a caller
+            # that is not on TLS all the way "480 SIPS Required".) The ACK and BYE come to
+            # our Contact, the TLS listener: that is what the agent's certificate is for.
+            code, peer = await _call_through(kamailio, tmp_path)
+            assert code == 0, "\n".join(kamailio.lines[-6:] + agent.raw[-6:])
+            assert len(local_server.sessions) == 1
+            assert len(local_server.sessions[0].input_audio) / 2 / 24000 > 2.0
+            assert rms_dbfs(peer.audio()) > -37
+        finally:
+            assert await agent.stop() == 0
+    finally:
+        await kamailio.stop()

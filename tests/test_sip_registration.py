@@ -1,0 +1,68 @@
+"""Registration state, failure kinds and backoff (no SIP: the engines report to this)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import structlog
+
+from agent.config import load_settings
+from agent.sip.callers import RegistrarSources
+from agent.sip.registration import (
+    BACKOFF_S,
+    Registrations,
+    failure_kind,
+    registrar_host,
+)
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "kind"),
+    [
+        (401, "Unauthorized", "bad credentials"),
+        (403, "Forbidden", "bad credentials"),
+        (407, "Proxy Authentication Required", "bad credentials"),
+        (404, "Not Found", "unknown user"),
+        (408, "Request Timeout", "timeout"),
+        (502, "Unresolvable destination (PJLIB_UTIL_EDNSNOANSWERREC)", "DNS"),
+        (503, "TLS connect() error: certificate verify failed", "TLS"),
+        (500, "Server Internal Error", "error"),
+    ],
+)
+def test_failures_are_told_apart(code: int, reason: str, kind: str) -> None:
+    assert failure_kind(code, reason) == kind
+
+
+def test_registrar_uris() -> None:
+    assert registrar_host("sip:sip.example.net") == ("sip.example.net", None)
+    assert registrar_host("sip:10.0.0.5:5080;transport=tcp") == ("10.0.0.5", 5080)
+    assert registrar_host("sips:user@[2001:db8::1]:5061") == ("2001:db8::1", 5061)
+
+
+def test_one_line_per_state_change_and_a_growing_backoff(tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        '[[sip.accounts]]\nname = "t"\nregistrar = "sip:h"\nusername = "u"\npassword_env = "P"\n'
+    )
+    settings = load_settings(config, environ={"P": "pw"})
+    sources = RegistrarSources()
+    registrations = Registrations(settings, sources)
+    assert registrations.accounts["t"].password == "pw"
+    assert "pw" not in repr(registrations.accounts["t"])
+    registrations.registrar_resolved("t", {"192.0.2.1"})
+    assert sources.account_of("192.0.2.1") == "t"
+    with structlog.testing.capture_logs() as logs:
+        delays = [registrations.failed("t", "bad credentials", 403, "Forbidden") for _ in range(10)]
+        registrations.registered("t", 300)
+        registrations.registered("t", 300)  # a refresh: no new line
+        registrations.unregistered("t")
+    assert delays == [*BACKOFF_S, BACKOFF_S[-1], BACKOFF_S[-1]]
+    assert [(line["state"], line["log_level"]) for line in logs] == [
+        ("failed", "warning"),
+        ("registered", "info"),
+        ("unregistered", "info"),
+    ]
+    assert logs[0]["reason"] == "bad credentials (403 Forbidden)"
+    # After a success the backoff starts over.
+    assert registrations.failed("t", "timeout", 408, "Request Timeout") == BACKOFF_S[0]
