@@ -35,7 +35,7 @@ from agent.sip.callers import RegistrarSources
 from agent.sip.engine import EngineCall, EngineStartError
 from agent.sip.engines import create_engine
 from agent.sip.gatekeeper import CallGatekeeper
-from agent.sip.registration import Registrations
+from agent.sip.registration import REGISTERED, AccountState, Registrations
 from agent.sip.request_policy import Answer, unavailable
 from agent.tools.catalog import ToolCatalog
 from agent.webhook.lookup import CallLookup
@@ -67,12 +67,18 @@ class AgentApp:
                 "sip": self._sip_up,
                 "backend": self._backend_reachable,
                 "not_draining": lambda: not self.draining,
+                # A trunk account not registered takes no calls: not ready for a dispatcher.
+                "accounts_registered": lambda: self.registrations.all_registered,
             }
         )
         self.metrics = AgentMetrics(lambda: len(self.sessions), lambda: self.readiness.ready)
         self.registrars = RegistrarSources()
         self.gatekeeper = CallGatekeeper(settings, self.registrars)
-        self.registrations = Registrations(settings, self.registrars)
+        self.registrations = Registrations(
+            settings, self.registrars, on_change=self._registration_changed
+        )
+        for name in self.registrations.accounts:
+            self.metrics.registration_state(name, False)
         self.sip = create_engine(
             settings.sip,
             self._on_incoming,
@@ -225,6 +231,9 @@ class AgentApp:
         if len(self.sessions) >= self.settings.sip.max_calls:
             return unavailable(retry_after, "at capacity", "at_capacity")
         return None
+
+    def _registration_changed(self, account: AccountState) -> None:
+        self.metrics.registration_state(account.settings.name, account.state == REGISTERED)
 
     def _sip_up(self) -> bool:
         return self._poller is not None and not self._poller.done()

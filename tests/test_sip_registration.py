@@ -66,3 +66,17 @@ def test_one_line_per_state_change_and_a_growing_backoff(tmp_path: Path) -> None
     assert logs[0]["reason"] == "bad credentials (403 Forbidden)"
     # After a success the backoff starts over.
     assert registrations.failed("t", "timeout", 408, "Request Timeout") == BACKOFF_S[0]
+
+
+def test_readiness_waits_for_every_account_to_be_registered(tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        '[[sip.accounts]]\nname = "t"\nregistrar = "sip:h"\nusername = "u"\npassword_env = "P"\n'
+    )
+    registrations = Registrations(load_settings(config, environ={"P": "pw"}), RegistrarSources())
+    assert not registrations.all_registered  # still trying: no dispatcher should send calls
+    registrations.registered("t", 300)
+    assert registrations.all_registered
+    registrations.failed("t", "timeout", 408, "Request Timeout")
+    assert not registrations.all_registered
+    assert Registrations(load_settings(None, environ={}), RegistrarSources()).all_registered

@@ -95,6 +95,11 @@ class Registrations:
         self.sources = sources
         self._on_change = on_change
 
+    @property
+    def all_registered(self) -> bool:
+        """Every account's registration is current (True with no accounts): ``/readyz``."""
+        return all(account.state == REGISTERED for account in self.accounts.values())
+
     def registrar_resolved(self, name: str, addresses: set[str]) -> None:
         """Calls from these addresses come from account ``name``'s registrar."""
         self.sources.update(name, addresses)
