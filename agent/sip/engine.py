@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+from agent.audio.pcm import frame_bytes
 from agent.sip.request_policy import Admission, CallRefused
 
 
@@ -38,6 +39,18 @@ class FrameSource(Protocol):
     def pull(self) -> bytes:
         """Exactly one 20 ms frame of PCM16 at the call's rate; silence when nothing plays."""
         ...
+
+
+class SilenceSource:
+    """The frame source of a call nothing plays into yet (before media, after the end)."""
+
+    flushes = 0
+
+    def __init__(self, rate: int) -> None:
+        self._frame = bytes(frame_bytes(rate))
+
+    def pull(self) -> bytes:
+        return self._frame
 
 
 class CallListener(Protocol):

@@ -37,7 +37,7 @@ from typing import Any
 from baresip import AudioNotActive, AudioRestarted
 
 from agent.audio.pcm import FRAME_MS, frame_bytes
-from agent.sip.engine import FrameSource
+from agent.sip.engine import FrameSource, SilenceSource
 
 TICK_S = FRAME_MS / 1000
 #: Frames kept written ahead of the transmit thread: 20 ms of lateness of the ticker costs
@@ -53,16 +53,6 @@ CHECK_EVERY = 50
 RESYNC_TICKS = 10
 
 
-class _Silence:
-    flushes = 0
-
-    def __init__(self, rate: int) -> None:
-        self._frame = bytes(frame_bytes(rate))
-
-    def pull(self) -> bytes:
-        return self._frame
-
-
 class AudioPump:
     """One call's audio both ways: see the module docstring."""
 
@@ -76,7 +66,7 @@ class AudioPump:
         self._partial = b""
         self._quiet_ticks = 0
         self._silence = bytes(self.frame_bytes)
-        self.source: FrameSource = _Silence(rate)
+        self.source: FrameSource = SilenceSource(rate)
         self._flushes = 0
         self.held = False
         self._pause_ticks = 0

@@ -29,17 +29,13 @@ _REFRESH_BEFORE_S = 5
 UNREGISTER_WAIT_S = 2.0
 
 
-class _RegisteringAccount(pj.Account):
-    def __init__(
-        self,
-        name: str,
-        on_incoming: Callable[[int, str, str], None],
-        on_state: Callable[[str, int, str, int], None],
-    ) -> None:
+class AnsweringAccount(pj.Account):
+    """A ``pj.Account`` whose INVITEs go to the engine: (call id, source IP, SDP body).
+    The engine's own account (no registration) and every registering one share it."""
+
+    def __init__(self, on_incoming: Callable[[int, str, str], None]) -> None:
         super().__init__()
-        self.name = name
         self._on_incoming = on_incoming
-        self._on_state = on_state
 
     def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
         try:
@@ -51,6 +47,18 @@ class _RegisteringAccount(pj.Account):
             )
         except Exception:
             log.exception("sip_callback_failed", callback="onIncomingCall")
+
+
+class _RegisteringAccount(AnsweringAccount):
+    def __init__(
+        self,
+        name: str,
+        on_incoming: Callable[[int, str, str], None],
+        on_state: Callable[[str, int, str, int], None],
+    ) -> None:
+        super().__init__(on_incoming)
+        self.name = name
+        self._on_state = on_state
 
     def onRegState(self, prm: pj.OnRegStateParam) -> None:
         try:

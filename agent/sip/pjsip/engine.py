@@ -16,7 +16,7 @@ import ctypes
 import gc
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pjsua2 as pj
@@ -25,7 +25,12 @@ import structlog
 from agent.config import PJSUA_CALL_SLOTS, SipSettings
 from agent.sip.engine import EngineStartError, IncomingCall
 from agent.sip.message import codecs_for_offer
-from agent.sip.pjsip.accounts import UNREGISTER_WAIT_S, PjsipAccounts, apply_srtp
+from agent.sip.pjsip.accounts import (
+    UNREGISTER_WAIT_S,
+    AnsweringAccount,
+    PjsipAccounts,
+    apply_srtp,
+)
 from agent.sip.pjsip.call import PjsipCall, _PjCall
 from agent.sip.pjsip.gate import PjsipRequestGate
 from agent.sip.pjsip.media_port import BridgePort, FrameWaker
@@ -96,23 +101,6 @@ class _LogForwarder(pj.LogWriter):
             self._log.line(entry.msg, error=entry.level <= 1)
 
 
-class _Account(pj.Account):
-    def __init__(self, on_incoming: Callable[[int, str, str], None]) -> None:
-        super().__init__()
-        self._on_incoming = on_incoming
-
-    def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
-        try:
-            message = prm.rdata.wholeMsg
-            self._on_incoming(
-                prm.callId,
-                prm.rdata.srcAddress.rpartition(":")[0],
-                message.partition("\r\n\r\n")[2],
-            )
-        except Exception:
-            log.exception("sip_callback_failed", callback="onIncomingCall")
-
-
 class PjsipEngine:
     """Owns the PJSUA2 library for this process (``agent.sip.engine.SipEngine``)."""
 
@@ -131,7 +119,7 @@ class PjsipEngine:
         self._gate: PjsipRequestGate | None = None
         self._refusals = RefusalLog()
         self._ep: pj.Endpoint | None = None
-        self._account: _Account | None = None
+        self._account: AnsweringAccount | None = None
         self._registrations = registrations
         self._accounts: PjsipAccounts | None = None
         self._log_writer = _LogForwarder()
@@ -230,7 +218,7 @@ class PjsipEngine:
         if self.settings.public_host:
             rtp.publicAddress = self.settings.public_host
         apply_srtp(acfg, self.settings.srtp)
-        account = _Account(self._incoming)
+        account = AnsweringAccount(self._incoming)
         account.create(acfg, True)
         self._account = account
         if registrations is not None and registrations.accounts:

@@ -16,21 +16,11 @@ from typing import ClassVar
 import pjsua2 as pj
 
 from agent.audio.pcm import FRAME_MS, SIP_RATE, frame_bytes
-from agent.sip.engine import FrameSource
+from agent.sip.engine import FrameSource, SilenceSource
 from agent.sip.pjsip.frame_bytes import read_frame, write_frame
 
 #: Inbound frames kept while the event loop is late (1 s); older ones are dropped and counted.
 INBOUND_LIMIT = 50
-
-
-class _Silence:
-    flushes = 0
-
-    def __init__(self, rate: int) -> None:
-        self._frame = bytes(frame_bytes(rate))
-
-    def pull(self) -> bytes:
-        return self._frame
 
 
 class FrameWaker:
@@ -115,7 +105,7 @@ class BridgePort(pj.AudioMediaPort):
         self.rate = rate
         self.frame_bytes = frame_bytes(rate)
         self.inbound: deque[bytes] = deque()
-        self.source: FrameSource = _Silence(rate)
+        self.source: FrameSource = SilenceSource(rate)
         self.frames_in = 0
         self.frames_out = 0
         self.inbound_dropped = 0
@@ -137,7 +127,7 @@ class BridgePort(pj.AudioMediaPort):
         flight to return against a whole object; after it, no callback comes. Only the Python
         attributes (counters, ``inbound``) may be used afterwards.
         """
-        self.source = _Silence(self.rate)
+        self.source = SilenceSource(self.rate)
         if self.thisown:
             pj.AudioMediaPort.__swig_destroy__(self)
             self.thisown = False
