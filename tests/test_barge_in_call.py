@@ -9,36 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from agent.audio.levels import rms_dbfs
-from agent.local.replies import RATE, Reply, ReplyRequest
 from testbed.oracle import validate_client_event
 from testbed.peers import AgentProcess, RtpPeer, engine_args, free_port, peer_call
 from testbed.recording import RecordingServer
+from testbed.responders import tone_responder
 
 pytestmark = [pytest.mark.sipp, pytest.mark.timeout(90)]
 
 _REPLY_S = 12.0
-
-
-class LongToneResponder:
-    """A reply long enough to be interrupted: a steady 440 Hz tone, streamed in 100 ms chunks."""
-
-    def reply(self, request: ReplyRequest) -> Reply:
-        t = np.arange(int(RATE * _REPLY_S)) / RATE
-        pcm = (np.sin(2 * np.pi * 440 * t) * 6000).astype(np.int16).tobytes()
-        chunk = RATE * 2 // 10
-
-        def chunks() -> Iterator[bytes]:
-            for start in range(0, len(pcm), chunk):
-                yield pcm[start : start + chunk]
-
-        return Reply("This is a long answer that the caller will interrupt.", chunks())
+_LONG_ANSWER = "This is a long answer that the caller will interrupt."
 
 
 def _agent_audio_packets(peer: RtpPeer) -> list[tuple[float, bool]]:
@@ -53,7 +37,7 @@ def _agent_audio_packets(peer: RtpPeer) -> list[tuple[float, bool]]:
 async def test_barge_in_stops_audio_and_truncates_to_what_was_heard(
     engine: str, tmp_path: Path
 ) -> None:
-    async with RecordingServer(responder_factory=LongToneResponder) as server:
+    async with RecordingServer(responder_factory=tone_responder(_REPLY_S, _LONG_ANSWER)) as server:
         agent = AgentProcess(free_port(), ["--realtime-url", server.url, *engine_args(engine)])
         await agent.start()
         peer = await RtpPeer.open()
@@ -136,7 +120,7 @@ async def test_barge_in_stops_audio_and_truncates_to_what_was_heard(
         cut = agent_lines[0]
         assert cut["interrupted"] is True
         assert cut["heard_ms"] == truncate["audio_end_ms"]
-        full = "This is a long answer that the caller will interrupt."
+        full = _LONG_ANSWER
         assert full.startswith(cut["text"]) and len(cut["text"]) < len(full)
         assert [line["kind"] for line in transcript if line["role"] == "event"] == [
             "call_start",

@@ -10,40 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from agent.audio.levels import rms_dbfs
 from agent.bridge.limits import SILENCE_GOODBYE, STILL_THERE, TIME_GOODBYE
-from agent.local.replies import RATE, Reply, ReplyRequest
 from agent.realtime.dialect import Dialect
 from testbed.oracle import validate_client_event
 from testbed.peers import AgentProcess, RtpPeer, free_port, run_sipp
 from testbed.recording import RecordedSession, RecordingServer
+from testbed.responders import tone_responder
 from tests.test_tools_call import _await_output, _model_calls, _session, _until
 
 pytestmark = [pytest.mark.sipp, pytest.mark.timeout(60)]
-
-
-def _tone_responder(seconds: float) -> type:
-    class ToneResponder:
-        """Every reply: ``seconds`` of a 440 Hz tone at about -14 dBFS, in 100 ms chunks."""
-
-        def reply(self, request: ReplyRequest) -> Reply:
-            t = np.arange(int(RATE * seconds)) / RATE
-            pcm = (np.sin(2 * np.pi * 440 * t) * 6000).astype("<i2").tobytes()
-            step = RATE * 2 // 10
-
-            def chunks() -> Iterator[bytes]:
-                for start in range(0, len(pcm), step):
-                    yield pcm[start : start + step]
-
-            return Reply("A tone.", chunks())
-
-    return ToneResponder
 
 
 async def _agent(server: RecordingServer, tmp_path: Path, profile: str) -> AgentProcess:
@@ -72,7 +52,7 @@ async def _call_end(agent: AgentProcess) -> dict[str, object]:
 async def test_silence_asks_once_then_the_agent_says_goodbye_and_hangs_up(
     tmp_path: Path,
 ) -> None:
-    async with RecordingServer(responder_factory=_tone_responder(0.6)) as server:
+    async with RecordingServer(responder_factory=tone_responder(0.6)) as server:
         agent = await _agent(server, tmp_path, "silence_hangup_s = 2.0\n")
         peer = await RtpPeer.open()
         try:
@@ -101,7 +81,7 @@ async def test_silence_asks_once_then_the_agent_says_goodbye_and_hangs_up(
 async def test_max_duration_says_goodbye_and_hangs_up_at_the_limit(tmp_path: Path) -> None:
     # Replies longer than the call: the goodbye waits for the greeting, and the hard limit
     # ends the call while it is still being said.
-    async with RecordingServer(responder_factory=_tone_responder(2.5)) as server:
+    async with RecordingServer(responder_factory=tone_responder(2.5)) as server:
         profile = "max_call_s = 4.0\nmax_call_goodbye_s = 2.0\n"
         agent = await _agent(server, tmp_path, profile)
         peer = await RtpPeer.open()
@@ -141,7 +121,7 @@ async def test_a_slow_tool_gets_the_thinking_sound_until_its_result(tmp_path: Pa
         f'[tools]\npython_path = ["{tmp_path}"]\nfiller = "tone"\nfiller_after_ms = 500\n'
         '[[tools.custom]]\nfunction = "slow_tools:slow_lookup"\n'
     )
-    async with RecordingServer(responder_factory=_tone_responder(0.6)) as server:
+    async with RecordingServer(responder_factory=tone_responder(0.6)) as server:
         agent = await _agent(server, tmp_path, profile)
         peer = await RtpPeer.open()
         try:

@@ -9,36 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from agent.audio.levels import rms_dbfs
-from agent.local.replies import RATE, Reply, ReplyRequest
 from testbed.oracle import validate_client_event
 from testbed.peers import AgentProcess, RtpPeer, free_port, run_sipp
 from testbed.recording import RecordedSession, RecordingServer
+from testbed.responders import tone_responder
 
 pytestmark = [pytest.mark.sipp, pytest.mark.timeout(60)]
 
 _REPLY_S = 10.0
-
-
-class LongToneResponder:
-    """A reply longer than the call: a steady 440 Hz tone, streamed in 100 ms chunks."""
-
-    def reply(self, request: ReplyRequest) -> Reply:
-        t = np.arange(int(RATE * _REPLY_S)) / RATE
-        pcm = (np.sin(2 * np.pi * 440 * t) * 6000).astype(np.int16).tobytes()
-        chunk = RATE * 2 // 10
-
-        def chunks() -> Iterator[bytes]:
-            for start in range(0, len(pcm), chunk):
-                yield pcm[start : start + chunk]
-
-        return Reply("A long answer the caller puts on hold.", chunks())
 
 
 def _appends(session: RecordedSession) -> int:
@@ -54,7 +37,7 @@ def _agent_audio(peer: RtpPeer) -> int:
 async def test_hold_stops_both_directions_and_resume_restores_them(
     mode: str, tmp_path: Path
 ) -> None:
-    async with RecordingServer(responder_factory=LongToneResponder) as server:
+    async with RecordingServer(responder_factory=tone_responder(_REPLY_S)) as server:
         agent = AgentProcess(free_port(), ["--realtime-url", server.url])
         await agent.start()
         peer = await RtpPeer.open()

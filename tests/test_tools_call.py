@@ -12,19 +12,18 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from agent.audio.levels import rms_dbfs
-from agent.local.replies import RATE, Reply, ReplyRequest
 from agent.realtime.dialect import Dialect
 from testbed.oracle import validate_client_event
 from testbed.peers import REPO, AgentProcess, RtpPeer, engine_args, free_port, run_sipp
 from testbed.recording import RecordedSession, RecordingServer
+from testbed.responders import tone_responder
 
 pytestmark = [pytest.mark.sipp, pytest.mark.timeout(60)]
 
@@ -33,19 +32,7 @@ _BILLING = "sip:billing@127.0.0.1:5999"
 _HUMAN = "sip:frontdesk@127.0.0.1:5999"
 
 
-class ToneResponder:
-    """Every reply: ``_REPLY_S`` of a 440 Hz tone, in 100 ms chunks (clearly not silence)."""
-
-    def reply(self, request: ReplyRequest) -> Reply:
-        t = np.arange(int(RATE * _REPLY_S)) / RATE
-        pcm = (np.sin(2 * np.pi * 440 * t) * 6000).astype("<i2").tobytes()
-        step = RATE * 2 // 10
-
-        def chunks() -> Iterator[bytes]:
-            for start in range(0, len(pcm), step):
-                yield pcm[start : start + step]
-
-        return Reply("Here is a tone.", chunks())
+TONE = tone_responder(_REPLY_S, "Here is a tone.")
 
 
 def _profile(tmp_path: Path, extra: str = "") -> Path:
@@ -150,7 +137,7 @@ def _loud_ms(peer: RtpPeer) -> int:
 
 
 async def test_end_call_hangs_up_after_the_goodbye_was_heard(engine: str, tmp_path: Path) -> None:
-    async with RecordingServer(responder_factory=ToneResponder) as server:
+    async with RecordingServer(responder_factory=TONE) as server:
         agent = await _agent(server, _profile(tmp_path), Dialect.GA, engine)
         peer = await RtpPeer.open()
         try:
@@ -189,7 +176,7 @@ async def test_end_call_hangs_up_after_the_goodbye_was_heard(engine: str, tmp_pa
 async def test_transfer_sends_refer_to_the_allowlisted_uri_and_ends_the_leg(
     engine: str, tmp_path: Path
 ) -> None:
-    async with RecordingServer(responder_factory=ToneResponder) as server:
+    async with RecordingServer(responder_factory=TONE) as server:
         agent = await _agent(server, _profile(tmp_path), Dialect.GA, engine)
         peer = await RtpPeer.open()
         try:
@@ -233,7 +220,7 @@ async def test_transfer_sends_refer_to_the_allowlisted_uri_and_ends_the_leg(
 async def test_unknown_destination_is_refused_and_a_failed_transfer_keeps_the_call(
     engine: str, tmp_path: Path
 ) -> None:
-    async with RecordingServer(responder_factory=ToneResponder) as server:
+    async with RecordingServer(responder_factory=TONE) as server:
         agent = await _agent(server, _profile(tmp_path), Dialect.GA, engine)
         peer = await RtpPeer.open()
         try:
@@ -283,7 +270,7 @@ async def test_unknown_destination_is_refused_and_a_failed_transfer_keeps_the_ca
 async def test_send_dtmf_reaches_the_caller_as_rfc4733_events(
     dialect: Dialect, engine: str, tmp_path: Path
 ) -> None:
-    async with RecordingServer(responder_factory=ToneResponder) as server:
+    async with RecordingServer(responder_factory=TONE) as server:
         agent = await _agent(server, _profile(tmp_path), dialect, engine)
         peer = await RtpPeer.open()
         try:
@@ -314,7 +301,7 @@ async def test_send_dtmf_reaches_the_caller_as_rfc4733_events(
 async def test_caller_dtmf_reaches_the_model_and_a_mapped_key_ends_the_call(
     engine: str, tmp_path: Path
 ) -> None:
-    async with RecordingServer(responder_factory=ToneResponder) as server:
+    async with RecordingServer(responder_factory=TONE) as server:
         agent = await _agent(server, _profile(tmp_path), Dialect.GA, engine)
         peer = await RtpPeer.open()
         try:
@@ -391,7 +378,7 @@ prefix = "crm_"
         "[tools]\n", f'[tools]\npython_path = ["{REPO / "config" / "examples"}"]\n', 1
     )
     profile.write_text(text)
-    async with RecordingServer(responder_factory=ToneResponder) as server:
+    async with RecordingServer(responder_factory=TONE) as server:
         agent = await _agent(server, profile, Dialect.GA, engine)
         peer = await RtpPeer.open()
         try:

@@ -12,39 +12,22 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from agent.audio.levels import rms_dbfs, tone
-from agent.local.replies import RATE, Reply, ReplyRequest
 from agent.local.webrtc.tracked import TrackedRealtime
 from testbed.oracle import validate_client_event, validate_server_event
 from testbed.peers import AgentProcess, RtpPeer, engine_args, free_port, peer_call, run_sipp
 from testbed.recording import RecordedSession, RecordingServer, stamped
+from testbed.responders import tone_responder
 
 pytestmark = [pytest.mark.sipp, pytest.mark.timeout(90)]
 
-
-def _tone_responder(seconds: float) -> Callable[[], Any]:
-    class ToneResponder:
-        """Every reply: ``seconds`` of a steady 440 Hz tone, in 100 ms chunks."""
-
-        def reply(self, request: ReplyRequest) -> Reply:
-            t = np.arange(int(RATE * seconds)) / RATE
-            pcm = (np.sin(2 * np.pi * 440 * t) * 6000).astype("<i2").tobytes()
-            step = RATE * 2 // 10
-
-            def chunks() -> Iterator[bytes]:
-                for start in range(0, len(pcm), step):
-                    yield pcm[start : start + step]
-
-            return Reply("This is a long answer that the caller will interrupt.", chunks())
-
-    return ToneResponder
+_LONG_ANSWER = "This is a long answer that the caller will interrupt."
 
 
 def _agent(server: RecordingServer, engine: str, *extra: str) -> AgentProcess:
@@ -93,7 +76,9 @@ def _tracked(session: RecordedSession) -> TrackedRealtime:
 async def test_a_call_over_webrtc_talks_both_ways_and_barge_in_cuts_within_60_ms(
     engine: str, tmp_path: Path
 ) -> None:
-    async with RecordingServer(responder_factory=_tone_responder(12.0), webrtc=True) as server:
+    async with RecordingServer(
+        responder_factory=tone_responder(12.0, _LONG_ANSWER), webrtc=True
+    ) as server:
         agent = _agent(server, engine)
         await agent.start()
         peer = await RtpPeer.open()
@@ -154,7 +139,9 @@ async def test_end_call_over_webrtc_hangs_up_after_the_goodbye_was_heard(
     profile = tmp_path / "tools.toml"
     profile.write_text('[agent]\ngreeting = "Say hello."\n\n[tools]\nbuiltin = ["end_call"]\n')
     reply_s = 1.6
-    async with RecordingServer(responder_factory=_tone_responder(reply_s), webrtc=True) as server:
+    async with RecordingServer(
+        responder_factory=tone_responder(reply_s, _LONG_ANSWER), webrtc=True
+    ) as server:
         agent = _agent(server, engine, "--config", str(profile))
         await agent.start()
         peer = await RtpPeer.open()
