@@ -351,6 +351,9 @@ class CallSession:
     def on_confirmed(self) -> None:
         self._confirmed.set()
 
+    def on_progress(self, code: int, reason: str) -> None:
+        """Only calls we place ring (``agent.outbound.session``)."""
+
     def on_frames(self) -> None:
         self._frames_ready.set()
 
@@ -560,6 +563,10 @@ class CallSession:
         self.log.info("call_answered")
         if not await self._await_ack():
             return
+        await self._converse()
+
+    async def _converse(self) -> None:
+        """The established call, with its session open: bridge them until either ends."""
         if not self.bridge.session_ready and not await self._await_live_start():
             return
         self.records.event(

@@ -52,6 +52,10 @@ class CallFacts:
     transfer: Mapping[str, Any] | None = None
     transcript: str | None = None
     recording: Mapping[str, Any] | None = None
+    #: "inbound" (a call the agent took) or "outbound" (one it placed).
+    direction: str = "inbound"
+    #: A placed call's target, outcome, ringing and timings (``agent.outbound.session``).
+    outbound: Mapping[str, Any] | None = None
 
 
 def _latency(latencies: list[int]) -> dict[str, Any]:
@@ -81,6 +85,7 @@ def build_call_record(facts: CallFacts, lines: Sequence[Mapping[str, Any]]) -> d
         "version": RECORD_VERSION,
         "call_id": facts.call_id,
         "sip_call_id": facts.sip_call_id,
+        "direction": facts.direction,
         "caller": facts.caller,
         "dialed": facts.dialed,
         "caller_uri": facts.caller_uri,
@@ -112,4 +117,5 @@ def build_call_record(facts: CallFacts, lines: Sequence[Mapping[str, Any]]) -> d
         "rtp": dict(facts.rtp) if facts.rtp is not None else None,
         "transcript": facts.transcript,
         "recording": dict(facts.recording) if facts.recording is not None else None,
+        "outbound": dict(facts.outbound) if facts.outbound is not None else None,
     }

@@ -29,7 +29,7 @@ from agent.sip.baresip.call import BaresipCall
 from agent.sip.baresip.gate import BaresipRequestGate
 from agent.sip.baresip.logs import StackLogs
 from agent.sip.baresip.media import MediaClock
-from agent.sip.engine import EngineStartError, IncomingCall
+from agent.sip.engine import CallListener, DialError, EngineStartError, IncomingCall
 from agent.sip.message import SipRequest
 from agent.sip.refusals import RefusalLog
 from agent.sip.registration import Registrations
@@ -80,6 +80,12 @@ class BaresipEngine:
         self._executor: native.ReThreadExecutor | None = None
         self._gate: BaresipRequestGate | None = None
         self._logs = StackLogs()
+        #: The user agent of each ``[[sip.accounts]]`` name calls may be placed through
+        #: (filled where accounts are registered); "" is the engine's own.
+        self.account_agents: dict[str, baresip.UserAgent] = {}
+        #: Stack events of calls not yet known, kept while a dial is under way (see dial).
+        self._dialing = 0
+        self._unclaimed: list[baresip.StackEvent] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -188,7 +194,8 @@ class BaresipEngine:
     def _ended(self, call: BaresipCall) -> None:
         self.clock.pumps.pop(call.call_id, None)
         self.calls.pop(call.call_id, None)
-        self._by_sip_id.pop(call.sip_call_id, None)
+        if self._by_sip_id.get(call.sip_call_id) is call:
+            del self._by_sip_id[call.sip_call_id]
         # The call's counters and RTP statistics, once, at its end (bench/ reads this line).
         call.log.info("media_stats", **call.media_stats())
 
@@ -199,10 +206,71 @@ class BaresipEngine:
                 request.method, request.content_type, request.header("event") or "", body
             )
 
+    async def dial(
+        self,
+        uri: str,
+        listener: CallListener,
+        *,
+        account: str = "",
+        from_user: str = "",
+    ) -> BaresipCall:
+        """An outbound call (``agent.sip.engine.SipEngine.dial``).
+
+        The binding reports a call's events to the ``baresip.Call`` it builds once the dial
+        command returns; events the loop delivers before that (a quick 486 on loopback)
+        would be lost to it. This engine listens to every stack event: those of unknown
+        calls that arrive while a dial is under way are kept, and the new call gets its own
+        at once, in order, before anything newer.
+        """
+        if self._runtime is None or self._agent is None or self._executor is None:
+            raise DialError("the SIP engine is not running")
+        agent = self._agent if not account else self.account_agents.get(account)
+        if agent is None:
+            raise DialError(f"no [[sip.accounts]] account {account!r} on the baresip engine")
+        if from_user and from_user != self.settings.user and not account:
+            # One identity per user agent: baresip puts its account's AOR in From.
+            raise DialError(
+                "the baresip engine places calls from its account's own user "
+                f"({self.settings.user!r}); --from needs the pjsip engine"
+            )
+        self._dialing += 1
+        try:
+            if self._gate is not None and agent is self._agent:
+                await self._executor.run(self._gate.offer_all_codecs)
+            stack_call = await agent.dial(uri)
+        except (baresip.BaresipError, ValueError) as exc:
+            raise DialError(f"INVITE not sent: {str(exc)[:200]}") from None
+        finally:
+            self._dialing -= 1
+        local = f"sip:{from_user or self.settings.user}@{self.settings.host}:{self.bound_port}"
+        call = BaresipCall(
+            stack_call, self._executor, self._ended, local_uri=local, on_call_id=self._call_id_known
+        )
+        call.remote_uri = uri
+        call.on_media_ready = self._media_ready
+        call.listener = listener
+        self.calls[call.call_id] = call
+        early = [e for e in self._unclaimed if e.call == stack_call.handle]
+        self._unclaimed = [e for e in self._unclaimed if e.call != stack_call.handle]
+        if self._dialing == 0:
+            self._unclaimed.clear()
+        call.log.info("sip_dial", remote=uri, local=local)
+        for event in early:
+            call.replay(event)
+        return call
+
+    def _call_id_known(self, call: BaresipCall) -> None:
+        self._by_sip_id[call.sip_call_id] = call
+
     def _stack_event(self, event: baresip.StackEvent) -> None:
+        if self._dialing and event.call and not self._known(event.call):
+            self._unclaimed.append(event)
         if event.event is baresip.Event.SIPSESS_FAILED:
             # INVITEs the stack refused itself (no common codec, say): no call was made.
             log.info("sip_invite_refused", reason=(event.text or "")[:200])
+
+    def _known(self, handle: int) -> bool:
+        return any(call.stack_handle == handle for call in self.calls.values())
 
     @property
     def handle(self) -> Any:

@@ -151,6 +151,15 @@ class BaresipRequestGate:
             self._post(self._on_in_dialog, request, body)
             native.end_unanswered(call_id)
 
+    def offer_all_codecs(self) -> None:
+        """*re thread*: the next call we place offers every ``sip.codecs`` codec, in order
+        (an INVITE taken since may have narrowed the account's list to one)."""
+        if self._account is not None and self._chosen != self._codecs:
+            native.set_account_codecs(
+                self._account, ",".join(STACK_CODECS[c] for c in self._codecs)
+            )
+            self._chosen = self._codecs
+
     def _choose_codecs(self, offer_sdp: str) -> None:
         chosen = codecs_for_offer(offer_sdp, self._codecs)
         if chosen != self._chosen and self._account is not None:

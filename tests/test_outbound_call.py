@@ -1,0 +1,153 @@
+"""End to end: `voice-agent call` places real calls to SIPp callees on 127.0.0.1.
+
+SIPp signals as the callee (testbed/sipp/uas_*.xml); the test's RtpPeer is the callee's
+media where there is a conversation; the realtime side is the local server, run in this
+process so the test sees what reached the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.audio.levels import rms_dbfs
+from agent.outbound.outcome import EXIT_STATUS
+from testbed.oracle import validate_client_event, validate_server_event
+from testbed.peers import CallCommand, RtpPeer, engine_args, sipp_callee, speech_like
+from testbed.recording import RecordingServer
+from testbed.responders import tone_responder
+from agent.realtime.dialect import Dialect
+
+pytestmark = [pytest.mark.sipp, pytest.mark.timeout(90)]
+
+#: Any SIPp callee on this machine, and nothing else.
+ALLOW_LOOPBACK = r"sip:callee@127\.0\.0\.1:[0-9]+"
+
+
+@pytest.fixture
+async def model() -> AsyncIterator[RecordingServer]:
+    async with RecordingServer(
+        responder_factory=tone_responder(1.0, "Hello from the agent.")
+    ) as server:
+        yield server
+
+
+def _config(tmp_path: Path, extra: str = "") -> Path:
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f"[outbound]\nallow = ['{ALLOW_LOOPBACK}']\n{extra}\n"
+        # The agent ends the conversation itself, after a few seconds.
+        "[agent]\nmax_call_s = 3\nmax_call_goodbye_s = 0\n"
+    )
+    return config
+
+
+def _hello_then_silence() -> bytes:
+    """A callee picking up: "hello?" (0.6 s of speech-like sound), then quiet."""
+    speech = speech_like(0.6)
+    quiet = np.zeros(8000 * 10, dtype="<i2")
+    return np.concatenate([speech, quiet]).astype("<i2").tobytes()
+
+
+async def test_an_answered_call_is_a_conversation_both_ways(
+    engine: str, model: RecordingServer, tmp_path: Path
+) -> None:
+    peer = await RtpPeer.open()
+    callee = await sipp_callee(
+        "uas_answer.xml", tmp_path / "sipp", keys={"sink_port": str(peer.port)}
+    )
+    try:
+        peer.talk(_hello_then_silence(), "PCMU")
+        command = CallCommand()
+        status = await command.run(
+            callee.uri,
+            ["--config", str(_config(tmp_path)), "--realtime-url", model.url, *engine_args(engine)],
+        )
+        tail = "\n".join(command.raw[-30:])
+        assert status == EXIT_STATUS["answered"], tail
+        result = await callee.result()
+        assert result.returncode == 0, result.output[-2000:]
+    finally:
+        peer.close()
+
+    # The callee's "hello?" reached the model; the agent's reply reached the callee.
+    assert len(model.sessions) == 1
+    session = model.sessions[0]
+    assert rms_dbfs(bytes(session.input_audio)) > -40
+    for event in session.received:
+        validate_client_event(Dialect.GA, event)
+    for event in session.sent:
+        validate_server_event(Dialect.GA, event)
+    heard = peer.audio()
+    assert rms_dbfs(heard) > -30, "the callee heard no agent audio"
+
+    (record,) = command.records()
+    assert record["direction"] == "outbound"
+    outbound = record["outbound"]
+    assert outbound["outcome"] == "answered"
+    assert [p["code"] for p in outbound["progress"]] == [180]
+    assert 0 < outbound["progress_ms"] <= outbound["answer_ms"] < outbound["end_ms"]
+    assert record["dialed_uri"] == callee.uri
+    (line,) = command.events("outbound_call_outcome")
+    assert line["outcome"] == "answered"
+
+
+async def test_busy_callee(model: RecordingServer, tmp_path: Path) -> None:
+    callee = await sipp_callee("uas_busy.xml", tmp_path / "sipp")
+    command = CallCommand()
+    status = await command.run(
+        callee.uri, ["--config", str(_config(tmp_path)), "--realtime-url", model.url]
+    )
+    assert status == EXIT_STATUS["busy"], "\n".join(command.raw[-30:])
+    assert (await callee.result()).returncode == 0
+    (record,) = command.records()
+    assert record["outbound"]["outcome"] == "busy"
+    assert record["sip_code"] == 486
+    assert any("voice-agent call: busy" in line for line in command.raw)
+
+
+async def test_no_answer_is_cancelled_after_the_ring_timeout(
+    engine: str, model: RecordingServer, tmp_path: Path
+) -> None:
+    callee = await sipp_callee("uas_ring_forever.xml", tmp_path / "sipp")
+    command = CallCommand()
+    status = await command.run(
+        callee.uri,
+        [
+            "--config", str(_config(tmp_path)), "--realtime-url", model.url,
+            "--ring-timeout", "2", *engine_args(engine),
+        ],
+    )  # fmt: skip
+    assert status == EXIT_STATUS["no_answer"], "\n".join(command.raw[-30:])
+    # SIPp's scenario passes only once it received the CANCEL.
+    result = await callee.result()
+    assert result.returncode == 0, result.output[-2000:]
+    assert "CANCEL sip:callee@127.0.0.1" in callee.messages()
+    (record,) = command.records()
+    outbound = record["outbound"]
+    assert outbound["outcome"] == "no_answer" and outbound["ring_timed_out"]
+    assert 2000 <= outbound["end_ms"] < 6000
+
+
+async def test_a_destination_outside_the_allow_patterns_sends_no_invite(
+    model: RecordingServer, tmp_path: Path
+) -> None:
+    callee = await sipp_callee(
+        "uas_answer.xml", tmp_path / "sipp", keys={"sink_port": "4000"}, timeout_s=8
+    )
+    config = tmp_path / "agent.toml"
+    config.write_text("[outbound]\nallow = ['sip:someone@pbx\\.example\\.com']\n")
+    command = CallCommand()
+    status = await command.run(callee.uri, ["--config", str(config), "--realtime-url", model.url])
+    assert status == EXIT_STATUS["refused"], "\n".join(command.raw[-30:])
+    assert any("refused: not_allowed" in line for line in command.raw)
+    (refusal,) = command.events("outbound_call_refused")
+    assert refusal["rule"] == "not_allowed"
+    callee.task.cancel()
+    await asyncio.gather(callee.task, return_exceptions=True)
+    assert "INVITE" not in callee.messages()
+    assert not command.records()
