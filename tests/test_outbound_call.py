@@ -16,11 +16,11 @@ import pytest
 
 from agent.audio.levels import rms_dbfs
 from agent.outbound.outcome import EXIT_STATUS
+from agent.realtime.dialect import Dialect
 from testbed.oracle import validate_client_event, validate_server_event
 from testbed.peers import CallCommand, RtpPeer, engine_args, sipp_callee, speech_like
 from testbed.recording import RecordingServer
 from testbed.responders import tone_responder
-from agent.realtime.dialect import Dialect
 
 pytestmark = [pytest.mark.sipp, pytest.mark.timeout(90)]
 

@@ -228,7 +228,7 @@ class OutboundSession(CallSession):
             "transcript": [
                 {"role": line["role"], "text": line.get("text", "")}
                 for line in self.records.lines
-                if line.get("role") in ("caller", "agent")
+                if line.get("role") in ("caller", "agent") and line.get("text")
             ],
         }
 
