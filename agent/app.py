@@ -39,7 +39,7 @@ from agent.sip.engine import EngineCall, EngineStartError
 from agent.sip.engines import create_engine
 from agent.sip.gatekeeper import CallGatekeeper
 from agent.sip.message import uri_user
-from agent.sip.registration import REGISTERED, AccountState, Registrations
+from agent.sip.registration import FAILED, REGISTERED, AccountState, Registrations
 from agent.sip.request_policy import Answer, unavailable
 from agent.tools.catalog import ToolCatalog
 from agent.webhook.lookup import CallLookup
@@ -237,6 +237,19 @@ class AgentApp:
             await runtime.close()
         if self.local_server is not None:
             await self.local_server.stop()
+
+    async def account_registered(self, name: str, timeout_s: float) -> bool:
+        """Wait (up to ``timeout_s``) for account ``name``'s registration: a call placed
+        through a trunk right at start would otherwise race its first REGISTER."""
+        state = self.registrations.accounts.get(name)
+        if state is None:
+            return False
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while state.state != REGISTERED and asyncio.get_running_loop().time() < deadline:
+            if state.state == FAILED:
+                break
+            await asyncio.sleep(0.05)
+        return state.state == REGISTERED
 
     def _outbound_session(
         self, call: EngineCall, facts: OutboundFacts, profile: str

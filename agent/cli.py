@@ -337,6 +337,10 @@ def _cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+#: How long ``voice-agent call --account`` waits for the account's first registration.
+ACCOUNT_WAIT_S = 5.0
+
+
 def _call(args: argparse.Namespace) -> int:
     from agent.app import AgentApp  # imports the SIP engines: only when calling
     from agent.outbound.dialer import (
@@ -377,6 +381,14 @@ def _call(args: argparse.Namespace) -> int:
                 app.outbound.read(request)
             except RequestError as exc:
                 raise ConfigError(f"{exc.field}: {exc}") from None
+            if request.account and not await app.account_registered(
+                request.account, ACCOUNT_WAIT_S
+            ):
+                # A trunk may still take the call (digest-authenticated INVITEs need no
+                # registration): say so once and dial.
+                get_logger("cli").warning(
+                    "outbound_account_not_registered", account=request.account
+                )
             try:
                 session = await app.outbound.place(request)
             except Refused as exc:
@@ -391,7 +403,7 @@ def _call(args: argparse.Namespace) -> int:
             timings = session.timings()
             parts = [
                 f"call_id={session.call_id}",
-                f"sip_code={session.record['sip_code'] if session.record else None}",
+                f"sip_code={session.sip_code}",
                 *(f"{name}={value}" for name, value in timings.items() if value is not None),
                 f"reason={session.bridge.outcome.reason!r}",
             ]

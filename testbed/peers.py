@@ -472,16 +472,17 @@ async def sipp_callee(
     *,
     keys: dict[str, str] | None = None,
     timeout_s: float = 30.0,
+    calls: int = 1,
 ) -> SippCallee:
-    """Start SIPp as the callee of ``scenario`` (one call, then it exits; bounded by
-    ``timeout_s``); returns once it listens."""
+    """Start SIPp as the callee of ``scenario`` (``calls`` of them, one per Call-ID, then it
+    exits; bounded by ``timeout_s``); returns once it listens."""
     assert SIPP is not None, "sipp is not installed (apt-get install sip-tester)"
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     rtp = free_rtp_port(span=4)
     command = [
         SIPP, "-sf", str(SIPP_DIR / scenario), "-i", HOST, "-p", str(port),
-        "-mi", HOST, "-mp", str(rtp), "-m", "1", "-nostdin", "-trace_msg",
+        "-mi", HOST, "-mp", str(rtp), "-m", str(calls), "-nostdin", "-trace_msg",
         "-timeout", f"{int(timeout_s)}s", "-timeout_error", "-recv_timeout", f"{int(timeout_s)}s",
     ]  # fmt: skip
     for key, value in (keys or {}).items():

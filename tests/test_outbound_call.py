@@ -36,10 +36,10 @@ async def model() -> AsyncIterator[RecordingServer]:
         yield server
 
 
-def _config(tmp_path: Path, extra: str = "") -> Path:
+def _config(tmp_path: Path, extra: str = "", allow: str = ALLOW_LOOPBACK) -> Path:
     config = tmp_path / "agent.toml"
     config.write_text(
-        f"[outbound]\nallow = ['{ALLOW_LOOPBACK}']\n{extra}\n"
+        f"[outbound]\nallow = ['{allow}']\n{extra}\n"
         # The agent ends the conversation itself, after a few seconds.
         "[agent]\nmax_call_s = 3\nmax_call_goodbye_s = 0\n"
     )
@@ -151,3 +151,38 @@ async def test_a_destination_outside_the_allow_patterns_sends_no_invite(
     await asyncio.gather(callee.task, return_exceptions=True)
     assert "INVITE" not in callee.messages()
     assert not command.records()
+
+
+async def test_a_number_goes_through_its_account_on_pjsip(
+    model: RecordingServer, tmp_path: Path
+) -> None:
+    """The account registers, the INVITE goes to the number at its registrar, carries the
+    --from number and answers the trunk's digest challenge with the account's password."""
+    trunk = await sipp_callee("uas_trunk.xml", tmp_path / "sipp", calls=2)
+    config = _config(
+        tmp_path,
+        "home_country_code = '49'\n"
+        "[[sip.accounts]]\nname = 'trunk'\n"
+        f"registrar = 'sip:127.0.0.1:{trunk.port}'\n"
+        "username = 'agentline'\npassword_env = 'TRUNK_PASSWORD'\n",
+        allow=r"\+4930[0-9]+",
+    )
+    command = CallCommand()
+    status = await command.run(
+        "+4930123456",
+        [
+            "--config", str(config), "--realtime-url", model.url, "--engine", "pjsip",
+            "--account", "trunk", "--from", "+4930999",
+        ],
+        env={"TRUNK_PASSWORD": "trunk-secret-1"},
+    )  # fmt: skip
+    assert status == EXIT_STATUS["busy"], "\n".join(command.raw[-30:])
+    result = await trunk.result()
+    assert result.returncode == 0, result.output[-2000:]
+    messages = trunk.messages()
+    assert f"INVITE sip:+4930123456@127.0.0.1:{trunk.port} SIP/2.0" in messages
+    assert "sip:+4930999@127.0.0.1" in messages
+    assert 'username="agentline"' in messages
+    (record,) = command.records()
+    assert record["outbound"]["account"] == "trunk"
+    assert record["outbound"]["outcome"] == "busy"

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import re
 from pathlib import Path
 
 import pytest
 
+from agent.config import ConfigError, load_settings
+from agent.outbound.api import call_request
+from agent.outbound.dialer import RequestError
 from agent.outbound.ledger import CapReached, Ledger, LedgerError
 from agent.outbound.outcome import classify
 from agent.outbound.policy import DAY_S, DailyCounts, TollPolicy, restriction
@@ -160,4 +164,71 @@ def test_outcomes(
             answered=answered, code=code, ring_timed_out=timed_out, far_end_responded=responded
         )
         == expected
+    )
+
+
+@pytest.mark.parametrize(
+    ("toml", "environ", "message"),
+    [
+        ("[outbound]\nallow = ['(']\n", {}, "outbound.allow[0]: invalid regular expression"),
+        ("[outbound]\napi = true\n", {}, "outbound.api_token_env: name the environment"),
+        (
+            "[outbound]\napi = true\napi_token_env = 'T'\n",
+            {"T": "short"},
+            "unset or shorter than 16 characters",
+        ),
+        ("[outbound]\nhome_country_code = '+49'\n", {}, "is not a country code"),
+        ("[outbound]\naccount_allow = { nope = ['.*'] }\n", {}, "'nope' is not a [[sip.accounts]]"),
+        ("[outbound]\nmax_concurrent = 9\n", {}, "outbound.max_concurrent: must be between 1"),
+        (
+            "[records]\ndir = ''\n[outbound]\nallow = ['.*']\n",
+            {},
+            "outbound.ledger_file: needed when records.dir is empty",
+        ),
+    ],
+)
+def test_bad_outbound_settings_stop_the_start(
+    tmp_path: Path, toml: str, environ: dict[str, str], message: str
+) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text(toml)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_settings(config, environ=environ)
+
+
+def test_the_api_token_comes_from_the_environment_and_stays_secret(tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text("[outbound]\napi = true\napi_token_env = 'CALLS_TOKEN'\n")
+    settings = load_settings(config, environ={"CALLS_TOKEN": "0123456789abcdef-token"})
+    assert settings.secrets.outbound_api_token == "0123456789abcdef-token"
+    assert "0123456789abcdef" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ([], "body"),
+        ({}, "to"),
+        ({"to": 5}, "to"),
+        ({"to": "+4930", "bogus": 1}, "bogus"),
+        ({"to": "+4930", "variables": {"a": 1}}, "variables"),
+        ({"to": "+4930", "ring_timeout_s": True}, "ring_timeout_s"),
+        ({"to": "+4930", "from": 7}, "from"),
+    ],
+)
+def test_a_bad_call_request_names_its_field(body: object, field: str) -> None:
+    with pytest.raises(RequestError) as error:
+        call_request(body)
+    assert error.value.field == field
+
+
+def test_a_call_request() -> None:
+    request = call_request(
+        {"to": "+4930123", "account": "trunk", "variables": {"name": "Ada"}, "ring_timeout_s": 5}
+    )
+    assert (request.to, request.account, request.variables, request.ring_timeout_s) == (
+        "+4930123",
+        "trunk",
+        {"name": "Ada"},
+        5.0,
     )

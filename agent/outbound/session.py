@@ -197,6 +197,11 @@ class OutboundSession(CallSession):
             self.finished.set()
 
     # -- what it reports ---------------------------------------------------------------------
+    @property
+    def sip_code(self) -> int | None:
+        """The SIP status the call ended with (None while it lasts)."""
+        return self._hangup_code if self.state == ENDED else None
+
     def _since_invite_ms(self) -> int:
         return round((time.time() - self.invite_at) * 1000)
 
@@ -221,7 +226,7 @@ class OutboundSession(CallSession):
             "account": self.outbound.account or None,
             "profile": self.profile,
             "sip_call_id": self.call.sip_call_id,
-            "sip_code": self._hangup_code if self.state == ENDED else None,
+            "sip_code": self.sip_code,
             "reason": self.bridge.outcome.reason or None,
             "progress": [{"code": code, "at_ms": at} for code, at in self.progress],
             "timings": self.timings(),
