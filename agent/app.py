@@ -166,7 +166,12 @@ class AgentApp:
         except EngineStartError as exc:
             raise ConfigError(str(exc)) from None
         self._poller = asyncio.create_task(self.sip.run())
-        self.outbound = OutboundCalls(self.settings, self.sip, self._outbound_session)
+        self.outbound = OutboundCalls(
+            self.settings,
+            self.sip,
+            self._outbound_session,
+            has_room=lambda: len(self.sessions) < self.settings.sip.max_calls,
+        )
         if http:
             settings = self.settings.http
             routes = health_routes(self.readiness, self.metrics)

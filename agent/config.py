@@ -923,11 +923,9 @@ def _validate_outbound(settings: Settings) -> None:
             f"outbound.home_country_code: {out.home_country_code!r} is not a country code "
             "(1-3 digits, no +)"
         )
-    if not 1 <= out.max_concurrent <= settings.sip.max_calls:
-        raise ConfigError(
-            "outbound.max_concurrent: must be between 1 and sip.max_calls "
-            f"({settings.sip.max_calls})"
-        )
+    if out.max_concurrent < 1:
+        # Above sip.max_calls it changes nothing: every call, in or out, takes capacity.
+        raise ConfigError("outbound.max_concurrent: must be at least 1")
     if out.max_per_destination_per_day < 0:
         raise ConfigError("outbound.max_per_destination_per_day: must be 0 (no cap) or more")
     if not 1 <= out.ring_timeout_s <= 300:

@@ -179,7 +179,7 @@ def test_outcomes(
         ),
         ("[outbound]\nhome_country_code = '+49'\n", {}, "is not a country code"),
         ("[outbound]\naccount_allow = { nope = ['.*'] }\n", {}, "'nope' is not a [[sip.accounts]]"),
-        ("[outbound]\nmax_concurrent = 9\n", {}, "outbound.max_concurrent: must be between 1"),
+        ("[outbound]\nmax_concurrent = 0\n", {}, "outbound.max_concurrent: must be at least 1"),
         (
             "[records]\ndir = ''\n[outbound]\nallow = ['.*']\n",
             {},

@@ -21,7 +21,13 @@ import structlog
 
 from agent.config import Settings
 from agent.outbound.ledger import DEFAULT_NAME, CapReached, Ledger, LedgerError
-from agent.outbound.policy import DAILY_CAP, Refusal, TollPolicy, destination_key
+from agent.outbound.policy import (
+    AT_CAPACITY,
+    DAILY_CAP,
+    Refusal,
+    TollPolicy,
+    destination_key,
+)
 from agent.outbound.session import EarlyEvents, OutboundFacts, OutboundSession
 from agent.outbound.target import TargetError, dial_uri, parse_target
 from agent.sip.engine import DialError, SipEngine
@@ -108,9 +114,13 @@ class OutboundCalls:
         engine: SipEngine,
         new_session: SessionFactory,
         *,
+        has_room: Callable[[], bool] = lambda: True,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``has_room``: whether the process can carry one more call (``sip.max_calls``,
+        shared with the calls it takes)."""
         self.settings = settings
+        self._has_room = has_room
         self.engine = engine
         self.policy = policy_for(settings)
         path = ledger_path(settings)
@@ -182,6 +192,11 @@ class OutboundCalls:
         refusal = self.policy.check_destination(target, facts.account)
         if refusal is None:
             refusal = self.policy.check_caps(self.active, 0, facts.target)
+        if refusal is None and not self._has_room():
+            refusal = Refusal(
+                AT_CAPACITY,
+                f"sip.max_calls ({self.settings.sip.max_calls}) calls in progress, in and out",
+            )
         if refusal is not None:
             raise self._refused(refusal, facts)
         self._starting += 1

@@ -106,8 +106,10 @@ PREMIUM_RATE = "premium_rate"
 INTERNATIONAL = "international"
 CONCURRENT_CAP = "max_concurrent"
 DAILY_CAP = "max_per_destination_per_day"
+#: The process has no room for another call, in or out (``sip.max_calls``).
+AT_CAPACITY = "at_capacity"
 #: Refusals by a cap (HTTP 429: try again later) rather than by a destination rule (403).
-CAP_RULES = (CONCURRENT_CAP, DAILY_CAP)
+CAP_RULES = (CONCURRENT_CAP, DAILY_CAP, AT_CAPACITY)
 DAY_S = 86400.0
 
 
