@@ -18,7 +18,7 @@ from agent.audio.levels import rms_dbfs
 from agent.outbound.outcome import EXIT_STATUS
 from agent.realtime.dialect import Dialect
 from testbed.oracle import validate_client_event, validate_server_event
-from testbed.peers import CallCommand, RtpPeer, engine_args, sipp_callee, speech_like
+from testbed.peers import CallCommand, RtpPeer, engine_args, free_port, sipp_callee, speech_like
 from testbed.recording import RecordingServer
 from testbed.responders import tone_responder
 
@@ -186,3 +186,23 @@ async def test_a_number_goes_through_its_account_on_pjsip(
     (record,) = command.records()
     assert record["outbound"]["account"] == "trunk"
     assert record["outbound"]["outcome"] == "busy"
+
+
+async def test_nobody_there_is_a_failure_not_a_missed_call(
+    engine: str, model: RecordingServer, tmp_path: Path
+) -> None:
+    """A callee address where nothing answers SIP: not even a 100 Trying before the ring
+    timeout."""
+    command = CallCommand()
+    dead = f"sip:callee@127.0.0.1:{free_port()}"
+    status = await command.run(
+        dead,
+        [
+            "--config", str(_config(tmp_path)), "--realtime-url", model.url,
+            "--ring-timeout", "2", *engine_args(engine),
+        ],
+    )  # fmt: skip
+    assert status == EXIT_STATUS["failed"], "\n".join(command.raw[-30:])
+    (record,) = command.records()
+    assert record["outbound"]["outcome"] == "failed"
+    assert record["reason"] == "no SIP response within 2 s"

@@ -149,6 +149,7 @@ def test_processes_sharing_a_ledger_never_exceed_the_cap(tmp_path: Path) -> None
         (False, 486, False, True, "busy"),
         (False, 600, False, True, "busy"),
         (False, 487, True, True, "no_answer"),
+        (False, 487, True, False, "failed"),
         (False, 480, False, True, "no_answer"),
         (False, 603, False, True, "rejected"),
         (False, 404, False, True, "rejected"),

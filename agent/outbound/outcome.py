@@ -32,17 +32,19 @@ def classify(
 
     ``code``: the final SIP status; ``ring_timed_out``: we CANCELled it after the ring
     timeout; ``far_end_responded``: any SIP response of the far end reached us (without one,
-    a 408 or 503 is the network's, not the callee's); ``agent_failed``: the agent ended it
-    for a fault of its own (no realtime session).
+    a 408 or 503 is the network's, not the callee's, and a ring timeout found nobody);
+    ``agent_failed``: the agent ended it for a fault of its own (no realtime session).
     """
     if agent_failed:
         return FAILED
     if answered:
         return ANSWERED
+    if not far_end_responded:
+        # Not even a 100 Trying before the ring timeout, or a timeout or transport error of
+        # our own stack's: nobody is there (a dead host, a broken route).
+        return FAILED
     if ring_timed_out:
         return NO_ANSWER
-    if not far_end_responded:
-        return FAILED
     if code in BUSY_CODES:
         return BUSY
     if code in NO_ANSWER_CODES:

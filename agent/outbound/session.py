@@ -162,8 +162,12 @@ class OutboundSession(CallSession):
             return
         self.ring_timed_out = True
         self.log.info("outbound_ring_timeout", ring_timeout_s=self.outbound.ring_timeout_s)
+        within = f"within {self.outbound.ring_timeout_s:g} s"
         self.bridge.outcome.decide(
-            AGENT, f"no answer within {self.outbound.ring_timeout_s:g} s (CANCEL sent)"
+            AGENT,
+            f"no answer {within} (CANCEL sent)"
+            if self.call.far_end_responded
+            else f"no SIP response {within}",
         )
         self.call.hang_up()
 
