@@ -476,8 +476,11 @@ class CallBridge:
         return step
 
     def session_restored(self) -> Step:
-        """A new session took the configuration: the model apologises and asks again."""
-        step = Step(requests=[CreateResponse(instructions=RESUME_INSTRUCTIONS)])
+        """A new session took the configuration: the model apologises and asks again (unless
+        it has not spoken yet: answering-machine detection still decides how it opens)."""
+        step = Step()
+        if not self._opening_silent():
+            step.requests.append(CreateResponse(instructions=RESUME_INSTRUCTIONS))
         step.note("realtime_session_restored")
         return step
 
@@ -632,6 +635,11 @@ class CallBridge:
                 step.add(self._hang_up(HangUp(AGENT, f"answering machine: {verdict.reason}")))
         return step
 
+    def _opening_silent(self) -> bool:
+        """Answering-machine detection keeps the agent silent (no verdict yet, or the
+        machine's greeting still runs)."""
+        return self._opening is not None and self._opening.deciding
+
     @property
     def amd_record(self) -> dict[str, object] | None:
         """The call record's ``amd`` (None: no detection ran, or no verdict yet)."""
@@ -690,7 +698,9 @@ class CallBridge:
         step = Step(lines=[self.book.event("dtmf", digit=digit, method=method)])
         step.note("dtmf_received", digit=digit, method=method)
         self.limits.caller_active(now)
-        if not self.session_ready:
+        if not self.session_ready or self._opening_silent():
+            # Keys during answering-machine detection stay in the transcript only: telling
+            # the model would have it answer before the verdict.
             return step
         press = self.dtmf.press(digit, now)
         if press.flush:
@@ -824,8 +834,9 @@ class CallBridge:
                 deadlines.append(deadline)
         if self._rollover_at is not None and not self._rolling:
             deadlines.append(self._rollover_at)
-        if self._opening is not None and self._opening.next_deadline is not None:
-            deadlines.append(self._opening.next_deadline)
+        opening = self._opening
+        if opening is not None and opening.next_deadline is not None and not self._ended:
+            deadlines.append(opening.next_deadline)
         return min(deadlines) if deadlines else None
 
     @property
@@ -1107,7 +1118,7 @@ class CallBridge:
     def _check_limits(self, now: float, step: Step) -> None:
         busy = (
             self._held
-            or (self._opening is not None and self._opening.deciding)
+            or self._opening_silent()
             or self.agent_speaking
             or self._caller_talking(now)
             or self._in_flight > 0
