@@ -11,12 +11,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from agent.audio.levels import rms_dbfs
 from agent.outbound.outcome import EXIT_STATUS
 from agent.realtime.dialect import Dialect
+from testbed.callee_audio import CalleeAudio, hello, voicemail
 from testbed.oracle import validate_client_event, validate_server_event
 from testbed.peers import CallCommand, RtpPeer, engine_args, free_port, sipp_callee, speech_like
 from testbed.recording import RecordingServer
@@ -41,16 +41,21 @@ def _config(tmp_path: Path, extra: str = "", allow: str = ALLOW_LOOPBACK) -> Pat
     config.write_text(
         f"[outbound]\nallow = ['{allow}']\n{extra}\n"
         # The agent ends the conversation itself, after a few seconds.
-        "[agent]\nmax_call_s = 3\nmax_call_goodbye_s = 0\n"
+        "[agent]\nmax_call_s = 5\nmax_call_goodbye_s = 0\n"
     )
     return config
 
 
-def _hello_then_silence() -> bytes:
-    """A callee picking up: "hello?" (0.6 s of speech-like sound), then quiet."""
-    speech = speech_like(0.6)
-    quiet = np.zeros(8000 * 10, dtype="<i2")
-    return np.concatenate([speech, quiet]).astype("<i2").tobytes()
+def _once(audio: CalleeAudio) -> bytes:
+    """``audio`` then long silence: RtpPeer loops what it plays, a callee does not."""
+    return audio.pcm + bytes(audio.rate * 2 * 20)
+
+
+def _person() -> bytes:
+    """A person picking up: "hello?" and a pause (the detector's: a person), then, while
+    the agent greets, a reply of their own (what the model hears of them)."""
+    reply = speech_like(1.0).astype("<i2").tobytes()
+    return hello(tail_ms=1500).pcm + reply + bytes(8000 * 2 * 20)
 
 
 async def test_an_answered_call_is_a_conversation_both_ways(
@@ -61,7 +66,7 @@ async def test_an_answered_call_is_a_conversation_both_ways(
         "uas_answer.xml", tmp_path / "sipp", keys={"sink_port": str(peer.port)}
     )
     try:
-        peer.talk(_hello_then_silence(), "PCMU")
+        peer.talk(_person(), "PCMU")
         command = CallCommand()
         status = await command.run(
             callee.uri,
@@ -74,7 +79,7 @@ async def test_an_answered_call_is_a_conversation_both_ways(
     finally:
         peer.close()
 
-    # The callee's "hello?" reached the model; the agent's reply reached the callee.
+    # The callee's reply reached the model; the agent's greeting reached the callee.
     assert len(model.sessions) == 1
     session = model.sessions[0]
     assert rms_dbfs(bytes(session.input_audio)) > -40
@@ -87,6 +92,15 @@ async def test_an_answered_call_is_a_conversation_both_ways(
 
     (record,) = command.records()
     assert record["direction"] == "outbound"
+    # A person: "hello?", then a pause; the agent greeted only after the verdict.
+    assert record["amd"]["verdict"] == "human"
+    (verdict,) = command.events("amd_verdict")
+    assert verdict["then"] == "talk"
+    creates = [e for e in session.received if e["type"] == "response.create"]
+    assert creates, "the agent never spoke"
+    # Times since the session's first event, which goes out by the answer.
+    asked = session.received_at[session.received.index(creates[0])] - session.received_at[0]
+    assert asked * 1000 >= record["amd"]["decided_ms"] - 300
     outbound = record["outbound"]
     assert outbound["outcome"] == "answered"
     assert [p["code"] for p in outbound["progress"]] == [180]
@@ -206,3 +220,49 @@ async def test_nobody_there_is_a_failure_not_a_missed_call(
     (record,) = command.records()
     assert record["outbound"]["outcome"] == "failed"
     assert record["reason"] == "no SIP response within 2 s"
+
+
+async def test_a_machine_gets_the_message_after_its_beep(
+    model: RecordingServer, tmp_path: Path
+) -> None:
+    """A 6-second greeting, then the beep: the agent holds its tongue through the greeting,
+    speaks the profile's voicemail message after the beep, and hangs up."""
+    peer = await RtpPeer.open()
+    callee = await sipp_callee(
+        "uas_answer.xml", tmp_path / "sipp", keys={"sink_port": str(peer.port)}
+    )
+    machine = voicemail()
+    assert machine.beep_ms is not None
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f"[outbound]\nallow = ['{ALLOW_LOOPBACK}']\n"
+        "[agent]\nvoicemail_instructions = 'Say that {name} has an appointment tomorrow.'\n"
+    )
+    try:
+        peer.talk(_once(machine), "PCMU")
+        command = CallCommand()
+        status = await command.run(
+            callee.uri,
+            ["--config", str(config), "--realtime-url", model.url, "--var", "name=Ada"],
+        )
+        assert status == EXIT_STATUS["answered"], "\n".join(command.raw[-30:])
+        assert (await callee.result()).returncode == 0
+    finally:
+        peer.close()
+    (record,) = command.records()
+    amd = record["amd"]
+    assert amd["verdict"] == "machine"
+    assert amd["greeting_end"] == "beep"
+    assert abs(amd["beep_ms"] - machine.beep_ms) < 400
+    assert record["reason"] == "answering machine: message left"
+    # The only response asked for is the message, with the request's variable filled in.
+    (session,) = model.sessions
+    creates = [e for e in session.received if e["type"] == "response.create"]
+    assert [c["response"]["instructions"] for c in creates] == [
+        "Say that Ada has an appointment tomorrow."
+    ]
+    # ... asked for after the beep (times since the session's first event, sent by the
+    # answer).
+    asked = session.received_at[session.received.index(creates[0])] - session.received_at[0]
+    assert asked * 1000 >= machine.beep_ms - 300
+    assert rms_dbfs(peer.audio()) > -30, "the machine recorded no message"

@@ -56,6 +56,9 @@ class CallFacts:
     direction: str = "inbound"
     #: A placed call's target, outcome, ringing and timings (``agent.outbound.session``).
     outbound: Mapping[str, Any] | None = None
+    #: Answering-machine detection of an outbound call: verdict, ``decided_ms`` after the
+    #: answer, the beep (``beep_ms``) and the greeting's end; None when none ran.
+    amd: Mapping[str, Any] | None = None
 
 
 def _latency(latencies: list[int]) -> dict[str, Any]:
@@ -118,4 +121,5 @@ def build_call_record(facts: CallFacts, lines: Sequence[Mapping[str, Any]]) -> d
         "transcript": facts.transcript,
         "recording": dict(facts.recording) if facts.recording is not None else None,
         "outbound": dict(facts.outbound) if facts.outbound is not None else None,
+        "amd": dict(facts.amd) if facts.amd is not None else None,
     }

@@ -65,6 +65,8 @@ class EarlyEvents:
 class OutboundSession(CallSession):
     """A call the agent placed (``call`` already dialled; see the module docstring)."""
 
+    placed = True
+
     def __init__(self, *args: Any, outbound: OutboundFacts, **kwargs: Any) -> None:
         self.outbound = outbound
         self.state = DIALING
@@ -234,6 +236,8 @@ class OutboundSession(CallSession):
             "reason": self.bridge.outcome.reason or None,
             "progress": [{"code": code, "at_ms": at} for code, at in self.progress],
             "timings": self.timings(),
+            # Answering-machine detection's verdict once it came (None before, or when off).
+            "amd": self.bridge.amd_record,
             "transcript": [
                 {"role": line["role"], "text": line.get("text", "")}
                 for line in self.records.lines
