@@ -471,17 +471,20 @@ async def sipp_callee(
     workdir: Path,
     *,
     keys: dict[str, str] | None = None,
+    fill: dict[str, str] | None = None,
     timeout_s: float = 30.0,
     calls: int = 1,
 ) -> SippCallee:
-    """Start SIPp as the callee of ``scenario`` (``calls`` of them, one per Call-ID, then it
-    exits; bounded by ``timeout_s``); returns once it listens."""
+    """Start SIPp as the callee of ``scenario`` (``{{name}}`` replaced from ``fill``;
+    ``calls`` of them, one per Call-ID, then it exits; bounded by ``timeout_s``); returns
+    once it listens."""
     assert SIPP is not None, "sipp is not installed (apt-get install sip-tester)"
     workdir.mkdir(parents=True, exist_ok=True)
+    path = render_scenario(scenario, fill, workdir) if fill else SIPP_DIR / scenario
     port = free_port()
     rtp = free_rtp_port(span=4)
     command = [
-        SIPP, "-sf", str(SIPP_DIR / scenario), "-i", HOST, "-p", str(port),
+        SIPP, "-sf", str(path), "-i", HOST, "-p", str(port),
         "-mi", HOST, "-mp", str(rtp), "-m", str(calls), "-nostdin", "-trace_msg",
         "-timeout", f"{int(timeout_s)}s", "-timeout_error", "-recv_timeout", f"{int(timeout_s)}s",
     ]  # fmt: skip

@@ -110,18 +110,27 @@ async def test_an_answered_call_is_a_conversation_both_ways(
     assert line["outcome"] == "answered"
 
 
-async def test_busy_callee(model: RecordingServer, tmp_path: Path) -> None:
-    callee = await sipp_callee("uas_busy.xml", tmp_path / "sipp")
+@pytest.mark.parametrize(
+    ("code", "reason", "outcome"),
+    [("486", "Busy Here", "busy"), ("603", "Decline", "rejected")],
+)
+async def test_a_refusing_callee(
+    code: str, reason: str, outcome: str, model: RecordingServer, tmp_path: Path
+) -> None:
+    callee = await sipp_callee(
+        "uas_reject.xml", tmp_path / "sipp", fill={"code": code, "reason": reason}
+    )
     command = CallCommand()
     status = await command.run(
         callee.uri, ["--config", str(_config(tmp_path)), "--realtime-url", model.url]
     )
-    assert status == EXIT_STATUS["busy"], "\n".join(command.raw[-30:])
+    assert status == EXIT_STATUS[outcome], "\n".join(command.raw[-30:])
     assert (await callee.result()).returncode == 0
     (record,) = command.records()
-    assert record["outbound"]["outcome"] == "busy"
-    assert record["sip_code"] == 486
-    assert any("voice-agent call: busy" in line for line in command.raw)
+    assert record["outbound"]["outcome"] == outcome
+    assert record["sip_code"] == int(code)
+    assert record["outbound"]["answer_ms"] is None
+    assert any(f"voice-agent call: {outcome}: " in line for line in command.raw)
 
 
 async def test_no_answer_is_cancelled_after_the_ring_timeout(
