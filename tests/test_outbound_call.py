@@ -17,7 +17,7 @@ from agent.audio.levels import rms_dbfs
 from agent.outbound.outcome import EXIT_STATUS
 from agent.realtime.dialect import Dialect
 from testbed.callee_audio import CalleeAudio, hello, voicemail
-from testbed.oracle import validate_client_event, validate_server_event
+from testbed.oracle import LIVE, validate_client_event, validate_server_event
 from testbed.peers import CallCommand, RtpPeer, engine_args, free_port, sipp_callee, speech_like
 from testbed.recording import RecordingServer
 from testbed.responders import tone_responder
@@ -275,3 +275,37 @@ async def test_a_machine_gets_the_message_after_its_beep(
     asked = session.received_at[session.received.index(creates[0])] - session.received_at[0]
     assert asked * 1000 >= machine.beep_ms - 300
     assert rms_dbfs(peer.audio()) > -30, "the machine recorded no message"
+
+
+async def test_a_gpt_live_session_starts_with_the_answers_codec(
+    model: RecordingServer, tmp_path: Path
+) -> None:
+    """GPT-Live's session starts only once the call's codec is known: on a placed call that
+    is the answer's, after the session opened while it rang."""
+    peer = await RtpPeer.open()
+    callee = await sipp_callee(
+        "uas_answer.xml", tmp_path / "sipp", keys={"sink_port": str(peer.port)}
+    )
+    try:
+        peer.talk(_person(), "PCMU")
+        command = CallCommand()
+        status = await command.run(
+            callee.uri,
+            [
+                "--config", str(_config(tmp_path)), "--realtime-url", model.live_url,
+                "--protocol", "live",
+            ],
+        )  # fmt: skip
+        assert status == EXIT_STATUS["answered"], "\n".join(command.raw[-30:])
+        assert (await callee.result()).returncode == 0
+    finally:
+        peer.close()
+    starts = [(s, e) for s in model.sessions for e in s.received if e["type"] == "session.start"]
+    assert len(starts) == 1
+    session, start = starts[0]
+    for event in session.received:
+        validate_client_event(LIVE, event)
+    assert start["session"]["audio"]["format"] == {"type": "audio/pcmu", "rate": 8000}
+    assert rms_dbfs(peer.audio()) > -30, "the callee heard no agent audio"
+    (record,) = command.records()
+    assert record["amd"]["verdict"] == "human"

@@ -76,6 +76,7 @@ class OutboundSession(CallSession):
         self.ring_timed_out = False
         self._agent_failed = False
         self._deferred_media: tuple[str, int] | None = None
+        self._media_bound = False
         self._ring_timer: asyncio.TimerHandle | None = None
         self.finished = asyncio.Event()
         super().__init__(*args, **kwargs)
@@ -92,8 +93,9 @@ class OutboundSession(CallSession):
         self.log.info("outbound_call_progress", code=code, reason=reason)
 
     def on_media(self, codec: str, rate: int) -> None:
-        if not self._confirmed.is_set():
-            # Early media: bound to the bridge only once the callee answers.
+        if not self._media_bound:
+            # Early media, or the answer's before the session is open: bound to the bridge
+            # once both are there (what the bridge asks of the session then must reach it).
             self._deferred_media = (codec, rate)
             return
         super().on_media(codec, rate)
@@ -137,6 +139,7 @@ class OutboundSession(CallSession):
                     self._agent_failed = True
                     self.bridge.outcome.decide(AGENT, "the realtime session could not be opened")
                 return
+            self._media_bound = True
             if self._deferred_media is not None:
                 codec, rate = self._deferred_media
                 self._deferred_media = None
