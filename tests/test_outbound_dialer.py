@@ -9,8 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 from agent.config import OutboundSettings, RecordSettings, Settings
+from agent.outbound.api import call_routes
 from agent.outbound.dialer import CallRequest, OutboundCalls, Refused, RequestError
 
 
@@ -26,6 +29,7 @@ class _Dials:
 class _Session:
     def __init__(self) -> None:
         self.call_id = f"C{id(self)}"
+        self.state = "dialing"
         self.finished = asyncio.Event()
 
     def on_progress(self, code: int, reason: str) -> None:
@@ -33,6 +37,12 @@ class _Session:
 
     async def run(self) -> None:
         await self.finished.wait()
+
+
+async def _end_all(calls: OutboundCalls) -> None:
+    for session in calls.calls.values():
+        session.finished.set()
+    await calls.wait_all(1.0)
 
 
 def _calls(tmp_path: Path, room: bool = True, **outbound: Any) -> tuple[OutboundCalls, _Dials]:
@@ -74,6 +84,7 @@ async def test_refused_calls_never_reach_the_engine(tmp_path: Path) -> None:
         await calls.place(CallRequest("sip:BOB@pbx"))
     assert daily.value.refusal.rule == "max_per_destination_per_day"
     assert engine.dialled == [("sip:bob@pbx", "", ""), ("sip:bob@pbx", "", "")]
+    await _end_all(calls)
 
 
 async def test_a_full_process_places_no_call(tmp_path: Path) -> None:
@@ -84,3 +95,25 @@ async def test_a_full_process_places_no_call(tmp_path: Path) -> None:
     assert engine.dialled == []
     # Nothing was counted against the destination either.
     assert calls.ledger is not None and calls.ledger.placed("sip:bob@pbx", time.time()) == 0
+
+
+async def test_the_api_answers_a_cap_with_429_and_a_refusal_with_403(tmp_path: Path) -> None:
+    calls, engine = _calls(tmp_path, max_concurrent=1)
+    app = web.Application()
+    app.add_routes(call_routes(calls, "t" * 20))
+    auth = {"Authorization": "Bearer " + "t" * 20}
+    async with TestClient(TestServer(app)) as client:
+        first = await client.post("/v1/calls", json={"to": "sip:bob@pbx"}, headers=auth)
+        assert first.status == 201
+        second = await client.post("/v1/calls", json={"to": "sip:carol@pbx"}, headers=auth)
+        assert second.status == 429
+        assert (await second.json())["error"]["rule"] == "max_concurrent"
+        third = await client.post("/v1/calls", json={"to": "sip:eve@elsewhere"}, headers=auth)
+        assert third.status == 403
+        assert (await third.json())["error"]["rule"] == "not_allowed"
+        # The token is the whole header: a prefix of it, or another scheme, is refused.
+        for header in ("Bearer " + "t" * 19, "t" * 20, "Basic " + "t" * 20):
+            refused = await client.get("/v1/calls", headers={"Authorization": header})
+            assert refused.status == 401
+    assert [uri for uri, _, _ in engine.dialled] == ["sip:bob@pbx"]
+    await _end_all(calls)
