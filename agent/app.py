@@ -171,6 +171,7 @@ class AgentApp:
             self.sip,
             self._outbound_session,
             has_room=lambda: len(self.sessions) < self.settings.sip.max_calls,
+            on_outcome=self.metrics.outbound_call,
         )
         if http:
             settings = self.settings.http
@@ -276,7 +277,7 @@ class AgentApp:
             profile=profile or self.profile,
             notice=self.notice,
             record_store=self.record_store,
-            observer=CallMetrics(self.metrics),
+            observer=CallMetrics(self.metrics, placed=True),
             numbers=(uri_user(call.local_uri), facts.target),
             outbound=facts,
         )
@@ -370,6 +371,8 @@ class AgentApp:
 
     def _on_session_finished(self, session: CallSession) -> None:
         self.sessions.pop(session.call_id, None)
+        if isinstance(session, OutboundSession) and session.outcome is not None:
+            self.metrics.outbound_call(session.outcome)
         if self.webhook is not None and session.record is not None:
             # Answered calls only (those with a transcript): a call refused or cancelled while
             # ringing is no conversation to report, and scanners would flood the receiver.

@@ -105,6 +105,13 @@ async def test_the_api_places_reports_and_hangs_up_a_call(
             assert ended["reason"] == "hung up through the API"
             async with http.post(f"{url}/hangup") as r:
                 assert r.status == 409
+            async with http.get(f"{agent.http_url}/metrics") as r:
+                metrics = await r.text()
+            assert 'voice_agent_outbound_calls_total{outcome="answered"} 1.0' in metrics
+            assert 'voice_agent_outbound_calls_total{outcome="refused"} 1.0' in metrics
+            assert 'voice_agent_outbound_refused_total{rule="not_allowed"} 1.0' in metrics
+            # Placed calls are not counted with the calls the agent takes.
+            assert 'voice_agent_calls_total{ended_by="agent",outcome="answered"} 0.0' in metrics
         result = await callee.result()
         assert result.returncode == 0, result.output[-2000:]
     finally:

@@ -21,6 +21,7 @@ import structlog
 
 from agent.config import Settings
 from agent.outbound.ledger import DEFAULT_NAME, CapReached, Ledger, LedgerError
+from agent.outbound.outcome import FAILED, REFUSED
 from agent.outbound.policy import (
     AT_CAPACITY,
     DAILY_CAP,
@@ -115,12 +116,15 @@ class OutboundCalls:
         new_session: SessionFactory,
         *,
         has_room: Callable[[], bool] = lambda: True,
+        on_outcome: Callable[[str, str], None] = lambda outcome, rule: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """``has_room``: whether the process can carry one more call (``sip.max_calls``,
-        shared with the calls it takes)."""
+        shared with the calls it takes); ``on_outcome(outcome, rule)``: told of each call
+        that ended before a session existed (refused, with its rule; failed to dial)."""
         self.settings = settings
         self._has_room = has_room
+        self._on_outcome = on_outcome
         self.engine = engine
         self.policy = policy_for(settings)
         path = ledger_path(settings)
@@ -213,8 +217,13 @@ class OutboundCalls:
                 log.warning(
                     "outbound_call_failed", target=facts.target, uri=facts.dial_uri, why=str(exc)
                 )
+                self._on_outcome(FAILED, "")
                 raise DialFailed(str(exc)) from None
-            session = self._new_session(call, facts, profile)
+            try:
+                session = self._new_session(call, facts, profile)
+            except Exception:
+                call.hang_up()  # an INVITE on its way with nobody to take the call: CANCEL
+                raise
             early.replay(session)
         finally:
             self._starting -= 1
@@ -251,6 +260,7 @@ class OutboundCalls:
             rule=refusal.rule,
             detail=refusal.detail,
         )
+        self._on_outcome(REFUSED, refusal.rule)
         return Refused(refusal)
 
     def _forget_old(self) -> None:
