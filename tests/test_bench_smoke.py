@@ -56,6 +56,7 @@ async def test_capacity_quick(engine: str, tmp_path: Path) -> None:
     assert "Successful" not in capacity.format_table(result)  # renders, no SIPp noise
 
 
+@pytest.mark.above_sip
 async def test_latency_quick(engine: str, tmp_path: Path) -> None:
     result = _round_trip(
         await latency.run([AgentAudio()], calls=2, call_s=3.0, engine=engine),
@@ -73,6 +74,7 @@ async def test_latency_quick(engine: str, tmp_path: Path) -> None:
     assert "inbound" in latency.format_table(result)
 
 
+@pytest.mark.above_sip
 async def test_barge_in_quick(engine: str, tmp_path: Path) -> None:
     result = _round_trip(
         await barge_in.run(interruptions=2, calls=1, audio=AgentAudio(), seed=1, engine=engine),
