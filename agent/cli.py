@@ -350,6 +350,7 @@ def _call(args: argparse.Namespace) -> int:
         Refused,
         RequestError,
         parse_variables,
+        read_request,
     )
     from agent.outbound.outcome import EXIT_STATUS, FAILED, REFUSED
 
@@ -364,8 +365,10 @@ def _call(args: argparse.Namespace) -> int:
             variables=parse_variables(args.var),
             ring_timeout_s=args.ring_timeout,
         )
+        # Checked before anything starts: a bad argument is a usage error (2), at once.
+        read_request(settings, request)
     except RequestError as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(f"{exc.field}: {exc}") from None
 
     def report(outcome: str, detail: str) -> int:
         print(f"voice-agent call: {outcome}: {detail}", flush=True)
@@ -376,11 +379,6 @@ def _call(args: argparse.Namespace) -> int:
         try:
             await app.start(http=False, inbound=False)
             assert app.outbound is not None
-            try:
-                # Checked before SIP sends anything: a bad field is a usage error (2).
-                app.outbound.read(request)
-            except RequestError as exc:
-                raise ConfigError(f"{exc.field}: {exc}") from None
             if request.account and not await app.account_registered(
                 request.account, ACCOUNT_WAIT_S
             ):

@@ -85,6 +85,49 @@ class NotAccepting(Exception):
 SessionFactory = Callable[..., OutboundSession]
 
 
+def read_request(settings: Settings, request: CallRequest) -> tuple[str, OutboundFacts]:
+    """The request checked field by field: (profile, facts); raises ``RequestError``. Needs
+    no SIP: ``voice-agent call`` checks its arguments before it starts anything."""
+    out = settings.outbound
+    accounts = {account.name: account for account in settings.sip.accounts}
+    try:
+        target = parse_target(request.to)
+    except TargetError as exc:
+        raise RequestError("to", str(exc)) from None
+    if request.account and request.account not in accounts:
+        raise RequestError("account", f"{request.account!r} is not a [[sip.accounts]] name")
+    profile = request.profile or out.profile
+    if profile and profile not in settings.profiles:
+        raise RequestError("profile", f"{profile!r} is not a [profiles] name")
+    from_number = request.from_number or out.from_number
+    if from_number and not _FROM.fullmatch(from_number):
+        raise RequestError("from", f"{from_number[:80]!r} is not a number or user name")
+    ring = out.ring_timeout_s if request.ring_timeout_s is None else request.ring_timeout_s
+    if not 1 <= ring <= 300:
+        raise RequestError("ring_timeout_s", "must be between 1 and 300 seconds")
+    if len(request.variables) > MAX_VARIABLES:
+        raise RequestError("variables", f"at most {MAX_VARIABLES} variables")
+    for name, value in request.variables.items():
+        if not _VARIABLE_NAME.fullmatch(name):
+            raise RequestError("variables", f"{name[:80]!r} is not a variable name")
+        if len(value) > MAX_VARIABLE_CHARS:
+            raise RequestError("variables", f"{name}: longer than {MAX_VARIABLE_CHARS} chars")
+    registrar = accounts[request.account].registrar if request.account else None
+    try:
+        uri = dial_uri(target, registrar)
+    except TargetError as exc:
+        raise RequestError("account", str(exc)) from None
+    facts = OutboundFacts(
+        target=target.text,
+        dial_uri=uri,
+        account=request.account,
+        from_number=from_number,
+        ring_timeout_s=ring,
+        variables=dict(request.variables),
+    )
+    return profile, facts
+
+
 def ledger_path(settings: Settings) -> Path | None:
     out = settings.outbound
     if out.ledger_file:
@@ -135,7 +178,6 @@ class OutboundCalls:
         #: Calls past the policy whose session does not exist yet (the ledger, the dial).
         self._starting = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self._accounts = {account.name: account for account in settings.sip.accounts}
         #: False once the agent drains: new requests get ``NotAccepting``.
         self.accepting = True
 
@@ -144,44 +186,8 @@ class OutboundCalls:
         return self._starting + sum(1 for s in self.calls.values() if not s.finished.is_set())
 
     def read(self, request: CallRequest) -> tuple[str, OutboundFacts]:
-        """The request checked field by field: (profile, facts); raises ``RequestError``."""
-        out = self.settings.outbound
-        try:
-            target = parse_target(request.to)
-        except TargetError as exc:
-            raise RequestError("to", str(exc)) from None
-        if request.account and request.account not in self._accounts:
-            raise RequestError("account", f"{request.account!r} is not a [[sip.accounts]] name")
-        profile = request.profile or out.profile
-        if profile and profile not in self.settings.profiles:
-            raise RequestError("profile", f"{profile!r} is not a [profiles] name")
-        from_number = request.from_number or out.from_number
-        if from_number and not _FROM.fullmatch(from_number):
-            raise RequestError("from", f"{from_number[:80]!r} is not a number or user name")
-        ring = out.ring_timeout_s if request.ring_timeout_s is None else request.ring_timeout_s
-        if not 1 <= ring <= 300:
-            raise RequestError("ring_timeout_s", "must be between 1 and 300 seconds")
-        if len(request.variables) > MAX_VARIABLES:
-            raise RequestError("variables", f"at most {MAX_VARIABLES} variables")
-        for name, value in request.variables.items():
-            if not _VARIABLE_NAME.fullmatch(name):
-                raise RequestError("variables", f"{name[:80]!r} is not a variable name")
-            if len(value) > MAX_VARIABLE_CHARS:
-                raise RequestError("variables", f"{name}: longer than {MAX_VARIABLE_CHARS} chars")
-        registrar = self._accounts[request.account].registrar if request.account else None
-        try:
-            uri = dial_uri(target, registrar)
-        except TargetError as exc:
-            raise RequestError("account", str(exc)) from None
-        facts = OutboundFacts(
-            target=target.text,
-            dial_uri=uri,
-            account=request.account,
-            from_number=from_number,
-            ring_timeout_s=ring,
-            variables=dict(request.variables),
-        )
-        return profile, facts
+        """The request checked field by field (``read_request``)."""
+        return read_request(self.settings, request)
 
     async def place(self, request: CallRequest) -> OutboundSession:
         """Check, count and place one call; returns its running session.
