@@ -14,7 +14,7 @@ from agent.outbound.api import call_request
 from agent.outbound.dialer import RequestError
 from agent.outbound.ledger import CapReached, Ledger, LedgerError
 from agent.outbound.outcome import classify
-from agent.outbound.policy import DAY_S, DailyCounts, TollPolicy, restriction
+from agent.outbound.policy import DAY_S, DailyCounts, TollPolicy, destination_key, restriction
 from agent.outbound.target import TargetError, dial_uri, parse_target
 
 
@@ -67,6 +67,9 @@ def test_premium_and_international_numbers_need_an_explicit_opt_in() -> None:
     assert _rule(policy, "sip:+4990012345@trunk") == "premium_rate"
     assert _rule(policy, "sip:090012345@trunk") == "premium_rate"
     assert _rule(policy, "sip:004413012345@trunk") == "international"
+    # Escapes and visual separators do not hide a number.
+    assert _rule(policy, "sip:%2B4990012345@trunk") == "premium_rate"
+    assert _rule(policy, "sip:+49-(900)-12345@trunk;user=phone") == "premium_rate"
     assert _rule(policy, "sip:alice@trunk") is None
     opted = _policy(allow=[r"\+.*"], allow_restricted=[r"\+4990012345"])
     assert _rule(opted, "+4990012345") is None
@@ -98,6 +101,19 @@ def test_the_caps() -> None:
     daily = policy.check_caps(0, 3, "+4930")
     assert daily is not None and daily.rule == "max_per_destination_per_day"
     assert _policy(max_per_destination_per_day=0).check_caps(0, 99, "+4930") is None
+
+
+def test_every_spelling_of_a_destination_counts_as_one() -> None:
+    spellings = [
+        "+4930123456",
+        "sip:+4930123456@trunk",
+        "sip:%2B4930123456@TRUNK",
+        "sip:+49-30-123456@trunk;user=phone",
+        "sip:030123456@trunk",
+    ]
+    keys = {destination_key(parse_target(text), "49") for text in spellings}
+    assert keys == {"+4930123456"}
+    assert destination_key(parse_target("sip:Alice@PBX.example.com")) == "sip:alice@pbx.example.com"
 
 
 def test_calls_older_than_a_day_no_longer_count() -> None:

@@ -211,7 +211,9 @@ class OutboundCalls:
             raise self._refused(refusal, facts)
         self._starting += 1
         try:
-            refusal = await self._count(destination_key(target))
+            refusal = await self._count(
+                destination_key(target, self.settings.outbound.home_country_code)
+            )
             if refusal is not None:
                 raise self._refused(refusal, facts)
             early = EarlyEvents()

@@ -26,6 +26,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from agent.outbound.target import Target, sip_uri_user
 
@@ -146,7 +147,9 @@ def restriction(number: str, home_country_code: str) -> tuple[str, str] | None:
 def _uri_number(user: str, home_country_code: str) -> tuple[str, bool]:
     """The E.164 number a SIP URI's user part names ("" for none), and whether it starts
     with an international access code."""
-    digits = user.replace("-", "").replace(".", "")
+    # As the far end reads it: %-escapes decoded (``%2B49900`` is +49900), visual
+    # separators (RFC 3966's - . ( )) dropped.
+    digits = re.sub(r"[-.()]", "", unquote(user))
     if digits.startswith("+") and digits[1:].isdigit():
         return digits, False
     if not digits.isdigit():
@@ -223,10 +226,15 @@ class TollPolicy:
         return None
 
 
-def destination_key(target: Target) -> str:
-    """What the daily cap counts calls by: the number a target names, else the URI
-    (lower-cased: SIP URI schemes and hosts are case-insensitive)."""
-    return target.number or target.text.lower()
+def destination_key(target: Target, home_country_code: str = "") -> str:
+    """What the daily cap counts calls by: the number a target names (however a SIP URI
+    spells it: escaped, with separators, in national format), else the URI lower-cased (SIP
+    URI schemes and hosts are case-insensitive), so no spelling of one destination gets a
+    day's calls of its own."""
+    if target.is_number:
+        return target.text
+    number, _ = _uri_number(sip_uri_user(target.text), home_country_code)
+    return number or target.text.lower()
 
 
 @dataclass

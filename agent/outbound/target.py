@@ -32,15 +32,6 @@ class Target:
     #: True for an E.164 number, False for a SIP URI.
     is_number: bool
 
-    @property
-    def number(self) -> str:
-        """The E.164 number the target names ("" when a SIP URI names none): the number
-        itself, or a SIP URI's user part when that is a ``+`` number."""
-        if self.is_number:
-            return self.text
-        user = sip_uri_user(self.text)
-        return user if _E164.fullmatch(user) else ""
-
 
 def sip_uri_user(uri: str) -> str:
     """The user part of ``sip:user@host`` ("" when it has none)."""
