@@ -8,17 +8,26 @@ process so the test sees what reached the model.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from agent.audio.levels import rms_dbfs
+from agent.audio.levels import rms_dbfs, tone
 from agent.outbound.outcome import EXIT_STATUS
 from agent.realtime.dialect import Dialect
 from testbed.callee_audio import CalleeAudio, hello, voicemail
 from testbed.oracle import LIVE, validate_client_event, validate_server_event
-from testbed.peers import CallCommand, RtpPeer, engine_args, free_port, sipp_callee, speech_like
+from testbed.peers import (
+    CallCommand,
+    RtpPeer,
+    engine_args,
+    free_port,
+    sipp_callee,
+    speech_like,
+)
 from testbed.recording import RecordingServer
 from testbed.responders import tone_responder
 
@@ -309,3 +318,42 @@ async def test_a_gpt_live_session_starts_with_the_answers_codec(
     assert rms_dbfs(peer.audio()) > -30, "the callee heard no agent audio"
     (record,) = command.records()
     assert record["amd"]["verdict"] == "human"
+
+
+async def test_early_media_never_reaches_the_model(
+    engine: str, model: RecordingServer, tmp_path: Path
+) -> None:
+    """A 183 with SDP, and a loud ringback on it for 1 s, the answer 1.5 s later: the model
+    hears the line only from the answer on (detection off, so it hears it at once)."""
+    peer = await RtpPeer.open()
+    callee = await sipp_callee(
+        "uas_early_media.xml",
+        tmp_path / "sipp",
+        keys={"sink_port": str(peer.port)},
+        fill={"early_ms": "1500"},
+    )
+    wall = time.time() - time.monotonic()
+    ringback = tone(425.0, 1000, 8000, dbfs=-10.0)
+    try:
+        peer.talk(ringback + bytes(8000 * 2 * 20), "PCMU")
+        command = CallCommand()
+        status = await command.run(
+            callee.uri,
+            [
+                "--config", str(_config(tmp_path, "[outbound.amd]\nenabled = false\n")),
+                "--realtime-url", model.url, *engine_args(engine),
+            ],
+        )  # fmt: skip
+        assert status == EXIT_STATUS["answered"], "\n".join(command.raw[-30:])
+        assert (await callee.result()).returncode == 0
+    finally:
+        peer.close()
+    (record,) = command.records()
+    assert [p["code"] for p in record["outbound"]["progress"]] == [183]
+    answered = datetime.fromisoformat(record["times"]["answer"]).timestamp()
+    # The ringback played out before the answer (it starts with the agent's first packet).
+    assert peer.packets and peer.packets[0].arrival + wall + 1.0 < answered
+    (session,) = model.sessions
+    heard = bytes(session.input_audio)
+    assert len(heard) > 24000 * 2, "the model heard nothing of the answered call"
+    assert rms_dbfs(heard) < -50, "the early media's ringback reached the model"

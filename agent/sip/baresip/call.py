@@ -210,6 +210,12 @@ class BaresipCall:
             self.log.info("sip_media_active", codec=media.codec, rate=media.rate)
             if self.pump is None:
                 self.pump = AudioPump(self._call.audio, media.rate, self._frames)
+                if self.outgoing:
+                    # What the stack buffered since a 183 is the network's early media
+                    # (ringback, announcements), not the callee: it never reaches the agent.
+                    dropped = self.pump.discard_received()
+                    if dropped:
+                        self.log.info("early_media_discarded", frames=dropped)
                 if self._source is not None:
                     self.pump.source = self._source
                 if self.on_media_ready is not None:
