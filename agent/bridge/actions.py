@@ -104,6 +104,8 @@ class Note:
 
 Action = (
     HangUp
+    | HoldCall
+    | ResumeCall
     | Transfer
     | TransferFinished
     | HungUp
