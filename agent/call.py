@@ -93,6 +93,14 @@ def _model(settings: Settings, protocol: str) -> str:
     return settings.secrets.azure_deployment or settings.realtime.model
 
 
+def _counts(usage: Mapping[str, float]) -> dict[str, float | int]:
+    """Usage figures as the record shows them: tokens are counts, seconds keep their ms."""
+    return {
+        key: round(value) if key.endswith("tokens") else round(value, 3)
+        for key, value in usage.items()
+    }
+
+
 def protocol_adapter(endpoint: RealtimeEndpoint) -> ProtocolAdapter:
     """A new adapter for one session at ``endpoint``."""
     if endpoint.protocol == LIVE:
@@ -542,13 +550,17 @@ class CallSession:
 
     @property
     def usage(self) -> dict[str, Any] | None:
-        """The call's model usage as the server reported it (GPT-Live): the seconds of every
-        session it used, and their total; None when no server reported any."""
+        """The call's model usage as the servers reported it: each session's (GPT-Live's
+        seconds; Realtime's tokens, summed over its responses), and their totals; None when
+        no server reported any."""
         if not self._usage:
             return None
         sessions = [self._usage[generation] for generation in sorted(self._usage)]
-        total = sum(session.get("seconds", 0.0) for session in sessions)
-        return {"seconds": round(total, 3), "sessions": sessions}
+        totals: dict[str, float] = {}
+        for session in sessions:
+            for key, value in session.items():
+                totals[key] = totals.get(key, 0.0) + value
+        return {**_counts(totals), "sessions": [_counts(session) for session in sessions]}
 
     async def _run(self) -> None:
         self.call.ring()

@@ -205,6 +205,16 @@ async def test_the_caller_hears_music_on_hold_and_is_resumed_when_the_transfer_f
             hold = transfer["hold"]
             assert hold["music"] == str(music)
             assert 1200 <= hold["ms"] <= 5000, hold
+            # The model's usage, as the server reported it per response, summed for the call.
+            reported = [event["response"]["usage"] for event in _sent(session, "response.done")]
+            assert len(reported) >= 2  # the greeting and the reply to the failure
+            usage = record["usage"]
+            assert finished["usage"] == usage
+            for key in ("total_tokens", "input_tokens", "output_tokens"):
+                assert usage[key] == sum(one[key] for one in reported), key
+            audio = sum(one["output_token_details"]["audio_tokens"] for one in reported)
+            assert usage["output_audio_tokens"] == audio
+            assert audio >= 2 * 30  # two replies of 1.6 s of audio, 20 tokens a second
             kinds_written = [line.get("kind") for line in agent.transcripts()[0]]
             assert kinds_written.count("transfer_hold") == 1
             assert kinds_written.count("transfer_resume") == 1
