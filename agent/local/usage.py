@@ -64,9 +64,9 @@ class UsageCounter:
         items = list(context)
         in_text = text_tokens(instructions) + sum(text_tokens(_item_text(i)) for i in items)
         in_audio = round(sum(_item_audio_s(i) for i in items) * INPUT_AUDIO_TOKENS_PER_S)
-        cached_text, cached_audio = (
-            min(a, b) for a, b in zip(self._last_input, (in_text, in_audio))
-        )
+        # What the previous response read is this one's cached prefix.
+        cached_text = min(self._last_input[0], in_text)
+        cached_audio = min(self._last_input[1], in_audio)
         self._last_input = (in_text, in_audio)
         out_text = text_tokens(output_text)
         out_audio = round(output_audio_ms / 1000 * OUTPUT_AUDIO_TOKENS_PER_S)
