@@ -109,10 +109,16 @@ def protocol_adapter(endpoint: RealtimeEndpoint) -> ProtocolAdapter:
 
 
 def bridge_config(
-    settings: Settings, call_vars: dict[str, str], protocol: str = "realtime", webrtc: bool = False
+    settings: Settings,
+    call_vars: dict[str, str],
+    protocol: str = "realtime",
+    webrtc: bool = False,
+    outbound: bool = False,
 ) -> BridgeConfig:
-    """The bridge's configuration for one call, from the profile."""
+    """The bridge's configuration for one call, from the profile (``outbound``: a call the
+    agent placed, which opens with answering-machine detection when ``outbound.amd`` is on)."""
     profile = settings.agent
+    amd = settings.outbound.amd
     td = profile.turn_detection
     live = protocol == LIVE
     try:
@@ -128,6 +134,8 @@ def bridge_config(
             live=settings.live if live else None,
         ),
         greeting=fill_variables(profile.greeting, call_vars),
+        amd=amd if outbound and amd.enabled else None,
+        voicemail_instructions=fill_variables(profile.voicemail_instructions, call_vars),
         resampler_quality=settings.audio.resampler_quality,
         g711_passthrough=settings.audio.g711_passthrough,
         append_batch_ms=settings.audio.append_batch_ms,
@@ -525,6 +533,7 @@ class CallSession:
             usage=usage,
             rtp=self.call.rtp_stats() or None,
             transfer=self.transfer,
+            amd=self.bridge.amd_record,
             transcript=str(self.records.path) if self.records.path else None,
             recording=None
             if recording is None

@@ -21,6 +21,7 @@ from typing import Any
 
 from dotenv import load_dotenv
 
+from agent.outbound.amd_settings import ON_MACHINE, AmdSettings
 from agent.realtime.models import (
     DEFAULT_DELEGATION_MODEL,
     DEFAULT_LIVE_MODEL,
@@ -174,6 +175,12 @@ class AgentProfile:
     )
     voice: str = "marin"
     greeting: str = "Greet the caller in one short sentence and ask how you can help."
+    #: What the model is told to say when an outbound call reaches an answering machine and
+    #: ``outbound.amd.on_machine`` is "message" (spoken after the beep; then the agent hangs up).
+    voicemail_instructions: str = (
+        "You reached an answering machine and it is recording now. Leave a short message: "
+        "say who is calling and why, and how to call back. Then say goodbye."
+    )
     #: Transcribe the caller's turns with this model; "" = off. The local backend transcribes
     #: every turn anyway; a cloud backend bills the transcription on top of the session.
     input_transcription_model: str = DEFAULT_TRANSCRIPTION_MODEL
@@ -448,6 +455,14 @@ class RouteSettings:
 
 
 @dataclass(frozen=True)
+class OutboundSettings:
+    """``[outbound]``: calls the agent places."""
+
+    #: ``[outbound.amd]``: answering-machine detection before the agent speaks.
+    amd: AmdSettings = field(default_factory=AmdSettings)
+
+
+@dataclass(frozen=True)
 class CallProfile:
     """A ``[profiles.NAME]`` resolved over the base profile: what a routed call uses."""
 
@@ -489,6 +504,7 @@ class Settings:
     tools: ToolSettings = field(default_factory=ToolSettings)
     local: LocalSettings = field(default_factory=LocalSettings)
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
+    outbound: OutboundSettings = field(default_factory=OutboundSettings)
     routes: tuple[RouteSettings, ...] = ()
     #: The profile of a call no route matches; "" answers such calls 404.
     default_profile: str = ""
@@ -519,6 +535,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "log.level": ("debug", "info", "warning", "error"),
     "local.backend": ("voice", "synthetic"),
     "tools.filler": ("", "tone", "spoken"),
+    "outbound.amd.on_machine": ON_MACHINE,
 }
 
 #: Keys that were renamed: old name -> new name (in the same table). A profile may use
@@ -650,6 +667,40 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("audio.append_batch_ms: must be 20 or 40")
     _validate_session_extras(settings)
     _validate_records(settings.records)
+    _validate_amd(settings)
+
+
+#: ``[outbound.amd]`` keys and the range each must lie in.
+_AMD_RANGES: dict[str, tuple[float, float]] = {
+    "max_detect_ms": (1000, 30000),
+    "machine_speech_ms": (500, 10000),
+    "human_silence_ms": (200, 5000),
+    "speech_dbfs": (-90.0, 0.0),
+    "speech_snr_db": (0.0, 40.0),
+    "beep_wait_ms": (0, 120000),
+    "beep_min_ms": (60, 2000),
+    "end_silence_ms": (200, 10000),
+    "message_max_ms": (1000, 600000),
+}
+
+
+def _validate_amd(settings: Settings) -> None:
+    amd = settings.outbound.amd
+    for key, (low, high) in _AMD_RANGES.items():
+        value = getattr(amd, key)
+        if not low <= value <= high:
+            raise ConfigError(f"outbound.amd.{key}: {value} is outside {low:g}..{high:g}")
+    if not (amd.enabled and amd.on_machine == "message"):
+        return
+    profiles = [("agent", settings.agent)] + [
+        (f"profiles.{name}", profile.agent) for name, profile in settings.profiles.items()
+    ]
+    for where, profile in profiles:
+        if not profile.voicemail_instructions.strip():
+            raise ConfigError(
+                f'{where}.voicemail_instructions: empty, but outbound.amd.on_machine = "message" '
+                "needs the message to speak"
+            )
 
 
 def _validate_records(records: RecordSettings) -> None:

@@ -294,6 +294,18 @@ def _intervals_ms(leg: LegRecord, window: tuple[int, int]) -> np.ndarray:
     return np.diff(arrivals)[consecutive] / 1e6
 
 
+def rfc3550_jitter_ms(intervals_ms: np.ndarray) -> np.ndarray:
+    """The running interarrival jitter a receiver reports in RTCP (RFC 3550 6.4.1: J += (|D| -
+    J) / 16, D the change in transit time between consecutive packets, here the arrival
+    interval minus the 20 ms the RTP timestamps advance), one value per packet. Phones and
+    trunks report this smoothed figure; ``jitter_ms`` is the stricter per-packet deviation."""
+    estimate, out = 0.0, np.empty(intervals_ms.size)
+    for i, deviation in enumerate(np.abs(intervals_ms - FRAME_NS / 1e6)):
+        estimate += (float(deviation) - estimate) / 16
+        out[i] = estimate
+    return out
+
+
 def _rtp_lost(leg: LegRecord) -> int:
     if leg.rx_seq.size < 2:
         return 0
@@ -375,9 +387,10 @@ def analyse(run: LevelRun) -> dict[str, Any]:
     answered = sum(len(a.events("call_answered")) for a in run.agents)
     rejected = sum(len(a.events("call_rejected")) for a in run.agents)
     counters = _agent_counters(run.agents)
-    intervals = (
-        np.concatenate([_intervals_ms(leg, window) for leg in run.legs]) if window else np.zeros(0)
-    )
+    per_leg = [_intervals_ms(leg, window) for leg in run.legs] if window else []
+    # The estimator starts from 0: its first second (three time constants) is warm-up.
+    rtcp_jitter = [rfc3550_jitter_ms(leg)[50:] for leg in per_leg]
+    intervals = np.concatenate(per_leg) if per_leg else np.zeros(0)
     rtp_lost = sum(_rtp_lost(leg) for leg in run.legs)
     silent = sum(_silent_inside(leg) for leg in run.legs)
     gaps = max(counters.get("gap_frames", 0), silent)
@@ -409,6 +422,9 @@ def analyse(run: LevelRun) -> dict[str, Any]:
         "inbound_not_appended_per_call": round((sent - appended_frames) / run.calls, 1),
         "empty_appends": sum(s["empty_appends"] for s in run.server),
         "jitter_ms": percentiles(np.abs(intervals - FRAME_NS / 1e6), 3),
+        "rtcp_jitter_ms": percentiles(
+            np.concatenate(rtcp_jitter) if rtcp_jitter else np.zeros(0), 3
+        ),
         "caller_send_late_ms": percentiles(late, 3),
         **(_cpu(run, window) if window else {}),
         **_memory(run),
@@ -436,6 +452,7 @@ _COLUMNS = (
     ("PSS MB/call", "pss_mb_per_call", 11),
     ("jitter p50", "jitter_ms.p50", 10),
     ("p99 ms", "jitter_ms.p99", 7),
+    ("RTCP jitter p99", "rtcp_jitter_ms.p99", 15),
 )
 
 
@@ -452,6 +469,7 @@ _RATIO_KEYS = (
     ("RSS per call", "rss_mb_per_call"),
     ("PSS per call", "pss_mb_per_call"),
     ("jitter p99", "jitter_ms.p99"),
+    ("RTCP jitter p99", "rtcp_jitter_ms.p99"),
 )
 
 

@@ -1,9 +1,10 @@
 """Latency benchmark: the time the agent adds to each direction of a call's audio, per frame.
 
 Usage: uv run python bench/latency.py [--quick] [--json PATH] [--calls 3] [--call-s 30]
-       [--transport websocket,webrtc]
+       [--transport websocket,webrtc] [--engine baresip,pjsip]
 
-``--transport`` runs each audio mode over each transport, side by side in one run. Over
+``--transport`` runs each audio mode over each transport, and ``--engine`` on each SIP
+engine, side by side in one run. Over
 WebRTC (bench/webrtc_server.py) the server's "sent" is the moment a marker's first frame left
 its media track, and "read" the moment the caller's frame came off the server's track; the
 agent's Opus encode/decode, jitter buffer and the 8 kHz <-> 48 kHz resamplers count as the
@@ -41,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from agent.audio.resample import StreamResampler, measure_holdback
+from agent.config import SIP_ENGINES, SipSettings
 from bench.harness import (
     RESULTS,
     AgentAudio,
@@ -283,6 +285,7 @@ async def run_mode(
         cpu_s = (after.cpu_ns - before.cpu_ns) / 1e9
         cpu_per_call_s = round(cpu_s / (calls * call_s), 4)
     row: dict[str, Any] = {
+        "engine": engine,
         "audio": audio.label,
         "transport": transport,
         "cpu_s_per_call_s": cpu_per_call_s,
@@ -306,7 +309,8 @@ async def run_mode(
 
 def format_table(result: dict[str, Any]) -> str:
     lines = [
-        f"{'audio':<20} {'transport':<9} {'dir':<8} {'markers':>7} {'total p50':>9} {'p99':>6} "
+        f"{'engine':<8} {'audio':<20} {'transport':<9} {'dir':<8} {'markers':>7} "
+        f"{'total p50':>9} {'p99':>6} "
         f"{'resampler p50':>13} {'p99':>5} {'bridge p50':>10} {'p99':>6}  (ms)  CPU s/call-s"
     ]
     for row in result["rows"]:
@@ -315,6 +319,7 @@ def format_table(result: dict[str, Any]) -> str:
             total, resampler, bridge = part["total_ms"], part["resampler_ms"], part["bridge_ms"]
             cpu = row.get("cpu_s_per_call_s") if direction == "inbound" else None
             lines.append(
+                f"{row.get('engine', result.get('engine', '')):<8} "
                 f"{row['audio']:<20} {row.get('transport', 'websocket'):<9} {direction:<8} "
                 f"{total['count']:>7} "
                 f"{_ms(total['p50']):>9} {_ms(total['p99']):>6} "
@@ -371,7 +376,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 calls of 3 s, LQ only")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write JSON")
-    parser.add_argument("--engine", choices=("baresip", "pjsip"), default="pjsip")
+    parser.add_argument(
+        "--engine",
+        default=SipSettings.engine,
+        help="baresip, pjsip, or both side by side: baresip,pjsip",
+    )
     parser.add_argument("--calls", type=int, default=3, help="concurrent calls (PJSIP: <= 4)")
     parser.add_argument("--call-s", type=float, default=30.0, help="length of each call")
     parser.add_argument(
@@ -387,11 +396,20 @@ def main(argv: list[str] | None = None) -> int:
     for transport in transports:
         if transport not in ("websocket", "webrtc"):
             parser.error(f"--transport: {transport!r} is not websocket or webrtc")
+    engines = [e.strip() for e in args.engine.split(",") if e.strip()]
+    for engine in engines:
+        if engine not in SIP_ENGINES:
+            parser.error(f"--engine: {engine!r} is not one of {', '.join(SIP_ENGINES)}")
     if args.quick:
         modes, calls, call_s = [AgentAudio()], 2, 3.0
     else:
         modes, calls, call_s = _parse_modes(args.modes), args.calls, args.call_s
-    result = asyncio.run(run(modes, calls, call_s, args.engine, transports))
+    runs = [asyncio.run(run(modes, calls, call_s, engine, transports)) for engine in engines]
+    result = {
+        **runs[0],
+        "engine": ",".join(engines),
+        "rows": [r for run_ in runs for r in run_["rows"]],
+    }
     print(format_table(result))
     write_json(result, args.json)
     print(f"wrote {args.json}")

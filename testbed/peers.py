@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from agent.audio.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+from agent.config import SipSettings
 
 HOST = "127.0.0.1"
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"
@@ -40,6 +41,8 @@ KAMAILIO = shutil.which("kamailio", path="/usr/sbin:/usr/local/sbin:" + os.envir
 
 #: The SIP engines the end-to-end tests run the agent on (agent/sip/engines.py).
 SIP_ENGINES = ("pjsip", "baresip")
+#: The engine an agent runs on when nothing selects one (``sip.engine``'s default).
+DEFAULT_SIP_ENGINE = SipSettings.engine
 
 
 def engine_args(engine: str) -> list[str]:

@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from testbed.peers import SIP_ENGINES
+from testbed.peers import DEFAULT_SIP_ENGINE, SIP_ENGINES
 
 
 @pytest.fixture(params=SIP_ENGINES)
@@ -14,6 +14,7 @@ def engine(request: pytest.FixtureRequest) -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _run_above_sip_once(config, items)
     # SIP tests need the real SIPp binary; without it they must not silently pass.
     if shutil.which("sipp"):
         return
@@ -24,7 +25,34 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             )
 
 
+def _run_above_sip_once(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the other engines' copies of tests marked ``above_sip``.
+
+    Such a test checks what happens above the SIP edge (a protocol dialect, a backend, tools,
+    webhooks, session rollover) through a real call: the engine only carries it, and every
+    SIP behaviour it touches is tested on each engine elsewhere. Running it once, on the
+    default engine, keeps the suite inside its time budget.
+    """
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        engine = callspec.params.get("engine") if callspec is not None else None
+        if engine not in (None, DEFAULT_SIP_ENGINE) and item.get_closest_marker("above_sip"):
+            dropped.append(item)
+        else:
+            keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "above_sip: behaviour above the SIP edge, run through a real call on the default "
+        "engine only",
+    )
     config.addinivalue_line("markers", "sipp: needs the SIPp binary")
     config.addinivalue_line(
         "markers", "slow: real-time end-to-end calls with the speech models (run by default)"

@@ -128,6 +128,7 @@ async def test_barge_in_stops_audio_and_truncates_to_what_was_heard(
         ]
 
 
+@pytest.mark.above_sip
 async def test_malformed_server_events_are_logged_once_and_the_call_goes_on(
     engine: str, tmp_path: Path
 ) -> None:

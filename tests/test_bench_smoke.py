@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from bench import barge_in, capacity, latency, pacing
@@ -56,6 +57,7 @@ async def test_capacity_quick(engine: str, tmp_path: Path) -> None:
     assert "Successful" not in capacity.format_table(result)  # renders, no SIPp noise
 
 
+@pytest.mark.above_sip
 async def test_latency_quick(engine: str, tmp_path: Path) -> None:
     result = _round_trip(
         await latency.run([AgentAudio()], calls=2, call_s=3.0, engine=engine),
@@ -73,6 +75,7 @@ async def test_latency_quick(engine: str, tmp_path: Path) -> None:
     assert "inbound" in latency.format_table(result)
 
 
+@pytest.mark.above_sip
 async def test_barge_in_quick(engine: str, tmp_path: Path) -> None:
     result = _round_trip(
         await barge_in.run(interruptions=2, calls=1, audio=AgentAudio(), seed=1, engine=engine),
@@ -128,3 +131,14 @@ async def test_pacing_quick(tmp_path: Path) -> None:
         # asyncio may run a timer up to its clock resolution early.
         _percentiles_ok(row["late_ms"], lowest=-1.0)
     assert "ticker" in pacing.format_table(result)
+
+
+def test_rtcp_jitter_is_rfc3550s_smoothed_estimate() -> None:
+    steady = capacity.rfc3550_jitter_ms(np.full(200, 20.0))
+    assert steady.max() == 0.0
+    # Packets alternately 4 ms early and late: |D| is 4 ms every time, so J converges to 4.
+    wobbly = capacity.rfc3550_jitter_ms(np.array([16.0, 24.0] * 100))
+    assert 3.9 < wobbly[-1] <= 4.0
+    # A single 10 ms step in transit time moves the estimate by a sixteenth of it.
+    spike = capacity.rfc3550_jitter_ms(np.array([20.0] * 50 + [30.0] + [20.0] * 10))
+    assert spike.max() == 10.0 / 16

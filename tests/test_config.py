@@ -214,3 +214,45 @@ def test_music_on_hold_of_any_common_format_loads(tmp_path: Path) -> None:
         wav.writeframes(bytes(44100 * 4))
     settings = _load(tmp_path, f'[tools]\nmusic_on_hold = "{path}"\ntransfer_hold = true\n')
     assert settings.tools.music_on_hold == str(path) and settings.tools.transfer_hold
+
+
+def test_answering_machine_detection_is_read_and_a_profile_has_its_own_message(
+    tmp_path: Path,
+) -> None:
+    settings = _load(
+        tmp_path,
+        '[outbound.amd]\non_machine = "hangup"\nmax_detect_ms = 4000\n'
+        '[profiles.clinic]\nvoicemail_instructions = "Remind {dialed} of the appointment."\n',
+    )
+    assert settings.outbound.amd.on_machine == "hangup"
+    assert settings.outbound.amd.max_detect_ms == 4000
+    assert settings.outbound.amd.enabled
+    assert settings.profiles["clinic"].agent.voicemail_instructions.startswith("Remind")
+    assert settings.agent.voicemail_instructions == Settings().agent.voicemail_instructions
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[outbound.amd]\non_machine = "talk"\n', "outbound.amd.on_machine: 'talk' is not one"),
+        ("[outbound.amd]\nmax_detect_ms = 500\n", r"outbound.amd.max_detect_ms: 500 is outside"),
+        ("[outbound.amd]\nspeech_dbfs = 3.0\n", "outbound.amd.speech_dbfs"),
+        ("[outbound.amd]\nbeep_min_ms = 10\n", "outbound.amd.beep_min_ms"),
+        ("[outbound.amd]\nbeap_wait_ms = 10\n", "unknown key 'beap_wait_ms'"),
+        ('[agent]\nvoicemail_instructions = " "\n', "agent.voicemail_instructions: empty"),
+        (
+            '[profiles.p]\nvoicemail_instructions = ""\n',
+            "profiles.p.voicemail_instructions: empty",
+        ),
+    ],
+)
+def test_bad_answering_machine_settings_are_refused(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _load(tmp_path, text)
+
+
+def test_no_message_is_needed_when_machines_are_hung_up_on(tmp_path: Path) -> None:
+    text = '[outbound.amd]\non_machine = "hangup"\n[agent]\nvoicemail_instructions = ""\n'
+    assert _load(tmp_path, text).agent.voicemail_instructions == ""

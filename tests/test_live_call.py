@@ -187,6 +187,7 @@ async def test_a_live_barge_in_stops_the_agent_within_40_ms_of_the_servers_signa
             assert await agent.stop() == 0
 
 
+@pytest.mark.above_sip
 async def test_a_live_session_is_replaced_before_it_expires_with_the_turns_as_input(
     engine: str, tmp_path: Path
 ) -> None:

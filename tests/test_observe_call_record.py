@@ -252,3 +252,13 @@ def test_bad_record_settings_stop_the_start(tmp_path: Path, text: str, message: 
     profile.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_settings(profile, environ={})
+
+
+def test_an_outbound_calls_record_carries_its_answering_machine_verdict() -> None:
+    amd = {"verdict": "machine", "decided_ms": 2700, "reason": "greeting longer than 2500 ms",
+           "beep_ms": 6600, "beep_hz": 1000, "greeting_end": "beep", "greeting_end_ms": 7100,
+           "on_machine": "message"}  # fmt: skip
+    record = build_call_record(_facts(amd=amd), _LINES)
+    assert record["amd"] == amd
+    assert json.loads(json.dumps(record))["amd"]["beep_ms"] == 6600
+    assert build_call_record(_facts(), _LINES)["amd"] is None  # an inbound call: none ran

@@ -19,7 +19,7 @@ from testbed.oracle import validate_client_event
 from testbed.peers import AgentProcess, RtpPeer, engine_args, free_port, peer_call, talk_then_pause
 from testbed.recording import RecordingServer
 
-pytestmark = [pytest.mark.sipp, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.above_sip, pytest.mark.sipp, pytest.mark.timeout(60)]
 
 
 async def test_a_session_is_replaced_before_it_expires_carrying_the_turns(

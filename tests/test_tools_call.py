@@ -270,7 +270,9 @@ async def test_unknown_destination_is_refused_and_a_failed_transfer_keeps_the_ca
             assert await agent.stop() == 0
 
 
-@pytest.mark.parametrize("dialect", [Dialect.GA, Dialect.BETA])
+@pytest.mark.parametrize(
+    "dialect", [Dialect.GA, pytest.param(Dialect.BETA, marks=pytest.mark.above_sip)]
+)
 async def test_send_dtmf_reaches_the_caller_as_rfc4733_events(
     dialect: Dialect, engine: str, tmp_path: Path
 ) -> None:
@@ -361,6 +363,7 @@ async def test_caller_dtmf_reaches_the_model_and_a_mapped_key_ends_the_call(
             assert await agent.stop() == 0
 
 
+@pytest.mark.above_sip
 async def test_custom_and_mcp_tools_are_called_in_a_real_call(engine: str, tmp_path: Path) -> None:
     extra = f"""
 [tools.redact]

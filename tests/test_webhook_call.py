@@ -24,7 +24,7 @@ from testbed.peers import (
 from testbed.recording import RecordingServer
 from testbed.webhook_receiver import Received, Reply, WebhookReceiver, json_reply
 
-pytestmark = [pytest.mark.sipp, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.above_sip, pytest.mark.sipp, pytest.mark.timeout(120)]
 
 SECRET = "whsec-end-to-end-secret"
 ENV = {"VA_HOOK_SECRET": SECRET}

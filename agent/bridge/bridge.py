@@ -41,6 +41,12 @@ agent holds the caller itself (``BridgeConfig.transfer_hold``, RFC 5589's basic 
 once its last words were heard it asks for the hold (``HoldCall``), the caller hears music on
 hold and the model neither hears the caller nor is heard; the REFER follows the hold's answer;
 a failed transfer resumes the call (``ResumeCall``), stops the music and tells the tool.
+
+An outbound call with answering-machine detection (``BridgeConfig.amd``) opens in silence:
+the callee's audio goes to the detector and not to the model, and no response is asked for,
+until the verdict; then the agent greets a person, or leaves the voicemail message after the
+machine's greeting and hangs up, or hangs up at once (``opening``; ``amd_record`` for the
+call record).
 """
 
 from __future__ import annotations
@@ -106,6 +112,14 @@ from agent.bridge.events import (
 )
 from agent.bridge.filler import FILLER_ITEM, HOLDING_LINE, SPOKEN, TONE, ToolFiller, thinking_sound
 from agent.bridge.limits import Ask, CallLimits, Finish
+from agent.bridge.opening import (
+    AmdOpening,
+    AwaitGreetingEnd,
+    Converse,
+    EndCall,
+    LeaveMessage,
+    Move,
+)
 from agent.bridge.outcome import AGENT, TRANSFER, CallOutcome
 from agent.bridge.requests import (
     AppendAudio,
@@ -121,6 +135,7 @@ from agent.bridge.requests import (
 from agent.bridge.track import TAIL_MS, TrackAttribution
 from agent.bridge.transcript import Line, TranscriptBook
 from agent.bridge.turns import TurnTimer
+from agent.outbound.amd_settings import AmdSettings
 from agent.tools.dtmf import DtmfCollector, pressed_text
 from agent.tools.protocol import ToolProtocol
 
@@ -206,6 +221,10 @@ class BridgeConfig:
     transfer_hold: bool = False
     #: What the held caller hears (None: the built-in loop).
     hold_music: HoldMusic | None = None
+    #: An outbound call's answering-machine detection (None: the agent speaks on the answer),
+    #: and what the model is told to say as the voicemail message.
+    amd: AmdSettings | None = None
+    voicemail_instructions: str = ""
 
 
 @dataclass
@@ -316,6 +335,13 @@ class CallBridge:
         self._rollover_force_at: float | None = None
         self._rolling = False
         self._closed_reason = ""
+        #: Answering-machine detection, from the answer until its last move.
+        self._opening: AmdOpening | None = None
+        #: The recording notice, held while detection keeps the line silent.
+        self._notice = b""
+        #: What the agent's first response says: the greeting, or the voicemail message.
+        self._first_words = config.greeting
+        self._message_max_ms = 0
 
     # -- the session -------------------------------------------------------------------------
     def offer_tools(self, declarations: list[dict[str, object]]) -> None:
@@ -478,8 +504,11 @@ class CallBridge:
         return step
 
     def session_restored(self) -> Step:
-        """A new session took the configuration: the model apologises and asks again."""
-        step = Step(requests=[CreateResponse(instructions=RESUME_INSTRUCTIONS)])
+        """A new session took the configuration: the model apologises and asks again (unless
+        it has not spoken yet: answering-machine detection still decides how it opens)."""
+        step = Step()
+        if not self._opening_silent():
+            step.requests.append(CreateResponse(instructions=RESUME_INSTRUCTIONS))
         step.note("realtime_session_restored")
         return step
 
@@ -565,9 +594,19 @@ class CallBridge:
 
         With a recording ``notice`` (PCM16 at the call's rate) the caller hears it first:
         until it has played, no caller audio reaches the model (so nothing the caller says
-        can talk over or answer it) and the greeting waits."""
+        can talk over or answer it) and the greeting waits. With answering-machine detection
+        the line stays silent (the notice too) until the verdict (see ``opening``)."""
         self._confirmed = True
         self.limits.start(now)
+        amd = self.config.amd
+        if amd is not None:
+            self._opening = AmdOpening(amd, self.config.voicemail_instructions, self.call_rate, now)
+            self._notice = notice
+            return Step(actions=[Note("amd_listening", "info", {"max_ms": amd.max_detect_ms})])
+        return self._open_line(now, notice)
+
+    def _open_line(self, now: float, notice: bytes) -> Step:
+        """The line is the agent's: the recording notice, then its first words."""
         if notice:
             self.playout.push(RECORDING_NOTICE_ITEM, notice)
             self._announcing = True
@@ -576,28 +615,83 @@ class CallBridge:
                     Note("recording_notice", "info", {"ms": len(notice) * 500 // self.call_rate})
                 ]
             )
-        return self._greet()
+        return self._greet(now)
 
-    def _greet(self) -> Step:
+    def _greet(self, now: float) -> Step:
+        """The agent's first words: the greeting, or the voicemail message (then it hangs up
+        once the message was heard)."""
         step = Step()
-        if self.config.greeting:
-            step.requests.append(CreateResponse(instructions=self.config.greeting))
+        if self._first_words:
+            step.requests.append(CreateResponse(instructions=self._first_words))
+        if self._message_max_ms:
+            hang_up = HangUp(AGENT, "answering machine: message left")
+            step.add(self._wait_quiet(hang_up, now, self._message_max_ms, after_speech=True))
         return step
+
+    def _open(self, moves: list[Move], now: float) -> Step:
+        """What answering-machine detection decided: talk, wait, leave the message, end."""
+        step = Step()
+        for move in moves:
+            if isinstance(move, LeaveMessage):
+                end = move.end
+                fields = {"how": end.how, "at_ms": end.at_ms, "beep_ms": end.beep_ms,
+                          "beep_hz": end.beep_hz}  # fmt: skip
+                step.lines.append(self.book.event("amd_greeting_end", **fields))
+                step.actions.append(Note("amd_greeting_end", "info", dict(fields)))
+                if not move.instructions:
+                    reason = "answering machine: no voicemail instructions to speak"
+                    step.add(self._hang_up(HangUp(AGENT, reason)))
+                    continue
+                self._first_words = move.instructions
+                self._message_max_ms = move.max_ms
+                step.add(self._open_line(now, self._notice))
+                continue
+            verdict = move.verdict
+            fields = {"verdict": verdict.verdict, "decided_ms": verdict.decided_ms,
+                      "reason": verdict.reason}  # fmt: skip
+            if isinstance(move, EndCall):
+                fields["then"] = "hang up"
+            elif isinstance(move, AwaitGreetingEnd):
+                fields["then"] = "message after the greeting"
+            else:
+                fields["then"] = "talk"
+            step.lines.append(self.book.event("amd", **fields))
+            step.actions.append(Note("amd_verdict", "info", dict(fields)))
+            if isinstance(move, Converse):
+                step.add(self._open_line(now, self._notice))
+            elif isinstance(move, EndCall):
+                step.add(self._hang_up(HangUp(AGENT, f"answering machine: {verdict.reason}")))
+        return step
+
+    def _opening_silent(self) -> bool:
+        """Answering-machine detection keeps the agent silent (no verdict yet, or the
+        machine's greeting still runs)."""
+        return self._opening is not None and self._opening.deciding
+
+    @property
+    def amd_record(self) -> dict[str, object] | None:
+        """The call record's ``amd`` (None: no detection ran, or no verdict yet)."""
+        return self._opening.record if self._opening is not None else None
 
     def caller_frame(self, pcm: bytes, now: float) -> Step:
         """One 20 ms frame of caller audio (PCM16 at the call's rate)."""
         step = Step()
+        if not self._confirmed or self._ended or self._held:
+            return step
+        opening = self._opening
+        if opening is not None and opening.listening:
+            step.add(self._open(opening.frame(pcm), now))
         if (
-            not self._confirmed
-            or not self.session_ready
+            not self.session_ready
             or self._ended
             or self._announcing
-            or self._held
+            or (opening is not None and opening.holding)
             or self._agent_holding
         ):
             # Before the ACK nothing of the line reaches the (billed) model; nor while the
             # recording notice plays, nor while the far end holds the call (its music), nor
-            # while the agent holds the caller for a transfer.
+            # while answering-machine detection listens (see ``opening``), nor while the
+            # agent holds the caller for a transfer.
             return step
         if self.barge_in.pending and self.barge_in.caller_audio(FRAME_MS, rms_dbfs(pcm)):
             step.add(self._cut())
@@ -634,7 +728,9 @@ class CallBridge:
         step = Step(lines=[self.book.event("dtmf", digit=digit, method=method)])
         step.note("dtmf_received", digit=digit, method=method)
         self.limits.caller_active(now)
-        if not self.session_ready:
+        if not self.session_ready or self._opening_silent():
+            # Keys during answering-machine detection stay in the transcript only: telling
+            # the model would have it answer before the verdict.
             return step
         press = self.dtmf.press(digit, now)
         if press.flush:
@@ -794,9 +890,12 @@ class CallBridge:
     def tick(self, now: float) -> Step:
         """Time passed: DTMF batches, call control waiting for quiet, heard lines."""
         step = Step()
+        opening = self._opening
+        if opening is not None and opening.listening and self._confirmed and not self._ended:
+            step.add(self._open(opening.tick(now), now))
         if self._announcing and not self.playout.queued_samples:
             self._announcing = False
-            step.add(self._greet())
+            step.add(self._greet(now))
         self.turns.check(self.playout, now)
         digits = self.dtmf.due(now)
         if digits:
@@ -838,6 +937,9 @@ class CallBridge:
                 deadlines.append(deadline)
         if self._rollover_at is not None and not self._rolling:
             deadlines.append(self._rollover_at)
+        opening = self._opening
+        if opening is not None and opening.next_deadline is not None and not self._ended:
+            deadlines.append(opening.next_deadline)
         return min(deadlines) if deadlines else None
 
     @property
@@ -1125,6 +1227,7 @@ class CallBridge:
     def _check_limits(self, now: float, step: Step) -> None:
         busy = (
             self._held
+            or self._opening_silent()
             or self.agent_speaking
             or self._caller_talking(now)
             or self._in_flight > 0

@@ -52,6 +52,9 @@ class CallFacts:
     transfer: Mapping[str, Any] | None = None
     transcript: str | None = None
     recording: Mapping[str, Any] | None = None
+    #: Answering-machine detection of an outbound call: verdict, ``decided_ms`` after the
+    #: answer, the beep (``beep_ms``) and the greeting's end; None when none ran.
+    amd: Mapping[str, Any] | None = None
 
 
 def _latency(latencies: list[int]) -> dict[str, Any]:
@@ -112,4 +115,5 @@ def build_call_record(facts: CallFacts, lines: Sequence[Mapping[str, Any]]) -> d
         "rtp": dict(facts.rtp) if facts.rtp is not None else None,
         "transcript": facts.transcript,
         "recording": dict(facts.recording) if facts.recording is not None else None,
+        "amd": dict(facts.amd) if facts.amd is not None else None,
     }
