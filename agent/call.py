@@ -23,14 +23,17 @@ from typing import Any, TypeVar
 
 import structlog
 
+from agent.audio.hold_music import load_music
 from agent.audio.notice import Notice
 from agent.bridge import BridgeConfig, CallBridge, Step
 from agent.bridge.actions import (
     Delegate,
     HangUp,
+    HoldCall,
     HungUp,
     Note,
     Reconnect,
+    ResumeCall,
     Rollover,
     RunTool,
     Transfer,
@@ -50,7 +53,7 @@ from agent.config import ConfigError, Settings
 from agent.live.adapter import LiveAdapter
 from agent.live.delegation import FAILED, DelegationWorker
 from agent.observe.call_metrics import CallObserver, CallSummary, NoCallObserver
-from agent.observe.call_record import CallFacts, build_call_record
+from agent.observe.call_record import CallFacts, build_call_record, iso_utc
 from agent.observe.record_store import RecordStore
 from agent.observe.recording import CallRecording, RecordingTap
 from agent.observe.transcript import RecordWriter
@@ -88,6 +91,14 @@ def _model(settings: Settings, protocol: str) -> str:
     if protocol == LIVE:
         return settings.live.model
     return settings.secrets.azure_deployment or settings.realtime.model
+
+
+def _counts(usage: Mapping[str, float]) -> dict[str, float | int]:
+    """Usage figures as the record shows them: tokens are counts, seconds keep their ms."""
+    return {
+        key: round(value) if key.endswith("tokens") else round(value, 3)
+        for key, value in usage.items()
+    }
 
 
 def protocol_adapter(endpoint: RealtimeEndpoint) -> ProtocolAdapter:
@@ -147,6 +158,9 @@ def bridge_config(
         wall_offset_ms=(time.time() - time.monotonic()) * 1000,
         mcp_approve=approved(settings.tools.server_mcp),
         webrtc=webrtc,
+        transfer_hold=settings.tools.transfer_hold,
+        # Read (and checked) when the profile was loaded: this is the process's cached copy.
+        hold_music=load_music(settings.tools.music_on_hold),
     )
 
 
@@ -221,6 +235,10 @@ class CallSession:
         self.recording: CallRecording | None = None
         #: The transfer the agent attempted, and how it ended (for the call record).
         self.transfer: dict[str, Any] | None = None
+        #: When the agent put the caller on hold for it, and took them off (Unix seconds).
+        self._hold_times: list[float] = []
+        #: Our hold and resume re-INVITEs in flight.
+        self._sip_tasks: set[asyncio.Future[None]] = set()
         #: Where the call record went (None: not written, or no records directory).
         self.record_path: Path | None = None
         #: The call record, once the call has ended and it was established.
@@ -417,6 +435,9 @@ class CallSession:
     async def _finish(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        for task in list(self._sip_tasks):
+            task.cancel()
+        await asyncio.gather(*self._sip_tasks, return_exceptions=True)
         await self._cancel_rollover()
         await self.tools.close()
         if self._delegation is not None:
@@ -538,13 +559,17 @@ class CallSession:
 
     @property
     def usage(self) -> dict[str, Any] | None:
-        """The call's model usage as the server reported it (GPT-Live): the seconds of every
-        session it used, and their total; None when no server reported any."""
+        """The call's model usage as the servers reported it: each session's (GPT-Live's
+        seconds; Realtime's tokens, summed over its responses), and their totals; None when
+        no server reported any."""
         if not self._usage:
             return None
         sessions = [self._usage[generation] for generation in sorted(self._usage)]
-        total = sum(session.get("seconds", 0.0) for session in sessions)
-        return {"seconds": round(total, 3), "sessions": sessions}
+        totals: dict[str, float] = {}
+        for session in sessions:
+            for key, value in session.items():
+                totals[key] = totals.get(key, 0.0) + value
+        return {**_counts(totals), "sessions": [_counts(session) for session in sessions]}
 
     async def _run(self) -> None:
         self.call.ring()
@@ -941,6 +966,12 @@ class CallSession:
                 if not done.done():
                     done.set_result(None)
             self._hung_up.clear()
+        elif isinstance(action, HoldCall):
+            self._hold_times = [time.time()]
+            self._spawn_sip(self._hold())
+        elif isinstance(action, ResumeCall):
+            self._hold_ended()
+            self._spawn_sip(self._resume())
         elif isinstance(action, Transfer):
             self.transfer = {"destination": action.uri, "status": None, "reason": ""}
             try:
@@ -949,8 +980,13 @@ class CallSession:
             except SipCommandError as exc:
                 self._apply_now(self.bridge.transfer_not_sent(str(exc)))
         elif isinstance(action, TransferFinished):
-            if self.transfer is not None:
-                self.transfer.update(status=action.status, reason=action.reason, ok=action.ok)
+            self._hold_ended()
+            if self.transfer is None:
+                # Not even the REFER went out (the call ended while the caller was held).
+                self.transfer = {"destination": None}
+            self.transfer.update(status=action.status, reason=action.reason, ok=action.ok)
+            if self._hold_times:
+                self.transfer["hold"] = self._hold_record()
             for outcome in self._transfers:
                 if not outcome.done():
                     outcome.set_result(TransferOutcome(action.status, action.reason))
@@ -963,6 +999,44 @@ class CallSession:
             self._rollover_task is None or self._rollover_task.done()
         ):
             self._rollover_task = asyncio.ensure_future(self._rollover())
+
+    def _spawn_sip(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._sip_tasks.add(task)
+        task.add_done_callback(self._sip_tasks.discard)
+
+    async def _hold(self) -> None:
+        """Our hold's re-INVITE; the bridge hears how it went (and sends the REFER)."""
+        ok, why = True, ""
+        try:
+            await self.call.hold()
+        except SipCommandError as exc:
+            ok, why = False, str(exc)
+        await self._carry_out(self.bridge.agent_hold_done(ok, why, self._now()))
+
+    async def _resume(self) -> None:
+        try:
+            await self.call.resume()
+        except SipCommandError as exc:
+            # The call goes on regardless: the far end hears the agent again once it resumes.
+            self.log.warning("agent_resume_failed", reason=str(exc))
+
+    def _hold_ended(self) -> None:
+        if len(self._hold_times) == 1:
+            self._hold_times.append(time.time())
+
+    def _hold_record(self) -> dict[str, Any]:
+        """The caller's time on the agent's hold, for the call record."""
+        start = self._hold_times[0]
+        end = self._hold_times[1] if len(self._hold_times) > 1 else self.ended_at or time.time()
+        return {
+            "start": iso_utc(start),
+            "end": iso_utc(end),
+            "ms": round((end - start) * 1000),
+            "music": self.bridge.config.hold_music.source
+            if self.bridge.config.hold_music is not None
+            else "built-in",
+        }
 
     async def _run_tool(self, action: RunTool) -> None:
         generation = self._generation
