@@ -26,11 +26,12 @@ tool-call protocol all ask it, none keeps its own.
 Two protocols sit behind it (``BridgeConfig.protocol``). The Realtime API's server reports
 speech, responses and truncations, and the bridge cuts the agent off on its speech events.
 GPT-Live's server owns turn-taking: its session format is fixed at start (so its
-configuration waits for the call's codec), it has no truncation, and its only sign that the
-caller took the floor is the caller's transcript arriving while its audio has stopped (see
-``barge_in.YieldWatch``); its tools come as delegations (``Delegate``). Either session is
-replaced before it reaches its time limit, at a quiet moment, carrying the conversation over
-(``Rollover``).
+configuration waits for the call's codec; over WebRTC the media negotiates the format and it
+does not wait), it has no truncation, and its only sign that the caller took the floor is
+the caller's transcript arriving while its audio has stopped (see ``barge_in.YieldWatch``;
+over WebRTC, while its track has gone quiet: Live has no playout events); its tools come
+as delegations (``Delegate``). Either session is replaced before it reaches its time limit,
+at a quiet moment, carrying the conversation over (``Rollover``).
 
 The call's experience: a silent caller is asked once whether they are still there, then
 said goodbye to, and a call reaching its length limit is ended politely (``limits``); a tool
@@ -277,8 +278,9 @@ class CallBridge:
         self.frames_sent = 0
         self.audio_deltas = 0
         self._live = config.protocol == LIVE
-        #: GPT-Live's format is fixed at start: its configuration waits for the call's codec.
-        self._format_known = not self._live
+        #: GPT-Live's format is fixed at start: its configuration waits for the call's codec;
+        #: over WebRTC the media negotiates it (Opus), and the configuration need not wait.
+        self._format_known = not self._live or config.webrtc
         self._config_waiting = False
         self._yield = YieldWatch()
         self._caller_speaking = False  # Realtime: between the server's speech events
@@ -322,7 +324,8 @@ class CallBridge:
         step = Step()
         if isinstance(event, AudioDelta):
             self._play(event)
-            self._yield.audio(now)
+            if event.voiced:
+                self._yield.audio(now)
         elif isinstance(event, TrackAudio):
             delta = self._track.attribute(event.audio, now)
             if delta is not None:
@@ -520,8 +523,14 @@ class CallBridge:
 
     def _live_media(self, codec: str, rate_changed: bool, step: Step) -> Step:
         """GPT-Live takes the call's own codec (G.711 at 8 kHz, PCM at 16 kHz): no resampling;
-        the session's configuration, held until now, goes out with it."""
-        audio = live_audio_for(codec, self.config.resampler_quality, self.call_rate)
+        the session's configuration, held until now, goes out with it. Over WebRTC the
+        track's 48 kHz, whatever the call's codec (the configuration went out already)."""
+        if self.config.webrtc:
+            audio = model_audio_for(
+                codec, False, self.config.resampler_quality, self.call_rate, webrtc=True
+            )
+        else:
+            audio = live_audio_for(codec, self.config.resampler_quality, self.call_rate)
         if rate_changed or audio.codec != self._audio.codec:
             self._audio = audio
             self.barge_in.output_rate = audio.rate

@@ -37,6 +37,7 @@ from agent.bridge.events import (
     SessionReady,
     SpeechStarted,
     SpeechStopped,
+    TrackAudio,
     TranscriptDelta,
     TranscriptDone,
 )
@@ -245,6 +246,15 @@ class RealtimeAdapter:
         if parsed is None:
             return []
         return parsed if isinstance(parsed, list) else [parsed]
+
+    def creation(self, requests: list[ClientRequest]) -> None:
+        """Nothing: a Realtime session is configured by ``session.update`` on the wire, over
+        WebRTC too (the calls endpoint's ``session`` part names only the model)."""
+        return None
+
+    def track_audio(self, audio: bytes) -> list[ServerEvent]:
+        """Track audio as is: the playout events say whose it is (``agent.bridge.track``)."""
+        return [TrackAudio(audio)]
 
     def encode(self, request: ClientRequest) -> list[str]:
         """The wire texts of ``request``."""
