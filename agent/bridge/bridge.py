@@ -69,7 +69,7 @@ from agent.bridge.actions import (
     Transfer,
     TransferFinished,
 )
-from agent.bridge.barge_in import BargeIn, YieldWatch
+from agent.bridge.barge_in import WEBRTC_YIELD_GAP_MS, BargeIn, YieldWatch
 from agent.bridge.events import (
     AgentItemStarted,
     AudioDelta,
@@ -282,7 +282,7 @@ class CallBridge:
         #: over WebRTC the media negotiates it (Opus), and the configuration need not wait.
         self._format_known = not self._live or config.webrtc
         self._config_waiting = False
-        self._yield = YieldWatch()
+        self._yield = self._yield_watch()
         self._caller_speaking = False  # Realtime: between the server's speech events
         self._caller_heard_at: float | None = None  # GPT-Live: the latest caller transcript
         self._in_flight = 0  # tool calls and delegations whose results are still to come
@@ -930,6 +930,11 @@ class CallBridge:
             )
         )
 
+    def _yield_watch(self) -> YieldWatch:
+        if self.config.protocol == LIVE and self.config.webrtc:
+            return YieldWatch(gap_ms=WEBRTC_YIELD_GAP_MS)
+        return YieldWatch()
+
     def _check_yield(self, now: float, step: Step) -> None:
         """GPT-Live gave the caller the floor: drop what is still queued of its audio."""
         if self._yield.due(now, self._agent_queued()):
@@ -974,7 +979,7 @@ class CallBridge:
         self._cut_responses.clear()
         self.barge_in.reset()
         self.tools = ToolProtocol()
-        self._yield = YieldWatch()
+        self._yield = self._yield_watch()
         self._caller_speaking = False
         self._in_flight = 0
         self._rollover_at = None

@@ -23,6 +23,11 @@ ids and no playout events. ``track_audio`` then decides what is the agent's: a f
 ``TRACK_SILENCE_DBFS`` is the model talking (opening an agent turn as a delta would); quiet
 frames inside a turn are kept for ``TRACK_PAUSE_MS`` (a pause between words keeps its time)
 but marked unvoiced; longer quiet is the silence a track carries between turns, and dropped.
+The track lags the data channel (aiortc's receiver holds 80 ms before it plays a frame): when
+the caller's transcript closes an agent turn, the next ``TRACK_LAG_MS`` of the track were sent
+before the server heard the caller, and are dropped with the turn (the bridge cuts at the
+transcript itself over WebRTC, see ``barge_in.WEBRTC_YIELD_GAP_MS``); voiced audio after that
+is the model talking on (over a backchannel) and opens a new turn.
 """
 
 from __future__ import annotations
@@ -72,6 +77,9 @@ _SESSIONS = itertools.count(1)
 TRACK_SILENCE_DBFS = -60.0
 #: WebRTC: quiet inside an agent turn up to this long is a pause of its speech, and played.
 TRACK_PAUSE_MS = 300.0
+#: WebRTC: how far the track lags the data channel (aiortc's jitter buffer prefetches four
+#: 20 ms frames), with two frames' margin.
+TRACK_LAG_MS = 120.0
 
 
 def _text(event: dict[str, Any], key: str) -> str:
@@ -106,6 +114,7 @@ class LiveAdapter:
     def __init__(self, webrtc: bool = False) -> None:
         self.webrtc = webrtc
         self._quiet_ms = 0.0  # WebRTC: quiet track audio since the model's last voiced frame
+        self._lag_ms = 0.0  # WebRTC: track audio still to drop with a turn the caller ended
         self._prefix = f"live{next(_SESSIONS)}"
         self._turns = itertools.count(1)
         self._events = itertools.count(1)
@@ -145,6 +154,8 @@ class LiveAdapter:
         if kind == "session.input_transcript.delta":
             delta = _text(event, "delta")
             events = self._close_agent_turn()
+            if events and self.webrtc:
+                self._lag_ms = TRACK_LAG_MS
             if self._caller_turn is None:
                 self._caller_turn = f"{self._prefix}_caller_{next(self._turns)}"
                 self._caller_text = ""
@@ -214,11 +225,15 @@ class LiveAdapter:
         nothing for the silence between its turns (see the module docstring)."""
         if not audio:
             return []
+        frame_ms = len(audio) * 1000 / (TRACK_PCM16.rate * TRACK_PCM16.sample_bytes)
+        if self._lag_ms > 0:
+            self._lag_ms -= frame_ms
+            return []
         voiced = rms_dbfs(audio) > TRACK_SILENCE_DBFS
         if voiced:
             self._quiet_ms = 0.0
         else:
-            self._quiet_ms += len(audio) * 1000 / (TRACK_PCM16.rate * TRACK_PCM16.sample_bytes)
+            self._quiet_ms += frame_ms
             if self._agent_turn is None or self._quiet_ms > TRACK_PAUSE_MS:
                 return []
         events = self._agent_speaks()
