@@ -214,4 +214,3 @@ async def test_a_live_call_over_webrtc_delegates_a_transfer(engine: str, tmp_pat
         finally:
             peer.close()
             assert await agent.stop() == 0
-
