@@ -85,8 +85,10 @@ class WebRtcConnection:
         try:
             await asyncio.wait_for(conn._negotiate(sdp.url, timeout_s, where, session), timeout_s)
         except TimeoutError:
+            # Read the states before closing: a closed connection's say nothing any more.
+            reason = conn._timeout_reason(where)
             await pc.close()
-            raise RealtimeConnectError(conn._timeout_reason(where)) from None
+            raise RealtimeConnectError(reason) from None
         except BaseException:
             await pc.close()
             raise
