@@ -136,6 +136,15 @@ async def _client_secret(
 
 def _status_error(status: int, text: str, where: str) -> RealtimeConnectError:
     hint = _STATUS_HINTS.get(status, "unexpected HTTP status")
-    reason = " ".join(text.split())[:_REASON_CHARS]
+    reason = " ".join(_error_message(text).split())[:_REASON_CHARS]
     detail = f" ({reason})" if reason else ""
     return RealtimeConnectError(f"{where}: SDP exchange: HTTP {status} {hint}{detail}", status)
+
+
+def _error_message(text: str) -> str:
+    """The ``error.message`` of an API error body (what the reason is), else the body."""
+    try:
+        message = json.loads(text)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return text
+    return message if isinstance(message, str) else text
