@@ -16,11 +16,13 @@ from typing import Any
 
 import pytest
 
+from agent.config import Settings
 from bench import barge_in, capacity, latency, pacing
 from bench.harness import AgentAudio, write_json
 from testbed.peers import REPO
 
 pytestmark = [pytest.mark.sipp, pytest.mark.timeout(180)]
+_DEFAULT_ENGINE = Settings().sip.engine
 
 
 def _round_trip(result: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -128,3 +130,17 @@ async def test_pacing_quick(tmp_path: Path) -> None:
         # asyncio may run a timer up to its clock resolution early.
         _percentiles_ok(row["late_ms"], lowest=-1.0)
     assert "ticker" in pacing.format_table(result)
+
+
+async def test_latency_quick_on_gpt_live_over_both_transports(tmp_path: Path) -> None:
+    modes = [AgentAudio(), AgentAudio(passthrough=True)]
+    transports = ("websocket", "webrtc")
+    run = latency.run(modes, 1, 3.0, _DEFAULT_ENGINE, transports, protocol="live")
+    result = _round_trip(await run, tmp_path / "latency.json")
+    rows = {(row["transport"], row["audio"]) for row in result["rows"]}
+    # Live on WebSocket takes the call's G.711 as is; over WebRTC it is resampled to Opus.
+    assert rows == {("websocket", "G.711 passthrough"), ("webrtc", "soxr LQ")}
+    for row in result["rows"]:
+        assert row["protocol"] == "live" and row["calls_failed"] == 0
+        for direction in ("inbound", "outbound"):
+            _percentiles_ok(row[direction]["total_ms"], lowest=0.0)

@@ -57,6 +57,12 @@ class TrackedSession(Protocol):
 
     def caller_audio_in(self, pcm: bytes, now: float) -> None: ...
 
+    def close(self) -> None: ...
+
+
+class _UnusableOffer(ValueError):
+    """aiortc could not answer the offer."""
+
 
 #: Makes the protocol of one session (with the model the offer's session part named).
 ProtocolFactory = Callable[[str | None], RealtimeProtocol]
@@ -86,6 +92,8 @@ class CallsEndpoint:
         self._run_session = run_session
         self._runner: web.AppRunner | None = None
         self._peers: set[RTCPeerConnection] = set()
+        #: Sessions whose data channel opened: their session loop closes them.
+        self._served: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -120,9 +128,10 @@ class CallsEndpoint:
         except ValueError as exc:
             return web.Response(status=400, text=f"{exc}\n")
         session = TrackedRealtime(self._protocols(model))
-        answer = await self._answer(offer, session, request.path)
-        if answer is None:
-            return web.Response(status=400, text="The SDP offer is unusable.\n")
+        try:
+            answer = await self._answer(offer, session, request.path)
+        except _UnusableOffer as exc:
+            return web.Response(status=400, text=f"The SDP offer is unusable: {exc}\n")
         call_id = new_id("rtc")
         return web.Response(
             status=201,
@@ -139,11 +148,11 @@ class CallsEndpoint:
             session = self._live(session_config, asyncio.get_running_loop().time())
         except ProtocolError as err:
             return web.json_response({"error": error_event(err)["error"]}, status=400)
-        answer = await self._answer(offer, session, request.path)
-        if answer is None:
-            session.close()
+        try:
+            answer = await self._answer(offer, session, request.path)
+        except _UnusableOffer as exc:
             error = ProtocolError(
-                "The SDP offer is unusable.", code="invalid_value", param="transport.sdp"
+                f"The SDP offer is unusable: {exc}", code="invalid_value", param="transport.sdp"
             )
             return web.json_response({"error": error_event(error)["error"]}, status=400)
         session_id = session.inner.config.id if session.inner.config is not None else ""
@@ -151,9 +160,9 @@ class CallsEndpoint:
             {"session": {"id": session_id}, "transport": {"type": "webrtc", "sdp": answer}}
         )
 
-    async def _answer(self, offer: str, session: TrackedSession, path: str) -> str | None:
-        """A peer connection for ``session`` answering ``offer``; its SDP answer, or None
-        (nothing kept) for an offer aiortc cannot use."""
+    async def _answer(self, offer: str, session: TrackedSession, path: str) -> str:
+        """A peer connection for ``session`` answering ``offer``: its SDP answer.
+        ``_UnusableOffer`` (the session closed, nothing kept) for an offer aiortc cannot use."""
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self._peers.add(pc)
         pc.on("datachannel", lambda channel: self._channel(channel, pc, session, path))
@@ -166,15 +175,15 @@ class CallsEndpoint:
                 await pc.setLocalDescription(await pc.createAnswer())
         except (ValueError, AttributeError) as exc:
             # aiortc's SDP parser raises these on offers it cannot read.
-            log.info("unusable WebRTC offer", error=str(exc)[:200])
             await self._drop(pc, session)
-            return None
+            raise _UnusableOffer(str(exc)[:200]) from None
         return str(pc.localDescription.sdp)
 
     def _channel(
         self, channel: RTCDataChannel, pc: RTCPeerConnection, session: TrackedSession, path: str
     ) -> None:
         connection = DataChannelConnection(channel, pc, path)
+        self._served.add(id(session))
 
         async def serve() -> None:
             try:
@@ -191,7 +200,11 @@ class CallsEndpoint:
     async def _drop(self, pc: RTCPeerConnection, session: TrackedSession) -> None:
         if pc in self._peers:
             self._peers.discard(pc)
-            session.track.stop()
+            if id(session) in self._served:
+                self._served.discard(id(session))
+                session.track.stop()  # its session loop closed (or closes) the protocol
+            else:
+                session.close()  # never served: nothing else gives its resources back
             await pc.close()
 
     def _spawn(self, work: Awaitable[None]) -> None:
