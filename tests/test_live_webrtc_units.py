@@ -24,7 +24,7 @@ from agent.bridge.events import (
     ResponseCreated,
     SessionReady,
 )
-from agent.bridge.requests import AppendAudio, ConfigureSession, SessionSpec
+from agent.bridge.requests import AppendAudio, ConfigureSession, SessionSpec, Turn
 from agent.config import ConfigError, RealtimeSettings, Secrets, Settings
 from agent.live.adapter import TRACK_LAG_MS, TRACK_PAUSE_MS, LiveAdapter
 from agent.local.live.protocol import LiveProtocol
@@ -104,6 +104,13 @@ def test_the_configuration_goes_into_the_sdp_exchange_and_nothing_on_the_channel
     assert session["delegation"] == {"type": "client", "acknowledgement_delay_ms": 300}
     # Not on the channel: the HTTP request started the session. Audio rides the track.
     assert adapter.encode(configure) == [] and adapter.encode(AppendAudio(b"\0\0")) == []
+    # A replacement session carries the conversation in its creation request too.
+    turns = (Turn("assistant", "Hello, how can I help?"), Turn("user", "Opening hours?"))
+    carried = adapter.creation([ConfigureSession(dataclasses.replace(_spec(), history=turns))])
+    assert carried is not None and [m["role"] for m in carried["input"]] == ["assistant", "user"]
+    _CREATE.validate_python(
+        {"session": carried, "transport": {"type": "webrtc", "sdp": "v=0"}}, strict=True
+    )
     # Over WebSocket the same request is the session.start it always was.
     websocket = LiveAdapter()
     assert websocket.creation([configure]) is None
