@@ -6,9 +6,10 @@ and feeds it what happens: the SIP call's events (the engine's listener callback
 loop thread), the caller's frames (drained once per media tick), the server's messages
 (parsed by the session's protocol adapter: Realtime or GPT-Live), tool and delegation
 results and the time. What stays here is the I/O and its timing: opening the session while
-the call rings (a GPT-Live session starts only once the call's codec is known, after the
-answer), waiting for the ACK, noticing a caller gone silent for good, replacing a session
-before its time limit without a gap, and the order of teardown.
+the call rings (a GPT-Live session over WebSocket starts only once the call's codec is known,
+after the answer; over WebRTC the SDP exchange carries its configuration and starts it while
+ringing, as a Realtime one is), waiting for the ACK, noticing a caller gone silent for good,
+replacing a session before its time limit without a gap, and the order of teardown.
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ from agent.bridge.events import (
     ServerEvent,
     SessionClosed,
     SessionReady,
-    TrackAudio,
     UsageUpdated,
 )
 from agent.bridge.outcome import AGENT
@@ -104,7 +104,7 @@ def _counts(usage: Mapping[str, float]) -> dict[str, float | int]:
 def protocol_adapter(endpoint: RealtimeEndpoint) -> ProtocolAdapter:
     """A new adapter for one session at ``endpoint``."""
     if endpoint.protocol == LIVE:
-        return LiveAdapter()
+        return LiveAdapter(webrtc=endpoint.transport == WEBRTC)
     return RealtimeAdapter(endpoint.dialect, webrtc=endpoint.transport == WEBRTC)
 
 
@@ -632,12 +632,18 @@ class CallSession:
         try:
             self.bridge.offer_tools(await self.tools.declarations())
             opened = time.monotonic()
+            # The configuration first: GPT-Live over WebRTC carries it in the SDP exchange
+            # that opens the session (the adapter's ``creation``); elsewhere it is sent next.
+            adapter = protocol_adapter(self.endpoint)
+            setup = self.bridge.session_config()
             self._conn = await open_transport(
-                self.endpoint, min(timeout, self.settings.realtime.connect_timeout_s)
+                self.endpoint,
+                min(timeout, self.settings.realtime.connect_timeout_s),
+                adapter.creation(setup.requests),
             )
             self._generation += 1
-            self.adapter = protocol_adapter(self.endpoint)
-            await self._carry_out(self.bridge.session_config())
+            self.adapter = adapter
+            await self._carry_out(setup)
             if self.bridge.config_waiting:
                 # GPT-Live: the session starts once the call's codec is known (after the
                 # answer); the socket is open and waits.
@@ -817,7 +823,7 @@ class CallSession:
         media = conn.media
         track = None
         if media is not None:
-            track = asyncio.create_task(self._track_downlink(media, generation))
+            track = asyncio.create_task(self._track_downlink(media, adapter, generation))
         try:
             async for message in conn.messages():
                 await self._receive(message, adapter, generation)
@@ -826,12 +832,16 @@ class CallSession:
                 track.cancel()
                 await asyncio.gather(track, return_exceptions=True)
 
-    async def _track_downlink(self, media: MediaPath, generation: int) -> None:
-        """WebRTC: the model's audio from its track, into the bridge as it arrives."""
+    async def _track_downlink(
+        self, media: MediaPath, adapter: ProtocolAdapter, generation: int
+    ) -> None:
+        """WebRTC: the model's audio from its track, into the bridge as it arrives (the
+        adapter says whose it is)."""
         async for audio in media.audio():
             if generation < self._generation:
                 return  # a replaced session's track
-            await self._carry_out(self.bridge.server_event(TrackAudio(audio), self._now()))
+            for event in adapter.track_audio(audio):
+                await self._carry_out(self.bridge.server_event(event, self._now()))
 
     async def _receive(
         self, message: str | bytes, adapter: ProtocolAdapter, generation: int
@@ -866,10 +876,13 @@ class CallSession:
         timeout = self.settings.sip.session_timeout_s
         conn: RealtimeTransport | None = None
         try:
+            setup = self.bridge.rollover_config()
             conn = await open_transport(
-                self.endpoint, min(timeout, self.settings.realtime.connect_timeout_s)
+                self.endpoint,
+                min(timeout, self.settings.realtime.connect_timeout_s),
+                adapter.creation(setup.requests),
             )
-            await self._send_to(conn, adapter, self.bridge.rollover_config().requests)
+            await self._send_to(conn, adapter, setup.requests)
             await asyncio.wait_for(self._until_ready(conn, adapter, generation), timeout)
         except (RealtimeConnectError, TimeoutError, OSError) as exc:
             if conn is not None:

@@ -227,7 +227,7 @@ class RealtimeSettings:
     model: str = DEFAULT_REALTIME_MODEL
     url: str = ""
     #: For provider "custom" over WebRTC: where the SDP offer goes ("" = ``<url path>/calls``
-    #: on the same host, as OpenAI lays it out).
+    #: on the same host, as OpenAI lays it out; GPT-Live: ``url``'s own path over http(s)).
     webrtc_url: str = ""
     dialect: str = ""
     azure_api_version: str = ""

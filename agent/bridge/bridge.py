@@ -26,11 +26,12 @@ tool-call protocol all ask it, none keeps its own.
 Two protocols sit behind it (``BridgeConfig.protocol``). The Realtime API's server reports
 speech, responses and truncations, and the bridge cuts the agent off on its speech events.
 GPT-Live's server owns turn-taking: its session format is fixed at start (so its
-configuration waits for the call's codec), it has no truncation, and its only sign that the
-caller took the floor is the caller's transcript arriving while its audio has stopped (see
-``barge_in.YieldWatch``); its tools come as delegations (``Delegate``). Either session is
-replaced before it reaches its time limit, at a quiet moment, carrying the conversation over
-(``Rollover``).
+configuration waits for the call's codec; over WebRTC the media negotiates the format and it
+does not wait), it has no truncation, and its only sign that the caller took the floor is
+the caller's transcript arriving while its audio has stopped (see ``barge_in.YieldWatch``;
+over WebRTC, while its track has gone quiet: Live has no playout events); its tools come
+as delegations (``Delegate``). Either session is replaced before it reaches its time limit,
+at a quiet moment, carrying the conversation over (``Rollover``).
 
 The call's experience: a silent caller is asked once whether they are still there, then
 said goodbye to, and a call reaching its length limit is ended politely (``limits``); a tool
@@ -81,7 +82,7 @@ from agent.bridge.actions import (
     Transfer,
     TransferFinished,
 )
-from agent.bridge.barge_in import BargeIn, YieldWatch
+from agent.bridge.barge_in import WEBRTC_YIELD_GAP_MS, BargeIn, YieldWatch
 from agent.bridge.events import (
     AgentItemStarted,
     AudioDelta,
@@ -324,10 +325,11 @@ class CallBridge:
         self.frames_sent = 0
         self.audio_deltas = 0
         self._live = config.protocol == LIVE
-        #: GPT-Live's format is fixed at start: its configuration waits for the call's codec.
-        self._format_known = not self._live
+        #: GPT-Live's format is fixed at start: its configuration waits for the call's codec;
+        #: over WebRTC the media negotiates it (Opus), and the configuration need not wait.
+        self._format_known = not self._live or config.webrtc
         self._config_waiting = False
-        self._yield = YieldWatch()
+        self._yield = self._yield_watch()
         self._caller_speaking = False  # Realtime: between the server's speech events
         self._caller_heard_at: float | None = None  # GPT-Live: the latest caller transcript
         self._in_flight = 0  # tool calls and delegations whose results are still to come
@@ -376,7 +378,8 @@ class CallBridge:
         step = Step()
         if isinstance(event, AudioDelta):
             self._play(event)
-            self._yield.audio(now)
+            if event.voiced:
+                self._yield.audio(now)
         elif isinstance(event, TrackAudio):
             delta = self._track.attribute(event.audio, now)
             if delta is not None:
@@ -577,8 +580,14 @@ class CallBridge:
 
     def _live_media(self, codec: str, rate_changed: bool, step: Step) -> Step:
         """GPT-Live takes the call's own codec (G.711 at 8 kHz, PCM at 16 kHz): no resampling;
-        the session's configuration, held until now, goes out with it."""
-        audio = live_audio_for(codec, self.config.resampler_quality, self.call_rate)
+        the session's configuration, held until now, goes out with it. Over WebRTC the
+        track's 48 kHz, whatever the call's codec (the configuration went out already)."""
+        if self.config.webrtc:
+            audio = model_audio_for(
+                codec, False, self.config.resampler_quality, self.call_rate, webrtc=True
+            )
+        else:
+            audio = live_audio_for(codec, self.config.resampler_quality, self.call_rate)
         if rate_changed or audio.codec != self._audio.codec:
             self._audio = audio
             self.barge_in.output_rate = audio.rate
@@ -1128,6 +1137,11 @@ class CallBridge:
             )
         )
 
+    def _yield_watch(self) -> YieldWatch:
+        if self.config.protocol == LIVE and self.config.webrtc:
+            return YieldWatch(gap_ms=WEBRTC_YIELD_GAP_MS)
+        return YieldWatch()
+
     def _check_yield(self, now: float, step: Step) -> None:
         """GPT-Live gave the caller the floor: drop what is still queued of its audio."""
         if self._yield.due(now, self._agent_queued()):
@@ -1172,7 +1186,7 @@ class CallBridge:
         self._cut_responses.clear()
         self.barge_in.reset()
         self.tools = ToolProtocol()
-        self._yield = YieldWatch()
+        self._yield = self._yield_watch()
         self._caller_speaking = False
         self._in_flight = 0
         self._rollover_at = None

@@ -43,6 +43,7 @@ from agent.bridge.events import (
     SessionReady,
     SpeechStarted,
     SpeechStopped,
+    TrackAudio,
     TranscriptDelta,
     TranscriptDone,
     UsageUpdated,
@@ -280,6 +281,15 @@ class RealtimeAdapter:
                     self._usage[key] = self._usage.get(key, 0.0) + value
                 events.append(UsageUpdated(dict(self._usage)))
         return events
+
+    def creation(self, requests: list[ClientRequest]) -> None:
+        """Nothing: a Realtime session is configured by ``session.update`` on the wire, over
+        WebRTC too (the calls endpoint's ``session`` part names only the model)."""
+        return None
+
+    def track_audio(self, audio: bytes) -> list[ServerEvent]:
+        """Track audio as is: the playout events say whose it is (``agent.bridge.track``)."""
+        return [TrackAudio(audio)]
 
     def encode(self, request: ClientRequest) -> list[str]:
         """The wire texts of ``request``."""
