@@ -6,9 +6,10 @@ and feeds it what happens: the SIP call's events (the engine's listener callback
 loop thread), the caller's frames (drained once per media tick), the server's messages
 (parsed by the session's protocol adapter: Realtime or GPT-Live), tool and delegation
 results and the time. What stays here is the I/O and its timing: opening the session while
-the call rings (a GPT-Live session starts only once the call's codec is known, after the
-answer), waiting for the ACK, noticing a caller gone silent for good, replacing a session
-before its time limit without a gap, and the order of teardown.
+the call rings (a GPT-Live session over WebSocket starts only once the call's codec is known,
+after the answer; over WebRTC the SDP exchange carries its configuration and starts it while
+ringing, as a Realtime one is), waiting for the ACK, noticing a caller gone silent for good,
+replacing a session before its time limit without a gap, and the order of teardown.
 """
 
 from __future__ import annotations
@@ -23,14 +24,17 @@ from typing import Any, TypeVar
 
 import structlog
 
+from agent.audio.hold_music import load_music
 from agent.audio.notice import Notice
 from agent.bridge import BridgeConfig, CallBridge, Step
 from agent.bridge.actions import (
     Delegate,
     HangUp,
+    HoldCall,
     HungUp,
     Note,
     Reconnect,
+    ResumeCall,
     Rollover,
     RunTool,
     Transfer,
@@ -41,7 +45,6 @@ from agent.bridge.events import (
     ServerEvent,
     SessionClosed,
     SessionReady,
-    TrackAudio,
     UsageUpdated,
 )
 from agent.bridge.outcome import AGENT
@@ -50,7 +53,7 @@ from agent.config import ConfigError, Settings
 from agent.live.adapter import LiveAdapter
 from agent.live.delegation import FAILED, DelegationWorker
 from agent.observe.call_metrics import CallObserver, CallSummary, NoCallObserver
-from agent.observe.call_record import CallFacts, build_call_record
+from agent.observe.call_record import CallFacts, build_call_record, iso_utc
 from agent.observe.record_store import RecordStore
 from agent.observe.recording import CallRecording, RecordingTap
 from agent.observe.transcript import RecordWriter
@@ -90,10 +93,18 @@ def _model(settings: Settings, protocol: str) -> str:
     return settings.secrets.azure_deployment or settings.realtime.model
 
 
+def _counts(usage: Mapping[str, float]) -> dict[str, float | int]:
+    """Usage figures as the record shows them: tokens are counts, seconds keep their ms."""
+    return {
+        key: round(value) if key.endswith("tokens") else round(value, 3)
+        for key, value in usage.items()
+    }
+
+
 def protocol_adapter(endpoint: RealtimeEndpoint) -> ProtocolAdapter:
     """A new adapter for one session at ``endpoint``."""
     if endpoint.protocol == LIVE:
-        return LiveAdapter()
+        return LiveAdapter(webrtc=endpoint.transport == WEBRTC)
     return RealtimeAdapter(endpoint.dialect, webrtc=endpoint.transport == WEBRTC)
 
 
@@ -147,6 +158,9 @@ def bridge_config(
         wall_offset_ms=(time.time() - time.monotonic()) * 1000,
         mcp_approve=approved(settings.tools.server_mcp),
         webrtc=webrtc,
+        transfer_hold=settings.tools.transfer_hold,
+        # Read (and checked) when the profile was loaded: this is the process's cached copy.
+        hold_music=load_music(settings.tools.music_on_hold),
     )
 
 
@@ -225,6 +239,10 @@ class CallSession:
         self.recording: CallRecording | None = None
         #: The transfer the agent attempted, and how it ended (for the call record).
         self.transfer: dict[str, Any] | None = None
+        #: When the agent put the caller on hold for it, and took them off (Unix seconds).
+        self._hold_times: list[float] = []
+        #: Our hold and resume re-INVITEs in flight.
+        self._sip_tasks: set[asyncio.Future[None]] = set()
         #: Where the call record went (None: not written, or no records directory).
         self.record_path: Path | None = None
         #: The call record, once the call has ended and it was established.
@@ -425,6 +443,9 @@ class CallSession:
     async def _finish(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        for task in list(self._sip_tasks):
+            task.cancel()
+        await asyncio.gather(*self._sip_tasks, return_exceptions=True)
         await self._cancel_rollover()
         await self.tools.close()
         if self._delegation is not None:
@@ -546,13 +567,17 @@ class CallSession:
 
     @property
     def usage(self) -> dict[str, Any] | None:
-        """The call's model usage as the server reported it (GPT-Live): the seconds of every
-        session it used, and their total; None when no server reported any."""
+        """The call's model usage as the servers reported it: each session's (GPT-Live's
+        seconds; Realtime's tokens, summed over its responses), and their totals; None when
+        no server reported any."""
         if not self._usage:
             return None
         sessions = [self._usage[generation] for generation in sorted(self._usage)]
-        total = sum(session.get("seconds", 0.0) for session in sessions)
-        return {"seconds": round(total, 3), "sessions": sessions}
+        totals: dict[str, float] = {}
+        for session in sessions:
+            for key, value in session.items():
+                totals[key] = totals.get(key, 0.0) + value
+        return {**_counts(totals), "sessions": [_counts(session) for session in sessions]}
 
     async def _run(self) -> None:
         self.call.ring()
@@ -619,12 +644,18 @@ class CallSession:
         try:
             self.bridge.offer_tools(await self.tools.declarations())
             opened = time.monotonic()
+            # The configuration first: GPT-Live over WebRTC carries it in the SDP exchange
+            # that opens the session (the adapter's ``creation``); elsewhere it is sent next.
+            adapter = protocol_adapter(self.endpoint)
+            setup = self.bridge.session_config()
             self._conn = await open_transport(
-                self.endpoint, min(timeout, self.settings.realtime.connect_timeout_s)
+                self.endpoint,
+                min(timeout, self.settings.realtime.connect_timeout_s),
+                adapter.creation(setup.requests),
             )
             self._generation += 1
-            self.adapter = protocol_adapter(self.endpoint)
-            await self._carry_out(self.bridge.session_config())
+            self.adapter = adapter
+            await self._carry_out(setup)
             if self.bridge.config_waiting:
                 # GPT-Live: the session starts once the call's codec is known (after the
                 # answer); the socket is open and waits.
@@ -804,7 +835,7 @@ class CallSession:
         media = conn.media
         track = None
         if media is not None:
-            track = asyncio.create_task(self._track_downlink(media, generation))
+            track = asyncio.create_task(self._track_downlink(media, adapter, generation))
         try:
             async for message in conn.messages():
                 await self._receive(message, adapter, generation)
@@ -813,12 +844,16 @@ class CallSession:
                 track.cancel()
                 await asyncio.gather(track, return_exceptions=True)
 
-    async def _track_downlink(self, media: MediaPath, generation: int) -> None:
-        """WebRTC: the model's audio from its track, into the bridge as it arrives."""
+    async def _track_downlink(
+        self, media: MediaPath, adapter: ProtocolAdapter, generation: int
+    ) -> None:
+        """WebRTC: the model's audio from its track, into the bridge as it arrives (the
+        adapter says whose it is)."""
         async for audio in media.audio():
             if generation < self._generation:
                 return  # a replaced session's track
-            await self._carry_out(self.bridge.server_event(TrackAudio(audio), self._now()))
+            for event in adapter.track_audio(audio):
+                await self._carry_out(self.bridge.server_event(event, self._now()))
 
     async def _receive(
         self, message: str | bytes, adapter: ProtocolAdapter, generation: int
@@ -853,10 +888,13 @@ class CallSession:
         timeout = self.settings.sip.session_timeout_s
         conn: RealtimeTransport | None = None
         try:
+            setup = self.bridge.rollover_config()
             conn = await open_transport(
-                self.endpoint, min(timeout, self.settings.realtime.connect_timeout_s)
+                self.endpoint,
+                min(timeout, self.settings.realtime.connect_timeout_s),
+                adapter.creation(setup.requests),
             )
-            await self._send_to(conn, adapter, self.bridge.rollover_config().requests)
+            await self._send_to(conn, adapter, setup.requests)
             await asyncio.wait_for(self._until_ready(conn, adapter, generation), timeout)
         except (RealtimeConnectError, TimeoutError, OSError) as exc:
             if conn is not None:
@@ -953,6 +991,12 @@ class CallSession:
                 if not done.done():
                     done.set_result(None)
             self._hung_up.clear()
+        elif isinstance(action, HoldCall):
+            self._hold_times = [time.time()]
+            self._spawn_sip(self._hold())
+        elif isinstance(action, ResumeCall):
+            self._hold_ended()
+            self._spawn_sip(self._resume())
         elif isinstance(action, Transfer):
             self.transfer = {"destination": action.uri, "status": None, "reason": ""}
             try:
@@ -961,8 +1005,13 @@ class CallSession:
             except SipCommandError as exc:
                 self._apply_now(self.bridge.transfer_not_sent(str(exc)))
         elif isinstance(action, TransferFinished):
-            if self.transfer is not None:
-                self.transfer.update(status=action.status, reason=action.reason, ok=action.ok)
+            self._hold_ended()
+            if self.transfer is None:
+                # Not even the REFER went out (the call ended while the caller was held).
+                self.transfer = {"destination": None}
+            self.transfer.update(status=action.status, reason=action.reason, ok=action.ok)
+            if self._hold_times:
+                self.transfer["hold"] = self._hold_record()
             for outcome in self._transfers:
                 if not outcome.done():
                     outcome.set_result(TransferOutcome(action.status, action.reason))
@@ -975,6 +1024,44 @@ class CallSession:
             self._rollover_task is None or self._rollover_task.done()
         ):
             self._rollover_task = asyncio.ensure_future(self._rollover())
+
+    def _spawn_sip(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._sip_tasks.add(task)
+        task.add_done_callback(self._sip_tasks.discard)
+
+    async def _hold(self) -> None:
+        """Our hold's re-INVITE; the bridge hears how it went (and sends the REFER)."""
+        ok, why = True, ""
+        try:
+            await self.call.hold()
+        except SipCommandError as exc:
+            ok, why = False, str(exc)
+        await self._carry_out(self.bridge.agent_hold_done(ok, why, self._now()))
+
+    async def _resume(self) -> None:
+        try:
+            await self.call.resume()
+        except SipCommandError as exc:
+            # The call goes on regardless: the far end hears the agent again once it resumes.
+            self.log.warning("agent_resume_failed", reason=str(exc))
+
+    def _hold_ended(self) -> None:
+        if len(self._hold_times) == 1:
+            self._hold_times.append(time.time())
+
+    def _hold_record(self) -> dict[str, Any]:
+        """The caller's time on the agent's hold, for the call record."""
+        start = self._hold_times[0]
+        end = self._hold_times[1] if len(self._hold_times) > 1 else self.ended_at or time.time()
+        return {
+            "start": iso_utc(start),
+            "end": iso_utc(end),
+            "ms": round((end - start) * 1000),
+            "music": self.bridge.config.hold_music.source
+            if self.bridge.config.hold_music is not None
+            else "built-in",
+        }
 
     async def _run_tool(self, action: RunTool) -> None:
         generation = self._generation

@@ -5,7 +5,7 @@ line each, over the configured transport (WebRTC: the SDP exchange, ICE, DTLS an
 channel all have to work), so a wrong deployment name or api-version shows up before the
 first phone call does; and first, one line per ``[[sip.accounts]]`` entry: registered, or
 why not (``agent.check_accounts``). A GPT-Live session is started as a phone call's would be
-(G.711 µ-law) and closed gracefully.
+(G.711 µ-law over WebSocket; over WebRTC by the SDP exchange itself) and closed gracefully.
 """
 
 from __future__ import annotations
@@ -49,20 +49,22 @@ async def _open_session(
         print(f"warning:  {warning}", file=out)
     timeout = settings.realtime.connect_timeout_s
     started = time.monotonic()
-    try:
-        conn = await open_transport(endpoint, timeout)
-    except RealtimeConnectError as exc:
-        print(f"result:   FAILED: {exc}", file=out)
-        return False
     adapter = protocol_adapter(endpoint)
     live = endpoint.protocol == LIVE
     spec = session_spec(settings.agent, live=settings.live if live else None)
-    if live:
-        spec = dataclasses.replace(spec, codec="pcmu")
-    elif endpoint.sdp is not None:
+    if endpoint.sdp is not None:
         spec = dataclasses.replace(spec, codec=TRACK_PCM16.name)  # the SDP chose Opus
+    elif live:
+        spec = dataclasses.replace(spec, codec="pcmu")
+    configure = ConfigureSession(spec)
     try:
-        for text in adapter.encode(ConfigureSession(spec)):
+        # GPT-Live over WebRTC: the SDP exchange carries the configuration and starts it.
+        conn = await open_transport(endpoint, timeout, adapter.creation([configure]))
+    except RealtimeConnectError as exc:
+        print(f"result:   FAILED: {exc}", file=out)
+        return False
+    try:
+        for text in adapter.encode(configure):
             await conn.send(text)
         outcome = await asyncio.wait_for(_session_outcome(conn, adapter), timeout)
         for text in adapter.encode(CloseSession()):

@@ -264,7 +264,7 @@ class RealtimeSettings:
     model: str = DEFAULT_REALTIME_MODEL
     url: str = ""
     #: For provider "custom" over WebRTC: where the SDP offer goes ("" = ``<url path>/calls``
-    #: on the same host, as OpenAI lays it out).
+    #: on the same host, as OpenAI lays it out; GPT-Live: ``url``'s own path over http(s)).
     webrtc_url: str = ""
     dialect: str = ""
     azure_api_version: str = ""
@@ -451,6 +451,12 @@ class ToolSettings:
     max_output_chars: int = 4000
     #: The only places transfer_call can send a call to (name -> SIP URI).
     transfer_destinations: dict[str, str] = field(default_factory=dict)
+    #: The agent holds the caller (re-INVITE a=sendonly, music on hold) before the REFER, and
+    #: resumes the call (a=sendrecv) when the transfer fails (RFC 5589 basic transfer).
+    transfer_hold: bool = True
+    #: The music a caller on the agent's hold hears: a 16-bit WAV (mono or stereo, any rate,
+    #: at most 300 s, looped); "" = the built-in gentle loop.
+    music_on_hold: str = ""
     #: Caller digits handled without the model: "end_call" or "transfer_call:<name>".
     dtmf_actions: dict[str, str] = field(default_factory=dict)
     #: Tell the model which keys the caller pressed.
@@ -840,6 +846,14 @@ def _validate_tools(tools: ToolSettings) -> None:
         raise ConfigError("tools.filler_after_ms: must be between 0 and 60000")
     if tools.max_output_chars < 100:
         raise ConfigError("tools.max_output_chars: must be at least 100")
+    if tools.music_on_hold:
+        # Imported here: the audio core is not needed to read a profile without music.
+        from agent.audio.hold_music import MusicError, load_music
+
+        try:
+            load_music(tools.music_on_hold)
+        except MusicError as exc:
+            raise ConfigError(f"tools.music_on_hold: {exc}") from None
     if not 100 <= tools.dtmf_batch_ms <= 10000:
         raise ConfigError("tools.dtmf_batch_ms: must be between 100 and 10000")
     try:

@@ -1,7 +1,7 @@
 """Latency benchmark: the time the agent adds to each direction of a call's audio, per frame.
 
 Usage: uv run python bench/latency.py [--quick] [--json PATH] [--calls 3] [--call-s 30]
-       [--transport websocket,webrtc] [--engine baresip,pjsip]
+       [--transport websocket,webrtc] [--engine baresip,pjsip] [--protocol realtime|live]
 
 ``--transport`` runs each audio mode over each transport, and ``--engine`` on each SIP
 engine, side by side in one run. Over
@@ -10,6 +10,11 @@ its media track, and "read" the moment the caller's frame came off the server's 
 agent's Opus encode/decode, jitter buffer and the 8 kHz <-> 48 kHz resamplers count as the
 agent's. G.711 passthrough is WebSocket-only. CPU per call-second is the agent process's
 CPU time over the calls' total duration.
+
+``--protocol live`` runs the same markers over GPT-Live (the bench server speaks its events;
+over WebRTC it creates the session from the JSON request at ``/v1/live/sessions``). A Live
+session over WebSocket always takes the call's own G.711 (no resampler, whatever the audio
+mode), so it runs in the passthrough mode only, and over WebRTC in the resampled ones.
 
 Inbound (caller -> model): the caller (bench/rtp_caller.py, ``markers``) sends silence with a
 20 ms tone frame every 100 ms; the realtime server (bench/stream_server.py, in this process)
@@ -237,19 +242,21 @@ async def run_mode(
     workdir: Path,
     engine: str = "pjsip",
     transport: str = "websocket",
+    protocol: str = "realtime",
 ) -> dict[str, Any]:
     """One agent, ``calls`` concurrent calls with markers both ways; latency per marker."""
     replies = lambda index: _marker_reply(index, call_s)  # noqa: E731
-    extra: list[str] = []
+    extra: list[str] = ["--protocol", protocol]
     if transport == "webrtc":
         from bench.webrtc_server import WebRtcBenchServer
 
-        rtc = WebRtcBenchServer(replies, markers=True)
+        rtc = WebRtcBenchServer(replies, markers=True, protocol=protocol)
         server: BenchServer = rtc
         await server.start()
-        extra = ["--transport", "webrtc", "--webrtc-url", rtc.calls_url]
+        calls_url = rtc.live_calls_url if protocol == "live" else rtc.calls_url
+        extra += ["--transport", "webrtc", "--webrtc-url", calls_url]
     else:
-        server = BenchServer(replies, markers=True)
+        server = BenchServer(replies, markers=True, protocol=protocol)
         await server.start()
     caller = await Child.start(
         "bench.rtp_caller", "--legs", str(calls), "--pattern", "markers", "--keep-audio",
@@ -287,6 +294,7 @@ async def run_mode(
     row: dict[str, Any] = {
         "engine": engine,
         "audio": audio.label,
+        "protocol": protocol,
         "transport": transport,
         "cpu_s_per_call_s": cpu_per_call_s,
         "calls": calls,
@@ -309,7 +317,8 @@ async def run_mode(
 
 def format_table(result: dict[str, Any]) -> str:
     lines = [
-        f"{'engine':<8} {'audio':<20} {'transport':<9} {'dir':<8} {'markers':>7} "
+        f"{'engine':<8} {'audio':<20} {'protocol':<8} {'transport':<9} {'dir':<8} "
+        f"{'markers':>7} "
         f"{'total p50':>9} {'p99':>6} "
         f"{'resampler p50':>13} {'p99':>5} {'bridge p50':>10} {'p99':>6}  (ms)  CPU s/call-s"
     ]
@@ -320,7 +329,8 @@ def format_table(result: dict[str, Any]) -> str:
             cpu = row.get("cpu_s_per_call_s") if direction == "inbound" else None
             lines.append(
                 f"{row.get('engine', result.get('engine', '')):<8} "
-                f"{row['audio']:<20} {row.get('transport', 'websocket'):<9} {direction:<8} "
+                f"{row['audio']:<20} {row.get('protocol', 'realtime'):<8} "
+                f"{row.get('transport', 'websocket'):<9} {direction:<8} "
                 f"{total['count']:>7} "
                 f"{_ms(total['p50']):>9} {_ms(total['p99']):>6} "
                 f"{_ms(resampler['p50']):>13} {_ms(resampler['p99']):>5} "
@@ -345,16 +355,22 @@ async def run(
     call_s: float,
     engine: str = "pjsip",
     transports: Sequence[str] = ("websocket",),
+    protocol: str = "realtime",
 ) -> dict[str, Any]:
     rows = []
     for audio in modes:
         for transport in transports:
             if transport == "webrtc" and audio.passthrough:
                 continue  # the SDP chose Opus: there is no G.711 to pass through
+            if protocol == "live" and transport == "websocket" and not audio.passthrough:
+                continue  # GPT-Live on WebSocket takes the call's G.711 as it is
             with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
-                rows.append(await run_mode(audio, calls, call_s, Path(tmp), engine, transport))
+                rows.append(
+                    await run_mode(audio, calls, call_s, Path(tmp), engine, transport, protocol)
+                )
     return {
         "benchmark": "latency",
+        "protocol": protocol,
         "engine": engine,
         "environment": environment(),
         "call_s": call_s,
@@ -391,6 +407,9 @@ def main(argv: list[str] | None = None) -> int:
         default="websocket",
         help="websocket, webrtc, or both side by side: websocket,webrtc",
     )
+    parser.add_argument(
+        "--protocol", choices=("realtime", "live"), default="realtime", help="Realtime or GPT-Live"
+    )
     args = parser.parse_args(argv)
     transports = [t.strip() for t in args.transport.split(",") if t.strip()]
     for transport in transports:
@@ -401,10 +420,14 @@ def main(argv: list[str] | None = None) -> int:
         if engine not in SIP_ENGINES:
             parser.error(f"--engine: {engine!r} is not one of {', '.join(SIP_ENGINES)}")
     if args.quick:
-        modes, calls, call_s = [AgentAudio()], 2, 3.0
+        modes = [AgentAudio(), AgentAudio(passthrough=True)] if args.protocol == "live" else []
+        modes, calls, call_s = modes or [AgentAudio()], 2, 3.0
     else:
         modes, calls, call_s = _parse_modes(args.modes), args.calls, args.call_s
-    runs = [asyncio.run(run(modes, calls, call_s, engine, transports)) for engine in engines]
+    runs = [
+        asyncio.run(run(modes, calls, call_s, engine, transports, args.protocol))
+        for engine in engines
+    ]
     result = {
         **runs[0],
         "engine": ",".join(engines),

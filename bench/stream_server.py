@@ -7,6 +7,12 @@ counted (without parsing JSON on the fast path: it arrives 50 times a second per
 ``conversation.item.truncate`` is recorded and answered. Replies stream like the real API's,
 ahead of real time by ``lead_ms``, as pre-encoded ``response.output_audio.delta`` events.
 
+With ``protocol="live"`` it speaks the part of GPT-Live's primary WebSocket the agent uses
+instead (at ``/v1/live/sessions``): ``session.start`` -> ``session.started`` in the asked
+format; ``session.instructions.append`` (the greeting) starts a reply, streamed as
+``session.output_audio.delta``; ``session.input_audio.append`` is counted;
+``session.close`` -> ``session.closed``.
+
 Reply shapes (``Reply``): a steady tone (capacity), or marker bursts on a fixed schedule with
 each send time recorded (latency). ``BenchSession.interrupt`` plays the server side of a
 barge-in the way the real API does with ``interrupt_response``: ``speech_started``, then the
@@ -45,6 +51,7 @@ BYTES_PER_MS = RATE * 2 // 1000
 #: Session audio formats served: 24 kHz PCM16, or G.711 mu-law at 8 kHz (passthrough).
 FORMATS = {"audio/pcm": ("pcm16", RATE, 2), "audio/pcmu": ("pcmu", 8000, 1)}
 _APPEND_PREFIX = '{"type":"input_audio_buffer.append","audio":"'
+_LIVE_APPEND_PREFIX = '{"type":"session.input_audio.append","audio":"'
 _APPEND_SUFFIX = '"}'
 #: Reply tone: 500 Hz is a whole number of cycles in any multiple of 2 ms, so every chunk of a
 #: steady reply is the same bytes and is base64-encoded once.
@@ -115,6 +122,24 @@ def _session_object() -> dict[str, Any]:
     }
 
 
+def live_session_object(fmt: object = None) -> dict[str, Any]:
+    """A GPT-Live session resource (``fmt``: the primary WebSocket's audio format)."""
+    audio: dict[str, Any] = {"output": {"voice": "marin"}}
+    if isinstance(fmt, dict):
+        audio["format"] = fmt
+    return {
+        "id": new_id("sess"),
+        "model": "gpt-live-1",
+        "status": "active",
+        "audio": audio,
+        "delegation": {"type": "client", "acknowledgement_delay_ms": 0},
+        "instructions": "",
+        "input": [],
+        "store": False,
+        "triggers": [],
+    }
+
+
 @dataclass
 class Onset:
     """A tone onset in the caller's audio: where in the appended audio, and when it arrived."""
@@ -155,6 +180,7 @@ class BenchSession:
     connection: ServerConnection
     default_reply: Reply
     markers: bool = False
+    protocol: str = "realtime"  # or "live" (GPT-Live's events)
     codec: str = "pcm16"  # of the caller's audio and of our replies, set by session.update
     rate: int = RATE
     sample_bytes: int = 2
@@ -176,8 +202,9 @@ class BenchSession:
 
     # -- client events -------------------------------------------------------------------
     async def receive(self, message: str | bytes) -> None:
-        if isinstance(message, str) and message.startswith(_APPEND_PREFIX):
-            payload = message[len(_APPEND_PREFIX) : -len(_APPEND_SUFFIX)]
+        prefix = _LIVE_APPEND_PREFIX if self.protocol == "live" else _APPEND_PREFIX
+        if isinstance(message, str) and message.startswith(prefix):
+            payload = message[len(prefix) : -len(_APPEND_SUFFIX)]
             self._on_append(payload, time.monotonic_ns())
             return
         try:
@@ -185,6 +212,9 @@ class BenchSession:
         except ValueError:
             return
         kind = event.get("type") if isinstance(event, dict) else None
+        if self.protocol == "live":
+            await self._live_event(kind, event)
+            return
         if kind == "input_audio_buffer.append":
             self._on_append(str(event.get("audio", "")), time.monotonic_ns())
         elif kind == "session.update":
@@ -194,6 +224,21 @@ class BenchSession:
             await self.start_response(self.default_reply)
         elif kind == "conversation.item.truncate":
             await self._on_truncate(event)
+
+    async def _live_event(self, kind: object, event: dict[str, Any]) -> None:
+        if kind == "session.start":
+            fmt = (event.get("session") or {}).get("audio", {}).get("format")
+            if isinstance(fmt, dict) and fmt.get("type") in FORMATS:
+                self.codec, _, self.sample_bytes = FORMATS[fmt["type"]]
+                self.rate = int(fmt.get("rate", RATE))
+            await self.connection.send(_event("session.started", session=live_session_object(fmt)))
+        elif kind == "session.instructions.append" and self._response is None:
+            await self.start_response(self.default_reply)
+        elif kind == "session.close":
+            seconds = (time.monotonic_ns() - self.connected_ns) // 1_000_000_000
+            await self.connection.send(
+                _event("session.closed", reason="close_requested", usage={"seconds": seconds})
+            )
 
     def _set_format(self, session: Any) -> None:
         # GA shape: session.audio.input.format.type; the agent sends the same for both ways.
@@ -248,6 +293,10 @@ class BenchSession:
         self._response = response
         self.responses.append(response.id)
         self.response_done.clear()
+        if self.protocol == "live":
+            # GPT-Live has no responses or items: its audio deltas are all there is.
+            response.task = asyncio.create_task(self._stream(response))
+            return
         await self.connection.send(
             _event(
                 "response.created",
@@ -305,6 +354,9 @@ class BenchSession:
             f'{response.id}","item_id":"{response.item_id}","output_index":0,'
             '"content_index":0,"event_id":"'
         )
+        if self.protocol == "live":
+            head = '{"type":"session.output_audio.delta","event_id":"'
+
         tail = f'","delta":"{encoded}"}}'
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -332,6 +384,9 @@ class BenchSession:
             response.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await response.task
+        if self.protocol == "live":
+            self.response_done.set()
+            return
         ids = {"response_id": response.id, "item_id": response.item_id, "output_index": 0}
         await self.connection.send(_event("response.output_audio.done", **ids, content_index=0))
         await self.connection.send(
@@ -372,9 +427,17 @@ class BenchServer:
     function of the session's number (0, 1, ... in order of connection).
     """
 
-    def __init__(self, reply: Reply | Callable[[int], Reply], *, markers: bool = False) -> None:
+    def __init__(
+        self,
+        reply: Reply | Callable[[int], Reply],
+        *,
+        markers: bool = False,
+        protocol: str = "realtime",
+    ) -> None:
+        """``protocol``: "realtime", or "live" (GPT-Live's primary WebSocket)."""
         self.reply = reply
         self.markers = markers
+        self.protocol = protocol
         self.sessions: list[BenchSession] = []
         self.new_session = asyncio.Event()
         self._server: Server | None = None
@@ -382,7 +445,8 @@ class BenchServer:
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/v1/realtime"
+        path = "/v1/live/sessions" if self.protocol == "live" else "/v1/realtime"
+        return f"ws://127.0.0.1:{self.port}{path}"
 
     async def start(self) -> None:
         self._server = await serve(
@@ -398,11 +462,12 @@ class BenchServer:
 
     async def _handle(self, connection: ServerConnection) -> None:
         reply = self.reply(len(self.sessions)) if callable(self.reply) else self.reply
-        session = BenchSession(connection, reply, markers=self.markers)
+        session = BenchSession(connection, reply, markers=self.markers, protocol=self.protocol)
         self.sessions.append(session)
         self.new_session.set()
         try:
-            await connection.send(_event("session.created", session=_session_object()))
+            if self.protocol != "live":  # a Live server speaks only after session.start
+                await connection.send(_event("session.created", session=_session_object()))
             async for message in connection:
                 await session.receive(message)
         except ConnectionClosed:

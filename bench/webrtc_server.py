@@ -7,6 +7,11 @@ its first frame left on the track (what a WebRTC server's "sent" is). The caller
 fed to the session as appends of 48 kHz PCM16, stamped when the frame was read. Neither way
 resamples with a filter (samples are repeated or dropped), so no delay of the server's own is
 counted against the agent.
+
+GPT-Live (``protocol="live"``) is created at ``live_calls_url`` as GPT-Live's own WebRTC
+sessions are: a JSON body with the session and the offer, the answer in a JSON reply, and
+``session.started`` as the channel's first event; its deltas have no playout events around
+them (GPT-Live has none).
 """
 
 from __future__ import annotations
@@ -25,9 +30,16 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from agent.realtime.webrtc.ice import candidates_on
 from agent.realtime.webrtc.media import TRACK_RATE, InboundAudio, OutboundAudio
-from bench.stream_server import BenchServer, BenchSession, _event, _session_object
+from bench.stream_server import (
+    BenchServer,
+    BenchSession,
+    _event,
+    _session_object,
+    live_session_object,
+    new_id,
+)
 
-_DELTA = '"type":"response.output_audio.delta"'
+_DELTAS = ('"type":"response.output_audio.delta"', '"type":"session.output_audio.delta"')
 
 
 class _Track(OutboundAudio):
@@ -70,7 +82,12 @@ class _ChannelLink:
         self._playing: str | None = None
 
     async def send(self, text: str) -> None:
-        if _DELTA in text:
+        if _DELTAS[1] in text:
+            # GPT-Live: only the audio, onto the track.
+            pcm24 = np.frombuffer(base64.b64decode(json.loads(text)["delta"]), dtype="<i2")
+            self._track.queue_delta(np.repeat(pcm24, 2).tobytes())
+            return
+        if _DELTAS[0] in text:
             event = json.loads(text)
             if event["response_id"] != self._playing:
                 # A WebRTC server's playout events: the agent plays track audio between them.
@@ -103,10 +120,15 @@ class WebRtcBenchServer(BenchServer):
     def calls_url(self) -> str:
         return f"http://127.0.0.1:{self.calls_port}/v1/realtime/calls"
 
+    @property
+    def live_calls_url(self) -> str:
+        return f"http://127.0.0.1:{self.calls_port}/v1/live/sessions"
+
     async def start(self) -> None:
         await super().start()
         app = web.Application()
         app.router.add_post("/v1/realtime/calls", self._offer)
+        app.router.add_post("/v1/live/sessions", self._live_offer)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -129,6 +151,16 @@ class WebRtcBenchServer(BenchServer):
         field = form.get("sdp")
         # aiohttp keeps a non-text part (application/sdp) as bytes.
         offer = field.decode() if isinstance(field, bytes | bytearray) else str(field)
+        answer = await self._answer(offer)
+        return web.Response(status=201, text=answer, content_type="application/sdp")
+
+    async def _live_offer(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        answer = await self._answer(body["transport"]["sdp"])
+        reply = {"session": {"id": new_id("sess")}, "transport": {"type": "webrtc", "sdp": answer}}
+        return web.json_response(reply)
+
+    async def _answer(self, offer: str) -> str:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self._peers.add(pc)
         track = _Track()
@@ -139,22 +171,24 @@ class WebRtcBenchServer(BenchServer):
         pc.addTrack(track)
         with candidates_on("127.0.0.1"):
             await pc.setLocalDescription(await pc.createAnswer())
-        return web.Response(
-            status=201, text=pc.localDescription.sdp, content_type="application/sdp"
-        )
+        return str(pc.localDescription.sdp)
 
     async def _serve(self, channel: RTCDataChannel, track: _Track, reply: Any) -> None:
         inbox: asyncio.Queue[str | None] = asyncio.Queue()
         channel.on("message", inbox.put_nowait)
         channel.on("close", lambda: inbox.put_nowait(None))
         link: Any = _ChannelLink(channel, track)
-        session = BenchSession(link, reply, markers=self.markers)
+        session = BenchSession(link, reply, markers=self.markers, protocol=self.protocol)
         # The track carries 48 kHz PCM16 both ways: onsets are found at that rate.
         session.rate = TRACK_RATE
         track.session = session
         self.sessions.append(session)
         self.new_session.set()
-        await link.send(_event("session.created", session=_session_object()))
+        if self.protocol == "live":
+            # The HTTP request started the session; no format (the media negotiated it).
+            await link.send(_event("session.started", session=live_session_object()))
+        else:
+            await link.send(_event("session.created", session=_session_object()))
         try:
             while (message := await inbox.get()) is not None:
                 if '"session.update"' in message:

@@ -17,11 +17,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from agent.config import Settings
 from bench import barge_in, capacity, latency, pacing
 from bench.harness import AgentAudio, write_json
 from testbed.peers import REPO
 
 pytestmark = [pytest.mark.sipp, pytest.mark.timeout(180)]
+_DEFAULT_ENGINE = Settings().sip.engine
 
 
 def _round_trip(result: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -142,3 +144,17 @@ def test_rtcp_jitter_is_rfc3550s_smoothed_estimate() -> None:
     # A single 10 ms step in transit time moves the estimate by a sixteenth of it.
     spike = capacity.rfc3550_jitter_ms(np.array([20.0] * 50 + [30.0] + [20.0] * 10))
     assert spike.max() == 10.0 / 16
+
+
+async def test_latency_quick_on_gpt_live_over_both_transports(tmp_path: Path) -> None:
+    modes = [AgentAudio(), AgentAudio(passthrough=True)]
+    transports = ("websocket", "webrtc")
+    run = latency.run(modes, 1, 3.0, _DEFAULT_ENGINE, transports, protocol="live")
+    result = _round_trip(await run, tmp_path / "latency.json")
+    rows = {(row["transport"], row["audio"]) for row in result["rows"]}
+    # Live on WebSocket takes the call's G.711 as is; over WebRTC it is resampled to Opus.
+    assert rows == {("websocket", "G.711 passthrough"), ("webrtc", "soxr LQ")}
+    for row in result["rows"]:
+        assert row["protocol"] == "live" and row["calls_failed"] == 0
+        for direction in ("inbound", "outbound"):
+            _percentiles_ok(row[direction]["total_ms"], lowest=0.0)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import tomllib
+import wave
 from pathlib import Path
 
 import pytest
@@ -177,6 +178,42 @@ def test_the_echo_guard_keys_are_read_as_their_new_names(tmp_path: Path) -> None
 def test_bad_experience_settings_are_refused(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         _load(tmp_path, text)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "does not exist"),
+        (b"not a wave file at all", "is not a readable WAV file"),
+        ("8bit", "must be 16-bit PCM"),
+    ],
+)
+def test_music_on_hold_is_checked_at_start(
+    tmp_path: Path, content: bytes | str | None, message: str
+) -> None:
+    path = tmp_path / "music.wav"
+    if content == "8bit":
+        with wave.open(str(path), "wb") as wav:
+            wav.setnchannels(1)
+            wav.setsampwidth(1)
+            wav.setframerate(8000)
+            wav.writeframes(bytes(800))
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    for where in ("[tools]", "[profiles.sales]\n[profiles.sales.tools]"):
+        with pytest.raises(ConfigError, match=f"tools.music_on_hold: .*{message}"):
+            _load(tmp_path, f'{where}\nmusic_on_hold = "{path}"\n')
+
+
+def test_music_on_hold_of_any_common_format_loads(tmp_path: Path) -> None:
+    path = tmp_path / "music.wav"
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(2)
+        wav.setsampwidth(2)
+        wav.setframerate(44100)
+        wav.writeframes(bytes(44100 * 4))
+    settings = _load(tmp_path, f'[tools]\nmusic_on_hold = "{path}"\ntransfer_hold = true\n')
+    assert settings.tools.music_on_hold == str(path) and settings.tools.transfer_hold
 
 
 def test_answering_machine_detection_is_read_and_a_profile_has_its_own_message(

@@ -356,7 +356,6 @@ def test_committed_turn_streams_a_response(dialect: Dialect) -> None:
     assert created["id"].startswith("resp_") and created["status"] == "in_progress"
     assert done["id"] == created["id"]
     assert done["status"] == "completed"
-    assert done["usage"] is None
     item = done["output"][0]
     assert item["id"].startswith("item_")
     assert item["status"] == "completed"
@@ -368,6 +367,15 @@ def test_committed_turn_streams_a_response(dialect: Dialect) -> None:
     assert np.array_equal(audio, synthesize_voice(transcript))
     assert 1.5 <= len(audio) / 24000 <= 3.0
     assert rms_dbfs(audio.tobytes()) > -22  # -25 on the old reference: audible
+    # What the response cost, as the API counts it: its audio and transcript as output.
+    usage = done["usage"]
+    seconds = len(audio) / 24000
+    output = usage["output_token_details"]
+    assert output["audio_tokens"] == round(seconds * 20)
+    assert output["text_tokens"] == -(-len(transcript) // 4)
+    assert usage["output_tokens"] == output["audio_tokens"] + output["text_tokens"]
+    assert usage["input_tokens"] > 0  # the instructions at least
+    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
     # Deltas of one response all name its item; the item is the one reported as added.
     deltas = of_type(events, delta)
     assert {d["item_id"] for d in deltas} == {item["id"]}

@@ -27,3 +27,14 @@ def test_secret_values_and_fields_are_masked() -> None:
     assert lines[1]["api_key"] == "***"
     assert lines[1]["error"] == "rejected ***"
     assert lines[1]["nested"] == [{"Authorization": "***"}]
+
+
+def test_token_counts_are_data_but_a_token_named_string_is_masked() -> None:
+    out = io.StringIO()
+    configure_logging("json", "info", stream=out)
+    log = structlog.get_logger("t")
+    usage = {"input_tokens": 120, "output_audio_tokens": 32, "seconds": 1.5}
+    log.info("call_finished", usage=usage, access_token="abc123xyz", refresh_tokens="s3cret")
+    (line,) = [json.loads(text) for text in out.getvalue().splitlines()]
+    assert line["usage"] == usage
+    assert line["access_token"] == "***" and line["refresh_tokens"] == "***"

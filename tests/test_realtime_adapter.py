@@ -174,3 +174,45 @@ def test_malformed_events_are_told_apart_from_others(dialect: Dialect) -> None:
     # The other dialect's output names are not events here.
     other = Dialect.BETA if dialect is Dialect.GA else Dialect.GA
     assert adapter.parse(json.dumps({"type": wire_name(other, OutputEvent.AUDIO_DELTA)})) == []
+
+
+def _done(response_id: str, usage: dict[str, Any] | None) -> dict[str, Any]:
+    response = {"id": response_id, "object": "realtime.response", "status": "completed",
+                "output": [], "usage": usage}  # fmt: skip
+    return {"type": "response.done", "event_id": f"event_{response_id}", "response": response}
+
+
+@pytest.mark.parametrize("dialect", list(Dialect))
+def test_response_usage_is_summed_over_the_session(dialect: Dialect) -> None:
+    """Each response.done's usage is that response's; the adapter reports the session's
+    total so far (a snapshot, as GPT-Live's usage is), flattened."""
+    adapter = RealtimeAdapter(dialect)
+    first = {"total_tokens": 130, "input_tokens": 90, "output_tokens": 40,
+             "input_token_details": {"text_tokens": 60, "audio_tokens": 30, "cached_tokens": 0},
+             "output_token_details": {"text_tokens": 8, "audio_tokens": 32}}  # fmt: skip
+    second = {"total_tokens": 200, "input_tokens": 170, "output_tokens": 30,
+              "input_token_details": {"text_tokens": 70, "audio_tokens": 100,
+                                      "cached_tokens": 90},
+              "output_token_details": {"text_tokens": 6, "audio_tokens": 24}}  # fmt: skip
+    if dialect is Dialect.GA:
+        second["input_token_details"]["cached_tokens_details"] = {  # type: ignore[index]
+            "text_tokens": 60,
+            "audio_tokens": 30,
+        }
+    snapshots = []
+    for wire in (_done("resp_1", first), _done("resp_2", None), _done("resp_3", second)):
+        validate_server_event(dialect, wire)
+        events = adapter.parse(json.dumps(wire))
+        assert events[0] == ev.ResponseDone(wire["response"]["id"])
+        snapshots += [e.usage for e in events if isinstance(e, ev.UsageUpdated)]
+    assert len(snapshots) == 2  # a response without usage reports none
+    assert snapshots[0]["total_tokens"] == 130 and snapshots[0]["output_audio_tokens"] == 32
+    total = snapshots[1]
+    assert (total["total_tokens"], total["input_tokens"], total["output_tokens"]) == (330, 260, 70)
+    assert total["input_audio_tokens"] == 130 and total["input_cached_tokens"] == 90
+    assert total["output_text_tokens"] == 14
+    if dialect is Dialect.GA:
+        assert total["input_cached_text_tokens"] == 60
+    # A new session (a new adapter) starts from nothing.
+    fresh = RealtimeAdapter(dialect).parse(json.dumps(_done("resp_4", first)))
+    assert [e.usage["total_tokens"] for e in fresh if isinstance(e, ev.UsageUpdated)] == [130]

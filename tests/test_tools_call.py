@@ -229,7 +229,11 @@ async def test_unknown_destination_is_refused_and_a_failed_transfer_keeps_the_ca
                     "uac_transfer_fails.xml",
                     agent.sip_port,
                     keys=peer.sipp_keys(),
-                    fill={"notify_status": "486 Busy Here", "call_ms": "1500"},
+                    fill={
+                        "notify_status": "486 Busy Here",
+                        "notify_after_ms": "200",
+                        "call_ms": "1500",
+                    },
                     workdir=tmp_path,
                     extra_args=["-trace_logs"],
                 )

@@ -175,8 +175,6 @@ def test_the_sdp_exchange_of_each_provider() -> None:
     assert local.sdp is not None and local.sdp.url == "http://x/c"
     with pytest.raises(ConfigError, match="WebRTC endpoint"):
         resolve_endpoint(_settings(provider="local"), "ws://127.0.0.1:1/v1/realtime")
-    with pytest.raises(ConfigError, match="GPT-Live"):
-        resolve_endpoint(_settings(provider="openai", protocol="live"))
     with pytest.raises(ConfigError, match="beta"):
         resolve_endpoint(_settings(provider="custom", url="ws://h/v1/realtime", dialect="beta"))
 

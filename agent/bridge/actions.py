@@ -28,6 +28,17 @@ class Transfer:
 
 
 @dataclass(frozen=True, slots=True)
+class HoldCall:
+    """Put the call on hold ourselves (re-INVITE a=sendonly) before a transfer; the outcome
+    comes back as ``CallBridge.agent_hold_done``. Music on hold plays meanwhile."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeCall:
+    """Take the call off our hold (re-INVITE a=sendrecv): the transfer failed."""
+
+
+@dataclass(frozen=True, slots=True)
 class TransferFinished:
     """The transfer's final outcome, for the tool that asked for it."""
 
@@ -93,6 +104,8 @@ class Note:
 
 Action = (
     HangUp
+    | HoldCall
+    | ResumeCall
     | Transfer
     | TransferFinished
     | HungUp

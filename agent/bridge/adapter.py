@@ -40,3 +40,14 @@ class ProtocolAdapter(Protocol):
     def wire(self, request: ClientRequest) -> list[dict[str, Any]]:
         """What ``encode`` serialises, as dicts (for validation and tests)."""
         ...
+
+    def creation(self, requests: list[ClientRequest]) -> dict[str, Any] | None:
+        """The session configuration the transport's own set-up carries, from a session's
+        first requests (GPT-Live over WebRTC: the SDP exchange's ``session``; ``encode``
+        then sends nothing for it); None when the session is configured on the wire."""
+        ...
+
+    def track_audio(self, audio: bytes) -> list[ServerEvent]:
+        """WebRTC: one frame of the model's media track (PCM16 at 48 kHz) as the bridge's
+        events."""
+        ...

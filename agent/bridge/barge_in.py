@@ -165,6 +165,11 @@ YIELD_GAP_MS = 100
 #: A caller transcript starts a yield only this long: later, stopped audio is just the end
 #: of what the agent said.
 YIELD_WINDOW_MS = 1500
+#: Over WebRTC the server stops its own track when it yields, and the track lags the data
+#: channel: the audio still arriving at the transcript was sent before the server heard the
+#: caller (the Live adapter drops it), so no gap is waited for. A model talking on over a
+#: backchannel is heard again once its new audio arrives (a new turn), the lag later.
+WEBRTC_YIELD_GAP_MS = 0.0
 
 
 class YieldWatch:

@@ -13,7 +13,7 @@ Inputs:
   for each parsed event, ``session_lost``/``session_restored``/``reconnect_failed``;
 - the call: ``media_started(codec, rate)`` once the SIP codec is known, ``call_confirmed``
   after the ACK, ``caller_frame(pcm, now)`` for each 20 ms frame, ``caller_dtmf``,
-  ``far_end_hold``, ``transfer_status``, ``call_ended``;
+  ``far_end_hold``, ``agent_hold_done``, ``transfer_status``, ``call_ended``;
 - tools: ``tool_result``, ``dtmf_action_failed``, and the call control the built-in tools
   ask for (``hang_up_when_quiet``, ``transfer_when_quiet``).
 
@@ -26,17 +26,22 @@ tool-call protocol all ask it, none keeps its own.
 Two protocols sit behind it (``BridgeConfig.protocol``). The Realtime API's server reports
 speech, responses and truncations, and the bridge cuts the agent off on its speech events.
 GPT-Live's server owns turn-taking: its session format is fixed at start (so its
-configuration waits for the call's codec), it has no truncation, and its only sign that the
-caller took the floor is the caller's transcript arriving while its audio has stopped (see
-``barge_in.YieldWatch``); its tools come as delegations (``Delegate``). Either session is
-replaced before it reaches its time limit, at a quiet moment, carrying the conversation over
-(``Rollover``).
+configuration waits for the call's codec; over WebRTC the media negotiates the format and it
+does not wait), it has no truncation, and its only sign that the caller took the floor is
+the caller's transcript arriving while its audio has stopped (see ``barge_in.YieldWatch``;
+over WebRTC, while its track has gone quiet: Live has no playout events); its tools come
+as delegations (``Delegate``). Either session is replaced before it reaches its time limit,
+at a quiet moment, carrying the conversation over (``Rollover``).
 
 The call's experience: a silent caller is asked once whether they are still there, then
 said goodbye to, and a call reaching its length limit is ended politely (``limits``); a tool
 that keeps the caller waiting is filled with a thinking sound or a holding line
 (``filler``); too-short barge-in triggers are ignored (``BargeIn.min_ms``); a far-end hold
-stops both directions without losing anything (``far_end_hold``).
+stops both directions without losing anything (``far_end_hold``). Around a transfer the
+agent holds the caller itself (``BridgeConfig.transfer_hold``, RFC 5589's basic transfer):
+once its last words were heard it asks for the hold (``HoldCall``), the caller hears music on
+hold and the model neither hears the caller nor is heard; the REFER follows the hold's answer;
+a failed transfer resumes the call (``ResumeCall``), stops the music and tells the tool.
 
 An outbound call with answering-machine detection (``BridgeConfig.amd``) opens in silence:
 the callee's audio goes to the detector and not to the model, and no response is asked for,
@@ -53,6 +58,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from agent.audio.codecs import PCM16, TRACK_PCM16
+from agent.audio.hold_music import HoldMusic, MusicLoop, builtin_music
 from agent.audio.levels import rms_dbfs, tone
 from agent.audio.model_format import (
     ModelAudio,
@@ -66,15 +72,17 @@ from agent.bridge.actions import (
     Action,
     Delegate,
     HangUp,
+    HoldCall,
     HungUp,
     Note,
     Reconnect,
+    ResumeCall,
     Rollover,
     RunTool,
     Transfer,
     TransferFinished,
 )
-from agent.bridge.barge_in import BargeIn, YieldWatch
+from agent.bridge.barge_in import WEBRTC_YIELD_GAP_MS, BargeIn, YieldWatch
 from agent.bridge.events import (
     AgentItemStarted,
     AudioDelta,
@@ -156,6 +164,13 @@ MAX_DELEGATION_TEXT = 1500
 LAST_FRAME_MS = 40
 #: Longest wait for the agent's last words before a hang-up or transfer goes ahead anyway.
 QUIET_WAIT_MS = 20_000
+#: The playout item of the music on hold.
+MUSIC_ITEM = "music:hold"
+#: Music kept queued while it plays (topped up a second at a time, checked this often).
+MUSIC_QUEUE_MS = 1500
+MUSIC_CHECK_MS = 500
+#: A REFER with no final outcome after this long failed: the caller is taken off hold.
+TRANSFER_OUTCOME_MS = 32_000
 _CANCEL_RACED = "response_cancel_not_active"
 _RESPONSE_BUSY = "conversation_already_has_active_response"
 
@@ -203,6 +218,10 @@ class BridgeConfig:
     filler_after_ms: float = 1500.0
     #: The session runs over WebRTC: its audio is the media track's (48 kHz), not deltas.
     webrtc: bool = False
+    #: Hold the caller (music on hold) during a transfer, resume when it fails.
+    transfer_hold: bool = False
+    #: What the held caller hears (None: the built-in loop).
+    hold_music: HoldMusic | None = None
     #: An outbound call's answering-machine detection (None: the agent speaks on the answer),
     #: and what the model is told to say as the voicemail message.
     amd: AmdSettings | None = None
@@ -291,15 +310,26 @@ class CallBridge:
         self._pending = bytearray()
         self._waits: list[_QuietWait] = []
         self._transferring: str | None = None
+        #: The agent holds the caller for a transfer: music plays, the model is cut off.
+        self._agent_holding = False
+        #: The far end answered our hold's re-INVITE: a failed transfer must resume.
+        self._sip_held = False
+        self._music: MusicLoop | None = None
+        self._music_check_at: float | None = None
+        #: When a sent REFER counts as failed if no final outcome came.
+        self._transfer_deadline: float | None = None
+        #: Times the agent held the caller (for the call record).
+        self.agent_holds = 0
         self._reconnects_left = config.reconnect_attempts
         self._ended = False
         self.frames_sent = 0
         self.audio_deltas = 0
         self._live = config.protocol == LIVE
-        #: GPT-Live's format is fixed at start: its configuration waits for the call's codec.
-        self._format_known = not self._live
+        #: GPT-Live's format is fixed at start: its configuration waits for the call's codec;
+        #: over WebRTC the media negotiates it (Opus), and the configuration need not wait.
+        self._format_known = not self._live or config.webrtc
         self._config_waiting = False
-        self._yield = YieldWatch()
+        self._yield = self._yield_watch()
         self._caller_speaking = False  # Realtime: between the server's speech events
         self._caller_heard_at: float | None = None  # GPT-Live: the latest caller transcript
         self._in_flight = 0  # tool calls and delegations whose results are still to come
@@ -348,7 +378,8 @@ class CallBridge:
         step = Step()
         if isinstance(event, AudioDelta):
             self._play(event)
-            self._yield.audio(now)
+            if event.voiced:
+                self._yield.audio(now)
         elif isinstance(event, TrackAudio):
             delta = self._track.attribute(event.audio, now)
             if delta is not None:
@@ -549,8 +580,14 @@ class CallBridge:
 
     def _live_media(self, codec: str, rate_changed: bool, step: Step) -> Step:
         """GPT-Live takes the call's own codec (G.711 at 8 kHz, PCM at 16 kHz): no resampling;
-        the session's configuration, held until now, goes out with it."""
-        audio = live_audio_for(codec, self.config.resampler_quality, self.call_rate)
+        the session's configuration, held until now, goes out with it. Over WebRTC the
+        track's 48 kHz, whatever the call's codec (the configuration went out already)."""
+        if self.config.webrtc:
+            audio = model_audio_for(
+                codec, False, self.config.resampler_quality, self.call_rate, webrtc=True
+            )
+        else:
+            audio = live_audio_for(codec, self.config.resampler_quality, self.call_rate)
         if rate_changed or audio.codec != self._audio.codec:
             self._audio = audio
             self.barge_in.output_rate = audio.rate
@@ -658,10 +695,12 @@ class CallBridge:
             or self._ended
             or self._announcing
             or (opening is not None and opening.holding)
+            or self._agent_holding
         ):
             # Before the ACK nothing of the line reaches the (billed) model; nor while the
             # recording notice plays, nor while the far end holds the call (its music), nor
-            # while answering-machine detection listens (see ``opening``).
+            # while answering-machine detection listens (see ``opening``), nor while the
+            # agent holds the caller for a transfer.
             return step
         if self.barge_in.pending and self.barge_in.caller_audio(FRAME_MS, rms_dbfs(pcm)):
             step.add(self._cut())
@@ -758,16 +797,79 @@ class CallBridge:
         if not final or self._transferring is None:
             return step
         uri, self._transferring = self._transferring, None
+        self._transfer_deadline = None
         finished = TransferFinished(code, reason)
-        step.actions.append(finished)
         if finished.ok:
+            step.actions.append(finished)
             step.add(self._hang_up(HangUp(TRANSFER, f"transferred to {uri}")))
+            return step
+        # Back to the caller first, then the tool (and so the model) hears of the failure.
+        step.add(self._release_hold(f"{code} {reason}".strip()))
+        step.actions.append(finished)
         return step
 
     def transfer_not_sent(self, why: str) -> Step:
         """The REFER could not be sent: the caller stays, and the tool is told why."""
         self._transferring = None
-        return Step(actions=[TransferFinished(0, why)])
+        self._transfer_deadline = None
+        step = self._release_hold(why)
+        step.actions.append(TransferFinished(0, why))
+        return step
+
+    def agent_hold_done(self, ok: bool, why: str, now: float) -> Step:
+        """Our hold's re-INVITE was answered (``ok``) or failed (``why``): the REFER goes
+        now either way (a caller not on hold hears the music all the same)."""
+        step = Step()
+        if not self._agent_holding or self._transferring is None or self._ended:
+            return step
+        self._sip_held = ok
+        if not ok:
+            step.note("agent_hold_failed", "warning", reason=why)
+        step.add(self._send_transfer(self._transferring, now))
+        return step
+
+    def _send_transfer(self, uri: str, now: float) -> Step:
+        self._transfer_deadline = now + TRANSFER_OUTCOME_MS
+        return Step(actions=[Transfer(uri)])
+
+    def _start_hold(self, now: float) -> Step:
+        """The agent holds the caller: music on, the model's side cut off both ways."""
+        step = Step(actions=[HoldCall()])
+        self._agent_holding = True
+        self.agent_holds += 1
+        if self._music is None:
+            music = self.config.hold_music
+            if music is None:
+                music = builtin_music(self.call_rate)
+            self._music = MusicLoop(music.at_rate(self.call_rate))
+        self._top_up_music(now)
+        step.lines.append(self.book.event("transfer_hold"))
+        step.note("agent_hold")
+        return step
+
+    def _release_hold(self, why: str) -> Step:
+        """Off the agent's hold: the music stops on the next frame, the call resumes."""
+        step = Step()
+        if not self._agent_holding:
+            return step
+        self._agent_holding = False
+        self._music_check_at = None
+        dropped = self.playout.drop(MUSIC_ITEM)
+        if self._sip_held:
+            self._sip_held = False
+            step.actions.append(ResumeCall())
+        step.lines.append(self.book.event("transfer_resume", reason=why))
+        step.note("agent_resume", reason=why, music_dropped_ms=dropped * 1000 // self.call_rate)
+        return step
+
+    def _top_up_music(self, now: float) -> None:
+        """Keep ``MUSIC_QUEUE_MS`` of the music queued while the agent holds the caller."""
+        if self._music is None:
+            return
+        want = self.call_rate * MUSIC_QUEUE_MS // 1000 - self.playout.queued_of(MUSIC_ITEM)
+        if want > 0:
+            self.playout.push(MUSIC_ITEM, self._music.take(want * 2))
+        self._music_check_at = now + MUSIC_CHECK_MS
 
     def call_ended(self, code: int, text: str, answered: bool) -> Step:
         """The SIP call is gone: settle who ended it, and write what the hang-up cut short."""
@@ -790,6 +892,8 @@ class CallBridge:
         if self._transferring is not None:
             self._transferring = None
             step.actions.append(TransferFinished(487, "the call ended"))
+        self._agent_holding = self._sip_held = False
+        self._music_check_at = self._transfer_deadline = None
         return step
 
     def tick(self, now: float) -> Step:
@@ -809,6 +913,11 @@ class CallBridge:
             self._track_finished()
         if self._waits:
             self._check_waits(now, step)
+        if self._agent_holding and not self._ended:
+            self._top_up_music(now)
+        if self._transfer_deadline is not None and now >= self._transfer_deadline:
+            step.note("transfer_outcome_timeout", "warning", after_ms=TRANSFER_OUTCOME_MS)
+            step.add(self.transfer_status(408, "no transfer outcome", True))
         self._check_yield(now, step)
         self._check_rollover(now, step)
         if self._confirmed and not self._ended:
@@ -822,6 +931,9 @@ class CallBridge:
         """When ``tick`` must run at the latest (None: media ticks are enough). Media ticks,
         every 20 ms, also see waits for quiet through; their deadline is the backstop."""
         deadlines = [wait.deadline for wait in self._waits]
+        for at in (self._music_check_at, self._transfer_deadline):
+            if at is not None:
+                deadlines.append(at)
         if self._track_done_at is not None:
             deadlines.append(self._track_done_at)
         for deadline in (
@@ -867,6 +979,8 @@ class CallBridge:
     def _play(self, event: AudioDelta) -> None:
         if event.response_id in self._cut_responses:
             return  # late audio of a response the caller talked over
+        if self._agent_holding:
+            return  # the caller is on hold for a transfer: the agent does not talk
         width = self._audio.sample_bytes
         audio = event.audio[: len(event.audio) - len(event.audio) % width]
         self.barge_in.received(event.response_id, event.item_id, len(audio) // width)
@@ -1023,6 +1137,11 @@ class CallBridge:
             )
         )
 
+    def _yield_watch(self) -> YieldWatch:
+        if self.config.protocol == LIVE and self.config.webrtc:
+            return YieldWatch(gap_ms=WEBRTC_YIELD_GAP_MS)
+        return YieldWatch()
+
     def _check_yield(self, now: float, step: Step) -> None:
         """GPT-Live gave the caller the floor: drop what is still queued of its audio."""
         if self._yield.due(now, self._agent_queued()):
@@ -1067,7 +1186,7 @@ class CallBridge:
         self._cut_responses.clear()
         self.barge_in.reset()
         self.tools = ToolProtocol()
-        self._yield = YieldWatch()
+        self._yield = self._yield_watch()
         self._caller_speaking = False
         self._in_flight = 0
         self._rollover_at = None
@@ -1103,12 +1222,16 @@ class CallBridge:
                 step.add(self._hang_up(wait.action))
             else:
                 self._transferring = wait.action.uri
-                step.actions.append(wait.action)
+                if self.config.transfer_hold:
+                    step.add(self._start_hold(now))  # the REFER follows the hold's answer
+                else:
+                    step.add(self._send_transfer(wait.action.uri, now))
 
     # -- silence, length, fillers ---------------------------------------------------------------
     def _agent_queued(self) -> bool:
-        """Agent audio (not a filler sound) waits in the playout."""
-        return self.playout.queued_samples > self.playout.queued_of(FILLER_ITEM)
+        """Agent audio (not a filler sound, not music on hold) waits in the playout."""
+        sounds = self.playout.queued_of(FILLER_ITEM) + self.playout.queued_of(MUSIC_ITEM)
+        return self.playout.queued_samples > sounds
 
     def _caller_talking(self, now: float) -> bool:
         return self._caller_speaking or (
@@ -1153,6 +1276,7 @@ class CallBridge:
             self._response is None
             and not self._caller_speaking
             and not self.tools.waiting_for_response
+            and not self._agent_holding
         )
 
     def _say(self, instructions: str, step: Step) -> None:

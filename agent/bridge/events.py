@@ -23,11 +23,16 @@ class SessionReady:
 
 @dataclass(frozen=True, slots=True)
 class AudioDelta:
-    """Agent audio for ``item_id`` of ``response_id``, in the session's codec (decoded)."""
+    """Agent audio for ``item_id`` of ``response_id``, in the session's codec (decoded).
+
+    ``voiced`` False: a quiet stretch of a GPT-Live turn's media track (a pause between
+    words), played to keep the turn's timing but no sign that the model is still talking
+    (what ``barge_in.YieldWatch`` asks)."""
 
     response_id: str
     item_id: str
     audio: bytes
+    voiced: bool = True
 
 
 @dataclass(frozen=True, slots=True)

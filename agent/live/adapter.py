@@ -15,6 +15,19 @@ owns the conversation), a format change (the format is fixed at start) and a bar
 request (the model answers on its own). Instructions for a response (the greeting) and notes
 (the keys the caller pressed) become ``session.instructions.append``; delegation results
 ``session.commentary.append`` (spoken) or ``session.thinking.append`` (silent).
+
+Over WebRTC (``webrtc=True``) the HTTP request that creates the session carries its
+configuration (``creation``; nothing is sent for it on the data channel, and no audio
+format: the media negotiates Opus), and the model's audio comes on the media track with no
+ids and no playout events. ``track_audio`` then decides what is the agent's: a frame above
+``TRACK_SILENCE_DBFS`` is the model talking (opening an agent turn as a delta would); quiet
+frames inside a turn are kept for ``TRACK_PAUSE_MS`` (a pause between words keeps its time)
+but marked unvoiced; longer quiet is the silence a track carries between turns, and dropped.
+The track lags the data channel (aiortc's receiver holds 80 ms before it plays a frame): when
+the caller's transcript closes an agent turn, the next ``TRACK_LAG_MS`` of the track were sent
+before the server heard the caller, and are dropped with the turn (the bridge cuts at the
+transcript itself over WebRTC, see ``barge_in.WEBRTC_YIELD_GAP_MS``); voiced audio after that
+is the model talking on (over a backchannel) and opens a new turn.
 """
 
 from __future__ import annotations
@@ -25,6 +38,8 @@ import itertools
 import json
 from typing import Any
 
+from agent.audio.codecs import TRACK_PCM16
+from agent.audio.levels import rms_dbfs
 from agent.bridge.adapter import MalformedEvent
 from agent.bridge.events import (
     AudioDelta,
@@ -57,6 +72,14 @@ from agent.live.session_start import AUDIO_FORMATS, codec_of, session_body
 #: Each adapter (one per session) numbers its turns under its own prefix, so the ids of a
 #: replacement session's turns never meet the old one's in the bridge.
 _SESSIONS = itertools.count(1)
+#: WebRTC: a track frame louder than this is the model talking (Opus's silence decodes to
+#: well below it; speech, even a soft consonant, is well above).
+TRACK_SILENCE_DBFS = -60.0
+#: WebRTC: quiet inside an agent turn up to this long is a pause of its speech, and played.
+TRACK_PAUSE_MS = 300.0
+#: WebRTC: how far the track lags the data channel (aiortc's jitter buffer prefetches four
+#: 20 ms frames), with two frames' margin.
+TRACK_LAG_MS = 120.0
 
 
 def _text(event: dict[str, Any], key: str) -> str:
@@ -88,7 +111,10 @@ def _usage(event: dict[str, Any]) -> dict[str, float]:
 class LiveAdapter:
     """One GPT-Live session's protocol, both ways."""
 
-    def __init__(self) -> None:
+    def __init__(self, webrtc: bool = False) -> None:
+        self.webrtc = webrtc
+        self._quiet_ms = 0.0  # WebRTC: quiet track audio since the model's last voiced frame
+        self._lag_ms = 0.0  # WebRTC: track audio still to drop with a turn the caller ended
         self._prefix = f"live{next(_SESSIONS)}"
         self._turns = itertools.count(1)
         self._events = itertools.count(1)
@@ -128,6 +154,8 @@ class LiveAdapter:
         if kind == "session.input_transcript.delta":
             delta = _text(event, "delta")
             events = self._close_agent_turn()
+            if events and self.webrtc:
+                self._lag_ms = TRACK_LAG_MS
             if self._caller_turn is None:
                 self._caller_turn = f"{self._prefix}_caller_{next(self._turns)}"
                 self._caller_text = ""
@@ -192,9 +220,39 @@ class LiveAdapter:
             return []
         return [AudioDone(turn), TranscriptDone(turn, None), ResponseDone(turn)]
 
+    def track_audio(self, audio: bytes) -> list[ServerEvent]:
+        """WebRTC: one frame of the model's track (PCM16 at 48 kHz) as agent audio, or
+        nothing for the silence between its turns (see the module docstring)."""
+        if not audio:
+            return []
+        frame_ms = len(audio) * 1000 / (TRACK_PCM16.rate * TRACK_PCM16.sample_bytes)
+        if self._lag_ms > 0:
+            self._lag_ms -= frame_ms
+            return []
+        voiced = rms_dbfs(audio) > TRACK_SILENCE_DBFS
+        if voiced:
+            self._quiet_ms = 0.0
+        else:
+            self._quiet_ms += frame_ms
+            if self._agent_turn is None or self._quiet_ms > TRACK_PAUSE_MS:
+                return []
+        events = self._agent_speaks()
+        turn = self._agent_turn or ""
+        return [*events, AudioDelta(turn, turn, audio, voiced=voiced)]
+
     # -- bridge -> server -----------------------------------------------------------------
+    def creation(self, requests: list[ClientRequest]) -> dict[str, Any] | None:
+        """WebRTC: the session configuration the SDP exchange carries (the session's
+        ``ConfigureSession`` among ``requests``); None over WebSocket (``session.start``)."""
+        if not self.webrtc:
+            return None
+        for request in requests:
+            if isinstance(request, ConfigureSession):
+                return session_body(request.spec, media=True)
+        return None
+
     def encode(self, request: ClientRequest) -> list[str]:
-        if isinstance(request, AppendAudio):
+        if isinstance(request, AppendAudio) and not self.webrtc:
             # Built by hand: this runs every 20 ms per call.
             payload = base64.b64encode(request.audio).decode("ascii")
             return ['{"type":"session.input_audio.append","audio":"' + payload + '"}']
@@ -202,12 +260,16 @@ class LiveAdapter:
 
     def wire(self, request: ClientRequest) -> list[dict[str, Any]]:
         if isinstance(request, ConfigureSession):
+            if self.webrtc:
+                return []  # the SDP exchange carried it (``creation``) and started the session
             if request.spec.codec not in AUDIO_FORMATS:
                 raise ValueError(f"GPT-Live has no {request.spec.codec!r} audio format")
             self._requested_codec = request.spec.codec
             body = session_body(request.spec)
             return [{"type": "session.start", "event_id": self._event_id(), "session": body}]
         if isinstance(request, AppendAudio):
+            if self.webrtc:
+                return []  # the caller's audio rides the media track
             audio = base64.b64encode(request.audio).decode("ascii")
             return [{"type": "session.input_audio.append", "audio": audio}]
         if isinstance(request, CreateResponse):

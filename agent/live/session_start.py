@@ -62,8 +62,10 @@ def history_input(turns: tuple[Turn, ...]) -> list[dict[str, Any]]:
     return messages
 
 
-def session_body(spec: SessionSpec) -> dict[str, Any]:
-    """The ``session`` object of ``session.start`` for ``spec``."""
+def session_body(spec: SessionSpec, media: bool = False) -> dict[str, Any]:
+    """The ``session`` object of ``session.start`` for ``spec``; ``media``: of the request
+    that creates a WebRTC session instead, which names no audio format (the media
+    negotiates it)."""
     instructions = spec.instructions.strip()
     if spec.tools:
         instructions = f"{instructions}\n\n{delegation_hint(spec.tools)}".strip()
@@ -73,7 +75,9 @@ def session_body(spec: SessionSpec) -> dict[str, Any]:
     session: dict[str, Any] = {
         "model": spec.model,
         "instructions": instructions,
-        "audio": {"format": AUDIO_FORMATS[spec.codec], "output": {"voice": spec.voice}},
+        "audio": {"output": {"voice": spec.voice}}
+        if media
+        else {"format": AUDIO_FORMATS[spec.codec], "output": {"voice": spec.voice}},
         "delegation": delegation,
     }
     if spec.history:

@@ -29,6 +29,7 @@ from agent.local.reply_source import Pending, ReplySource
 from agent.local.reply_stream import ReplyStream
 from agent.local.responder import Responder
 from agent.local.session_state import SessionState
+from agent.local.usage import UsageCounter
 from agent.realtime.dialect import Dialect, OutputEvent
 
 ARGUMENTS_DELTA_CHARS = 24
@@ -58,6 +59,7 @@ class _Response:
     next_word: int = 0
     sent_text: list[str] = field(default_factory=list)
     sent_ms: float = 0.0
+    instructions: str = ""
 
     def delta_fields(self) -> dict[str, Any]:
         """The ids every delta of the response's message carries."""
@@ -103,6 +105,7 @@ class Responses:
         self._on_done = on_done
         self._conversation_id = new_id("conv")
         self._response: _Response | None = None
+        self._usage = UsageCounter(out.events.dialect)
 
     @property
     def active(self) -> bool:
@@ -151,6 +154,7 @@ class Responses:
             modality=params.modality,
             codec=codec,
             next_due=now,
+            instructions=params.instructions,
         )
         self._response = response
         if isinstance(reply, ReplyStream):
@@ -343,9 +347,18 @@ class Responses:
             details = {"type": status, "reason": reason}
         elif error is not None:
             details = {"type": status, "error": error}
-        self._out.send(
-            "response.done", response=self._events.response(response.info, status, details)
+        own = {item.id for item in response.info.output}
+        usage = self._usage.response_usage(
+            response.instructions,
+            (item for item in self._conversation.items if item.id not in own),
+            # The transcript, and any function call's arguments: generated text both.
+            "".join(response.sent_text)
+            + "".join(str(item.data.get("arguments") or "") for item in response.info.output),
+            response.sent_ms,
         )
+        body = self._events.response(response.info, status, details)
+        body["usage"] = usage
+        self._out.send("response.done", response=body)
         self._response = None
         self._on_done(response.played_until)
 

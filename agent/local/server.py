@@ -1,7 +1,8 @@
 """WebSocket transport for the local server: the Realtime API (GA and beta dialects), GPT-Live
 and the Responses API's WebSocket mode on one port; with ``webrtc=True`` also the Realtime
-API's WebRTC calls endpoint, on a second (HTTP) port (``agent.local.webrtc``), whose sessions
-run the same ``LocalSession`` loop on their data channel.
+API's WebRTC calls endpoint and GPT-Live's WebRTC session creation, on a second (HTTP) port
+(``agent.local.webrtc``), whose sessions run the same ``LocalSession`` loop on their data
+channel.
 
 Everything protocol-shaped happens in a sans-I/O protocol (``RealtimeProtocol``,
 ``LiveProtocol``, ``ResponsesProtocol``, one contract); this module only routes a connection
@@ -44,6 +45,7 @@ from agent.realtime.dialect import BETA_API_VERSION, Dialect
 
 if TYPE_CHECKING:
     from agent.local.webrtc.signalling import CallsEndpoint
+    from agent.local.webrtc.tracked_live import TrackedLive
 
 log = structlog.get_logger(__name__)
 
@@ -236,8 +238,8 @@ class LocalRealtimeServer:
         """``backend`` defaults to the synthetic one. The ``live_*`` settings go to every
         GPT-Live session (``LiveProtocol``'s ``lead_ms``, ``max_session_s``,
         ``usage_interval_s`` and ``transcript_interval_ms``). ``webrtc`` also serves the
-        Realtime calls endpoint (SDP over HTTP) on ``webrtc_port``; off, aiortc is never
-        imported."""
+        Realtime calls endpoint and GPT-Live's session creation (SDP over HTTP) on
+        ``webrtc_port``; off, aiortc is never imported."""
         self.host = host
         self.port = port
         self.backend = backend or synthetic_backend()
@@ -259,7 +261,11 @@ class LocalRealtimeServer:
             from agent.local.webrtc.signalling import CallsEndpoint
 
             self._calls = CallsEndpoint(
-                self.host, self._webrtc_port, self._webrtc_protocol, self._serve_webrtc
+                self.host,
+                self._webrtc_port,
+                self._webrtc_protocol,
+                self._serve_webrtc,
+                live=self._webrtc_live,
             )
             await self._calls.start()
 
@@ -324,6 +330,17 @@ class LocalRealtimeServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self._calls.port}{CALLS_PATHS[0]}"
 
+    @property
+    def live_calls_url(self) -> str | None:
+        """Where GPT-Live WebRTC sessions are created, e.g.
+        ``http://127.0.0.1:8766/v1/live/sessions``; None unless the server serves WebRTC."""
+        if self._calls is None:
+            return None
+        from agent.local.webrtc.signalling import LIVE_SESSIONS_PATHS
+
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self._calls.port}{LIVE_SESSIONS_PATHS[0]}"
+
     def _base(self) -> str:
         if self.port == 0:
             raise RuntimeError("the local realtime server has not been started")
@@ -370,6 +387,14 @@ class LocalRealtimeServer:
             vad_factory=backend.vad_factory,
             transcriber=backend.transcriber,
         )
+
+    def _webrtc_live(self, session: object, now: float) -> TrackedLive:
+        """A GPT-Live WebRTC session, started with its creation request's ``session``."""
+        from agent.local.webrtc.tracked_live import TrackedLive
+
+        protocol = self._protocol_for(Service.LIVE, LIVE_PATHS[0])
+        assert isinstance(protocol, LiveProtocol)
+        return TrackedLive(protocol, session, now)
 
     async def _serve_webrtc(self, protocol: SessionProtocol, connection: Any) -> None:
         await self.open_session(protocol, connection).run()

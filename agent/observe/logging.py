@@ -17,6 +17,8 @@ import structlog
 
 _SECRET_KEY = re.compile(r"(api[_-]?key|secret|token|password|authorization|auth)", re.I)
 _MASK = "***"
+#: A usage count ("input_tokens": 120) is named like a secret but is none.
+_COUNT_KEY = re.compile(r"_tokens$")
 _registered_secrets: set[str] = set()
 
 
@@ -34,12 +36,20 @@ def scrub(text: str) -> str:
     return text
 
 
+def _secret(key: str, value: Any) -> bool:
+    """Whether the field ``key`` holds a secret (counts of tokens used do not)."""
+    if not _SECRET_KEY.search(key):
+        return False
+    is_count = isinstance(value, int | float) and not isinstance(value, bool)
+    return not (is_count and _COUNT_KEY.search(key))
+
+
 def redact(value: Any) -> Any:
     """``value`` with secret-named fields masked and registered secrets scrubbed, at any depth."""
     if isinstance(value, str):
         return scrub(value)
     if isinstance(value, dict):
-        return {k: (_MASK if _SECRET_KEY.search(str(k)) else redact(v)) for k, v in value.items()}
+        return {k: (_MASK if _secret(str(k), v) else redact(v)) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return type(value)(redact(v) for v in value)
     return value
@@ -50,7 +60,7 @@ def redact_secrets(
 ) -> MutableMapping[str, Any]:
     """structlog processor: mask secret-named fields and scrub registered secret values."""
     for key in list(event_dict):
-        if _SECRET_KEY.search(key):
+        if _secret(key, event_dict[key]):
             event_dict[key] = _MASK
         else:
             event_dict[key] = redact(event_dict[key])

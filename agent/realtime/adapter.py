@@ -5,6 +5,12 @@ Each server message is parsed once, here: JSON, the event's type (through the di
 names), its fields, base64 audio. A message that is no event (not JSON, no type) or an event
 no decision needs gives no event; an event missing what it must carry raises
 :class:`MalformedEvent`, which the shell logs once per type and skips.
+
+Each ``response.done`` carries what that response cost (``response.usage``: tokens in and
+out, text, audio and cached); the adapter, one per session, keeps their sum and reports it
+after each as :class:`UsageUpdated`, a snapshot of the session so far as GPT-Live's
+``session.usage.updated`` is, with the nested details flattened (``input_audio_tokens``,
+``input_cached_text_tokens``, ``output_audio_tokens``, ...).
 """
 
 from __future__ import annotations
@@ -37,8 +43,10 @@ from agent.bridge.events import (
     SessionReady,
     SpeechStarted,
     SpeechStopped,
+    TrackAudio,
     TranscriptDelta,
     TranscriptDone,
+    UsageUpdated,
 )
 from agent.bridge.requests import (
     AppendAudio,
@@ -214,6 +222,25 @@ _OUTPUT: dict[OutputEvent, _Parser] = {
 }
 
 
+def response_usage(usage: dict[str, Any]) -> dict[str, float]:
+    """A ``response.usage`` as flat counts: ``input_tokens``, ``input_audio_tokens``,
+    ``input_cached_tokens``, ``input_cached_audio_tokens``, ``output_text_tokens``, ...;
+    what is missing or not a number is left out."""
+    flat: dict[str, float] = {}
+
+    def take(table: dict[str, Any], prefix: str) -> None:
+        for key, value in table.items():
+            if isinstance(value, dict):
+                # input_token_details -> input_..., cached_tokens_details -> cached_...
+                name = key.removesuffix("_details").removesuffix("_token").removesuffix("_tokens")
+                take(value, f"{prefix}{name}_")
+            elif isinstance(value, int | float) and not isinstance(value, bool):
+                flat[prefix + key] = float(value)
+
+    take(usage, "")
+    return flat
+
+
 class RealtimeAdapter:
     """The Realtime protocol in one dialect; ``webrtc`` when the session runs over WebRTC
     (its audio then rides the media track, and a cancel also clears the server's playout)."""
@@ -224,6 +251,8 @@ class RealtimeAdapter:
         self._parsers: dict[str, _Parser] = dict(_COMMON)
         for internal, parser in _OUTPUT.items():
             self._parsers[wire_name(dialect, internal)] = parser
+        #: The session's usage so far: the sum of its responses' ``response.usage``.
+        self._usage: dict[str, float] = {}
 
     def parse(self, message: str | bytes) -> list[ServerEvent]:
         """The events in one server message; none for one that matters to no decision."""
@@ -244,7 +273,23 @@ class RealtimeAdapter:
             raise MalformedEvent(event["type"], repr(exc)) from None
         if parsed is None:
             return []
-        return parsed if isinstance(parsed, list) else [parsed]
+        events = parsed if isinstance(parsed, list) else [parsed]
+        if event["type"] == "response.done":
+            usage = (event.get("response") or {}).get("usage")
+            if isinstance(usage, dict) and usage:
+                for key, value in response_usage(usage).items():
+                    self._usage[key] = self._usage.get(key, 0.0) + value
+                events.append(UsageUpdated(dict(self._usage)))
+        return events
+
+    def creation(self, requests: list[ClientRequest]) -> None:
+        """Nothing: a Realtime session is configured by ``session.update`` on the wire, over
+        WebRTC too (the calls endpoint's ``session`` part names only the model)."""
+        return None
+
+    def track_audio(self, audio: bytes) -> list[ServerEvent]:
+        """Track audio as is: the playout events say whose it is (``agent.bridge.track``)."""
+        return [TrackAudio(audio)]
 
     def encode(self, request: ClientRequest) -> list[str]:
         """The wire texts of ``request``."""

@@ -11,7 +11,11 @@ Over WebRTC (``realtime.transport = "webrtc"``) a Realtime session is reached th
 exchange (:class:`SdpExchange`) at each provider's calls endpoint: OpenAI's
 ``/v1/realtime/calls`` takes the offer with the API key (the model in a multipart ``session``
 part), Azure's ``/openai/v1/realtime/calls`` takes it raw with an ephemeral key minted at
-``/openai/v1/realtime/client_secrets``; the local backend serves the OpenAI shape.
+``/openai/v1/realtime/client_secrets``; the local backend serves the OpenAI shape. A GPT-Live
+session over WebRTC is created with ``POST /v1/live/sessions`` (Azure:
+``/openai/v1/live/sessions``): a JSON body with the session's whole configuration and the
+offer, the answer in the JSON reply; the provider's key authenticates it (Live has no
+ephemeral keys), and the HTTP request itself starts the session.
 """
 
 from __future__ import annotations
@@ -59,6 +63,9 @@ class SdpExchange:
     url: str
     model: str = ""
     client_secret_url: str = ""
+    #: GPT-Live: the body is JSON, ``{"session": <configuration>, "transport": {"type":
+    #: "webrtc", "sdp": <offer>}}``, and the reply's ``transport.sdp`` is the answer.
+    live: bool = False
 
 
 @dataclass(frozen=True)
@@ -82,7 +89,8 @@ class RealtimeEndpoint:
         """One line for logs: provider, URL, protocol and transport; headers (keys) are never
         included."""
         if self.protocol == LIVE:
-            return f"{self.provider} {self.url} (GPT-Live over {self.transport})"
+            url = self.sdp.url if self.sdp is not None else self.url
+            return f"{self.provider} {url} (GPT-Live over {self.transport})"
         if self.sdp is not None:
             return f"{self.provider} {self.sdp.url} ({self.dialect.value} dialect over webrtc)"
         return f"{self.provider} {self.url} ({self.dialect.value} dialect over websocket)"
@@ -124,12 +132,10 @@ def resolve_endpoint(
     """
     webrtc = settings.realtime.transport == WEBRTC
     if settings.realtime.protocol == LIVE:
-        if webrtc:
-            raise ConfigError(
-                "realtime.transport: GPT-Live runs over websocket here; webrtc is for the "
-                'Realtime API (protocol = "realtime")'
-            )
-        return _live_endpoint(settings, local_url)
+        live = _live_endpoint(settings, local_url)
+        if not webrtc:
+            return live
+        return replace(live, sdp=_live_sdp_exchange(settings, live, local_calls_url))
     endpoint = _realtime_endpoint(settings, local_url)
     if not webrtc:
         return endpoint
@@ -165,6 +171,24 @@ def _sdp_exchange(
     parts = urlsplit(endpoint.url)
     scheme = "https" if parts.scheme == "wss" else "http"
     return SdpExchange(f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}/calls", model)
+
+
+def _live_sdp_exchange(
+    settings: Settings, endpoint: RealtimeEndpoint, local_calls_url: str | None
+) -> SdpExchange:
+    """Where a GPT-Live WebRTC session is created: the same path as its WebSocket, over
+    HTTP(S), with the same key (the model goes in the JSON body's session)."""
+    if endpoint.provider == "local":
+        if local_calls_url is None:
+            raise ConfigError("realtime: the local backend's WebRTC endpoint is not running")
+        return SdpExchange(_origin(local_calls_url) + LIVE_PATH, live=True)
+    if endpoint.provider == "custom" and settings.realtime.webrtc_url:
+        if urlsplit(settings.realtime.webrtc_url).scheme not in ("http", "https"):
+            raise ConfigError("realtime.webrtc_url: not an http:// or https:// URL")
+        return SdpExchange(settings.realtime.webrtc_url, live=True)
+    parts = urlsplit(endpoint.url)
+    scheme = "https" if parts.scheme == "wss" else "http"
+    return SdpExchange(f"{scheme}://{parts.netloc}{parts.path}", live=True)
 
 
 def _realtime_endpoint(settings: Settings, local_url: str | None) -> RealtimeEndpoint:

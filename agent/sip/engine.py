@@ -1,7 +1,7 @@
 """The SIP engine interface: what the agent needs of a SIP stack, whichever it is.
 
 An engine answers and rejects calls, moves 20 ms PCM16 frames both ways, sends and reports
-DTMF, transfers, and reports a call's events to its listener; the request policy
+DTMF, holds and transfers, and reports a call's events to its listener; the request policy
 (``agent.sip.request_policy``) stands in front of it. Each engine lives in one place that
 alone imports its library (``agent.sip.pjsip`` for PJSUA2, ``agent.sip.baresip`` for
 baresip-python); ``agent.sip.engines`` names them.
@@ -140,6 +140,19 @@ class EngineCall(Protocol):
         """Blind transfer (REFER); progress comes to ``on_transfer_status``.
 
         Raises ``SipCommandError`` when it cannot be sent."""
+        ...
+
+    async def hold(self) -> None:
+        """Hold the call ourselves: a re-INVITE with a=sendonly (our audio, the music on
+        hold, still reaches the far end); returns once the far end answered it.
+
+        Raises ``SipCommandError`` when it cannot be sent or is refused."""
+        ...
+
+    async def resume(self) -> None:
+        """Take the call off our hold: a re-INVITE with a=sendrecv; returns once answered.
+
+        Raises ``SipCommandError`` when it cannot be sent or is refused."""
         ...
 
     def send_dtmf(self, digits: str) -> None:

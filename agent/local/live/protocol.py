@@ -270,6 +270,21 @@ class LiveProtocol:
             )
         self._handlers[kind](event, cid)
 
+    def start_media(self, session: object, now: float) -> list[Event]:
+        """Start a WebRTC session from the ``session`` of the HTTP request that creates it:
+        ``session.started`` (returned, for the data channel) and the clock from ``now``.
+        Raises ``ProtocolError`` for a configuration the real server would refuse; a later
+        ``session.start`` on the channel is refused as on a started WebSocket."""
+        self._now = now
+        self._begin(start_config(session, **self._identity(), media=True), None)
+        return self._out.drain()
+
+    def _identity(self) -> dict[str, Any]:
+        return {
+            "session_id": new_id("sess"),
+            "expires_at": int(self._unix_time() + self._max_session_s),
+        }
+
     def _on_start(self, event: dict[str, Any], cid: str | None) -> None:
         if self._config is not None:
             raise ProtocolError(
@@ -277,11 +292,9 @@ class LiveProtocol:
                 code="session_already_started",
                 param="type",
             )
-        config = start_config(
-            required(event, "session"),
-            session_id=new_id("sess"),
-            expires_at=int(self._unix_time() + self._max_session_s),
-        )
+        self._begin(start_config(required(event, "session"), **self._identity()), cid)
+
+    def _begin(self, config: LiveSessionConfig, cid: str | None) -> None:
         self._config = config
         self._started_at = self._now
         self._next_usage = self._now + self._usage_interval_s

@@ -4,6 +4,10 @@ by ``session.update`` only where Live allows it (delegation settings and trigger
 
 The real server rejects unknown fields, and so does this one: a misspelt field is a client
 bug that the SDK's models do not catch (they keep extra fields), so it must fail here.
+
+A WebRTC session (``media=True``) is configured by the HTTP request that creates it, with the
+same object: only a primary WebSocket names an audio format (WebRTC negotiates its media), so
+one is refused there; the session then works in 24 kHz PCM inside, and echoes no format.
 """
 
 from __future__ import annotations
@@ -66,8 +70,9 @@ class LiveSessionConfig:
     """Unix seconds at which the session expires."""
     model: str
     codec: Codec
-    """The session's one audio format, for input and output alike."""
-    audio_format: dict[str, Any]
+    """The session's one audio format, for input and output alike (inside, over WebRTC)."""
+    audio_format: dict[str, Any] | None
+    """As echoed; None for a WebRTC session (its media negotiated the format)."""
     voice: str | dict[str, Any]
     delegation: dict[str, Any]
     """Always client delegation, resolved: ``{"type": "client", "acknowledgement_delay_ms"}``."""
@@ -85,21 +90,25 @@ class LiveSessionConfig:
             "expires_at": self.expires_at,
             "model": self.model,
             "status": "active",
-            "audio": {"format": dict(self.audio_format), "output": {"voice": self.voice}},
+            "audio": {"output": {"voice": self.voice}},
             "delegation": dict(self.delegation),
             "instructions": self.instructions,
             "input": copy.deepcopy(list(self.input_items)),
             "store": self.store,
             "triggers": [],
         }
+        if self.audio_format is not None:
+            body["audio"]["format"] = dict(self.audio_format)
         if self.safety_identifier is not None:
             body["safety_identifier"] = self.safety_identifier
         return body
 
 
-def start_config(raw: object, *, session_id: str, expires_at: int) -> LiveSessionConfig:
-    """The configuration a ``session.start``'s ``session`` asks for; ProtocolError if the real
-    server would refuse it."""
+def start_config(
+    raw: object, *, session_id: str, expires_at: int, media: bool = False
+) -> LiveSessionConfig:
+    """The configuration a ``session.start``'s ``session`` asks for (``media``: a WebRTC
+    creation request's); ProtocolError if the real server would refuse it."""
     session = _object(raw, "session")
     _no_unknown(session, _SESSION_KEYS, "session")
     if session.get("model") is None:
@@ -111,12 +120,22 @@ def start_config(raw: object, *, session_id: str, expires_at: int) -> LiveSessio
     model = _nonempty_string(session["model"], "session.model")
     if session.get("client") is not None:
         raise ProtocolError(
-            "'session.client' configures a WebRTC frontend; a primary WebSocket does not take it.",
+            "'session.client' configures a WebRTC frontend; a primary WebSocket does not take it."
+            if not media
+            else "The local server does not restrict a WebRTC frontend's events: leave "
+            "'session.client' out.",
             code="unsupported_parameter",
             param="session.client",
         )
     _triggers(session.get("triggers"))
     audio_format, voice = _audio(session.get("audio"))
+    if media and isinstance(session.get("audio"), dict) and "format" in session["audio"]:
+        raise ProtocolError(
+            "WebRTC negotiates the audio format on the media transport: 'session.audio.format' "
+            "is for a primary WebSocket.",
+            code="unsupported_parameter",
+            param="session.audio.format",
+        )
     items = _history(session.get("input"))
     instructions = _optional_string(session, "instructions")
     if instructions is None or not instructions.strip():
@@ -134,7 +153,7 @@ def start_config(raw: object, *, session_id: str, expires_at: int) -> LiveSessio
         expires_at=expires_at,
         model=model,
         codec=codec(_CODEC_OF_FORMAT[audio_format["type"], audio_format["rate"]]),
-        audio_format=audio_format,
+        audio_format=None if media else audio_format,
         voice=voice,
         delegation=_delegation(session.get("delegation"), None, "session.delegation"),
         instructions=instructions,

@@ -67,7 +67,11 @@ class WebRtcConnection:
         return self
 
     @classmethod
-    async def open(cls, endpoint: RealtimeEndpoint, timeout_s: float) -> WebRtcConnection:
+    async def open(
+        cls, endpoint: RealtimeEndpoint, timeout_s: float, session: dict[str, Any] | None = None
+    ) -> WebRtcConnection:
+        """Connect: offer, answer, ICE, DTLS and the data channel open, within ``timeout_s``.
+        ``session`` is the configuration a GPT-Live exchange carries."""
         sdp = endpoint.sdp
         if sdp is None:
             raise ValueError("a WebRTC session needs the endpoint's SDP exchange")
@@ -79,16 +83,20 @@ class WebRtcConnection:
         channel = pc.createDataChannel(EVENTS_CHANNEL)
         conn = cls(pc, channel, outbound, endpoint)
         try:
-            await asyncio.wait_for(conn._negotiate(sdp.url, timeout_s, where), timeout_s)
+            await asyncio.wait_for(conn._negotiate(sdp.url, timeout_s, where, session), timeout_s)
         except TimeoutError:
+            # Read the states before closing: a closed connection's say nothing any more.
+            reason = conn._timeout_reason(where)
             await pc.close()
-            raise RealtimeConnectError(conn._timeout_reason(where)) from None
+            raise RealtimeConnectError(reason) from None
         except BaseException:
             await pc.close()
             raise
         return conn
 
-    async def _negotiate(self, url: str, timeout_s: float, where: str) -> None:
+    async def _negotiate(
+        self, url: str, timeout_s: float, where: str, session: dict[str, Any] | None
+    ) -> None:
         assert self.endpoint.sdp is not None
         with candidates_on(urlsplit(url).hostname or ""):
             # aiortc gathers every candidate before it returns: the offer is complete.
@@ -99,6 +107,7 @@ class WebRtcConnection:
             self.endpoint.headers,
             timeout_s,
             where,
+            session,
         )
         try:
             await self._pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))

@@ -2,11 +2,16 @@
 
 Failures are one line each, naming the URL but never a key: an HTTP status of the exchange
 (with what it usually means), no answer in time, no connection, or a reply that is no SDP.
+
+GPT-Live's exchange is JSON both ways: the session's configuration and the offer go in
+(``{"session": ..., "transport": {"type": "webrtc", "sdp": offer}}``), the session's id and
+the answer come back (``{"session": {"id"}, "transport": {"type": "webrtc", "sdp"}}``).
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import aiohttp
 
@@ -25,13 +30,23 @@ _REASON_CHARS = 160
 
 
 async def exchange_sdp(
-    offer: str, sdp: SdpExchange, headers: dict[str, str], timeout_s: float, where: str
+    offer: str,
+    sdp: SdpExchange,
+    headers: dict[str, str],
+    timeout_s: float,
+    where: str,
+    session: dict[str, Any] | None = None,
 ) -> str:
-    """POST ``offer`` as ``sdp`` says; the server's SDP answer."""
+    """POST ``offer`` as ``sdp`` says; the server's SDP answer. ``session`` is the
+    configuration a GPT-Live exchange carries (required there, unused elsewhere)."""
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as http:
-            if sdp.client_secret_url:
+            if sdp.live:
+                if session is None:
+                    raise ValueError("a GPT-Live SDP exchange carries the session's configuration")
+                answer = await _live_exchange(http, sdp.url, headers, offer, session, where)
+            elif sdp.client_secret_url:
                 key = await _client_secret(http, sdp, headers, where)
                 auth = {"Authorization": f"Bearer {key}"}
                 answer = await _post(http, sdp.url, auth, _raw(offer), where)
@@ -47,6 +62,28 @@ async def exchange_sdp(
         raise RealtimeConnectError(f"{where}: SDP exchange failed: {exc}") from None
     if not answer.startswith("v=0"):
         raise RealtimeConnectError(f"{where}: the SDP exchange answered with no SDP")
+    return answer
+
+
+async def _live_exchange(
+    http: aiohttp.ClientSession,
+    url: str,
+    headers: dict[str, str],
+    offer: str,
+    session: dict[str, Any],
+    where: str,
+) -> str:
+    body = {"session": session, "transport": {"type": "webrtc", "sdp": offer}}
+    async with http.post(url, json=body, headers={**headers, "Accept": "application/json"}) as r:
+        text = await r.text()
+        if r.status >= 300:
+            raise _status_error(r.status, text, where)
+    try:
+        answer = json.loads(text)["transport"]["sdp"]
+    except (ValueError, KeyError, TypeError):
+        answer = None
+    if not isinstance(answer, str):
+        raise RealtimeConnectError(f"{where}: the session reply has no transport.sdp answer")
     return answer
 
 
@@ -99,6 +136,15 @@ async def _client_secret(
 
 def _status_error(status: int, text: str, where: str) -> RealtimeConnectError:
     hint = _STATUS_HINTS.get(status, "unexpected HTTP status")
-    reason = " ".join(text.split())[:_REASON_CHARS]
+    reason = " ".join(_error_message(text).split())[:_REASON_CHARS]
     detail = f" ({reason})" if reason else ""
     return RealtimeConnectError(f"{where}: SDP exchange: HTTP {status} {hint}{detail}", status)
+
+
+def _error_message(text: str) -> str:
+    """The ``error.message`` of an API error body (what the reason is), else the body."""
+    try:
+        message = json.loads(text)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return text
+    return message if isinstance(message, str) else text

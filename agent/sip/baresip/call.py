@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -29,6 +30,11 @@ from agent.sip.rtp_filter import expected_source, restrict_source
 
 #: A REFER whose outcome has not come in this long is reported failed (the call stays).
 TRANSFER_TIMEOUT_S = 30.0
+#: Our hold's (or resume's) re-INVITE unanswered this long failed.
+HOLD_ANSWER_TIMEOUT_S = 5.0
+#: No re-INVITE goes while another offer is in flight: tried again this often.
+HOLD_RETRIES = 5
+HOLD_RETRY_S = 0.2
 _DTMF = "0123456789*#ABCD"
 
 
@@ -96,6 +102,10 @@ class BaresipCall:
         self._disconnected = False
         self._rejected: int | None = None
         self._held = False
+        #: We hold the call (our re-INVITE with a=sendonly was answered).
+        self._local_held = False
+        #: Waiting for the answer to our hold's or resume's re-INVITE.
+        self._reinvite_answer: asyncio.Future[None] | None = None
         self._info_digits = 0
         self._transfer_final = True
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -140,6 +150,46 @@ class BaresipCall:
         self.log.info("sip_transfer_sent", refer_to=uri)
         self._spawn("transfer", self._transfer(uri))
 
+    async def hold(self) -> None:
+        await self._set_hold(True)
+
+    async def resume(self) -> None:
+        await self._set_hold(False)
+
+    async def _set_hold(self, hold: bool) -> None:
+        verb = "hold" if hold else "resume"
+        if self._disconnected:
+            raise SipCommandError("the call has ended")
+        if not self._established:
+            raise SipCommandError("the call is not established")
+        answer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._reinvite_answer = answer
+        call_id = self.sip_call_id
+        try:
+            for _attempt in range(HOLD_RETRIES):
+                status = await self._executor.run(
+                    lambda: native.set_audio_direction(call_id, send_only=hold)
+                )
+                if status != native.REFRESH_BUSY:
+                    break
+                await asyncio.sleep(HOLD_RETRY_S)  # another offer in flight: its answer first
+            if status == native.CALL_GONE:
+                raise SipCommandError("the call has ended")
+            if status == native.REFRESH_BUSY:
+                raise SipCommandError(f"{verb} not sent: another re-INVITE stays in flight")
+            if status != 0:
+                raise SipCommandError(f"{verb} not sent: {os.strerror(status)}")
+            try:
+                await asyncio.wait_for(answer, HOLD_ANSWER_TIMEOUT_S)
+            except TimeoutError:
+                raise SipCommandError(
+                    f"no answer to the {verb} re-INVITE within {HOLD_ANSWER_TIMEOUT_S:g} s"
+                ) from None
+        finally:
+            self._reinvite_answer = None
+        self._local_held = hold
+        self.log.info("sip_local_hold" if hold else "sip_local_resume")
+
     def send_dtmf(self, digits: str) -> None:
         if self._disconnected:
             raise SipCommandError("the call has ended")
@@ -157,7 +207,8 @@ class BaresipCall:
             self.pump.source = source
 
     def received_rtp_packets(self) -> int | None:
-        if self._disconnected or self._held or self.pump is None:
+        if self._disconnected or self._held or self._local_held or self.pump is None:
+            # On hold (either side's) the far end need not send us anything.
             return None
         return self.pump.frames_in
 
@@ -280,6 +331,9 @@ class BaresipCall:
         elif kind in (Event.CALL_HOLD, Event.CALL_RESUME):
             self._hold(kind is Event.CALL_HOLD)
         elif kind is Event.CALL_REMOTE_SDP and self._established:
+            answer = self._reinvite_answer
+            if answer is not None and not answer.done() and (event.text or "") == "answer":
+                answer.set_result(None)
             self._spawn("media", self._media_up())
 
     def _outgoing_event(self, event: StackEvent) -> None:
@@ -317,6 +371,9 @@ class BaresipCall:
         if self._disconnected:
             return
         self._disconnected = True
+        answer = self._reinvite_answer
+        if answer is not None and not answer.done():
+            answer.set_exception(SipCommandError("the call ended"))
         code = close_code(text, self._established, self._rejected)
         self.log.info("sip_call_ended", code=code, reason=text)
         if not self._transfer_final:

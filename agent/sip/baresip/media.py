@@ -41,8 +41,11 @@ from agent.sip.engine import FrameSource, SilenceSource
 
 TICK_S = FRAME_MS / 1000
 #: Frames kept written ahead of the transmit thread: 20 ms of lateness of the ticker costs
-#: nothing, and a barge-in flushes them.
-PREFILL_FRAMES = 2
+#: nothing (its p99 lateness was 3.8 ms at 150 calls), and a barge-in flushes it. Each frame
+#: more costs every reply ~27 ms on the way out (bench/latency.py, G.711 passthrough,
+#: outbound p50: 24 ms with 0 frames, 44 ms with 1, 77 ms with 2); 0 would leave no margin
+#: at all for a late tick, so a gap at the caller.
+PREFILL_FRAMES = 1
 #: Caller frames kept while the shell is late (1 s); older ones are dropped and counted.
 INBOUND_LIMIT = 50
 #: Ticks without caller audio after which silence stands in for it (beyond RTP jitter).

@@ -11,7 +11,9 @@ wheel bundles; ``check_versions`` refuses anything else at start):
 - the request's raw text and source address, read from ``struct sip_msg`` (``read_request``);
 - a stateful reply with our own status and headers (``reply``);
 - a final response to a ringing call with our own status and headers (``reject_ringing``);
-- a call's negotiated codec and RTP/RTCP sockets (``call_media``).
+- a call's negotiated codec and RTP/RTCP sockets (``call_media``);
+- our own hold as a direction change (``set_audio_direction``): baresip's ``call_hold`` also
+  stops the stream sending, so the caller would hear silence instead of music on hold.
 
 libre is not thread-safe: everything marked *re thread* must run on baresip's ``baresip-re``
 thread, either inside a callback libre makes (the request listener) or through
@@ -105,6 +107,11 @@ _ffi.cdef(
     struct list *uag_list(void);
     struct account *ua_account(const struct ua *ua);
     int account_set_audio_codecs(struct account *acc, const char *codecs);
+    enum sdp_dir { SDP_INACTIVE = 0, SDP_RECVONLY = 1, SDP_SENDONLY = 2, SDP_SENDRECV = 3 };
+    bool call_refresh_allowed(const struct call *call);
+    void call_get_mdir(struct call *call, enum sdp_dir *ap, enum sdp_dir *vp);
+    void call_set_mdir(struct call *call, enum sdp_dir a, enum sdp_dir v);
+    int call_modify(struct call *call);
     void dbg_init(int level, int flags);
     void dbg_handler_set(void (*ph)(int level, const char *p, size_t len, void *arg), void *arg);
     """
@@ -259,6 +266,29 @@ def end_unanswered(call_id: str) -> bool:
         return False
     _lib.ua_hangupf(_lib.call_get_ua(call), call, 0, b"no audio was negotiated", _ffi.NULL)
     return True
+
+
+#: ``set_audio_direction``'s answers besides 0 (sent) and an errno.
+CALL_GONE = -1
+REFRESH_BUSY = -2
+
+
+def set_audio_direction(call_id: str, send_only: bool) -> int:
+    """Offer a=sendonly (``send_only``) or a=sendrecv in a re-INVITE (*re thread*): 0 once
+    it is sent, ``CALL_GONE``, ``REFRESH_BUSY`` (another offer is in flight; try again) or
+    an errno. Unlike ``call_hold``, the stream keeps sending: our audio still reaches the
+    far end, which the answer (a=recvonly) allows."""
+    call = _lib.uag_call_find(call_id.encode())
+    if call == _ffi.NULL:
+        return CALL_GONE
+    if not _lib.call_refresh_allowed(call):
+        return REFRESH_BUSY
+    audio = _ffi.new("enum sdp_dir *")
+    video = _ffi.new("enum sdp_dir *")
+    _lib.call_get_mdir(call, audio, video)
+    direction = _lib.SDP_SENDONLY if send_only else _lib.SDP_SENDRECV
+    _lib.call_set_mdir(call, direction, video[0])
+    return int(_lib.call_modify(call))
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ leave PJSIP mid-update.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +22,9 @@ from agent.sip.engine import CallListener, FrameSource, SipCommandError
 from agent.sip.message import sdp_audio_address
 from agent.sip.pjsip.media_port import BridgePort
 from agent.sip.rtp_filter import expected_source, find_udp_socket, restrict_source, split_address
+
+#: Our hold's (or resume's) re-INVITE unanswered this long failed.
+HOLD_ANSWER_TIMEOUT_S = 5.0
 
 
 def rtp_figures(stat: pj.StreamStat) -> dict[str, float | int]:
@@ -83,6 +87,10 @@ class _PjCall(pj.Call):
         self.confirmed = False
         #: The far end holds the call (its last offer was sendonly or inactive).
         self.held = False
+        #: We hold the call (our re-INVITE with a=sendonly was answered).
+        self.local_held = False
+        #: Waiting for the answer to our hold's or resume's re-INVITE.
+        self._reinvite_answer: asyncio.Future[None] | None = None
         self.log = structlog.get_logger("sip").bind(
             call_id=self.call_id, sip_call_id=self.sip_call_id
         )
@@ -149,6 +157,43 @@ class _PjCall(pj.Call):
             raise SipCommandError(f"REFER not sent: {exc.reason}") from None
         self.log.info("sip_transfer_sent", refer_to=uri)
 
+    async def set_hold(self, hold: bool) -> None:
+        """Our re-INVITE: a=sendonly (hold) or a=sendrecv (resume); returns once answered."""
+        verb = "hold" if hold else "resume"
+        if self.disconnected:
+            raise SipCommandError("the call has ended")
+        answer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._reinvite_answer = answer
+        try:
+            prm = pj.CallOpParam(True)
+            if hold:
+                self.setHold(prm)
+            else:
+                prm.opt.flag = pj.PJSUA_CALL_UNHOLD
+                self.reinvite(prm)
+        except pj.Error as exc:
+            self._reinvite_answer = None
+            raise SipCommandError(f"{verb} not sent: {exc.reason}") from None
+        try:
+            await asyncio.wait_for(answer, HOLD_ANSWER_TIMEOUT_S)
+        except TimeoutError:
+            raise SipCommandError(
+                f"no answer to the {verb} re-INVITE within {HOLD_ANSWER_TIMEOUT_S:g} s"
+            ) from None
+        finally:
+            self._reinvite_answer = None
+        self.local_held = hold
+        self.log.info("sip_local_hold" if hold else "sip_local_resume")
+
+    def _reinvite_answered(self, error: str = "") -> None:
+        answer = self._reinvite_answer
+        if answer is None or answer.done():
+            return
+        if error:
+            answer.set_exception(SipCommandError(error))
+        else:
+            answer.set_result(None)
+
     def send_dtmf(self, digits: str) -> None:
         """Send ``digits`` as RFC 4733 telephone-events (the peer must have offered them)."""
         if self.disconnected:
@@ -171,8 +216,8 @@ class _PjCall(pj.Call):
             for index, media in enumerate(info.media):
                 if media.type != pj.PJMEDIA_TYPE_AUDIO:
                     continue
-                if media.status != pj.PJSUA_CALL_MEDIA_ACTIVE:
-                    return None
+                if media.status != pj.PJSUA_CALL_MEDIA_ACTIVE or self.local_held:
+                    return None  # on hold (either side's): nothing need come
                 if not media.dir & pj.PJMEDIA_DIR_DECODING:
                     return None
                 stat = self.getStreamStat(index)
@@ -230,6 +275,7 @@ class _PjCall(pj.Call):
             if info.state != pj.PJSIP_INV_STATE_DISCONNECTED or self.disconnected:
                 return
             self.disconnected = True
+            self._reinvite_answered("the call ended")
             self._detach_media()
             self.log.info("sip_call_ended", code=int(info.lastStatusCode), reason=info.lastReason)
             if self.listener is not None:
@@ -305,8 +351,22 @@ class _PjCall(pj.Call):
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
         try:
             self._attach_media()
+            # The answer to our own re-INVITE (hold, resume) renegotiated the media.
+            self._reinvite_answered()
         except Exception:
             self.log.exception("sip_callback_failed", callback="onCallMediaState")
+
+    def onCallTsxState(self, prm: pj.OnCallTsxStateParam) -> None:
+        # A refused re-INVITE of ours (hold, resume) leaves the media as it was: no media
+        # state comes, the final response here says why.
+        try:
+            if self._reinvite_answer is None or prm.e.type != pj.PJSIP_EVENT_TSX_STATE:
+                return
+            tsx = prm.e.body.tsxState.tsx
+            if tsx.method == "INVITE" and tsx.role == pj.PJSIP_ROLE_UAC and tsx.statusCode >= 300:
+                self._reinvite_answered(f"re-INVITE refused: {tsx.statusCode} {tsx.statusText}")
+        except Exception:
+            self.log.exception("sip_callback_failed", callback="onCallTsxState")
 
     def onStreamDestroyed(self, prm: pj.OnStreamDestroyedParam) -> None:
         # The stream's RTP statistics, read while it still exists (for media_stats).
@@ -331,8 +391,8 @@ class _PjCall(pj.Call):
                     and not media.dir & pj.PJMEDIA_DIR_ENCODING
                 )
             )
-            if media.status != pj.PJSUA_CALL_MEDIA_ACTIVE:
-                continue
+            if media.status not in (pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_LOCAL_HOLD):
+                continue  # on our hold the stream still sends: the music on hold
             audio = self.getAudioMedia(index)
             stream = self.getStreamInfo(index)
             if self.port is None:
@@ -500,6 +560,12 @@ class PjsipCall:
 
     def transfer(self, uri: str) -> None:
         self._call.transfer(uri)
+
+    async def hold(self) -> None:
+        await self._call.set_hold(True)
+
+    async def resume(self) -> None:
+        await self._call.set_hold(False)
 
     def send_dtmf(self, digits: str) -> None:
         self._call.send_dtmf(digits)
