@@ -303,19 +303,6 @@ class _PjCall(pj.Call):
             if self.listener is not None:
                 self.listener.on_progress(code, str(info.lastReason))
 
-    def onCallTsxState(self, prm: pj.OnCallTsxStateParam) -> None:
-        # A call we place: a 100 Trying changes no call state, only its transaction's.
-        try:
-            event = prm.e
-            if (
-                self.outgoing
-                and event.type == pj.PJSIP_EVENT_TSX_STATE
-                and event.body.tsxState.type == pj.PJSIP_EVENT_RX_MSG
-            ):
-                self.far_end_responded = True
-        except Exception:
-            self.log.exception("sip_callback_failed", callback="onCallTsxState")
-
     def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
         # One call per key press, for RFC 4733 events and SIP INFO (application/dtmf-relay)
         # alike: pjsua 2.15 answers such an INFO itself and reports it here.
@@ -357,10 +344,19 @@ class _PjCall(pj.Call):
             self.log.exception("sip_callback_failed", callback="onCallMediaState")
 
     def onCallTsxState(self, prm: pj.OnCallTsxStateParam) -> None:
-        # A refused re-INVITE of ours (hold, resume) leaves the media as it was: no media
-        # state comes, the final response here says why.
         try:
-            if self._reinvite_answer is None or prm.e.type != pj.PJSIP_EVENT_TSX_STATE:
+            event = prm.e
+            if (
+                self.outgoing
+                and event.type == pj.PJSIP_EVENT_TSX_STATE
+                and event.body.tsxState.type == pj.PJSIP_EVENT_RX_MSG
+            ):
+                # A call we place: a 100 Trying changes no call state, only its
+                # transaction's; it still means somebody is there.
+                self.far_end_responded = True
+            # A refused re-INVITE of ours (hold, resume) leaves the media as it was: no media
+            # state comes, the final response here says why.
+            if self._reinvite_answer is None or event.type != pj.PJSIP_EVENT_TSX_STATE:
                 return
             tsx = prm.e.body.tsxState.tsx
             if tsx.method == "INVITE" and tsx.role == pj.PJSIP_ROLE_UAC and tsx.statusCode >= 300:
