@@ -112,6 +112,13 @@ class OutboundSession(CallSession):
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def _run(self) -> None:
+        try:
+            await self._place()
+        except Exception:
+            self._agent_failed = True  # CallSession.run logs it; the outcome is "failed"
+            raise
+
+    async def _place(self) -> None:
         loop = asyncio.get_running_loop()
         self._ring_timer = loop.call_later(self.outbound.ring_timeout_s, self._ring_timeout)
         self.log.info(
