@@ -77,10 +77,19 @@ async def test_an_answered_call_is_a_conversation_both_ways(
     try:
         peer.talk(_person(), "PCMU")
         command = CallCommand()
+        config = _config(
+            tmp_path,
+            "[profiles.reminder]\n"
+            "instructions = 'You remind {name} of an appointment; you called {dialed}.'\n"
+            "greeting = 'Tell {name} you are calling about tomorrow.'\n",
+        )
         status = await command.run(
             callee.uri,
-            ["--config", str(_config(tmp_path)), "--realtime-url", model.url, *engine_args(engine)],
-        )
+            [
+                "--config", str(config), "--realtime-url", model.url, *engine_args(engine),
+                "--profile", "reminder", "--var", "name=Ada",
+            ],
+        )  # fmt: skip
         tail = "\n".join(command.raw[-30:])
         assert status == EXIT_STATUS["answered"], tail
         result = await callee.result()
@@ -106,7 +115,13 @@ async def test_an_answered_call_is_a_conversation_both_ways(
     (verdict,) = command.events("amd_verdict")
     assert verdict["then"] == "talk"
     creates = [e for e in session.received if e["type"] == "response.create"]
-    assert creates, "the agent never spoke"
+    # The profile asked for, its placeholders filled from --var and the call itself.
+    assert creates[0]["response"]["instructions"] == "Tell Ada you are calling about tomorrow."
+    update = next(e for e in session.received if e["type"] == "session.update")
+    assert update["session"]["instructions"] == (
+        f"You remind Ada of an appointment; you called {callee.uri}."
+    )
+    assert record["profile"] == "reminder"
     # Times since the session's first event, which goes out by the answer.
     asked = session.received_at[session.received.index(creates[0])] - session.received_at[0]
     assert asked * 1000 >= record["amd"]["decided_ms"] - 300
