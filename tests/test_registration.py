@@ -2,14 +2,12 @@
 digest auth, takes the calls Kamailio routes to it, and survives Kamailio restarting.
 
 Kamailio, the agent and SIPp all run on 127.0.0.1; the agent's ``sip.allow_from`` is empty,
-so the only calls it takes are those from its registrar's address. Registration is on the
-PJSIP engine only (``engine = "pjsip"`` in each profile here: baresip, the default, refuses
-``[[sip.accounts]]`` at start).
+so the only calls it takes are those from its registrar's address. Every test runs on both
+SIP engines.
 """
 
 from __future__ import annotations
 
-import asyncio
 import io
 import socket
 import sys
@@ -23,7 +21,14 @@ from agent.check import run_check
 from agent.config import load_settings
 from testbed.certs import make_certificates
 from testbed.kamailio import KAMAILIO, Registrar
-from testbed.peers import AgentProcess, RtpPeer, free_port, run_sipp, talk_then_pause
+from testbed.peers import (
+    AgentProcess,
+    RtpPeer,
+    engine_args,
+    free_port,
+    run_sipp,
+    talk_then_pause,
+)
 from testbed.recording import RecordingServer
 
 pytestmark = [
@@ -51,20 +56,20 @@ async def registrar() -> AsyncIterator[Registrar]:
         await kamailio.stop()
 
 
-def _profile(registrar: Registrar, tmp_path: Path, expires_s: int = 10) -> Path:
+def _profile(registrar: Registrar, tmp_path: Path, engine: str, expires_s: int = 10) -> Path:
     config = tmp_path / "agent.toml"
     config.write_text(
-        '[sip]\nengine = "pjsip"\nallow_from = []\n\n[[sip.accounts]]\n'
+        f'[sip]\nengine = "{engine}"\nallow_from = []\n\n[[sip.accounts]]\n'
         f'name = "kam"\nregistrar = "sip:127.0.0.1:{registrar.port}"\nusername = "agent"\n'
         f'password_env = "KAM_PASSWORD"\nexpires_s = {expires_s}\n'
     )
     return config
 
 
-async def _agent(url: str, config: Path, password: str) -> AgentProcess:
+async def _agent(engine: str, url: str, config: Path, password: str) -> AgentProcess:
     agent = AgentProcess(
         free_port(),
-        ["--engine", "pjsip", "--realtime-url", url, "--config", str(config)],
+        [*engine_args(engine), "--realtime-url", url, "--config", str(config)],
         env={"KAM_PASSWORD": password},
     )
     await agent.start()
@@ -85,9 +90,9 @@ async def _call_through(registrar: Registrar, tmp_path: Path) -> tuple[int, RtpP
 
 
 async def test_registers_takes_a_routed_call_and_survives_a_registrar_restart(
-    registrar: Registrar, local_server: RecordingServer, tmp_path: Path
+    engine: str, registrar: Registrar, local_server: RecordingServer, tmp_path: Path
 ) -> None:
-    agent = await _agent(local_server.url, _profile(registrar, tmp_path), PASSWORD)
+    agent = await _agent(engine, local_server.url, _profile(registrar, tmp_path, engine), PASSWORD)
     try:
         [line] = await agent.wait_for("sip_registration", 10)
         assert (line["account"], line["state"], line["expires_s"]) == ("kam", "registered", 10)
@@ -124,10 +129,10 @@ async def test_registers_takes_a_routed_call_and_survives_a_registrar_restart(
 
 
 async def test_a_wrong_password_is_one_clear_error_and_is_retried(
-    registrar: Registrar, local_server: RecordingServer, tmp_path: Path
+    engine: str, registrar: Registrar, local_server: RecordingServer, tmp_path: Path
 ) -> None:
-    config = _profile(registrar, tmp_path)
-    agent = await _agent(local_server.url, config, "wrong")
+    config = _profile(registrar, tmp_path, engine)
+    agent = await _agent(engine, local_server.url, config, "wrong")
     try:
         [line] = await agent.wait_for("sip_registration", 10)
         assert line["state"] == "failed" and line["level"] == "warning"
@@ -157,10 +162,12 @@ async def test_a_wrong_password_is_one_clear_error_and_is_retried(
     assert "registered, expires in 10 s" in out.getvalue()
 
 
-async def test_check_tells_an_unknown_registrar_host_from_a_bad_password(tmp_path: Path) -> None:
+async def test_check_tells_an_unknown_registrar_host_from_a_bad_password(
+    engine: str, tmp_path: Path
+) -> None:
     config = tmp_path / "agent.toml"
     config.write_text(
-        '[sip]\nengine = "pjsip"\n[[sip.accounts]]\nname = "t"\n'
+        f'[sip]\nengine = "{engine}"\n[[sip.accounts]]\nname = "t"\n'
         'registrar = "sip:no-such-host.invalid"\n'
         'username = "agent"\npassword_env = "P"\n'
     )
@@ -170,23 +177,8 @@ async def test_check_tells_an_unknown_registrar_host_from_a_bad_password(tmp_pat
     print(out.getvalue(), file=sys.stderr)
 
 
-async def test_the_baresip_engine_refuses_accounts_at_start(
-    registrar: Registrar, tmp_path: Path
-) -> None:
-    agent = AgentProcess(
-        free_port(),
-        ["--engine", "baresip", "--config", str(_profile(registrar, tmp_path))],
-        env={"KAM_PASSWORD": PASSWORD},
-    )
-    with pytest.raises(AssertionError):
-        await agent.start(timeout_s=10)
-    assert agent.proc is not None
-    assert await asyncio.wait_for(agent.proc.wait(), 10) == 2
-    assert any("not supported by the baresip engine" in line for line in agent.raw)
-
-
 async def test_registers_over_tls_verifying_the_registrar_and_takes_a_call_over_it(
-    local_server: RecordingServer, tmp_path: Path
+    engine: str, local_server: RecordingServer, tmp_path: Path
 ) -> None:
     certs = make_certificates(tmp_path / "certs")
     stranger_ca = make_certificates(tmp_path / "other", name="other-ca")
@@ -199,7 +191,8 @@ async def test_registers_over_tls_verifying_the_registrar_and_takes_a_call_over_
     def profile(ca: Path, name: str) -> Path:
         config = tmp_path / f"{name}.toml"
         config.write_text(
-            f"[sip]\nallow_from = []\n\n[sip.tls]\nport = {free_port(socket.SOCK_STREAM)}\n"
+            f'[sip]\nengine = "{engine}"\nallow_from = []\n\n'
+            f"[sip.tls]\nport = {free_port(socket.SOCK_STREAM)}\n"
             f'ca_file = "{ca}"\ncert_file = "{certs.cert}"\nkey_file = "{certs.key}"\n\n'
             '[[sip.accounts]]\nname = "kam"\n'
             f'registrar = "sip:127.0.0.1:{kamailio.tls_port}"\ntransport = "tls"\n'
@@ -209,18 +202,24 @@ async def test_registers_over_tls_verifying_the_registrar_and_takes_a_call_over_
 
     try:
         # A registrar whose certificate our CA file does not vouch for: a TLS failure.
-        agent = await _agent(local_server.url, profile(stranger_ca.ca, "wrong-ca"), PASSWORD)
+        agent = await _agent(
+            engine, local_server.url, profile(stranger_ca.ca, "wrong-ca"), PASSWORD
+        )
         try:
             [line] = await agent.wait_for("sip_registration", 15)
             assert line["state"] == "failed" and line["reason"].startswith("TLS"), line
         finally:
             assert await agent.stop() == 0
 
-        agent = await _agent(local_server.url, profile(certs.ca, "right-ca"), PASSWORD)
+        agent = await _agent(engine, local_server.url, profile(certs.ca, "right-ca"), PASSWORD)
         try:
             [line] = await agent.wait_for("sip_registration", 15)
             assert line["state"] == "registered", line
-            await kamailio.wait_for(";transport=TLS> from 127.0.0.1", 5)
+            await kamailio.wait_for("registered sip:agent@127.0.0.1", 5)
+            assert any(
+                "registered" in line and ";transport=tls>" in line.lower()
+                for line in kamailio.lines
+            ), "the contact is not on TLS"
             # SIPp calls Kamailio over UDP; Kamailio relays over the agent's TLS connection.
             # (sip:, not sips:, URIs: with sips: the agent, like any UA, would answer a caller
             # that is not on TLS all the way "480 SIPS Required".) The ACK and BYE come to
