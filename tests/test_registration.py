@@ -188,14 +188,14 @@ async def test_registers_over_tls_verifying_the_registrar_and_takes_a_call_over_
     )  # fmt: skip
     await kamailio.start()
 
-    def profile(ca: Path, name: str) -> Path:
+    def profile(ca: Path, name: str, scheme: str = "sip") -> Path:
         config = tmp_path / f"{name}.toml"
         config.write_text(
             f'[sip]\nengine = "{engine}"\nallow_from = []\n\n'
             f"[sip.tls]\nport = {free_port(socket.SOCK_STREAM)}\n"
             f'ca_file = "{ca}"\ncert_file = "{certs.cert}"\nkey_file = "{certs.key}"\n\n'
             '[[sip.accounts]]\nname = "kam"\n'
-            f'registrar = "sip:127.0.0.1:{kamailio.tls_port}"\ntransport = "tls"\n'
+            f'registrar = "{scheme}:127.0.0.1:{kamailio.tls_port}"\ntransport = "tls"\n'
             'username = "agent"\npassword_env = "KAM_PASSWORD"\nexpires_s = 60\n'
         )
         return config
@@ -231,5 +231,14 @@ async def test_registers_over_tls_verifying_the_registrar_and_takes_a_call_over_
             assert rms_dbfs(peer.audio()) > -37
         finally:
             assert await agent.stop() == 0
+
+        # A sips: registrar: registered over TLS too (`voice-agent check`, which unregisters).
+        out = io.StringIO()
+        settings = load_settings(
+            profile(certs.ca, "sips", scheme="sips"), environ={"KAM_PASSWORD": PASSWORD}
+        )
+        assert await run_check(settings, out), out.getvalue()
+        assert "account:  kam (sips:127.0.0.1:" in out.getvalue()
+        assert "registered, expires in 60 s" in out.getvalue()
     finally:
         await kamailio.stop()

@@ -57,9 +57,14 @@ def registrar_domain(uri: str) -> str:
 def account_aor(account: AccountSettings, password: str, codecs: tuple[str, ...], srtp: str) -> str:
     """The address-of-record line of ``account``'s user agent (holds the password: never
     log it). Raises ``ValueError`` for what baresip's account parser cannot carry."""
+    domain = registrar_domain(account.registrar)
+    sips = account.registrar.startswith("sips:")
     aor = baresip.Account(
         user=account.username,
-        domain=registrar_domain(account.registrar),
+        domain=domain,
+        # libre sends no request to a sips: URI itself (ENOSYS): a sips: registrar is
+        # reached through a sip: route over TLS to the same place, the AOR staying sips:.
+        registrar=f"sip:{domain};transport=tls" if sips else None,
         password=password,
         reg_interval=account.expires_s,
         transport=account.transport,  # type: ignore[arg-type]  # validated by agent.config
@@ -68,7 +73,7 @@ def account_aor(account: AccountSettings, password: str, codecs: tuple[str, ...]
         # No video codecs: see agent.sip.baresip.stack_config.
         extra_params=("video_codecs", *MEDIAENC[account.srtp or srtp]),
     ).aor()
-    if account.registrar.startswith("sips:"):
+    if sips:
         aor = aor.replace("<sip:", "<sips:", 1)
     return aor
 

@@ -59,8 +59,9 @@ def runtime_config(settings: SipSettings, port: int) -> baresip.Config:
     )
 
 
-def account(settings: SipSettings, port: int) -> baresip.Account:
-    return baresip.Account(
+def account(settings: SipSettings, port: int) -> str:
+    """The address-of-record line of the process's own user agent."""
+    aor = baresip.Account(
         user=settings.user,
         domain=f"{settings.host}:{port}",
         password="",
@@ -71,4 +72,7 @@ def account(settings: SipSettings, port: int) -> baresip.Account:
         # catchall: INVITEs to any user part reach this agent; which numbers are answered is
         # the request gate's routing (agent.sip.routing), baresip would 404 all but sip.user.
         extra_params=("video_codecs", "catchall=yes", *MEDIAENC[settings.srtp]),
-    )
+    ).aor()
+    # Without a transport in its URI: baresip hands a user agent only the INVITEs of its
+    # URI's transport, and this one takes calls over UDP, TCP and TLS alike.
+    return aor.replace(";transport=udp>", ">", 1)
