@@ -20,6 +20,7 @@ from agent.audio.levels import rms_dbfs
 from agent.check import run_check
 from agent.config import load_settings
 from testbed.certs import make_certificates
+from testbed.http_probe import http_get, sample, scrape
 from testbed.kamailio import KAMAILIO, Registrar
 from testbed.peers import (
     AgentProcess,
@@ -97,6 +98,10 @@ async def test_registers_takes_a_routed_call_and_survives_a_registrar_restart(
         [line] = await agent.wait_for("sip_registration", 10)
         assert (line["account"], line["state"], line["expires_s"]) == ("kam", "registered", 10)
         await registrar.wait_for("registered sip:agent@127.0.0.1", 5)
+        status, body = await http_get(f"{agent.http_url}/readyz")
+        assert status == 200 and '"accounts_registered": true' in body
+        metrics = await scrape(agent.http_url)
+        assert sample(metrics, "voice_agent_registration_up", account="kam") == 1
 
         code, peer = await _call_through(registrar, tmp_path)
         assert code == 0
@@ -242,3 +247,46 @@ async def test_registers_over_tls_verifying_the_registrar_and_takes_a_call_over_
         assert "registered, expires in 60 s" in out.getvalue()
     finally:
         await kamailio.stop()
+
+
+async def test_a_registrar_that_never_answers_and_an_unknown_user_are_told_apart(
+    local_server: RecordingServer, tmp_path: Path
+) -> None:
+    # On the default engine: a "registrar" that swallows every datagram (SIP gives up after
+    # its 32 s transaction timeout) and a Kamailio that answers 404 for users it lacks.
+    kamailio = Registrar(free_port(), {"agent": PASSWORD}, unknown_user_404=True)
+    await kamailio.start()
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    config = tmp_path / "agent.toml"
+    accounts = (
+        ("nobody", f"sip:127.0.0.1:{kamailio.port}", "nobody"),
+        ("silent", f"sip:127.0.0.1:{silent.getsockname()[1]}", "agent"),
+    )
+    config.write_text(
+        "[sip]\nallow_from = []\n"
+        + "".join(
+            f'\n[[sip.accounts]]\nname = "{name}"\nregistrar = "{registrar}"\n'
+            f'username = "{user}"\npassword_env = "KAM_PASSWORD"\nexpires_s = 60\n'
+            for name, registrar, user in accounts
+        )
+    )
+    agent = await _agent("baresip", local_server.url, config, PASSWORD)
+    try:
+        [unknown] = await agent.wait_for("sip_registration", 10)
+        assert (unknown["account"], unknown["state"]) == ("nobody", "failed")
+        assert unknown["reason"] == "unknown user (404 Not Found)"
+        status, body = await http_get(f"{agent.http_url}/readyz")
+        assert status == 503 and '"accounts_registered": false' in body
+        metrics = await scrape(agent.http_url)
+        assert sample(metrics, "voice_agent_registration_up", account="nobody") == 0
+        lines = await agent.wait_for("sip_registration", 40, count=2)
+        timeout = next(line for line in lines if line["account"] == "silent")
+        assert timeout["state"] == "failed" and timeout["reason"].startswith("timeout"), timeout
+        assert agent.events("call_finished") == []
+    finally:
+        silent.close()
+        assert await agent.stop() == 0
+        await kamailio.stop()
+    # The 404 is retried on the backoff (2 s after the first failure).
+    assert kamailio.count("REGISTER unknown user sip:nobody@127.0.0.1") >= 2
