@@ -39,6 +39,8 @@ pytestmark = [
 ]
 
 PASSWORD = "agent-secret"
+#: The greeting of the profile that calls coming in on the account get.
+TRUNK_GREETING = "Thank the caller for calling the trunk line."
 
 
 @pytest.fixture
@@ -63,6 +65,8 @@ def _profile(registrar: Registrar, tmp_path: Path, engine: str, expires_s: int =
         f'[sip]\nengine = "{engine}"\nallow_from = []\n\n[[sip.accounts]]\n'
         f'name = "kam"\nregistrar = "sip:127.0.0.1:{registrar.port}"\nusername = "agent"\n'
         f'password_env = "KAM_PASSWORD"\nexpires_s = {expires_s}\n'
+        '\n[[routes]]\naccount = "kam"\nprofile = "trunk"\n'
+        f'\n[profiles.trunk]\ngreeting = "{TRUNK_GREETING}"\n'
     )
     return config
 
@@ -107,6 +111,12 @@ async def test_registers_takes_a_routed_call_and_survives_a_registrar_restart(
         assert code == 0
         assert len(local_server.sessions) == 1
         session = local_server.sessions[0]
+        # Routed by the account it came in on (`[[routes]] account = "kam"`), to the number
+        # dialed (the To user: the Request-URI names the registered contact).
+        [routed] = agent.events("call_routed")
+        assert (routed["account"], routed["profile"], routed["dialed"]) == ("kam", "trunk", "agent")
+        greeting = next(e for e in session.received if e["type"] == "response.create")
+        assert greeting["response"]["instructions"] == TRUNK_GREETING
         assert len(session.input_audio) / 2 / 24000 > 2.0, "caller audio never reached the model"
         assert rms_dbfs(bytes(session.input_audio)) > -32
         heard = peer.audio()
