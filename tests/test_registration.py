@@ -157,6 +157,8 @@ async def test_a_wrong_password_is_one_clear_error_and_is_retried(
         # agent logs no second line for the same state.
         await registrar.wait_for("REGISTER auth failed", 6, count=2)
         assert len(agent.events("sip_registration")) == 1
+        # ... nor does the SIP stack add lines of its own about it.
+        assert [line for line in agent.lines if "Forbidden" in str(line)] == [line], agent.lines
         # The call finds nobody registered: Kamailio answers 404, the agent sees nothing.
         code, _ = await _call_through(registrar, tmp_path)
         assert code != 0

@@ -123,6 +123,8 @@ class BaresipAccounts:
         self._on_incoming = on_incoming
         self._agents: dict[str, _Agent] = {}
         self._retries: dict[str, asyncio.TimerHandle] = {}
+        #: Registration outcomes seen so far, by account.
+        self._outcomes: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
 
@@ -142,9 +144,9 @@ class BaresipAccounts:
                 agent = await baresip.UserAgent.create(self._runtime, aor, transfer_policy="reject")
             except baresip.BaresipError as exc:
                 raise EngineStartError(f"sip.accounts {name!r}: {exc}") from None
-            native_ua = await self._executor.run(native.newest_agent)
+            native_ua, contact_user = await self._executor.run(native.newest_agent)
             entry = _Agent(name, agent, native_ua)
-            entry.contact_user = await self._executor.run(lambda: native.contact_user(native_ua))
+            entry.contact_user = contact_user
             contacts[entry.contact_user] = settings.username
             agent.on_incoming(self._on_incoming)
             agent.on(lambda event, name=name: self._on_event(name, event))
@@ -181,11 +183,14 @@ class BaresipAccounts:
 
     def _on_event(self, name: str, event: baresip.StackEvent) -> None:
         kind = event.event
+        if kind not in (baresip.Event.REGISTER_OK, baresip.Event.REGISTER_FAIL):
+            return
+        self._outcomes[name] = outcome = self._outcomes.get(name, 0) + 1
         if kind is baresip.Event.REGISTER_OK:
             if self._stopping:
                 self.registrations.unregistered(name)
             else:
-                self._spawn(self._registered(name))
+                self._spawn(self._registered(name, outcome))
         elif kind is baresip.Event.REGISTER_FAIL:
             settings = self.registrations.accounts[name].settings
             failed_kind, code, reason = failure(settings, event.text or "")
@@ -195,10 +200,11 @@ class BaresipAccounts:
             else:
                 self._failed(name, failed_kind, code, reason)
 
-    async def _registered(self, name: str) -> None:
+    async def _registered(self, name: str, outcome: int) -> None:
         ua = self._agents[name].native
         granted = await self._executor.run(lambda: native.registration_expires(ua))
-        if not self._stopping:
+        # Unless a later outcome (a failed refresh) came meanwhile: that one stands.
+        if not self._stopping and self._outcomes[name] == outcome:
             self.registrations.registered(
                 name, granted or self.registrations.accounts[name].settings.expires_s
             )

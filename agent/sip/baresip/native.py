@@ -265,19 +265,16 @@ def account_for(msg: Any) -> Any:
     return _ffi.NULL if agent == _ffi.NULL else _lib.ua_account(agent)
 
 
-def newest_agent() -> Any:
-    """The ``struct ua *`` created last (*re thread*): baresip appends each new one."""
+def newest_agent() -> tuple[Any, str]:
+    """The ``struct ua *`` created last (baresip appends each new one) and the user part of
+    its Contact: its account's user, with a random suffix when another user agent has the
+    same user (*re thread*)."""
     agents = _lib.uag_list()
     if agents == _ffi.NULL or agents.tail == _ffi.NULL:
         raise RuntimeError("baresip has no user agent")
-    return _ffi.cast("struct ua *", agents.tail.data)
-
-
-def contact_user(agent: Any) -> str:
-    """The user part of ``agent``'s Contact (*re thread*): its account's user, with a random
-    suffix when another user agent has the same user."""
-    value = _lib.ua_local_cuser(agent)
-    return "" if value == _ffi.NULL else _ffi.string(value).decode()
+    agent = _ffi.cast("struct ua *", agents.tail.data)
+    user = _lib.ua_local_cuser(agent)
+    return agent, "" if user == _ffi.NULL else _ffi.string(user).decode()
 
 
 _EXPIRES = re.compile(r"Expires (\d+)s")
