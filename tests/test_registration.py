@@ -270,20 +270,24 @@ async def test_a_registrar_that_never_answers_and_an_unknown_user_are_told_apart
     await kamailio.start()
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     silent.bind(("127.0.0.1", 0))
-    config = tmp_path / "agent.toml"
     accounts = (
         ("nobody", f"sip:127.0.0.1:{kamailio.port}", "nobody"),
         ("silent", f"sip:127.0.0.1:{silent.getsockname()[1]}", "agent"),
     )
-    config.write_text(
-        "[sip]\nallow_from = []\n"
-        + "".join(
-            f'\n[[sip.accounts]]\nname = "{name}"\nregistrar = "{registrar}"\n'
-            f'username = "{user}"\npassword_env = "KAM_PASSWORD"\nexpires_s = 60\n'
-            for name, registrar, user in accounts
+
+    def profile(file: str, *entries: tuple[str, str, str]) -> Path:
+        config = tmp_path / f"{file}.toml"
+        config.write_text(
+            "[sip]\nallow_from = []\n"
+            + "".join(
+                f'\n[[sip.accounts]]\nname = "{name}"\nregistrar = "{registrar}"\n'
+                f'username = "{user}"\npassword_env = "KAM_PASSWORD"\nexpires_s = 60\n'
+                for name, registrar, user in entries
+            )
         )
-    )
-    agent = await _agent("baresip", local_server.url, config, PASSWORD)
+        return config
+
+    agent = await _agent("baresip", local_server.url, profile("both", *accounts), PASSWORD)
     try:
         [unknown] = await agent.wait_for("sip_registration", 10)
         assert (unknown["account"], unknown["state"]) == ("nobody", "failed")
@@ -296,6 +300,12 @@ async def test_a_registrar_that_never_answers_and_an_unknown_user_are_told_apart
         timeout = next(line for line in lines if line["account"] == "silent")
         assert timeout["state"] == "failed" and timeout["reason"].startswith("timeout"), timeout
         assert agent.events("call_finished") == []
+        # `voice-agent check` names it too (the 404 account alone: no 32 s to wait).
+        out = io.StringIO()
+        settings = load_settings(profile("nobody", accounts[0]), environ={"KAM_PASSWORD": "x"})
+        assert not await run_check(settings, out)
+        assert "account:  nobody (sip:127.0.0.1:" in out.getvalue()
+        assert "FAILED: unknown user (404 Not Found)" in out.getvalue()
     finally:
         silent.close()
         assert await agent.stop() == 0

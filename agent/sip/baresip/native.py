@@ -117,6 +117,7 @@ _ffi.cdef(
                                 const char *key, size_t len_key);
     int tls_add_cafile_path(struct tls *tls, const char *cafile, const char *capath);
     void tls_disable_verify_server(struct tls *tls);
+    int tls_set_min_proto_version(struct tls *tls, int version);
     int sa_set_str(struct sa *sa, const char *addr, uint16_t port);
     int sip_transp_add_sock(struct sip *sip, int tp, bool listen, const struct sa *laddr, ...);
     int sip_transp_laddr(struct sip *sip, struct sa *laddr, int tp, const struct sa *dst);
@@ -298,6 +299,8 @@ def registration_expires(agent: Any) -> int:
 #: libre's ``enum sip_transp`` and ``enum tls_method`` values used here.
 _SIP_TRANSP_TLS = 2
 _TLS_METHOD_TLS = 0
+#: OpenSSL's ``TLS1_2_VERSION``: the oldest TLS accepted, as on PJSIP.
+_TLS1_2 = 0x0303
 
 
 @dataclass(frozen=True)
@@ -327,6 +330,9 @@ def add_tls_transport(spec: TlsTransport) -> int:
         return int(status)
     tls = slot[0]
     try:
+        status = _lib.tls_set_min_proto_version(tls, _TLS1_2)
+        if status != 0:
+            return int(status)
         if spec.cert_pem:
             status = _lib.tls_set_certificate_pem(
                 tls, spec.cert_pem, len(spec.cert_pem), spec.key_pem, len(spec.key_pem)
