@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -93,14 +95,12 @@ def failure(account: AccountSettings, text: str) -> tuple[str, int, str]:
 
 
 class _Agent:
-    """One account's user agent, and what the engine knows of it."""
+    """One account's user agent: the binding's, and the native ``struct ua *`` (re thread
+    only)."""
 
-    def __init__(self, name: str, agent: baresip.UserAgent, native_ua: Any) -> None:
-        self.name = name
+    def __init__(self, agent: baresip.UserAgent, native_ua: Any) -> None:
         self.agent = agent
-        #: The native ``struct ua *`` (re thread only).
         self.native = native_ua
-        self.contact_user = ""
 
 
 class BaresipAccounts:
@@ -145,12 +145,10 @@ class BaresipAccounts:
             except baresip.BaresipError as exc:
                 raise EngineStartError(f"sip.accounts {name!r}: {exc}") from None
             native_ua, contact_user = await self._executor.run(native.newest_agent)
-            entry = _Agent(name, agent, native_ua)
-            entry.contact_user = contact_user
-            contacts[entry.contact_user] = settings.username
+            contacts[contact_user] = settings.username
             agent.on_incoming(self._on_incoming)
             agent.on(lambda event, name=name: self._on_event(name, event))
-            self._agents[name] = entry
+            self._agents[name] = _Agent(agent, native_ua)
         return contacts
 
     async def start(self) -> None:
@@ -174,12 +172,16 @@ class BaresipAccounts:
 
     async def _register(self, name: str) -> None:
         agent = self._agents[name].agent
+        before = self._outcomes.get(name, 0)
         _, payload = await self._runtime.cmd(
             _baresip_native.lib.BP_CMD_UA_REGISTER, args=str(agent.handle)
         )
-        if payload is not None:
-            # Not even sent (no transport for the account's, say): a failure like any other.
-            self._failed(name, "error", 0, f"REGISTER could not be sent ({payload.decode()})")
+        if payload is not None and self._outcomes.get(name, 0) == before:
+            # Not even sent, and baresip reported nothing: a failure like any other (where it
+            # did report it, as REGISTER_FAIL, that event was the failure).
+            errno = int(json.loads(payload).get("errno", 0))
+            reason = os.strerror(errno) if errno else payload.decode()
+            self._failed(name, "error", 0, f"REGISTER could not be sent: {reason}")
 
     def _on_event(self, name: str, event: baresip.StackEvent) -> None:
         kind = event.event
