@@ -65,6 +65,8 @@ def _profile(registrar: Registrar, tmp_path: Path, engine: str, expires_s: int =
         f'[sip]\nengine = "{engine}"\nallow_from = []\n\n[[sip.accounts]]\n'
         f'name = "kam"\nregistrar = "sip:127.0.0.1:{registrar.port}"\nusername = "agent"\n'
         f'password_env = "KAM_PASSWORD"\nexpires_s = {expires_s}\n'
+        # SRTP when offered: the plain-RTP calls through Kamailio still connect.
+        'srtp = "optional"\n'
         '\n[[routes]]\naccount = "kam"\nprofile = "trunk"\n'
         f'\n[profiles.trunk]\ngreeting = "{TRUNK_GREETING}"\n'
     )
