@@ -1,8 +1,8 @@
 """The libre/baresip C functions the public baresip-python API does not reach, through cffi.
 
 baresip-python 0.5.2a3 cannot answer a request with a chosen status and headers (its reject is
-486 only), tells nothing about a call's RTP sockets or exact codec, and lets every request
-through to baresip. Its native module exports libre's and baresip's own symbols, so this
+486 only), tells nothing about a call's RTP sockets or exact codec or a registration's
+lifetime, opens TLS only on the SIP port + 1, and lets every request through to baresip. Its native module exports libre's and baresip's own symbols, so this
 module declares the few it needs, with the struct layouts of libre 4.10 (the version that
 wheel bundles; ``check_versions`` refuses anything else at start):
 
@@ -11,7 +11,11 @@ wheel bundles; ``check_versions`` refuses anything else at start):
 - the request's raw text and source address, read from ``struct sip_msg`` (``read_request``);
 - a stateful reply with our own status and headers (``reply``);
 - a final response to a ringing call with our own status and headers (``reject_ringing``);
-- a call's negotiated codec and RTP/RTCP sockets (``call_media``).
+- a call's negotiated codec and RTP/RTCP sockets (``call_media``);
+- the user agent baresip will hand a new INVITE to (``account_for``), a new user agent's
+  Contact user and the registration lifetime its registrar granted (``newest_agent``,
+  ``registration_expires``);
+- a TLS transport on a port and with PEM text of our choosing (``add_tls_transport``).
 
 libre is not thread-safe: everything marked *re thread* must run on baresip's ``baresip-re``
 thread, either inside a callback libre makes (the request listener) or through
