@@ -42,6 +42,8 @@ class Registrar:
     #: Answer a REGISTER for a user not in the table 404 (by default 403, like a wrong
     #: password: no user enumeration).
     unknown_user_404: bool = False
+    #: With a TCP listener on this port too.
+    tcp_port: int = 0
     directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="kamailio-")))
     proc: asyncio.subprocess.Process | None = None
     lines: list[str] = field(default_factory=list)
@@ -75,6 +77,8 @@ class Registrar:
             ]  # fmt: skip
         if self.unknown_user_404:
             defines += ["-A", "UNKNOWN_USER_404"]
+        if self.tcp_port:
+            defines += ["-A", f"LISTEN_TCP=tcp:{HOST}:{self.tcp_port}"]
         self.proc = await asyncio.create_subprocess_exec(
             KAMAILIO, "-DD", "-E", "-f", str(CONFIG), "-Y", str(run),
             "-A", f"LISTEN=udp:{HOST}:{self.port}", "-A", f'DBURL="text://{db}"', *defines,

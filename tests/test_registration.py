@@ -314,3 +314,23 @@ async def test_a_registrar_that_never_answers_and_an_unknown_user_are_told_apart
         await kamailio.stop()
     # The 404 is retried on the backoff (2 s after the first failure).
     assert kamailio.count("REGISTER unknown user sip:nobody@127.0.0.1") >= 2
+
+
+async def test_registers_over_tcp(engine: str, tmp_path: Path) -> None:
+    kamailio = Registrar(free_port(), {"agent": PASSWORD}, tcp_port=free_port(socket.SOCK_STREAM))
+    await kamailio.start()
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'[sip]\nengine = "{engine}"\n\n[[sip.accounts]]\nname = "kam"\n'
+        f'registrar = "sip:127.0.0.1:{kamailio.tcp_port}"\ntransport = "tcp"\n'
+        'username = "agent"\npassword_env = "KAM_PASSWORD"\nexpires_s = 60\n'
+    )
+    try:
+        out = io.StringIO()
+        settings = load_settings(config, environ={"KAM_PASSWORD": PASSWORD})
+        assert await run_check(settings, out), out.getvalue()
+        assert "registered, expires in 60 s" in out.getvalue()
+        registered = [line for line in kamailio.lines if "registered sip:agent@" in line]
+        assert registered and "transport=tcp" in registered[0].lower(), kamailio.lines[-5:]
+    finally:
+        await kamailio.stop()

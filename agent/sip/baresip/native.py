@@ -2,9 +2,10 @@
 
 baresip-python 0.5.2a3 cannot answer a request with a chosen status and headers (its reject is
 486 only), tells nothing about a call's RTP sockets or exact codec or a registration's
-lifetime, opens TLS only on the SIP port + 1, and lets every request through to baresip. Its native module exports libre's and baresip's own symbols, so this
-module declares the few it needs, with the struct layouts of libre 4.10 (the version that
-wheel bundles; ``check_versions`` refuses anything else at start):
+lifetime, opens TLS only on the SIP port + 1, and lets every request through to baresip. Its
+native module exports libre's and baresip's own symbols, so this module declares the few it
+needs, with the struct layouts of libre 4.10 (the version that wheel bundles;
+``check_versions`` refuses anything else at start):
 
 - a SIP request listener placed at the head of libre's list, so every request not absorbed by
   a transaction is seen here before baresip's own listeners (``RequestListener``);
