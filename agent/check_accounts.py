@@ -1,6 +1,6 @@
 """``voice-agent check`` for ``[[sip.accounts]]``: register each one once, print the outcome.
 
-The SIP engine is started on a free port (a running agent keeps its own), every account
+The SIP engine is started on free ports (a running agent keeps its own), every account
 registers, and the check waits for each first outcome (a UDP registrar that never answers
 takes SIP's 32 s transaction timeout to say so), prints one line per account, and shuts the
 engine down, which unregisters what registered.
@@ -27,7 +27,10 @@ CHECK_TIMEOUT_S = 40.0
 async def check_accounts(settings: Settings, out: TextIO) -> bool:
     """True when every account registered."""
     registrations = Registrations(settings, RegistrarSources())
-    sip = dataclasses.replace(settings.sip, port=0)
+    # Free ports: a running agent keeps its own (SIP, and TLS when it listens).
+    sip = dataclasses.replace(
+        settings.sip, port=0, tls=dataclasses.replace(settings.sip.tls, port=0)
+    )
     engine = create_engine(
         sip,
         lambda call: call.reject(503, "Service Unavailable", sip.retry_after_s),

@@ -39,6 +39,11 @@ class Registrar:
     tls_port: int = 0
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    #: Answer a REGISTER for a user not in the table 404 (by default 403, like a wrong
+    #: password: no user enumeration).
+    unknown_user_404: bool = False
+    #: With a TCP listener on this port too.
+    tcp_port: int = 0
     directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="kamailio-")))
     proc: asyncio.subprocess.Process | None = None
     lines: list[str] = field(default_factory=list)
@@ -64,15 +69,19 @@ class Registrar:
         db = self._write_db()
         run = self.directory / "run"
         run.mkdir(exist_ok=True)
-        tls: list[str] = []
+        defines: list[str] = []
         if self.tls_port:
-            tls = [
+            defines = [
                 "-A", "WITH_TLS", "-A", f"LISTEN_TLS=tls:{HOST}:{self.tls_port}",
                 "-A", f'TLS_CERT="{self.tls_cert}"', "-A", f'TLS_KEY="{self.tls_key}"',
             ]  # fmt: skip
+        if self.unknown_user_404:
+            defines += ["-A", "UNKNOWN_USER_404"]
+        if self.tcp_port:
+            defines += ["-A", f"LISTEN_TCP=tcp:{HOST}:{self.tcp_port}"]
         self.proc = await asyncio.create_subprocess_exec(
             KAMAILIO, "-DD", "-E", "-f", str(CONFIG), "-Y", str(run),
-            "-A", f"LISTEN=udp:{HOST}:{self.port}", "-A", f'DBURL="text://{db}"', *tls,
+            "-A", f"LISTEN=udp:{HOST}:{self.port}", "-A", f'DBURL="text://{db}"', *defines,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import structlog
 
-from agent.config import load_settings
+from agent.config import AccountSettings, load_settings
+from agent.sip.baresip.accounts import account_aor, failure
 from agent.sip.callers import RegistrarSources
 from agent.sip.registration import (
     BACKOFF_S,
@@ -80,3 +82,36 @@ def test_readiness_waits_for_every_account_to_be_registered(tmp_path: Path) -> N
     registrations.failed("t", "timeout", 408, "Request Timeout")
     assert not registrations.all_registered
     assert Registrations(load_settings(None, environ={}), RegistrarSources()).all_registered
+
+
+def test_baresip_reads_its_failure_events_like_the_registrar_meant_them() -> None:
+    udp = AccountSettings(name="t", registrar="sip:h", username="u", password_env="P")
+    tls = dataclasses.replace(udp, transport="tls")
+    assert failure(udp, "403 Forbidden") == ("bad credentials", 403, "Forbidden")
+    assert failure(udp, "404 Not Found") == ("unknown user", 404, "Not Found")
+    assert failure(udp, "Connection timed out [110]") == (
+        "timeout",
+        0,
+        "Connection timed out [110]",
+    )
+    # libre's failed TLS handshake is EPROTO: on a TLS account that is the TLS failure.
+    assert failure(tls, "Protocol error [71]")[0] == "TLS"
+    assert failure(udp, "Protocol error [71]")[0] == "error"
+
+
+def test_baresip_accounts_register_to_the_registrar_with_the_account_srtp() -> None:
+    account = AccountSettings(
+        name="t", registrar="sip:10.0.0.5:5080", username="agent", password_env="P",
+        transport="tcp", expires_s=120, srtp="mandatory",
+    )  # fmt: skip
+    aor = account_aor(account, "pw", ("pcmu",), "off")
+    assert aor.startswith("<sip:agent@10.0.0.5:5080;transport=tcp>;")
+    assert "regint=120" in aor and "mediaenc=srtp-mand" in aor and 'auth_pass="pw"' in aor
+    assert "mediaenc" not in account_aor(dataclasses.replace(account, srtp=""), "", (), "off")
+    # libre sends nothing to a sips: URI: the AOR stays sips:, the route is sip: over TLS.
+    sips = dataclasses.replace(account, registrar="sips:[2001:db8::1]", transport="tls", srtp="")
+    aor = account_aor(sips, "", (), "optional")
+    assert aor.startswith("<sips:agent@[2001:db8::1];transport=tls>;")
+    assert 'outbound="sip:[2001:db8::1];transport=tls"' in aor and "mediaenc=srtp;" in aor + ";"
+    with pytest.raises(ValueError):
+        account_aor(account, 'pass"word', (), "off")  # baresip cannot quote it

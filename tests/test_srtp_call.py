@@ -1,7 +1,8 @@
-"""End to end: SDES-SRTP. A baresip-python caller in this process dials the agent (on PJSIP,
-``--engine pjsip``: the baresip engine refuses ``sip.srtp``) with SRTP mandatory on both
-sides: audio flows both ways, encrypted; a plain-RTP offer where SRTP is mandatory gets 488
-before the stack sees it.
+"""End to end: SDES-SRTP, on both SIP engines. A baresip-python caller in this process dials
+the agent with SRTP mandatory on both sides: audio flows both ways, encrypted; a plain-RTP
+offer where SRTP is mandatory gets 488 before the stack sees it; and a call comes over TLS,
+verifying the agent's certificate. (To ``sip:...;transport=tls``: libre, under the
+baresip-python caller, sends no request to a ``sips:`` URI.)
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ import pytest
 
 from agent.audio.levels import rms_dbfs
 from testbed.certs import make_certificates
-from testbed.peers import AgentProcess, free_port, free_rtp_port, run_sipp, speech_like
+from testbed.peers import (
+    AgentProcess,
+    engine_args,
+    free_port,
+    free_rtp_port,
+    run_sipp,
+    speech_like,
+)
 from testbed.recording import RecordingServer
 
 pytestmark = [pytest.mark.sipp, pytest.mark.timeout(90)]
@@ -76,13 +84,13 @@ async def _srtp_caller(uri: str, quiet_s: float, talk_s: float, ca: Path | None 
 
 
 async def test_an_srtp_call_carries_audio_both_ways_and_a_plain_offer_gets_488(
-    local_server: RecordingServer, tmp_path: Path
+    engine: str, local_server: RecordingServer, tmp_path: Path
 ) -> None:
     config = tmp_path / "agent.toml"
     config.write_text('[sip]\nsrtp = "mandatory"\n')
     agent = AgentProcess(
         free_port(),
-        ["--engine", "pjsip", "--realtime-url", local_server.url, "--config", str(config)],
+        [*engine_args(engine), "--realtime-url", local_server.url, "--config", str(config)],
     )
     await agent.start()
     try:
@@ -105,7 +113,9 @@ async def test_an_srtp_call_carries_audio_both_ways_and_a_plain_offer_gets_488(
         assert await agent.stop() == 0
 
 
-async def test_an_srtp_call_over_tls(local_server: RecordingServer, tmp_path: Path) -> None:
+async def test_an_srtp_call_over_tls(
+    engine: str, local_server: RecordingServer, tmp_path: Path
+) -> None:
     certs = make_certificates(tmp_path / "certs")
     tls_port = free_port(socket.SOCK_STREAM)
     config = tmp_path / "agent.toml"
@@ -115,7 +125,7 @@ async def test_an_srtp_call_over_tls(local_server: RecordingServer, tmp_path: Pa
     )
     agent = AgentProcess(
         free_port(),
-        ["--engine", "pjsip", "--realtime-url", local_server.url, "--config", str(config)],
+        [*engine_args(engine), "--realtime-url", local_server.url, "--config", str(config)],
     )
     await agent.start()
     try:

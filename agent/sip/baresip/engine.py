@@ -1,5 +1,6 @@
-"""The baresip engine: baresip-python's runtime, one user agent, the request gate, the media
-clock, and every call of the process (``agent.sip.engine.SipEngine``).
+"""The baresip engine: baresip-python's runtime, its user agents (the process's own, one per
+``[[sip.accounts]]`` entry), the TLS transport, the request gate, the media clock, and every
+call of the process (``agent.sip.engine.SipEngine``).
 
 baresip runs its own thread (``baresip-re``: SIP, RTP, timers) and one transmit thread per
 call; the binding hands its events to this loop, so calls, sessions and this engine share the
@@ -18,6 +19,8 @@ import contextlib
 import errno
 import os
 import socket
+import ssl
+from pathlib import Path
 from typing import Any
 
 import baresip
@@ -25,8 +28,9 @@ import structlog
 
 from agent.config import SipSettings
 from agent.sip.baresip import native, stack_config
+from agent.sip.baresip.accounts import BaresipAccounts
 from agent.sip.baresip.call import BaresipCall
-from agent.sip.baresip.gate import BaresipRequestGate
+from agent.sip.baresip.gate import STACK_CODECS, BaresipRequestGate
 from agent.sip.baresip.logs import StackLogs
 from agent.sip.baresip.media import MediaClock
 from agent.sip.engine import CallListener, DialError, EngineStartError, IncomingCall
@@ -45,8 +49,8 @@ def _free_udp_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
-def _port_taken(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+def _port_taken(host: str, port: int, kind: int = socket.SOCK_DGRAM) -> bool:
+    with socket.socket(socket.AF_INET, kind) as sock:
         try:
             sock.bind((host, port))
         except OSError:
@@ -80,9 +84,10 @@ class BaresipEngine:
         self._executor: native.ReThreadExecutor | None = None
         self._gate: BaresipRequestGate | None = None
         self._logs = StackLogs()
-        #: The user agent of each ``[[sip.accounts]]`` name calls may be placed through
-        #: (filled where accounts are registered); "" is the engine's own.
-        self.account_agents: dict[str, baresip.UserAgent] = {}
+        self._accounts: BaresipAccounts | None = None
+        #: The engine's own ``struct ua *`` (re thread only; its account's codecs are set
+        #: before each call it places).
+        self._native_agent: Any = None
         #: Stack events of calls not yet known, kept while a dial is under way (see dial).
         self._dialing = 0
         self._unclaimed: list[baresip.StackEvent] = []
@@ -93,19 +98,6 @@ class BaresipEngine:
         problem = native.check_versions()
         if problem is not None:
             raise EngineStartError(f"the baresip engine cannot run with {problem}")
-        if self._registrations is not None and self._registrations.accounts:
-            raise EngineStartError(
-                "[[sip.accounts]] registration is not supported by the baresip engine yet; "
-                "use the pjsip engine (sip.engine) to register"
-            )
-        if self.settings.srtp != "off":
-            raise EngineStartError(
-                "sip.srtp is not supported by the baresip engine yet; use the pjsip engine"
-            )
-        if self.settings.tls.cert_file:
-            raise EngineStartError(
-                "[sip.tls] is not supported by the baresip engine yet; use the pjsip engine"
-            )
         if self.settings.public_host:
             raise EngineStartError(
                 "sip.public_host is not supported by the baresip engine (its SDP names "
@@ -114,10 +106,12 @@ class BaresipEngine:
         host = self.settings.host
         port = self.settings.port or _free_udp_port(host)
         # baresip logs a failed bind and carries on without SIP: check first.
-        if _port_taken(host, port):
+        tcp = "tcp" in stack_config.transports(self.settings)
+        if _port_taken(host, port) or (tcp and _port_taken(host, port, socket.SOCK_STREAM)):
             raise EngineStartError(
                 f"cannot start SIP on {host}:{port}: {os.strerror(errno.EADDRINUSE)}"
             )
+        tls = self._tls_transport()
         self._logs.open()
         runtime = baresip.Runtime(native_log_level="warning")
         try:
@@ -133,6 +127,15 @@ class BaresipEngine:
         self.bound_port = port
         loop = asyncio.get_running_loop()
         self._executor = native.ReThreadExecutor(runtime)
+        # The user agent just created, before any account's.
+        self._native_agent, _ = await self._executor.run(native.newest_agent)
+        if tls is not None:
+            status = await self._executor.run(lambda: native.add_tls_transport(tls))
+            if status != 0:
+                await self._close_runtime()
+                raise EngineStartError(
+                    f"cannot start SIP over TLS on {host}:{tls.port}: {os.strerror(status)}"
+                )
         gate = BaresipRequestGate(
             self.policy, self.settings.codecs, loop, self._refusals.answered, self._in_dialog
         )
@@ -140,7 +143,54 @@ class BaresipEngine:
         self._gate = gate
         self._agent.on_incoming(self._incoming)
         runtime.subscribe(self._stack_event)
+        if self._registrations is not None and self._registrations.accounts:
+            accounts = BaresipAccounts(
+                self._registrations,
+                runtime,
+                self._executor,
+                tuple(STACK_CODECS[codec] for codec in self.settings.codecs),
+                self.settings.srtp,
+                self._incoming,
+            )
+            try:
+                gate.contact_users = await accounts.create()
+            except EngineStartError:
+                await self.shutdown()
+                raise
+            self._accounts = accounts
         self.clock.start(loop)
+        if self._accounts is not None:
+            await self._accounts.start()
+
+    def _tls_transport(self) -> native.TlsTransport | None:
+        """The TLS transport to open: with a certificate (calls over TLS too), or for
+        accounts that register over TLS; None for neither."""
+        tls = self.settings.tls
+        if not tls.cert_file and not any(
+            account.transport == "tls" for account in self.settings.accounts
+        ):
+            return None
+        if tls.port and _port_taken(self.settings.host, tls.port, socket.SOCK_STREAM):
+            raise EngineStartError(
+                f"cannot start SIP over TLS on {self.settings.host}:{tls.port}: "
+                f"{os.strerror(errno.EADDRINUSE)}"
+            )
+        try:
+            cert = Path(tls.cert_file).read_bytes() if tls.cert_file else b""
+            key = Path(tls.key_file).read_bytes() if tls.key_file else b""
+        except OSError as exc:
+            raise EngineStartError(f"sip.tls: {exc}") from None
+        defaults = ssl.get_default_verify_paths()
+        return native.TlsTransport(
+            host=self.settings.host,
+            port=tls.port,
+            cert_pem=cert,
+            key_pem=key,
+            # "" = OpenSSL's default locations, which libre does not load by itself.
+            ca_file=tls.ca_file or (defaults.cafile or ""),
+            ca_path="" if tls.ca_file else (defaults.capath or ""),
+            verify_server=tls.verify_server,
+        )
 
     async def run(self) -> None:
         """Everything runs on the stack's thread and the media clock: wait until cancelled."""
@@ -159,6 +209,9 @@ class BaresipEngine:
         self.clock.stop()
         for call in list(self.calls.values()):
             await call.close()
+        if self._accounts is not None:
+            await self._accounts.unregister()
+            self._accounts = None
         if self._executor is not None and self._gate is not None:
             with contextlib.suppress(baresip.BaresipError):
                 await self._executor.run(self._gate.uninstall)
@@ -224,25 +277,32 @@ class BaresipEngine:
         """
         if self._runtime is None or self._agent is None or self._executor is None:
             raise DialError("the SIP engine is not running")
-        agent = self._agent if not account else self.account_agents.get(account)
-        if agent is None:
-            raise DialError(f"no [[sip.accounts]] account {account!r} on the baresip engine")
-        if from_user and from_user != self.settings.user and not account:
+        agent, native_ua = self._agent, self._native_agent
+        user, domain = self.settings.user, f"{self.settings.host}:{self.bound_port}"
+        if account:
+            found = self._accounts.agent(account) if self._accounts is not None else None
+            if found is None:
+                raise DialError(f"no [[sip.accounts]] account {account!r} on the baresip engine")
+            agent, native_ua, user, domain = found
+        if from_user and from_user != user:
             # One identity per user agent: baresip puts its account's AOR in From.
             raise DialError(
-                "the baresip engine places calls from its account's own user "
-                f"({self.settings.user!r}); --from needs the pjsip engine"
+                f"the baresip engine places calls from its account's own user ({user!r}); "
+                "--from with another needs the pjsip engine"
             )
         self._dialing += 1
         try:
-            if self._gate is not None and agent is self._agent:
-                await self._executor.run(self._gate.offer_all_codecs)
+            gate = self._gate
+            if gate is not None:
+                await self._executor.run(
+                    lambda: gate.offer_all_codecs(native.account_of(native_ua))
+                )
             stack_call = await agent.dial(uri)
         except (baresip.BaresipError, ValueError) as exc:
             raise DialError(f"INVITE not sent: {str(exc)[:200]}") from None
         finally:
             self._dialing -= 1
-        local = f"sip:{from_user or self.settings.user}@{self.settings.host}:{self.bound_port}"
+        local = f"sip:{user}@{domain}"
         call = BaresipCall(
             stack_call, self._executor, self._ended, local_uri=local, on_call_id=self._call_id_known
         )

@@ -14,7 +14,12 @@ and corrupts the heap. So a libre request listener at the head of the list
   libre's own parser).
 
 It also chooses each call's codec before baresip reads the offer: the first codec of
-``sip.codecs`` the caller offers (baresip itself would take the offerer's first). And for an
+``sip.codecs`` the caller offers (baresip itself would take the offerer's first), set on the
+account of the user agent baresip is about to hand the INVITE to (the process's own, or a
+``[[sip.accounts]]`` one). And it shows the policy the account's user name where baresip's
+Contact user stands (``agent-<random>`` when two user agents share a user): the registrar
+puts that in the Request-URI of the calls it delivers, and routing must see the user it
+registered. And for an
 INVITE without an offer, whose ACK then brings no answer either (what scanners send),
 baresip would drop the dialog without a word: the gate tells the call (acknowledged without
 media, as on every engine) and ends it so that libre's own handling of that ACK sends a BYE.
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import re
 from collections import OrderedDict
 from collections.abc import Callable
@@ -52,6 +58,12 @@ _FROM_TAG = re.compile(r";\s*tag\s*=\s*[^;,\s>]+", re.I)
 _LATE_OFFERS_KEPT = 256
 #: sip.codecs name -> baresip's codec name.
 STACK_CODECS = {"PCMU": "pcmu", "PCMA": "pcma", "G722": "g722/16000/1"}
+
+
+def _with_user(uri: str, user: str) -> str:
+    """``uri`` (sip:user@host...) with another user part."""
+    scheme, _, rest = uri.partition(":")
+    return f"{scheme}:{user}@{rest.split('@', 1)[1]}"
 
 
 def invite_defect(request: SipRequest) -> Answer | None:
@@ -90,8 +102,11 @@ class BaresipRequestGate:
         self._loop = loop
         self._on_answer = on_answer
         self._on_in_dialog = on_in_dialog
-        self._account: Any = None
-        self._chosen: tuple[str, ...] | None = None
+        #: Codecs last set, by account (``struct account *`` address).
+        self._chosen: dict[int, tuple[str, ...]] = {}
+        #: baresip Contact user -> the account user name it stands for (set by the engine
+        #: once its user agents exist; replaced whole, read on the re thread).
+        self.contact_users: dict[str, str] = {}
         self._errors = KeyedRateLimit(interval_s=60.0)
         #: Call-IDs of admitted INVITEs without SDP (the answer comes with the ACK), oldest
         #: first and bounded: a flood of them that never ACKs cannot grow it.
@@ -99,8 +114,7 @@ class BaresipRequestGate:
         self.listener = native.RequestListener(self._handle, self._failed)
 
     def install(self) -> None:
-        """*re thread*: in front of baresip's listeners, with the account to set codecs on."""
-        self._account = native.first_account()
+        """*re thread*: in front of baresip's listeners."""
         self.listener.install()
 
     def uninstall(self) -> None:
@@ -118,6 +132,9 @@ class BaresipRequestGate:
         if request is None:
             self._respond(msg, None, Answer(400, "Bad Request", why="unparseable request"))
             return True
+        user = self.contact_users.get(request.uri_user)
+        if user is not None:
+            request = dataclasses.replace(request, uri=_with_user(request.uri, user))
         method = request.method
         body = raw.text.partition("\r\n\r\n")[2]
         if method == "ACK":
@@ -129,7 +146,7 @@ class BaresipRequestGate:
         if answer is None and method == "INVITE" and not request.in_dialog:
             answer = invite_defect(request)
             if answer is None:
-                self._choose_codecs(body)
+                self._choose_codecs(msg, body)
                 if not body.strip():
                     self._late_offers[request.header("call-id") or ""] = None
                     while len(self._late_offers) > _LATE_OFFERS_KEPT:
@@ -151,22 +168,25 @@ class BaresipRequestGate:
             self._post(self._on_in_dialog, request, body)
             native.end_unanswered(call_id)
 
-    def offer_all_codecs(self) -> None:
-        """*re thread*: the next call we place offers every ``sip.codecs`` codec, in order
-        (an INVITE taken since may have narrowed the account's list to one)."""
-        if self._account is not None and self._chosen != self._codecs:
-            native.set_account_codecs(
-                self._account, ",".join(STACK_CODECS[c] for c in self._codecs)
-            )
-            self._chosen = self._codecs
+    def offer_all_codecs(self, account: Any) -> None:
+        """*re thread*: the next call ``account`` places offers every ``sip.codecs`` codec,
+        in order (an INVITE it took since may have narrowed its list to one)."""
+        key = native.address_of(account)
+        if account != native.NULL and self._chosen.get(key) != self._codecs:
+            native.set_account_codecs(account, ",".join(STACK_CODECS[c] for c in self._codecs))
+            self._chosen[key] = self._codecs
 
-    def _choose_codecs(self, offer_sdp: str) -> None:
+    def _choose_codecs(self, msg: Any, offer_sdp: str) -> None:
+        account = native.account_for(msg)
+        if account == native.NULL:
+            return  # baresip answers 404 itself
         chosen = codecs_for_offer(offer_sdp, self._codecs)
-        if chosen != self._chosen and self._account is not None:
+        key = native.address_of(account)
+        if chosen != self._chosen.get(key):
             # baresip builds the new call's media from the account's codecs right after
             # this listener returns, on this same thread: the choice holds for this INVITE.
-            native.set_account_codecs(self._account, ",".join(STACK_CODECS[c] for c in chosen))
-            self._chosen = chosen
+            native.set_account_codecs(account, ",".join(STACK_CODECS[c] for c in chosen))
+            self._chosen[key] = chosen
 
     def _respond(self, msg: Any, request: SipRequest | None, answer: Answer) -> None:
         if answer.code:  # code 0: dropped unanswered

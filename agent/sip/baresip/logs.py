@@ -5,7 +5,8 @@ lines to stderr itself, some with a plain ``fprintf`` (``sip: msg decode err``, 
 garbage datagram) that no handler can catch. Left alone both reach the output as plain text
 (breaking JSON log output) and a flood of datagrams becomes a flood of lines. Here:
 
-- the ``baresip`` loggers go through the rate-limited ``StackLog`` (warnings and errors);
+- the ``baresip`` loggers go through the rate-limited ``StackLog`` (warnings and errors),
+  but for baresip's registration outcomes, which the engine reports itself;
 - libre's debug handler does too;
 - the process's stderr (file descriptor 2) is read by a thread while the engine runs: lines
   that look like libre's (``module: text``) go through ``StackLog``, everything else (a
@@ -25,6 +26,9 @@ from agent.sip.stack_log import StackLog
 
 #: What libre prints: a lower-case module name, a colon, the message.
 _LIBRE_LINE = re.compile(rb"^[a-z][a-z0-9_]{1,15}: ")
+#: baresip's warnings about a registration's outcome: the engine reports every outcome
+#: itself, one ``sip_registration`` line per change of state (agent.sip.registration).
+_REGISTRATION_LINE = re.compile(r"^(?:reg: |ua: SIP(?: fallback)? register failed)")
 
 
 class _Forwarder(logging.Handler):
@@ -34,7 +38,10 @@ class _Forwarder(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self._log.line(record.getMessage(), error=record.levelno >= logging.ERROR)
+            message = record.getMessage()
+            if _REGISTRATION_LINE.match(message):
+                return
+            self._log.line(message, error=record.levelno >= logging.ERROR)
         except Exception:
             self.handleError(record)
 

@@ -1,10 +1,11 @@
 """The libre/baresip C functions the public baresip-python API does not reach, through cffi.
 
 baresip-python 0.5.2a3 cannot answer a request with a chosen status and headers (its reject is
-486 only), tells nothing about a call's RTP sockets or exact codec, and lets every request
-through to baresip. Its native module exports libre's and baresip's own symbols, so this
-module declares the few it needs, with the struct layouts of libre 4.10 (the version that
-wheel bundles; ``check_versions`` refuses anything else at start):
+486 only), tells nothing about a call's RTP sockets or exact codec or a registration's
+lifetime, opens TLS only on the SIP port + 1, and lets every request through to baresip. Its
+native module exports libre's and baresip's own symbols, so this module declares the few it
+needs, with the struct layouts of libre 4.10 (the version that wheel bundles;
+``check_versions`` refuses anything else at start):
 
 - a SIP request listener placed at the head of libre's list, so every request not absorbed by
   a transaction is seen here before baresip's own listeners (``RequestListener``);
@@ -14,6 +15,10 @@ wheel bundles; ``check_versions`` refuses anything else at start):
 - a call's negotiated codec and RTP/RTCP sockets (``call_media``);
 - our own hold as a direction change (``set_audio_direction``): baresip's ``call_hold`` also
   stops the stream sending, so the caller would hear silence instead of music on hold.
+- the user agent baresip will hand a new INVITE to (``account_for``), a new user agent's
+  Contact user and the registration lifetime its registrar granted (``newest_agent``,
+  ``registration_expires``);
+- a TLS transport on a port and with PEM text of our choosing (``add_tls_transport``).
 
 libre is not thread-safe: everything marked *re thread* must run on baresip's ``baresip-re``
 thread, either inside a callback libre makes (the request listener) or through
@@ -22,6 +27,7 @@ thread, either inside a callback libre makes (the request listener) or through
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -112,6 +118,21 @@ _ffi.cdef(
     void call_get_mdir(struct call *call, enum sdp_dir *ap, enum sdp_dir *vp);
     void call_set_mdir(struct call *call, enum sdp_dir a, enum sdp_dir v);
     int call_modify(struct call *call);
+    struct ua *uag_find_msg(const struct sip_msg *msg);
+    const char *ua_local_cuser(const struct ua *ua);
+    struct re_printf;
+    int ua_print_status(struct re_printf *pf, const struct ua *ua);
+    int _re_sdprintf(char **strp, const char *fmt, ...);
+    struct tls;
+    int tls_alloc(struct tls **tlsp, int method, const char *keyfile, const char *pwd);
+    int tls_set_certificate_pem(struct tls *tls, const char *cert, size_t len_cert,
+                                const char *key, size_t len_key);
+    int tls_add_cafile_path(struct tls *tls, const char *cafile, const char *capath);
+    void tls_disable_verify_server(struct tls *tls);
+    int tls_set_min_proto_version(struct tls *tls, int version);
+    int sa_set_str(struct sa *sa, const char *addr, uint16_t port);
+    int sip_transp_add_sock(struct sip *sip, int tp, bool listen, const struct sa *laddr, ...);
+    int sip_transp_laddr(struct sip *sip, struct sa *laddr, int tp, const struct sa *dst);
     void dbg_init(int level, int flags);
     void dbg_handler_set(void (*ph)(int level, const char *p, size_t len, void *arg), void *arg);
     """
@@ -242,12 +263,124 @@ def reject_ringing(
     return True
 
 
-def first_account() -> Any:
-    """The account of the process's one user agent (*re thread*); NULL when there is none."""
+NULL: Any = _ffi.NULL
+
+
+def address_of(pointer: Any) -> int:
+    """A pointer's address, as a key."""
+    return int(_ffi.cast("uintptr_t", pointer))
+
+
+def account_for(msg: Any) -> Any:
+    """The account of the user agent baresip will hand the new INVITE ``msg`` to (*re
+    thread*): its own choice, by the Request-URI's user (``uag_find_msg``); NULL for none."""
+    agent = _lib.uag_find_msg(msg)
+    return _ffi.NULL if agent == _ffi.NULL else _lib.ua_account(agent)
+
+
+def account_of(agent: Any) -> Any:
+    """The ``struct account *`` of the ``struct ua *`` ``agent`` (*re thread*)."""
+    return _lib.ua_account(agent)
+
+
+def newest_agent() -> tuple[Any, str]:
+    """The ``struct ua *`` created last (baresip appends each new one) and the user part of
+    its Contact: its account's user, with a random suffix when another user agent has the
+    same user (*re thread*)."""
     agents = _lib.uag_list()
-    if agents == _ffi.NULL or agents.head == _ffi.NULL:
-        return _ffi.NULL
-    return _lib.ua_account(_ffi.cast("struct ua *", agents.head.data))
+    if agents == _ffi.NULL or agents.tail == _ffi.NULL:
+        raise RuntimeError("baresip has no user agent")
+    agent = _ffi.cast("struct ua *", agents.tail.data)
+    user = _lib.ua_local_cuser(agent)
+    return agent, "" if user == _ffi.NULL else _ffi.string(user).decode()
+
+
+_EXPIRES = re.compile(r"Expires (\d+)s")
+
+
+def registration_expires(agent: Any) -> int:
+    """The registration lifetime ``agent``'s registrar granted, in seconds; 0 while none
+    (*re thread*). baresip tells it only in its status line (``ua_print_status``)."""
+    out = _ffi.new("char **")
+    printer = _ffi.addressof(_lib, "ua_print_status")
+    if _lib._re_sdprintf(out, b"%H", printer, _ffi.cast("struct ua *", agent)) != 0:
+        return 0
+    try:
+        text = _ffi.string(out[0]).decode("utf-8", "replace")
+    finally:
+        _lib.mem_deref(out[0])
+    match = _EXPIRES.search(text)
+    return int(match.group(1)) if match else 0
+
+
+#: libre's ``enum sip_transp`` and ``enum tls_method`` values used here.
+_SIP_TRANSP_TLS = 2
+_TLS_METHOD_TLS = 0
+#: OpenSSL's ``TLS1_2_VERSION``: the oldest TLS accepted, as on PJSIP.
+_TLS1_2 = 0x0303
+
+
+@dataclass(frozen=True)
+class TlsTransport:
+    """What a TLS transport is opened with (``add_tls_transport``)."""
+
+    host: str
+    port: int
+    #: PEM text of our certificate chain and key ("" for a client-only transport).
+    cert_pem: bytes
+    key_pem: bytes
+    ca_file: str
+    ca_path: str
+    verify_server: bool
+
+
+def add_tls_transport(spec: TlsTransport) -> int:
+    """Open SIP over TLS on ``spec.host:spec.port`` (listening when there is a certificate);
+    0 or an errno (*re thread*).
+
+    baresip's own TLS transport listens on the SIP port + 1 and wants key and certificate in
+    one file; libre's API takes the port and the PEM text as given.
+    """
+    slot = _ffi.new("struct tls **")
+    status = _lib.tls_alloc(slot, _TLS_METHOD_TLS, _ffi.NULL, _ffi.NULL)
+    if status != 0:
+        return int(status)
+    tls = slot[0]
+    try:
+        status = _lib.tls_set_min_proto_version(tls, _TLS1_2)
+        if status != 0:
+            return int(status)
+        if spec.cert_pem:
+            status = _lib.tls_set_certificate_pem(
+                tls, spec.cert_pem, len(spec.cert_pem), spec.key_pem, len(spec.key_pem)
+            )
+            if status != 0:
+                return int(status)
+        if spec.ca_file or spec.ca_path:
+            status = _lib.tls_add_cafile_path(
+                tls,
+                spec.ca_file.encode() if spec.ca_file else _ffi.NULL,
+                spec.ca_path.encode() if spec.ca_path else _ffi.NULL,
+            )
+            if status != 0:
+                return int(status)
+        if not spec.verify_server:
+            _lib.tls_disable_verify_server(tls)
+        local = _ffi.new("struct sa *")
+        status = _lib.sa_set_str(local, spec.host.encode(), spec.port)
+        if status != 0:
+            return int(status)
+        return int(
+            _lib.sip_transp_add_sock(
+                _lib.uag_sip(),
+                _SIP_TRANSP_TLS,
+                bool(spec.cert_pem),
+                local,
+                _ffi.cast("struct tls *", tls),
+            )
+        )
+    finally:
+        _lib.mem_deref(tls)  # the transport holds its own reference
 
 
 def set_account_codecs(account: Any, codecs: str) -> None:

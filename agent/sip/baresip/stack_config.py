@@ -3,14 +3,18 @@
 What is chosen here, and why:
 - no call limit in the stack (``max_concurrent_calls=None``): admission is the request
   gate's (503 + Retry-After), and a stack-side cap would answer 486 instead;
-- UDP only, on ``sip.host:sip.port`` (baresip would also open TCP, and TLS on port + 1);
+- UDP on ``sip.host:sip.port``, TCP on the same port only when an account registers over
+  TCP (baresip would open both, and TLS on port + 1: the engine opens TLS itself, on
+  ``sip.tls.port``);
 - RTP within ``sip.rtp_port`` .. ``+ sip.rtp_port_range``;
 - a fixed 20-60 ms jitter buffer: baresip's default holds caller audio 100 ms, which the
   model would hear as added latency;
 - no video codecs on the account: otherwise baresip re-INVITEs every call it answers (to
   drop the video it offered), which callers that ignore in-dialog INVITEs answer with
   nothing and baresip then ends with a BYE after 32 s;
-- one catch-all user agent: the request gate decides which numbers are answered;
+- one catch-all user agent: the request gate decides which numbers are answered (and one
+  more per ``[[sip.accounts]]`` entry, ``agent.sip.baresip.accounts``);
+- SDES-SRTP (``mediaenc``) on the catch-all user agent as ``sip.srtp`` says;
 - the stack's own ring timeout as a backstop only: the agent answers or refuses a ringing
   call well within ``sip.session_timeout_s``.
 """
@@ -20,11 +24,19 @@ from __future__ import annotations
 import baresip
 
 from agent.config import SipSettings
+from agent.sip.baresip.accounts import MEDIAENC
 from agent.sip.baresip.gate import STACK_CODECS
 
 #: The stack ends a call still ringing after this long (the agent does it much earlier).
 RING_BACKSTOP_S = 60
 JITTER_BUFFER_MS = "20-60"
+
+
+def transports(settings: SipSettings) -> str:
+    """baresip's ``sip_transports``: UDP, and TCP when an account registers over it."""
+    if any(account.transport == "tcp" for account in settings.accounts):
+        return "udp,tcp"
+    return "udp"
 
 
 def runtime_config(settings: SipSettings, port: int) -> baresip.Config:
@@ -38,7 +50,7 @@ def runtime_config(settings: SipSettings, port: int) -> baresip.Config:
         expose_headers=("To",),
         extra_config_text=(
             f"sip_listen {settings.host}:{port}\n"
-            "sip_transports udp\n"
+            f"sip_transports {transports(settings)}\n"
             f"rtp_ports {settings.rtp_port}-{last_rtp}\n"
             f"call_local_timeout {ring_s}\n"
             "audio_jitter_buffer_type fixed\n"
@@ -47,8 +59,9 @@ def runtime_config(settings: SipSettings, port: int) -> baresip.Config:
     )
 
 
-def account(settings: SipSettings, port: int) -> baresip.Account:
-    return baresip.Account(
+def account(settings: SipSettings, port: int) -> str:
+    """The address-of-record line of the process's own user agent."""
+    aor = baresip.Account(
         user=settings.user,
         domain=f"{settings.host}:{port}",
         password="",
@@ -58,5 +71,8 @@ def account(settings: SipSettings, port: int) -> baresip.Account:
         dtmf_mode="rtpevent",
         # catchall: INVITEs to any user part reach this agent; which numbers are answered is
         # the request gate's routing (agent.sip.routing), baresip would 404 all but sip.user.
-        extra_params=("video_codecs", "catchall=yes"),
-    )
+        extra_params=("video_codecs", "catchall=yes", *MEDIAENC[settings.srtp]),
+    ).aor()
+    # Without a transport in its URI: baresip hands a user agent only the INVITEs of its
+    # URI's transport, and this one takes calls over UDP, TCP and TLS alike.
+    return aor.replace(";transport=udp>", ">", 1)

@@ -97,7 +97,9 @@ class _LogForwarder(pj.LogWriter):
         self._log = StackLog("pjsip")
 
     def write(self, entry: pj.LogEntry) -> None:
-        if not self.muted:
+        # pjsua's own "SIP registration failed" lines: the engine reports every outcome
+        # itself, one sip_registration line per change of state.
+        if not self.muted and "SIP registration failed" not in entry.msg:
             self._log.line(entry.msg, error=entry.level <= 1)
 
 
