@@ -69,8 +69,13 @@ class VoiceModels:
         """Start loading every model in a background thread (once); returns at once."""
         if self._warming is not None:
             return
-        self._warming = threading.Thread(target=self._load_all, name="local-voice-warm-up")
-        self._warming.daemon = True
+        # Not a daemon: a process told to stop while a model is half-built in C++ (piper's
+        # onnxruntime, whisper's CTranslate2) aborted in the interpreter's teardown ("terminate
+        # called without an active exception", SIGABRT, 2 stops in 12 right after start-up).
+        # Exit waits for the loading instead, ~1.5 s at most.
+        self._warming = threading.Thread(
+            target=self._load_all, name="local-voice-warm-up", daemon=False
+        )
         self._warming.start()
 
     def wait_loaded(self, timeout_s: float | None = None) -> None:
