@@ -24,6 +24,9 @@ from agent.observe.metrics import AgentMetrics
 from agent.observe.readiness import Readiness
 from agent.observe.record_store import RecordStore
 from agent.observe.retention import keep_swept
+from agent.outbound.api import MAX_REQUEST_BYTES, call_routes
+from agent.outbound.dialer import OutboundCalls
+from agent.outbound.session import OutboundFacts, OutboundSession
 from agent.profiles import ProfileRuntime, profile_settings
 from agent.realtime.endpoint import (
     RealtimeEndpoint,
@@ -35,7 +38,8 @@ from agent.sip.callers import RegistrarSources
 from agent.sip.engine import EngineCall, EngineStartError
 from agent.sip.engines import create_engine
 from agent.sip.gatekeeper import CallGatekeeper
-from agent.sip.registration import REGISTERED, AccountState, Registrations
+from agent.sip.message import uri_user
+from agent.sip.registration import FAILED, REGISTERED, AccountState, Registrations
 from agent.sip.request_policy import Answer, unavailable
 from agent.tools.catalog import ToolCatalog
 from agent.webhook.lookup import CallLookup
@@ -110,9 +114,26 @@ class AgentApp:
         self.http: HttpListener | None = None
         self._poller: asyncio.Task[None] | None = None
         self._probe: BackendProbe | None = None
+        self._probe_task: asyncio.Task[None] | None = None
+        self._retention: asyncio.Task[None] | None = None
+        #: The calls this process places (``voice-agent call``, the API); set by ``start``.
+        self.outbound: OutboundCalls | None = None
+        #: False while only placing calls (``voice-agent call``): INVITEs are refused.
+        self.inbound = True
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set, then drain active calls and shut down cleanly."""
+        try:
+            await self.start()
+            await stop.wait()
+            await self.drain(self.settings.sip.drain_timeout_s)
+        finally:
+            await self.close()
+
+    async def start(self, *, http: bool = True, inbound: bool = True) -> None:
+        """Start everything: the embedded backend, SIP, (``http``) the HTTP listener.
+        ``inbound=False``: every INVITE is refused (503), as ``voice-agent call`` runs."""
+        self.inbound = inbound
         if choose_provider(self.settings) == "local":
             # Imported here: the local backend's models load only when it is used.
             from agent.local.backend import make_backend
@@ -126,98 +147,153 @@ class AgentApp:
                 webrtc=self.settings.realtime.transport == "webrtc",
             )
             await self.local_server.start()
-        retention: asyncio.Task[None] | None = None
         records = self.settings.records
         if records.dir and records.retention_days > 0:
-            retention = asyncio.create_task(
+            self._retention = asyncio.create_task(
                 keep_swept(Path(records.dir), records.retention_days), name="records-retention"
             )
+        local_server = self.local_server
+        local_url = local_server.url if local_server else None
+        calls_url = local_server.calls_url if local_server else None
+        self.endpoint = resolve_endpoint(self.settings, local_url, calls_url)
+        for runtime in self.profiles.values():
+            runtime.start(local_url, calls_url)
+        if self.webhook is not None:
+            # Before SIP: what a previous run left in the outbox goes out first.
+            await self.webhook.start()
         try:
-            local_server = self.local_server
-            local_url = local_server.url if local_server else None
-            calls_url = local_server.calls_url if local_server else None
-            self.endpoint = resolve_endpoint(self.settings, local_url, calls_url)
-            for runtime in self.profiles.values():
-                runtime.start(local_url, calls_url)
-            if self.webhook is not None:
-                # Before SIP: what a previous run left in the outbox goes out first.
-                await self.webhook.start()
-            try:
-                await self.sip.start()
-            except EngineStartError as exc:
-                raise ConfigError(str(exc)) from None
-            poller = self._poller = asyncio.create_task(self.sip.run())
-            http = self.settings.http
+            await self.sip.start()
+        except EngineStartError as exc:
+            raise ConfigError(str(exc)) from None
+        self._poller = asyncio.create_task(self.sip.run())
+        self.outbound = OutboundCalls(
+            self.settings,
+            self.sip,
+            self._outbound_session,
+            has_room=lambda: len(self.sessions) < self.settings.sip.max_calls,
+            on_outcome=self.metrics.outbound_call,
+        )
+        if http:
+            settings = self.settings.http
+            routes = health_routes(self.readiness, self.metrics)
+            if self.settings.outbound.api:
+                routes += call_routes(self.outbound, self.settings.secrets.outbound_api_token)
             self.http = HttpListener(
-                http.host, http.port, health_routes(self.readiness, self.metrics)
+                settings.host, settings.port, routes, max_body_bytes=MAX_REQUEST_BYTES
             )
             await self.http.start()
-            self._probe = BackendProbe(self.endpoint.url)
-            probe = asyncio.create_task(self._probe.run(), name="backend-probe")
-            log.info(
-                "agent_listening",
-                sip=f"sip:{self.settings.sip.user}@{self.settings.sip.host}:{self.sip.bound_port}",
-                http=self.http.url,
-                backend=self.endpoint.describe(),
-                transport=self.endpoint.transport,
-                max_calls=self.settings.sip.max_calls,
+        self._probe = BackendProbe(self.endpoint.url)
+        self._probe_task = asyncio.create_task(self._probe.run(), name="backend-probe")
+        log.info(
+            "agent_listening",
+            sip=f"sip:{self.settings.sip.user}@{self.settings.sip.host}:{self.sip.bound_port}",
+            http=self.http.url if self.http is not None else None,
+            backend=self.endpoint.describe(),
+            transport=self.endpoint.transport,
+            max_calls=self.settings.sip.max_calls,
+            outbound_api=self.http is not None and self.settings.outbound.api,
+        )
+        sip = self.settings.sip
+        log.info(
+            "sip_callers",
+            allow_from=list(sip.allow_from),
+            accounts=[account.name for account in sip.accounts],
+            peers=[peer.name for peer in sip.peers],
+            routes=len(self.settings.routes),
+        )
+        if sip.host not in ("127.0.0.1", "::1", "localhost") and (
+            self.gatekeeper.only_this_machine(self.settings)
+        ):
+            # The safe default, but a surprise on a public address: say it once, loudly.
+            log.warning(
+                "sip_callers_loopback_only",
+                detail="only this machine may call: set sip.allow_from, [[sip.accounts]] "
+                "or [[sip.peers]] to take calls from elsewhere",
             )
-            sip = self.settings.sip
-            log.info(
-                "sip_callers",
-                allow_from=list(sip.allow_from),
-                accounts=[account.name for account in sip.accounts],
-                peers=[peer.name for peer in sip.peers],
-                routes=len(self.settings.routes),
-            )
-            if sip.host not in ("127.0.0.1", "::1", "localhost") and (
-                self.gatekeeper.only_this_machine(self.settings)
-            ):
-                # The safe default, but a surprise on a public address: say it once, loudly.
-                log.warning(
-                    "sip_callers_loopback_only",
-                    detail="only this machine may call: set sip.allow_from, [[sip.accounts]] "
-                    "or [[sip.peers]] to take calls from elsewhere",
-                )
-            for warning in configuration_warnings(self.settings, self.endpoint):
-                log.warning("config_deprecated", detail=warning)
-            if self.local_server is not None:
-                # Models load in a background thread while calls are already answered (a
-                # call's first reply waits for the model it needs); not before SIP is up, so
-                # a failed start costs nothing.
-                self.local_server.warm_up()
-            await stop.wait()
-            await self.drain(self.settings.sip.drain_timeout_s)
-            for task in (probe, poller):
+        for warning in configuration_warnings(self.settings, self.endpoint):
+            log.warning("config_deprecated", detail=warning)
+        if self.local_server is not None:
+            # Models load in a background thread while calls are already answered (a
+            # call's first reply waits for the model it needs); not before SIP is up, so
+            # a failed start costs nothing.
+            self.local_server.warm_up()
+
+    async def close(self) -> None:
+        """Stop everything ``start`` started (whatever part of it did)."""
+        for task in (self._probe_task, self._poller):
+            if task is not None:
                 task.cancel()
                 with suppress(asyncio.CancelledError):
                     await task
-        finally:
-            if retention is not None:
-                retention.cancel()
-                with suppress(asyncio.CancelledError):
-                    await retention
-            if self.http is not None:
-                await self.http.stop()
-            await self.sip.shutdown()
-            await self.record_store.close()
-            if self.webhook is not None:
-                # Every finished call's delivery is on disk by now; the rest waits there.
-                await self.webhook.close()
-            if self.lookup is not None:
-                await self.lookup.close()
-            await self.tool_catalog.close()
-            for runtime in self.profiles.values():
-                await runtime.close()
-            if self.local_server is not None:
-                await self.local_server.stop()
+        if self._retention is not None:
+            self._retention.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._retention
+        if self.http is not None:
+            await self.http.stop()
+        await self.sip.shutdown()
+        await self.record_store.close()
+        if self.webhook is not None:
+            # Every finished call's delivery is on disk by now; the rest waits there.
+            await self.webhook.close()
+        if self.lookup is not None:
+            await self.lookup.close()
+        await self.tool_catalog.close()
+        for runtime in self.profiles.values():
+            await runtime.close()
+        if self.local_server is not None:
+            await self.local_server.stop()
+
+    async def account_registered(self, name: str, timeout_s: float) -> bool:
+        """Wait (up to ``timeout_s``) for account ``name``'s registration: a call placed
+        through a trunk right at start would otherwise race its first REGISTER."""
+        state = self.registrations.accounts.get(name)
+        if state is None:
+            return False
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while state.state != REGISTERED and asyncio.get_running_loop().time() < deadline:
+            if state.state == FAILED:
+                break
+            await asyncio.sleep(0.05)
+        return state.state == REGISTERED
+
+    def _outbound_session(
+        self, call: EngineCall, facts: OutboundFacts, profile: str
+    ) -> OutboundSession:
+        """The session of a call ``self.outbound`` placed, counted with the process's calls
+        (they share its capacity)."""
+        assert self.endpoint is not None
+        settings, endpoint, catalog = self.settings, self.endpoint, self.tool_catalog
+        if profile:
+            runtime = self.profiles[profile]
+            assert runtime.endpoint is not None
+            settings, endpoint, catalog = runtime.settings, runtime.endpoint, runtime.catalog
+        session = OutboundSession(
+            call,
+            endpoint,
+            settings,
+            self._on_session_finished,
+            tool_catalog=catalog,
+            profile=profile or self.profile,
+            notice=self.notice,
+            record_store=self.record_store,
+            observer=CallMetrics(self.metrics, placed=True),
+            numbers=(uri_user(call.local_uri), facts.target),
+            outbound=facts,
+        )
+        self.sessions[call.call_id] = session
+        return session
 
     async def drain(self, timeout_s: float = 30.0) -> None:
         """Refuse new calls (503) and let active ones finish, up to ``timeout_s``."""
         self.draining = True
-        if self._tasks:
+        tasks = set(self._tasks)
+        if self.outbound is not None:
+            self.outbound.accepting = False
+            tasks |= self.outbound.tasks
+        if tasks:
             log.info("agent_draining", active_calls=len(self.sessions))
-            _, pending = await asyncio.wait(self._tasks, timeout=timeout_s)
+            _, pending = await asyncio.wait(tasks, timeout=timeout_s)
             for session in list(self.sessions.values()):
                 session.end("the agent shut down")
             if pending:
@@ -228,6 +304,8 @@ class AgentApp:
         retry_after = self.settings.sip.retry_after_s
         if self.draining:
             return unavailable(retry_after, "draining", "draining")
+        if not self.inbound:
+            return unavailable(retry_after, "placing calls only", "outbound_only")
         if len(self.sessions) >= self.settings.sip.max_calls:
             return unavailable(retry_after, "at capacity", "at_capacity")
         return None
@@ -293,6 +371,8 @@ class AgentApp:
 
     def _on_session_finished(self, session: CallSession) -> None:
         self.sessions.pop(session.call_id, None)
+        if isinstance(session, OutboundSession) and session.outcome is not None:
+            self.metrics.outbound_call(session.outcome)
         if self.webhook is not None and session.record is not None:
             # Answered calls only (those with a transcript): a call refused or cancelled while
             # ringing is no conversation to report, and scanners would flood the receiver.

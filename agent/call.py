@@ -186,6 +186,10 @@ class _Control:
 class CallSession:
     """Bridges ``call`` to a realtime session at ``endpoint`` until either side ends."""
 
+    #: A call the agent placed (``agent.outbound.session``): it opens with answering-machine
+    #: detection when ``[outbound.amd]`` is on.
+    placed = False
+
     def __init__(
         self,
         call: EngineCall,
@@ -289,6 +293,7 @@ class CallSession:
                 call_vars,
                 self.endpoint.protocol,
                 webrtc=self.endpoint.transport == WEBRTC,
+                outbound=self.placed,
             )
         )
         self._delegation: DelegationWorker | None = None
@@ -376,6 +381,9 @@ class CallSession:
 
     def on_confirmed(self) -> None:
         self._confirmed.set()
+
+    def on_progress(self, code: int, reason: str) -> None:
+        """Only calls we place ring (``agent.outbound.session``)."""
 
     def on_frames(self) -> None:
         self._frames_ready.set()
@@ -594,6 +602,10 @@ class CallSession:
         self.log.info("call_answered")
         if not await self._await_ack():
             return
+        await self._converse()
+
+    async def _converse(self) -> None:
+        """The established call, with its session open: bridge them until either ends."""
         if not self.bridge.session_ready and not await self._await_live_start():
             return
         self.records.event(

@@ -109,6 +109,48 @@ def _parser() -> argparse.ArgumentParser:
     cluster.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     cluster.add_argument("--records-dir", help="directory for call transcripts ('' for none)")
 
+    call = sub.add_parser(
+        "call", help="place one call, hold the conversation, exit with its outcome"
+    )
+    call.add_argument("target", help="an E.164 number (+4930...) or a sip: URI")
+    call.add_argument("--config", type=Path, help="TOML profile (default config/agent.toml)")
+    call.add_argument("--env-file", type=Path, help=".env file with secrets (default ./.env)")
+    call.add_argument("--profile", help="the [profiles.NAME] to talk with (outbound.profile)")
+    call.add_argument("--account", help="the [[sip.accounts]] account to dial through")
+    call.add_argument("--from", dest="from_number", help="the number to call from (From)")
+    call.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a variable for the profile's {placeholders} (repeatable)",
+    )
+    call.add_argument(
+        "--ring-timeout",
+        type=float,
+        metavar="S",
+        help="CANCEL after ringing this long (outbound.ring_timeout_s)",
+    )
+    call.add_argument("--sip-host", help="address to bind SIP and RTP to")
+    call.add_argument(
+        "--sip-port", type=int, help="SIP UDP port (default: a free one, not sip.port)"
+    )
+    call.add_argument("--engine", choices=SIP_ENGINES, help="the SIP stack (sip.engine)")
+    call.add_argument("--realtime-url", help="ws(s):// URL of any realtime-protocol server")
+    call.add_argument(
+        "--dialect",
+        choices=("ga", "beta"),
+        help="protocol dialect of that URL (beta is deprecated)",
+    )
+    call.add_argument(
+        "--protocol",
+        choices=("realtime", "live"),
+        help="the model's API: realtime (the Realtime API) or live (GPT-Live)",
+    )
+    call.add_argument("--log-format", choices=("console", "json"))
+    call.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    call.add_argument("--records-dir", help="directory for call transcripts ('' for none)")
+
     check = sub.add_parser("check", help="validate the config and open one realtime session")
     check.add_argument("--config", type=Path, help="TOML profile (default config/agent.toml)")
     check.add_argument("--env-file", type=Path, help=".env file with secrets (default ./.env)")
@@ -187,6 +229,17 @@ def _settings(args: argparse.Namespace) -> Settings:
             "log": {"format": args.log_format, "level": args.log_level},
             "records": {"dir": args.records_dir},
         }
+    if args.command == "call":
+        overrides |= {
+            "sip": {
+                "engine": args.engine,
+                "host": args.sip_host,
+                # Next to a serving agent on sip.port: a port of its own unless told.
+                "port": args.sip_port if args.sip_port is not None else 0,
+            },
+            "log": {"format": args.log_format, "level": args.log_level},
+            "records": {"dir": args.records_dir},
+        }
     settings = load_settings(args.config, env_file=args.env_file, overrides=overrides)
     extra = tuple(getattr(args, "allow_from", None) or ())
     if extra:
@@ -205,6 +258,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         settings.secrets.azure_api_key,
         settings.secrets.realtime_api_key,
         settings.secrets.webhook_secret,
+        settings.secrets.outbound_api_token,
         *settings.secrets.sip_passwords.values(),
     ):
         register_secret(value)
@@ -283,6 +337,83 @@ def _cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+#: How long ``voice-agent call --account`` waits for the account's first registration.
+ACCOUNT_WAIT_S = 5.0
+
+
+def _call(args: argparse.Namespace) -> int:
+    from agent.app import AgentApp  # imports the SIP engines: only when calling
+    from agent.outbound.dialer import (
+        CallRequest,
+        DialFailed,
+        NotAccepting,
+        Refused,
+        RequestError,
+        parse_variables,
+        read_request,
+    )
+    from agent.outbound.outcome import EXIT_STATUS, FAILED, REFUSED
+
+    settings = _settings(args)
+    configure_logging(settings.log.format, settings.log.level)
+    try:
+        request = CallRequest(
+            to=args.target,
+            profile=args.profile or "",
+            account=args.account or "",
+            from_number=args.from_number or "",
+            variables=parse_variables(args.var),
+            ring_timeout_s=args.ring_timeout,
+        )
+        # Checked before anything starts: a bad argument is a usage error (2), at once.
+        read_request(settings, request)
+    except RequestError as exc:
+        raise ConfigError(f"{exc.field}: {exc}") from None
+
+    def report(outcome: str, detail: str) -> int:
+        print(f"voice-agent call: {outcome}: {detail}", flush=True)
+        return EXIT_STATUS[outcome]
+
+    async def main() -> int:
+        app = AgentApp(settings, args.config.stem if args.config else "agent")
+        try:
+            await app.start(http=False, inbound=False)
+            assert app.outbound is not None
+            if request.account and not await app.account_registered(
+                request.account, ACCOUNT_WAIT_S
+            ):
+                # A trunk may still take the call (digest-authenticated INVITEs need no
+                # registration): say so once and dial.
+                get_logger("cli").warning(
+                    "outbound_account_not_registered", account=request.account
+                )
+            try:
+                session = await app.outbound.place(request)
+            except Refused as exc:
+                return report(REFUSED, f"{exc.refusal.rule}: {exc.refusal.detail}")
+            except (DialFailed, NotAccepting) as exc:
+                return report(FAILED, str(exc))
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, session.hang_up, "interrupted")
+            await session.finished.wait()
+            outcome = session.outcome or FAILED
+            timings = session.timings()
+            parts = [
+                f"call_id={session.call_id}",
+                f"sip_code={session.sip_code}",
+                *(f"{name}={value}" for name, value in timings.items() if value is not None),
+                f"reason={session.bridge.outcome.reason!r}",
+            ]
+            if session.record_path is not None:
+                parts.append(f"record={session.record_path}")
+            return report(outcome, " ".join(parts))
+        finally:
+            await app.close()
+
+    return asyncio.run(main())
+
+
 def _check(args: argparse.Namespace) -> int:
     from agent.check import run_check
 
@@ -310,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(args)
         if args.command == "check":
             return _check(args)
+        if args.command == "call":
+            return _call(args)
         if args.command == "cluster":
             return _cluster(args)
         return _local_server(args)

@@ -145,6 +145,43 @@ class HttpSettings:
 
 
 @dataclass(frozen=True)
+class OutboundSettings:
+    """``[outbound]``: calls the agent places (``voice-agent call``, the HTTP API) and the
+    toll-fraud guard in front of them (``agent.outbound.policy``)."""
+
+    #: Regular expressions; a target (E.164 number or SIP URI, as given) must match one in
+    #: full. Empty: no outbound call is allowed.
+    allow: tuple[str, ...] = ()
+    #: Patterns that also let premium-rate and international targets through (the built-in
+    #: deny list's explicit opt-in); a target matching one needs no ``allow`` pattern.
+    allow_restricted: tuple[str, ...] = ()
+    #: Per ``[[sip.accounts]]`` name: patterns a call through that account must also match.
+    account_allow: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: The country code numbers are domestic in (digits, e.g. "49"); other numbers are
+    #: international. "": every number is international.
+    home_country_code: str = ""
+    #: Outbound calls in progress at once (per process).
+    max_concurrent: int = 2
+    #: Calls to one destination in any 24 hours (0: no cap); counted in the ledger file.
+    max_per_destination_per_day: int = 3
+    #: The ledger of calls per destination; "" = ``<records.dir>/outbound-ledger.json``.
+    ledger_file: str = ""
+    #: CANCEL a call still ringing after this long (the default of ``--ring-timeout``).
+    ring_timeout_s: float = 30.0
+    #: The number (From user part) calls are placed from; "" = the account's username, or
+    #: ``sip.user`` for a SIP URI dialled directly.
+    from_number: str = ""
+    #: The ``[profiles.NAME]`` outbound calls use unless one is asked for; "" = the base.
+    profile: str = ""
+    #: The HTTP control API (``/v1/calls`` on the ``[http]`` listener); off by default.
+    api: bool = False
+    #: The environment variable holding the API's bearer token (required with ``api``).
+    api_token_env: str = ""
+    #: ``[outbound.amd]``: answering-machine detection before the agent speaks.
+    amd: AmdSettings = field(default_factory=AmdSettings)
+
+
+@dataclass(frozen=True)
 class TurnDetection:
     type: str = "server_vad"
     threshold: float = 0.5
@@ -455,14 +492,6 @@ class RouteSettings:
 
 
 @dataclass(frozen=True)
-class OutboundSettings:
-    """``[outbound]``: calls the agent places."""
-
-    #: ``[outbound.amd]``: answering-machine detection before the agent speaks.
-    amd: AmdSettings = field(default_factory=AmdSettings)
-
-
-@dataclass(frozen=True)
 class CallProfile:
     """A ``[profiles.NAME]`` resolved over the base profile: what a routed call uses."""
 
@@ -483,6 +512,8 @@ class Secrets:
     realtime_api_key: str = ""
     #: The value of the variable that ``webhook.secret_env`` names.
     webhook_secret: str = ""
+    #: The outbound API's bearer token (from ``outbound.api_token_env``).
+    outbound_api_token: str = ""
     #: SIP passwords, by the environment variable each ``password_env`` names.
     sip_passwords: dict[str, str] = field(default_factory=dict)
 
@@ -934,6 +965,57 @@ def _validate_lines(settings: Settings) -> None:
         raise ConfigError(f"default_profile: {settings.default_profile!r} is not a [profiles] name")
 
 
+def _validate_outbound(settings: Settings) -> None:
+    out = settings.outbound
+    for key in ("allow", "allow_restricted"):
+        for index, pattern in enumerate(getattr(out, key)):
+            _check_pattern(pattern, f"outbound.{key}[{index}]")
+    accounts = {account.name for account in settings.sip.accounts}
+    for name, patterns in out.account_allow.items():
+        if name not in accounts:
+            raise ConfigError(f"outbound.account_allow: {name!r} is not a [[sip.accounts]] name")
+        for index, pattern in enumerate(patterns):
+            _check_pattern(pattern, f"outbound.account_allow.{name}[{index}]")
+    if out.home_country_code and not re.fullmatch(r"[1-9][0-9]{0,2}", out.home_country_code):
+        raise ConfigError(
+            f"outbound.home_country_code: {out.home_country_code!r} is not a country code "
+            "(1-3 digits, no +)"
+        )
+    if out.max_concurrent < 1:
+        # Above sip.max_calls it changes nothing: every call, in or out, takes capacity.
+        raise ConfigError("outbound.max_concurrent: must be at least 1")
+    if out.max_per_destination_per_day < 0:
+        raise ConfigError("outbound.max_per_destination_per_day: must be 0 (no cap) or more")
+    if not 1 <= out.ring_timeout_s <= 300:
+        raise ConfigError("outbound.ring_timeout_s: must be between 1 and 300")
+    if out.from_number and not re.fullmatch(r"\+?[0-9A-Za-z_.-]{1,64}", out.from_number):
+        raise ConfigError(f"outbound.from_number: {out.from_number!r} is not a number or user")
+    if out.profile and out.profile not in settings.profiles:
+        raise ConfigError(f"outbound.profile: {out.profile!r} is not a [profiles] name")
+    if (out.allow or out.allow_restricted) and not (out.ledger_file or settings.records.dir):
+        raise ConfigError(
+            "outbound.ledger_file: needed when records.dir is empty (the daily caps are kept there)"
+        )
+    if out.api:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", out.api_token_env):
+            raise ConfigError(
+                "outbound.api_token_env: name the environment variable holding the API's "
+                "bearer token"
+            )
+        if len(settings.secrets.outbound_api_token) < 16:
+            raise ConfigError(
+                f"outbound.api_token_env: the environment variable {out.api_token_env} is "
+                "unset or shorter than 16 characters"
+            )
+
+
+def _check_pattern(pattern: str, where: str) -> None:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(f"{where}: invalid regular expression: {exc}") from None
+
+
 #: Sections of the base profile a ``[profiles.NAME]`` may override: its own keys are
 #: ``[agent]``'s, ``tools`` and ``realtime`` sub-tables the other two.
 PROFILE_SECTIONS = ("tools", "realtime")
@@ -1051,7 +1133,11 @@ def load_settings(
     if settings.webhook.secret_env:
         webhook_secret = environ.get(settings.webhook.secret_env, "").strip()
         secrets = dataclasses.replace(secrets, webhook_secret=webhook_secret)
+    if settings.outbound.api_token_env:
+        token = environ.get(settings.outbound.api_token_env, "").strip()
+        secrets = dataclasses.replace(secrets, outbound_api_token=token)
     settings = dataclasses.replace(settings, secrets=secrets)
     _validate(settings)
+    _validate_outbound(settings)
     _validate_tools(settings.tools)
     return settings

@@ -446,6 +446,119 @@ async def run_sipp(
     return result
 
 
+@dataclass
+class SippCallee:
+    """SIPp as a callee (a ``uas_*.xml`` scenario) on ``port``, running in the background:
+    ``uri`` is where the agent dials it; ``result`` its outcome once it ends. Every message
+    it received is in ``messages()`` (SIPp's ``-trace_msg`` log)."""
+
+    port: int
+    task: asyncio.Task[SippResult]
+    workdir: Path
+
+    @property
+    def uri(self) -> str:
+        return f"sip:callee@{HOST}:{self.port}"
+
+    def messages(self) -> str:
+        return "".join(
+            path.read_text(errors="replace") for path in self.workdir.glob("*_messages.log")
+        )
+
+    async def result(self, timeout_s: float = 30.0) -> SippResult:
+        return await asyncio.wait_for(asyncio.shield(self.task), timeout_s)
+
+
+async def sipp_callee(
+    scenario: str,
+    workdir: Path,
+    *,
+    keys: dict[str, str] | None = None,
+    fill: dict[str, str] | None = None,
+    timeout_s: float = 30.0,
+    calls: int = 1,
+) -> SippCallee:
+    """Start SIPp as the callee of ``scenario`` (``{{name}}`` replaced from ``fill``;
+    ``calls`` of them, one per Call-ID, then it exits; bounded by ``timeout_s``); returns
+    once it listens."""
+    assert SIPP is not None, "sipp is not installed (apt-get install sip-tester)"
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = render_scenario(scenario, fill, workdir) if fill else SIPP_DIR / scenario
+    port = free_port()
+    rtp = free_rtp_port(span=4)
+    command = [
+        SIPP, "-sf", str(path), "-i", HOST, "-p", str(port),
+        "-mi", HOST, "-mp", str(rtp), "-m", str(calls), "-nostdin", "-trace_msg",
+        "-timeout", f"{int(timeout_s)}s", "-timeout_error", "-recv_timeout", f"{int(timeout_s)}s",
+    ]  # fmt: skip
+    for key, value in (keys or {}).items():
+        command += ["-key", key, value]
+
+    async def run() -> SippResult:
+        proc = await asyncio.create_subprocess_exec(
+            *command, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=workdir,
+        )  # fmt: skip
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout_s + 10)
+        except (TimeoutError, asyncio.CancelledError):
+            proc.kill()
+            out, _ = await proc.communicate()
+        return SippResult(int(proc.returncode or 0), out.decode(errors="replace"))
+
+    callee = SippCallee(port, asyncio.create_task(run()), workdir)
+    # Listening once its UDP port is taken.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not callee.task.done():
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind((HOST, port))
+            except OSError:
+                return callee
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"SIPp never listened on {port}")
+
+
+@dataclass
+class CallCommand(JsonLinesChild):
+    """``voice-agent call TARGET`` as a child process, logging JSON lines."""
+
+    records_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="records-")))
+
+    async def run(
+        self, target: str, args: list[str], env: dict[str, str] | None = None, timeout_s: float = 40
+    ) -> int:
+        """Place the call; its exit status (killed after ``timeout_s``)."""
+        child_env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+        child_env.update(env or {})
+        child_env.setdefault("PYTHONUNBUFFERED", "1")
+        child_env.setdefault("PYTHONPATH", str(REPO))
+        command = [
+            sys.executable, "-m", "agent.cli", "call", target, "--sip-host", HOST,
+            "--log-format", "json", "--env-file", os.devnull,
+            "--records-dir", str(self.records_dir), *args,
+        ]  # fmt: skip
+        await self._spawn(command, REPO, child_env)
+        assert self.proc is not None
+        try:
+            await asyncio.wait_for(self.proc.wait(), timeout_s)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._reader, 5)
+        return int(self.proc.returncode or 0)
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [line for line in self.lines if line.get("event") == name]
+
+    def records(self) -> list[dict[str, Any]]:
+        """The call records written (one JSON document per call)."""
+        paths = sorted(self.records_dir.glob("*.json"))
+        return [json.loads(p.read_text()) for p in paths if p.name != "outbound-ledger.json"]
+
+
 def peer_call(
     peer: RtpPeer, agent: AgentProcess, workdir: Path, codec: str = "PCMU", call_ms: int = 3000
 ) -> asyncio.Task[SippResult]:

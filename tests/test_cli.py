@@ -124,3 +124,29 @@ async def test_rtp_port_and_log_level_flags_take_effect(engine: str, tmp_path: P
         finally:
             peer.close()
             assert await agent.stop() == 0
+
+
+def _call(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", "call", "--env-file", os.devnull, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["030123456"], "to: '030123456' is neither an E.164 number"),
+        (["+4930123456"], "account: +4930123456 is a phone number: name the [[sip.accounts]]"),
+        (["sip:bob@pbx", "--var", "novalue"], "--var 'novalue': expected NAME=VALUE"),
+        (["sip:bob@pbx", "--profile", "nope"], "profile: 'nope' is not a [profiles] name"),
+        (["sip:bob@pbx", "--ring-timeout", "0"], "ring_timeout_s: must be between 1 and 300"),
+    ],
+)
+def test_a_bad_call_is_a_usage_error_before_anything_starts(args: list[str], words: str) -> None:
+    _assert_one_clear_error(_call(*args), words)

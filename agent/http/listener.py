@@ -22,10 +22,18 @@ from agent.config import ConfigError
 class HttpListener:
     """Serves ``routes`` on ``host:port`` from ``start`` to ``stop``."""
 
-    def __init__(self, host: str, port: int, routes: Iterable[web.RouteDef]) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        routes: Iterable[web.RouteDef],
+        *,
+        max_body_bytes: int = 1024**2,
+    ) -> None:
+        """``max_body_bytes``: a larger request body is refused (413) unread."""
         self.host = host
         self.port = port
-        app = web.Application()
+        app = web.Application(client_max_size=max_body_bytes)
         app.add_routes(list(routes))
         # No access log: a scraper every few seconds would be most of the agent's log. A
         # request still open at stop gets a second, not aiohttp's default minute: the drain

@@ -104,8 +104,11 @@ class TurnClock:
 class CallMetrics:
     """One call's observer, feeding the process's :class:`AgentMetrics`."""
 
-    def __init__(self, metrics: AgentMetrics) -> None:
+    def __init__(self, metrics: AgentMetrics, *, placed: bool = False) -> None:
+        """``placed``: a call the agent placed, whose outcome is counted by the dialer
+        (``voice_agent_outbound_calls_total``), not with the calls it takes."""
         self._metrics = metrics
+        self._placed = placed
         self._turns = TurnClock()
         self._answered_at: float | None = None
 
@@ -126,7 +129,8 @@ class CallMetrics:
     def finished(self, summary: CallSummary) -> None:
         metrics = self._metrics
         ended_by = ENDED_BY.get(summary.ended_by, "agent")
-        metrics.calls.labels(call_outcome(summary.answered, summary.ended_by), ended_by).inc()
+        if not self._placed:
+            metrics.calls.labels(call_outcome(summary.answered, summary.ended_by), ended_by).inc()
         if summary.answered and self._answered_at is not None:
             metrics.call_duration.observe(time.monotonic() - self._answered_at)
         if summary.interruptions:

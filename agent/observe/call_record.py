@@ -52,6 +52,10 @@ class CallFacts:
     transfer: Mapping[str, Any] | None = None
     transcript: str | None = None
     recording: Mapping[str, Any] | None = None
+    #: "inbound" (a call the agent took) or "outbound" (one it placed).
+    direction: str = "inbound"
+    #: A placed call's target, outcome, ringing and timings (``agent.outbound.session``).
+    outbound: Mapping[str, Any] | None = None
     #: Answering-machine detection of an outbound call: verdict, ``decided_ms`` after the
     #: answer, the beep (``beep_ms``) and the greeting's end; None when none ran.
     amd: Mapping[str, Any] | None = None
@@ -84,6 +88,7 @@ def build_call_record(facts: CallFacts, lines: Sequence[Mapping[str, Any]]) -> d
         "version": RECORD_VERSION,
         "call_id": facts.call_id,
         "sip_call_id": facts.sip_call_id,
+        "direction": facts.direction,
         "caller": facts.caller,
         "dialed": facts.dialed,
         "caller_uri": facts.caller_uri,
@@ -115,5 +120,6 @@ def build_call_record(facts: CallFacts, lines: Sequence[Mapping[str, Any]]) -> d
         "rtp": dict(facts.rtp) if facts.rtp is not None else None,
         "transcript": facts.transcript,
         "recording": dict(facts.recording) if facts.recording is not None else None,
+        "outbound": dict(facts.outbound) if facts.outbound is not None else None,
         "amd": dict(facts.amd) if facts.amd is not None else None,
     }

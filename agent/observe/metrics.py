@@ -51,6 +51,9 @@ REJECTIONS = (
     "dropped",
     "srtp_required",
 )
+#: An outbound call's outcomes (``agent.outbound.outcome``; not imported: the metrics name
+#: them for the series shown at zero, the outbound package decides them).
+OUTBOUND_OUTCOMES = ("answered", "busy", "no_answer", "rejected", "refused", "failed")
 #: ``ToolRunner``'s outcomes.
 TOOL_OUTCOMES = ("ok", "error", "timeout", "failed", "cancelled")
 
@@ -142,6 +145,21 @@ class AgentMetrics:
         )
         for outcome in TOOL_OUTCOMES:
             self.tool_calls.labels(outcome)
+        self.outbound_calls = Counter(
+            "voice_agent_outbound_calls",
+            "Calls the agent placed or was asked to place, by outcome (answered, busy, "
+            "no_answer, rejected, refused by the toll-fraud guard, failed).",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in OUTBOUND_OUTCOMES:
+            self.outbound_calls.labels(outcome)
+        self.outbound_refused = Counter(
+            "voice_agent_outbound_refused",
+            "Outbound calls the toll-fraud guard refused before any INVITE, by rule.",
+            ["rule"],
+            registry=registry,
+        )
         self.registration = Gauge(
             "voice_agent_registration_up",
             "1 while the SIP account's registration is current, 0 while it is not; one "
@@ -153,6 +171,12 @@ class AgentMetrics:
     def call_rejected(self, answer: Answer) -> None:
         """An INVITE the request policy (or the app) refused with ``answer``."""
         self.rejected.labels(answer.kind or str(answer.code)).inc()
+
+    def outbound_call(self, outcome: str, rule: str = "") -> None:
+        """An outbound call's ``outcome`` (``rule``: the toll-fraud rule that refused it)."""
+        self.outbound_calls.labels(outcome).inc()
+        if rule:
+            self.outbound_refused.labels(rule).inc()
 
     def registration_state(self, account: str, registered: bool) -> None:
         self.registration.labels(account).set(1.0 if registered else 0.0)

@@ -29,6 +29,11 @@ class SipCommandError(Exception):
     """A SIP command (transfer, DTMF) could not be carried out; ``str()`` says why."""
 
 
+class DialError(SipCommandError):
+    """An outbound call could not be started: no INVITE was sent (a URI the stack cannot
+    take, an unknown account, no route to the host); ``str()`` says why."""
+
+
 class FrameSource(Protocol):
     @property
     def flushes(self) -> int:
@@ -61,7 +66,13 @@ class CallListener(Protocol):
         ...
 
     def on_confirmed(self) -> None:
-        """The caller's ACK for our 200 arrived: the call is established."""
+        """The call is established: the caller's ACK for our 200 arrived, or (a call we
+        placed) the callee's 200 came and we acknowledged it."""
+        ...
+
+    def on_progress(self, code: int, reason: str) -> None:
+        """A call we placed rings (180) or has early media (183); never for a call we take.
+        Early media is the network's (a ringback, an announcement), not the callee's."""
         ...
 
     def on_frames(self) -> None:
@@ -101,6 +112,13 @@ class EngineCall(Protocol):
 
     @property
     def disconnected(self) -> bool: ...
+
+    @property
+    def far_end_responded(self) -> bool:
+        """A call we placed: whether any SIP response of the far end reached us (False at
+        the end means the network failed: nothing answered, not even a refusal). Always
+        True for a call we took."""
+        ...
 
     def ring(self) -> None:
         """180 Ringing."""
@@ -180,6 +198,23 @@ class SipEngine(Protocol):
 
     async def shutdown(self) -> None:
         """End every call and release the stack."""
+        ...
+
+    async def dial(
+        self,
+        uri: str,
+        listener: CallListener,
+        *,
+        account: str = "",
+        from_user: str = "",
+    ) -> EngineCall:
+        """Place a call to the SIP URI ``uri``, through the ``[[sip.accounts]]`` account
+        ``account`` ("" = the engine's own identity, ``sip.user``), From ``from_user`` ("" =
+        the account's user). ``listener`` gets every event of the call from the first one on:
+        ``on_progress``, then ``on_media`` and ``on_confirmed`` once answered, or
+        ``on_disconnected`` with the final status (a 486, a 603, the 487 of our CANCEL...).
+        ``hang_up`` before the answer CANCELs. Raises ``DialError`` when no INVITE was sent.
+        """
         ...
 
 

@@ -151,6 +151,15 @@ class BaresipAccounts:
             self._agents[name] = _Agent(agent, native_ua)
         return contacts
 
+    def agent(self, name: str) -> tuple[baresip.UserAgent, Any, str, str] | None:
+        """Account ``name``'s user agent, its ``struct ua *``, and the user and domain its
+        calls come From; None when there is no such account."""
+        found = self._agents.get(name)
+        if found is None:
+            return None
+        settings = self.registrations.accounts[name].settings
+        return found.agent, found.native, settings.username, registrar_domain(settings.registrar)
+
     async def start(self) -> None:
         """Resolve every registrar (for the who-may-call check), then register: each
         outcome comes later, to ``Registrations``."""

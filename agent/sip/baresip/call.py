@@ -18,6 +18,7 @@ from typing import Any
 import baresip
 import structlog
 from baresip import BaresipError, Event, StackEvent, TransferFailed
+from baresip.errors import split_status
 from baresip.stats import CallStats
 
 from agent.observe.ids import new_call_id
@@ -45,6 +46,9 @@ def close_code(text: str, established: bool, rejected: int | None) -> int:
     """
     if rejected is not None:
         return rejected
+    status, _ = split_status(text)
+    if status is not None and not established:
+        return status  # a call we placed, refused ("486 Busy Here")
     lowered = text.lower()
     if "timed out" in lowered or "timeout" in lowered:
         return 408
@@ -65,7 +69,12 @@ class BaresipCall:
         call: baresip.Call,
         executor: native.ReThreadExecutor,
         on_ended: Callable[[BaresipCall], None],
+        *,
+        local_uri: str = "",
+        on_call_id: Callable[[BaresipCall], None] | None = None,
     ) -> None:
+        """``local_uri`` (a call we placed): our From. ``on_call_id``: told once the SIP
+        Call-ID of a call we placed is known (its first event carries it)."""
         self._call = call
         #: The latest RTCP snapshot (live quality while the call runs).
         self._rtcp: CallStats | None = None
@@ -75,9 +84,12 @@ class BaresipCall:
         self.call_id = new_call_id()
         self.sip_call_id: str = call.call_id or ""
         self.remote_uri: str = call.peer or ""
-        self.local_uri: str = call.headers.get("To", "")
+        self.local_uri: str = local_uri or call.headers.get("To", "")
         self.source_ip = ""
         self.listener: CallListener | None = None
+        self.outgoing = bool(local_uri)
+        self.far_end_responded = not self.outgoing
+        self._on_call_id = on_call_id
         self.log = structlog.get_logger("sip").bind(
             call_id=self.call_id, sip_call_id=self.sip_call_id
         )
@@ -249,6 +261,12 @@ class BaresipCall:
             self.log.info("sip_media_active", codec=media.codec, rate=media.rate)
             if self.pump is None:
                 self.pump = AudioPump(self._call.audio, media.rate, self._frames)
+                if self.outgoing:
+                    # What the stack buffered since a 183 is the network's early media
+                    # (ringback, announcements), not the callee: it never reaches the agent.
+                    dropped = self.pump.discard_received()
+                    if dropped:
+                        self.log.info("early_media_discarded", frames=dropped)
                 if self._source is not None:
                     self.pump.source = self._source
                 if self.on_media_ready is not None:
@@ -277,6 +295,14 @@ class BaresipCall:
         self.log.debug("rtp_source_expected", address=f"{ip}:{port or '*'}")
 
     # -- the stack's events (loop thread) ---------------------------------------------------
+    @property
+    def stack_handle(self) -> int:
+        return int(self._call.handle)
+
+    def replay(self, event: StackEvent) -> None:
+        """An event of this call the loop delivered before the call existed (``dial``)."""
+        self._on_event(event)
+
     def _on_event(self, event: StackEvent) -> None:
         try:
             self._handle(event)
@@ -285,6 +311,13 @@ class BaresipCall:
 
     def _handle(self, event: StackEvent) -> None:
         kind = event.event
+        if not self.sip_call_id and event.call_id:
+            self.sip_call_id = event.call_id
+            self.log = self.log.bind(sip_call_id=self.sip_call_id)
+            if self._on_call_id is not None:
+                self._on_call_id(self)
+        if self.outgoing:
+            self._outgoing_event(event)
         if kind is Event.CALL_ESTABLISHED:
             self._established = True
             if self._codec is None:
@@ -302,6 +335,22 @@ class BaresipCall:
             if answer is not None and not answer.done() and (event.text or "") == "answer":
                 answer.set_result(None)
             self._spawn("media", self._media_up())
+
+    def _outgoing_event(self, event: StackEvent) -> None:
+        """What a call we placed learns of the far end's responses."""
+        kind = event.event
+        if kind in (Event.CALL_RINGING, Event.CALL_PROGRESS):
+            self.far_end_responded = True
+            code, reason = (
+                (180, "Ringing") if kind is Event.CALL_RINGING else (183, "Session Progress")
+            )
+            self.log.info("sip_call_progress", code=code)
+            if self.listener is not None:
+                self.listener.on_progress(code, reason)
+        elif kind in (Event.CALL_ANSWERED, Event.CALL_ESTABLISHED) or (
+            kind is Event.CALL_CLOSED and split_status(event.text or "")[0] is not None
+        ):
+            self.far_end_responded = True
 
     def _confirm(self) -> None:
         self._confirmed_pending = False

@@ -33,7 +33,7 @@ from agent.sip.baresip.call import BaresipCall
 from agent.sip.baresip.gate import STACK_CODECS, BaresipRequestGate
 from agent.sip.baresip.logs import StackLogs
 from agent.sip.baresip.media import MediaClock
-from agent.sip.engine import EngineStartError, IncomingCall
+from agent.sip.engine import CallListener, DialError, EngineStartError, IncomingCall
 from agent.sip.message import SipRequest
 from agent.sip.refusals import RefusalLog
 from agent.sip.registration import Registrations
@@ -85,6 +85,12 @@ class BaresipEngine:
         self._gate: BaresipRequestGate | None = None
         self._logs = StackLogs()
         self._accounts: BaresipAccounts | None = None
+        #: The engine's own ``struct ua *`` (re thread only; its account's codecs are set
+        #: before each call it places).
+        self._native_agent: Any = None
+        #: Stack events of calls not yet known, kept while a dial is under way (see dial).
+        self._dialing = 0
+        self._unclaimed: list[baresip.StackEvent] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -121,6 +127,8 @@ class BaresipEngine:
         self.bound_port = port
         loop = asyncio.get_running_loop()
         self._executor = native.ReThreadExecutor(runtime)
+        # The user agent just created, before any account's.
+        self._native_agent, _ = await self._executor.run(native.newest_agent)
         if tls is not None:
             status = await self._executor.run(lambda: native.add_tls_transport(tls))
             if status != 0:
@@ -239,7 +247,8 @@ class BaresipEngine:
     def _ended(self, call: BaresipCall) -> None:
         self.clock.pumps.pop(call.call_id, None)
         self.calls.pop(call.call_id, None)
-        self._by_sip_id.pop(call.sip_call_id, None)
+        if self._by_sip_id.get(call.sip_call_id) is call:
+            del self._by_sip_id[call.sip_call_id]
         # The call's counters and RTP statistics, once, at its end (bench/ reads this line).
         call.log.info("media_stats", **call.media_stats())
 
@@ -250,10 +259,78 @@ class BaresipEngine:
                 request.method, request.content_type, request.header("event") or "", body
             )
 
+    async def dial(
+        self,
+        uri: str,
+        listener: CallListener,
+        *,
+        account: str = "",
+        from_user: str = "",
+    ) -> BaresipCall:
+        """An outbound call (``agent.sip.engine.SipEngine.dial``).
+
+        The binding reports a call's events to the ``baresip.Call`` it builds once the dial
+        command returns; events the loop delivers before that (a quick 486 on loopback)
+        would be lost to it. This engine listens to every stack event: those of unknown
+        calls that arrive while a dial is under way are kept, and the new call gets its own
+        at once, in order, before anything newer.
+        """
+        if self._runtime is None or self._agent is None or self._executor is None:
+            raise DialError("the SIP engine is not running")
+        agent, native_ua = self._agent, self._native_agent
+        user, domain = self.settings.user, f"{self.settings.host}:{self.bound_port}"
+        if account:
+            found = self._accounts.agent(account) if self._accounts is not None else None
+            if found is None:
+                raise DialError(f"no [[sip.accounts]] account {account!r} on the baresip engine")
+            agent, native_ua, user, domain = found
+        if from_user and from_user != user:
+            # One identity per user agent: baresip puts its account's AOR in From.
+            raise DialError(
+                f"the baresip engine places calls from its account's own user ({user!r}); "
+                "--from with another needs the pjsip engine"
+            )
+        self._dialing += 1
+        try:
+            gate = self._gate
+            if gate is not None:
+                await self._executor.run(
+                    lambda: gate.offer_all_codecs(native.account_of(native_ua))
+                )
+            stack_call = await agent.dial(uri)
+        except (baresip.BaresipError, ValueError) as exc:
+            raise DialError(f"INVITE not sent: {str(exc)[:200]}") from None
+        finally:
+            self._dialing -= 1
+        local = f"sip:{user}@{domain}"
+        call = BaresipCall(
+            stack_call, self._executor, self._ended, local_uri=local, on_call_id=self._call_id_known
+        )
+        call.remote_uri = uri
+        call.on_media_ready = self._media_ready
+        call.listener = listener
+        self.calls[call.call_id] = call
+        early = [e for e in self._unclaimed if e.call == stack_call.handle]
+        self._unclaimed = [e for e in self._unclaimed if e.call != stack_call.handle]
+        if self._dialing == 0:
+            self._unclaimed.clear()
+        call.log.info("sip_dial", remote=uri, local=local)
+        for event in early:
+            call.replay(event)
+        return call
+
+    def _call_id_known(self, call: BaresipCall) -> None:
+        self._by_sip_id[call.sip_call_id] = call
+
     def _stack_event(self, event: baresip.StackEvent) -> None:
+        if self._dialing and event.call and not self._known(event.call):
+            self._unclaimed.append(event)
         if event.event is baresip.Event.SIPSESS_FAILED:
             # INVITEs the stack refused itself (no common codec, say): no call was made.
             log.info("sip_invite_refused", reason=(event.text or "")[:200])
+
+    def _known(self, handle: int) -> bool:
+        return any(call.stack_handle == handle for call in self.calls.values())
 
     @property
     def handle(self) -> Any:

@@ -168,6 +168,14 @@ class BaresipRequestGate:
             self._post(self._on_in_dialog, request, body)
             native.end_unanswered(call_id)
 
+    def offer_all_codecs(self, account: Any) -> None:
+        """*re thread*: the next call ``account`` places offers every ``sip.codecs`` codec,
+        in order (an INVITE it took since may have narrowed its list to one)."""
+        key = native.address_of(account)
+        if account != native.NULL and self._chosen.get(key) != self._codecs:
+            native.set_account_codecs(account, ",".join(STACK_CODECS[c] for c in self._codecs))
+            self._chosen[key] = self._codecs
+
     def _choose_codecs(self, msg: Any, offer_sdp: str) -> None:
         account = native.account_for(msg)
         if account == native.NULL:

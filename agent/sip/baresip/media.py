@@ -152,6 +152,15 @@ class AudioPump:
                 self.tx_rejected_frames += 1
             self.frames_out += 1
 
+    def discard_received(self) -> int:
+        """Drop the caller audio the native buffer holds now (a call we placed: its early
+        media, received before the answer); how many frames' worth."""
+        dropped = 0
+        with contextlib.suppress(AudioNotActive, AudioRestarted):
+            while data := self.audio.read(64 * self.frame_bytes):
+                dropped += len(data)
+        return dropped // self.frame_bytes
+
     def take_frames(self) -> list[bytes]:
         inbound = self.inbound
         frames = list(inbound)

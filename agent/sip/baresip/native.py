@@ -278,6 +278,11 @@ def account_for(msg: Any) -> Any:
     return _ffi.NULL if agent == _ffi.NULL else _lib.ua_account(agent)
 
 
+def account_of(agent: Any) -> Any:
+    """The ``struct account *`` of the ``struct ua *`` ``agent`` (*re thread*)."""
+    return _lib.ua_account(agent)
+
+
 def newest_agent() -> tuple[Any, str]:
     """The ``struct ua *`` created last (baresip appends each new one) and the user part of
     its Contact: its account's user, with a random suffix when another user agent has the

@@ -221,6 +221,10 @@ class PjsipAccounts:
         else:
             self._failed(name, "DNS", 0, f"{host} does not resolve")
 
+    def account(self, name: str) -> pj.Account | None:
+        """The registering account ``name`` (None when it was never added)."""
+        return self._accounts.get(name)
+
     def unregister(self) -> bool:
         """Send every registered account's unregistration; True when any is awaited."""
         self._stopping = True

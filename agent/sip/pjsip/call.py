@@ -69,10 +69,14 @@ class _PjCall(pj.Call):
         #: Where the INVITE came from: the only address a NAT-ed caller's RTP may latch onto.
         self.source_ip = source_ip
         self.call_id = new_call_id()
-        info = self.getInfo()
-        self.sip_call_id: str = info.callIdString
-        self.remote_uri: str = info.remoteUri
-        self.local_uri: str = info.localUri
+        #: A call we place (``call_id`` INVALID: ``place`` makes it): its info comes then.
+        self.outgoing = call_id == pj.PJSUA_INVALID_ID
+        self.far_end_responded = not self.outgoing
+        self.sip_call_id: str = ""
+        self.remote_uri: str = ""
+        self.local_uri: str = ""
+        if not self.outgoing:
+            self._read_info()
         self.codec: str | None = None
         self.port: BridgePort | None = None
         #: The latest RTP figures (``rtp_figures``): kept, since the stream goes with the call.
@@ -90,6 +94,7 @@ class _PjCall(pj.Call):
         self.log = structlog.get_logger("sip").bind(
             call_id=self.call_id, sip_call_id=self.sip_call_id
         )
+        self._ringing_reported = 0
         self._on_retire = on_retire
         self._audio: pj.AudioMedia | None = None
         #: Media index and socket still waiting to latch onto the caller's exact RTP source.
@@ -97,6 +102,22 @@ class _PjCall(pj.Call):
         #: While set (inside onIncomingCall), responses are queued in ``deferred``.
         self.defer_responses = False
         self.deferred: list[Callable[[], None]] = []
+
+    def _read_info(self) -> None:
+        info = self.getInfo()
+        self.sip_call_id = info.callIdString
+        self.remote_uri = info.remoteUri
+        self.local_uri = info.localUri
+
+    def place(self, uri: str, local_uri: str) -> None:
+        """Send the INVITE of a call we place (``local_uri``: From, "" = the account's);
+        raises ``pj.Error`` when pjsua cannot."""
+        prm = pj.CallOpParam(True)
+        if local_uri:
+            prm.txOption.localUri = local_uri
+        self.makeCall(uri, prm)
+        self._read_info()
+        self.log = self.log.bind(sip_call_id=self.sip_call_id)
 
     # -- commands (loop thread) -------------------------------------------------------------
     def ring(self) -> None:
@@ -244,6 +265,8 @@ class _PjCall(pj.Call):
     def onCallState(self, prm: pj.OnCallStateParam) -> None:
         try:
             info = self.getInfo()
+            if self.outgoing:
+                self._outgoing_state(prm, info)
             if info.state == pj.PJSIP_INV_STATE_CONFIRMED and not self.confirmed:
                 self.confirmed = True
                 if self.listener is not None:
@@ -260,6 +283,25 @@ class _PjCall(pj.Call):
             self._on_retire(self)
         except Exception:
             self.log.exception("sip_callback_failed", callback="onCallState")
+
+    def _outgoing_state(self, prm: pj.OnCallStateParam, info: pj.CallInfo) -> None:
+        """What a call we placed learns: a response of the far end (not a timer's or the
+        transport's), and its ringing (180) or early media (183), each reported once."""
+        event = prm.e
+        if (
+            event.type == pj.PJSIP_EVENT_TSX_STATE
+            and event.body.tsxState.type == pj.PJSIP_EVENT_RX_MSG
+        ) or event.type == pj.PJSIP_EVENT_RX_MSG:
+            self.far_end_responded = True
+        code = int(info.lastStatusCode)
+        if info.state == pj.PJSIP_INV_STATE_EARLY and code in (180, 183):
+            if code == self._ringing_reported:
+                return
+            self._ringing_reported = code
+            self.far_end_responded = True
+            self.log.info("sip_call_progress", code=code)
+            if self.listener is not None:
+                self.listener.on_progress(code, str(info.lastReason))
 
     def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
         # One call per key press, for RFC 4733 events and SIP INFO (application/dtmf-relay)
@@ -302,10 +344,19 @@ class _PjCall(pj.Call):
             self.log.exception("sip_callback_failed", callback="onCallMediaState")
 
     def onCallTsxState(self, prm: pj.OnCallTsxStateParam) -> None:
-        # A refused re-INVITE of ours (hold, resume) leaves the media as it was: no media
-        # state comes, the final response here says why.
         try:
-            if self._reinvite_answer is None or prm.e.type != pj.PJSIP_EVENT_TSX_STATE:
+            event = prm.e
+            if (
+                self.outgoing
+                and event.type == pj.PJSIP_EVENT_TSX_STATE
+                and event.body.tsxState.type == pj.PJSIP_EVENT_RX_MSG
+            ):
+                # A call we place: a 100 Trying changes no call state, only its
+                # transaction's; it still means somebody is there.
+                self.far_end_responded = True
+            # A refused re-INVITE of ours (hold, resume) leaves the media as it was: no media
+            # state comes, the final response here says why.
+            if self._reinvite_answer is None or event.type != pj.PJSIP_EVENT_TSX_STATE:
                 return
             tsx = prm.e.body.tsxState.tsx
             if tsx.method == "INVITE" and tsx.role == pj.PJSIP_ROLE_UAC and tsx.statusCode >= 300:
@@ -470,6 +521,10 @@ class PjsipCall:
         self.local_uri = pj_call.local_uri
         self.source_ip = pj_call.source_ip
         self.log = pj_call.log
+
+    @property
+    def far_end_responded(self) -> bool:
+        return self._call.far_end_responded
 
     @property
     def listener(self) -> CallListener | None:

@@ -23,7 +23,7 @@ import pjsua2 as pj
 import structlog
 
 from agent.config import PJSUA_CALL_SLOTS, SipSettings
-from agent.sip.engine import EngineStartError, IncomingCall
+from agent.sip.engine import CallListener, DialError, EngineStartError, IncomingCall
 from agent.sip.message import codecs_for_offer
 from agent.sip.pjsip.accounts import (
     UNREGISTER_WAIT_S,
@@ -361,6 +361,52 @@ class PjsipEngine:
             call.defer_responses = False
             if call.deferred:
                 self._deferred.append(call)
+
+    async def dial(
+        self,
+        uri: str,
+        listener: CallListener,
+        *,
+        account: str = "",
+        from_user: str = "",
+    ) -> PjsipCall:
+        """An outbound call (``agent.sip.engine.SipEngine.dial``): through the engine's own
+        account, or a registering ``[[sip.accounts]]`` one (pjsua answers the trunk's digest
+        challenge with its credentials)."""
+        if self._ep is None or self._account is None:
+            raise DialError("the SIP engine is not running")
+        pj_account: pj.Account | None = self._account
+        if account:
+            pj_account = self._accounts.account(account) if self._accounts is not None else None
+            if pj_account is None:
+                raise DialError(f"no [[sip.accounts]] account {account!r} is registered")
+        assert pj_account is not None
+        local = ""
+        if from_user:
+            identity = pj_account.getInfo().uri
+            host = identity.rpartition("@")[2] if "@" in identity else identity.split(":", 1)[1]
+            scheme = identity.split(":", 1)[0]
+            local = f"{scheme}:{from_user}@{host}"
+        # As before a new INVITE is taken: retired calls go first (their slots), and the
+        # offer carries every configured codec.
+        self._destroy_retired()
+        self._enable_codecs(self.settings.codecs)
+        call = _PjCall(pj_account, pj.PJSUA_INVALID_ID, self._retire)
+        call.listener = listener
+        self._log_writer.muted = True
+        try:
+            call.place(uri, local)
+        except pj.Error as exc:
+            call.listener = None
+            if call.thisown:
+                pj.Call.__swig_destroy__(call)
+                call.thisown = False
+            raise DialError(f"INVITE not sent: {exc.reason}") from None
+        finally:
+            self._log_writer.muted = False
+        self.calls[call.call_id] = call
+        call.log.info("sip_dial", remote=uri, local=call.local_uri)
+        return PjsipCall(call)
 
     def _answer_deferred(self) -> None:
         deferred, self._deferred = self._deferred, []
