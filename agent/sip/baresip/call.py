@@ -65,8 +65,11 @@ class BaresipCall:
         call: baresip.Call,
         executor: native.ReThreadExecutor,
         on_ended: Callable[[BaresipCall], None],
+        sdp_address: str = "",
     ) -> None:
         self._call = call
+        #: The address our SDP names instead of the local one (sip.public_host), or "".
+        self._sdp_address = sdp_address
         #: The latest RTCP snapshot (live quality while the call runs).
         self._rtcp: CallStats | None = None
         call.on_rtcp(self._on_rtcp)
@@ -215,6 +218,10 @@ class BaresipCall:
             self.log.warning("sip_command_failed", command=what, reason=str(exc)[:200])
 
     async def _answer(self) -> None:
+        if self._sdp_address:
+            call_id, address = self.sip_call_id, self._sdp_address
+            # Before the answer: the 200's SDP is built from it.
+            await self._executor.run(lambda: native.set_sdp_address(call_id, address))
         await self._call.answer()
         await self._media_up()
 

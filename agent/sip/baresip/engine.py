@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import ipaddress
 import os
 import socket
 import ssl
@@ -58,6 +59,20 @@ def _port_taken(host: str, port: int, kind: int = socket.SOCK_DGRAM) -> bool:
     return False
 
 
+def sdp_address(public_host: str) -> str:
+    """The IP address SDP names for ``sip.public_host`` (a name is resolved once, at start;
+    "" for none); raises ``EngineStartError`` when it does not resolve."""
+    if not public_host:
+        return ""
+    with contextlib.suppress(ValueError):
+        return str(ipaddress.ip_address(public_host))
+    try:
+        found = socket.getaddrinfo(public_host, None, socket.AF_INET, socket.SOCK_DGRAM)
+    except OSError as exc:
+        raise EngineStartError(f"sip.public_host {public_host!r} does not resolve: {exc}") from None
+    return str(found[0][4][0])
+
+
 class BaresipEngine:
     """Owns baresip for this process (``agent.sip.engine.SipEngine``)."""
 
@@ -85,6 +100,8 @@ class BaresipEngine:
         self._gate: BaresipRequestGate | None = None
         self._logs = StackLogs()
         self._accounts: BaresipAccounts | None = None
+        #: The IP address our SDP names ("" for the stack's own choice, the local one).
+        self._sdp_address = ""
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -92,11 +109,7 @@ class BaresipEngine:
         problem = native.check_versions()
         if problem is not None:
             raise EngineStartError(f"the baresip engine cannot run with {problem}")
-        if self.settings.public_host:
-            raise EngineStartError(
-                "sip.public_host is not supported by the baresip engine (its SDP names "
-                "sip.host); use the pjsip engine behind NAT"
-            )
+        self._sdp_address = sdp_address(self.settings.public_host)
         host = self.settings.host
         port = self.settings.port or _free_udp_port(host)
         # baresip logs a failed bind and carries on without SIP: check first.
@@ -129,7 +142,12 @@ class BaresipEngine:
                     f"cannot start SIP over TLS on {host}:{tls.port}: {os.strerror(status)}"
                 )
         gate = BaresipRequestGate(
-            self.policy, self.settings.codecs, loop, self._refusals.answered, self._in_dialog
+            self.policy,
+            self.settings.codecs,
+            loop,
+            self._refusals.answered,
+            self._in_dialog,
+            public_host=self.settings.public_host,
         )
         await self._executor.run(gate.install)
         self._gate = gate
@@ -225,7 +243,7 @@ class BaresipEngine:
     # -- calls -------------------------------------------------------------------------------
     def _incoming(self, stack_call: baresip.Call) -> None:
         assert self._executor is not None
-        call = BaresipCall(stack_call, self._executor, self._ended)
+        call = BaresipCall(stack_call, self._executor, self._ended, self._sdp_address)
         call.on_media_ready = self._media_ready
         self.calls[call.call_id] = call
         self._by_sip_id[call.sip_call_id] = call

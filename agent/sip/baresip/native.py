@@ -18,7 +18,10 @@ needs, with the struct layouts of libre 4.10 (the version that wheel bundles;
 - the user agent baresip will hand a new INVITE to (``account_for``), a new user agent's
   Contact user and the registration lifetime its registrar granted (``newest_agent``,
   ``registration_expires``);
-- a TLS transport on a port and with PEM text of our choosing (``add_tls_transport``).
+- a TLS transport on a port and with PEM text of our choosing (``add_tls_transport``);
+- where a request arrived (``arrival``), the Contact a user agent's next call answers with
+  (``set_contact``) and the address a call's SDP names (``set_sdp_address``): for
+  ``sip.public_host`` and ``sips:`` calls, which baresip has no setting for.
 
 libre is not thread-safe: everything marked *re thread* must run on baresip's ``baresip-re``
 thread, either inside a callback libre makes (the request listener) or through
@@ -120,6 +123,8 @@ _ffi.cdef(
     int call_modify(struct call *call);
     struct ua *uag_find_msg(const struct sip_msg *msg);
     const char *ua_local_cuser(const struct ua *ua);
+    void ua_pub_gruu_set(struct ua *ua, const struct pl *pval);
+    const struct sa *call_laddr(const struct call *call);
     struct re_printf;
     int ua_print_status(struct re_printf *pf, const struct ua *ua);
     int _re_sdprintf(char **strp, const char *fmt, ...);
@@ -210,6 +215,77 @@ def read_request(msg: Any) -> RawRequest | None:
         return None
     text = bytes(_ffi.buffer(mb.buf, mb.end)).decode("utf-8", "replace")
     return RawRequest(text, source)
+
+
+#: libre's ``enum sip_transp``: a request's transport, by its number.
+TRANSPORTS = {0: "udp", 1: "tcp", 2: "tls"}
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """Where a request arrived: our address and port, and its transport ("udp", ...)."""
+
+    address: Address
+    transport: str
+
+
+def arrival(msg: Any) -> Arrival | None:
+    """Our end of ``msg`` (``struct sip_msg`` ``dst`` and ``tp``); None for a transport this
+    module does not name (WebSocket) or an unreadable address (*re thread*)."""
+    transport = TRANSPORTS.get(int(msg.tp))
+    local = _address(_ffi.addressof(msg.dst))
+    if transport is None or local is None:
+        return None
+    return Arrival(local, transport)
+
+
+def set_contact(msg: Any, uri: str) -> bool:
+    """Make ``uri`` the Contact of the call the new INVITE ``msg`` is about to create; False
+    when baresip has no user agent for it (*re thread*).
+
+    baresip's Contact is its user agent's "contact user" and the address the request came to
+    (libre's ``sip_contact_print``), unless the user agent has a public GRUU, which libre
+    prints as the whole URI: so the URI is set as that user agent's GRUU. The dialog copies
+    it when baresip accepts the INVITE, right after this listener returns on this thread,
+    so each call keeps the Contact set for its own INVITE. (REGISTER takes the contact
+    user, not the GRUU: registrations are not changed.)
+    """
+    agent = _lib.uag_find_msg(msg)
+    if agent == _ffi.NULL:
+        return False
+    encoded = uri.encode()
+    keep = _ffi.new("char[]", encoded)
+    _lib.ua_pub_gruu_set(agent, _ffi.new("struct pl *", (keep, len(encoded))))
+    return True
+
+
+def contact_user(msg: Any) -> str | None:
+    """The contact user of the user agent baresip hands the new INVITE ``msg`` to; None
+    for none (*re thread*)."""
+    agent = _lib.uag_find_msg(msg)
+    if agent == _ffi.NULL:
+        return None
+    user = _lib.ua_local_cuser(agent)
+    return None if user == _ffi.NULL else _ffi.string(user).decode()
+
+
+def set_sdp_address(call_id: str, address: str) -> bool:
+    """Name ``address`` (an IP address) in the o= and c= lines of the call's SDP from now
+    on; False when the call is gone or the address does not parse (*re thread*).
+
+    baresip takes the call's SDP address from the interface facing the caller and has no
+    setting for it; for a call it answers, nothing sets it again (only a call it places
+    resets it per offer), so writing it once before the answer holds for the call's life.
+    """
+    call = _lib.uag_call_find(call_id.encode())
+    if call == _ffi.NULL:
+        return False
+    laddr = _lib.call_laddr(call)
+    if laddr == _ffi.NULL:
+        return False
+    # call_laddr points into the call's SDP session (sdp_session_laddr): set it in place.
+    target = _ffi.cast("struct sa *", laddr)
+    return bool(_lib.sa_set_str(target, address.encode(), _lib.sa_port(target)) == 0)
 
 
 def contact_parses(contact: str) -> bool:
