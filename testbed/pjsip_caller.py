@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -60,6 +61,19 @@ def _pump(ep: pj.Endpoint, seconds: float, until: Any = lambda: False) -> None:
         ep.libHandleEvents(20)
 
 
+def _place(ep: pj.Endpoint, account: pj.Account, args: argparse.Namespace) -> dict[str, Any]:
+    """One call to ``args.uri``: its report (the call object is gone once this returns)."""
+    call = _Call(account, args.play, args.record)
+    call.makeCall(args.uri, pj.CallOpParam(True))
+    _pump(ep, _ANSWER_WAIT_S, lambda: call.confirmed or call.ended)
+    if call.confirmed:
+        _pump(ep, args.seconds, lambda: call.ended)
+    if not call.ended:
+        call.hangup(pj.CallOpParam(True))
+        _pump(ep, 3.0, lambda: call.ended)
+    return {"confirmed": call.confirmed, "status": call.status, "contact": call.contact}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("uri")
@@ -74,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = pj.EpConfig()
     cfg.uaConfig.threadCnt = 0
     cfg.uaConfig.mainThreadOnly = True
-    cfg.logConfig.level = 1
-    cfg.logConfig.consoleLevel = 1
+    cfg.logConfig.level = int(os.environ.get("PJ_CALLER_LOG", "1"))
+    cfg.logConfig.consoleLevel = cfg.logConfig.level
     cfg.medConfig.clockRate = 8000
     cfg.medConfig.sndClockRate = 8000
     cfg.medConfig.channelCount = 1
@@ -103,18 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     acfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
     account = pj.Account()
     account.create(acfg)
-    call = _Call(account, args.play, args.record)
-    call.makeCall(args.uri, pj.CallOpParam(True))
-    _pump(ep, _ANSWER_WAIT_S, lambda: call.confirmed or call.ended)
-    if call.confirmed:
-        _pump(ep, args.seconds, lambda: call.ended)
-    if not call.ended:
-        call.hangup(pj.CallOpParam(True))
-        _pump(ep, 3.0, lambda: call.ended)
-    confirmed, status, contact = call.confirmed, call.status, call.contact
-    call._media.clear()
-    del call
-    print(json.dumps({"confirmed": confirmed, "status": status, "contact": contact}))
+    report = _place(ep, account, args)
+    print(json.dumps(report))
     sys.stdout.flush()
     ep.libDestroy()
     return 0

@@ -89,6 +89,14 @@ async def test_a_sips_call_over_tls_gets_a_sips_contact_and_carries_audio(
         assert rms_dbfs(bytes(local_server.sessions[0].input_audio)) > -40
         assert len(heard) / 2 / 8000 > 2.0
         samples = np.frombuffer(heard, dtype="<i2")
-        assert rms_dbfs(samples[: 2 * 8000].tobytes()) > -40, "the greeting never reached the caller"
+        greeting = samples[: 2 * 8000].tobytes()
+        assert rms_dbfs(greeting) > -40, "the greeting never reached the caller"
+
+        # The next call, sip: over the same TLS port, gets a sip: Contact again.
+        report, _ = await _pjsip_call(
+            f"sip:agent@127.0.0.1:{tls_port};transport=tls", certs.ca, tmp_path, seconds=0.5
+        )
+        assert report["confirmed"], report
+        assert report["contact"].startswith("<sip:agent@127.0.0.1:"), report
     finally:
         assert await agent.stop() == 0
