@@ -3,9 +3,10 @@ has no TLS) and the baresip-python caller cannot either (it cannot dial ``sips:`
 
 ``python -m testbed.pjsip_caller URI --ca CA --play WAV --record WAV --seconds S`` dials URI
 over TLS (verifying the callee against CA) with SDES-SRTP mandatory, plays WAV into the
-call and records what it hears, hangs up after S seconds connected, and prints one JSON
-line: the final status, the Contact the callee answered with, and whether the call was
-confirmed. Bounded: it gives up 15 s after dialling without an answer.
+call and records what it hears, hangs up after S seconds connected (unless the callee did
+first), and prints one JSON line: the final status, the Contact the callee answered with,
+whether the call was confirmed and whether the callee ended it. Bounded: it gives up 15 s
+after dialling without an answer.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class _Call(pj.Call):  # type: ignore[misc]
         self.play, self.record = play, record
         self.confirmed = False
         self.ended = False
+        self.hung_up = False
         self.status = 0
         self.contact = ""
         self._media: list[Any] = []
@@ -70,8 +72,15 @@ def _place(ep: pj.Endpoint, account: pj.Account, args: argparse.Namespace) -> di
         _pump(ep, args.seconds, lambda: call.ended)
     if not call.ended:
         call.hangup(pj.CallOpParam(True))
+        call.hung_up = True
         _pump(ep, 3.0, lambda: call.ended)
-    return {"confirmed": call.confirmed, "status": call.status, "contact": call.contact}
+    return {
+        "confirmed": call.confirmed,
+        "status": call.status,
+        "contact": call.contact,
+        # The callee ended the call (its BYE reached us) before we hung up.
+        "ended_by_callee": call.confirmed and call.ended and not call.hung_up,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,7 +43,7 @@ async def _pjsip_call(uri: str, ca: Path, workdir: Path, seconds: float) -> tupl
     """Run the PJSUA2 caller; its report and what it heard (PCM16)."""
     play, record = workdir / "caller.wav", workdir / "heard.wav"
     speech = (speech_like(1.5) * 32767).astype("<i2").tobytes()
-    _write_wav(play, bytes(2 * 8000 * 2) + speech)
+    _write_wav(play, bytes(8000) + speech)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "testbed.pjsip_caller", uri, "--ca", str(ca),
         "--play", str(play), "--record", str(record), "--seconds", str(seconds),
@@ -70,6 +70,8 @@ async def test_a_sips_call_over_tls_gets_a_sips_contact_and_carries_audio(
     tls_port = free_port(socket.SOCK_STREAM)
     config = tmp_path / "agent.toml"
     config.write_text(
+        # The agent ends the call (max_call_s): its BYE must reach the sips: caller.
+        "[agent]\nmax_call_s = 3.0\nmax_call_goodbye_s = 0.0\n\n"
         f'[sip]\nsrtp = "mandatory"\n\n[sip.tls]\nport = {tls_port}\n'
         f'cert_file = "{certs.cert}"\nkey_file = "{certs.key}"\n'
     )
@@ -80,16 +82,17 @@ async def test_a_sips_call_over_tls_gets_a_sips_contact_and_carries_audio(
     await agent.start()
     try:
         report, heard = await _pjsip_call(
-            f"sips:agent@127.0.0.1:{tls_port}", certs.ca, tmp_path, seconds=4.0
+            f"sips:agent@127.0.0.1:{tls_port}", certs.ca, tmp_path, seconds=8.0
         )
         assert report["confirmed"], report
         assert report["contact"].startswith("<sips:agent@127.0.0.1:"), report
+        assert report["ended_by_callee"], report
         await agent.wait_for("call_finished", 10)
         assert len(local_server.sessions) == 1
         assert rms_dbfs(bytes(local_server.sessions[0].input_audio)) > -40
-        assert len(heard) / 2 / 8000 > 2.0
+        assert len(heard) / 2 / 8000 > 1.5
         samples = np.frombuffer(heard, dtype="<i2")
-        greeting = samples[: 2 * 8000].tobytes()
+        greeting = samples[: 8000].tobytes()
         assert rms_dbfs(greeting) > -40, "the greeting never reached the caller"
 
         # The next call, sip: over the same TLS port, gets a sip: Contact again.

@@ -218,10 +218,15 @@ class BaresipCall:
             self.log.warning("sip_command_failed", command=what, reason=str(exc)[:200])
 
     async def _answer(self) -> None:
-        if self._sdp_address:
-            call_id, address = self.sip_call_id, self._sdp_address
-            # Before the answer: the 200's SDP is built from it.
-            await self._executor.run(lambda: native.set_sdp_address(call_id, address))
+        call_id, address = self.sip_call_id, self._sdp_address
+
+        def prepare() -> None:
+            # Before the answer: the 200's SDP is built from the address.
+            if address:
+                native.set_sdp_address(call_id, address)
+            native.reach_sips_target(call_id)
+
+        await self._executor.run(prepare)
         await self._call.answer()
         await self._media_up()
 

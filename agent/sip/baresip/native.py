@@ -124,6 +124,16 @@ _ffi.cdef(
     struct ua *uag_find_msg(const struct sip_msg *msg);
     const char *ua_local_cuser(const struct ua *ua);
     void ua_pub_gruu_set(struct ua *ua, const struct pl *pval);
+    struct sipsess; struct sip_dialog;
+    /* the head of baresip's struct call, without and with its debug MAGIC_DECL */
+    struct call_head { struct le le; const void *cfg; struct ua *ua; struct account *acc;
+                       struct sipsess *sess; };
+    struct call_head_magic { uint32_t magic; struct le le; const void *cfg; struct ua *ua;
+                             struct account *acc; struct sipsess *sess; };
+    struct sip_dialog *sipsess_dialog(const struct sipsess *sess);
+    const char *sip_dialog_callid(const struct sip_dialog *dlg);
+    const struct uri *sip_dialog_route(const struct sip_dialog *dlg);
+    int sip_dialog_tp(const struct sip_dialog *dlg);
     const struct sa *call_laddr(const struct call *call);
     struct re_printf;
     int ua_print_status(struct re_printf *pf, const struct ua *ua);
@@ -286,6 +296,52 @@ def set_sdp_address(call_id: str, address: str) -> bool:
     # call_laddr points into the call's SDP session (sdp_session_laddr): set it in place.
     target = _ffi.cast("struct sa *", laddr)
     return bool(_lib.sa_set_str(target, address.encode(), _lib.sa_port(target)) == 0)
+
+
+def _dialog(call: Any, call_id: str) -> Any:
+    """The ``struct sip_dialog *`` of ``call``, or NULL when neither layout of the head of
+    baresip's ``struct call`` checks out: its user agent must be ``call_get_ua``'s and its
+    dialog's Call-ID ``call_id``."""
+    agent = _lib.call_get_ua(call)
+    for layout in ("struct call_head *", "struct call_head_magic *"):
+        head = _ffi.cast(layout, call)
+        if head.ua != agent or head.sess == _ffi.NULL:
+            continue
+        dialog = _lib.sipsess_dialog(head.sess)
+        if dialog == _ffi.NULL:
+            continue
+        found = _lib.sip_dialog_callid(dialog)
+        if found != _ffi.NULL and _ffi.string(found).decode("utf-8", "replace") == call_id:
+            return dialog
+    return _ffi.NULL
+
+
+def reach_sips_target(call_id: str) -> bool:
+    """Let libre send the call's in-dialog requests (BYE, re-INVITE, REFER) to a caller
+    whose Contact is ``sips:``; False when the call, its dialog or a ``sips:`` target is
+    not found (*re thread*).
+
+    libre refuses to send any request to a ``sips:`` route (ENOSYS), so the agent could not
+    hang up on, hold or transfer a ``sips:`` caller. The dialog keeps the transport the
+    INVITE came over (TLS, checked by the caller of this), and the Request-URI stays the
+    caller's ``sips:`` Contact: only the route's scheme as libre reads it becomes "sip"
+    (the first three letters of "sips"). A target refresh by the caller (a re-INVITE with a
+    new Contact) decodes it again; until this runs again for it, the agent's requests fail
+    as before.
+    """
+    call = _lib.uag_call_find(call_id.encode())
+    if call == _ffi.NULL:
+        return False
+    dialog = _dialog(call, call_id)
+    if dialog == _ffi.NULL:
+        return False
+    if int(_lib.sip_dialog_tp(dialog)) != _SIP_TRANSP_TLS:
+        return False  # never over a transport a sips: target rules out
+    route = _ffi.cast("struct uri *", _lib.sip_dialog_route(dialog))
+    if _text(route.scheme).lower() != "sips":
+        return False
+    route.scheme.l = 3
+    return True
 
 
 def contact_parses(contact: str) -> bool:
