@@ -92,7 +92,7 @@ async def test_a_sips_call_over_tls_gets_a_sips_contact_and_carries_audio(
         assert rms_dbfs(bytes(local_server.sessions[0].input_audio)) > -40
         assert len(heard) / 2 / 8000 > 1.5
         samples = np.frombuffer(heard, dtype="<i2")
-        greeting = samples[: 8000].tobytes()
+        greeting = samples[:8000].tobytes()
         assert rms_dbfs(greeting) > -40, "the greeting never reached the caller"
 
         # The next call, sip: over the same TLS port, gets a sip: Contact again.
