@@ -66,10 +66,13 @@ class BaresipCall:
         executor: native.ReThreadExecutor,
         on_ended: Callable[[BaresipCall], None],
         sdp_address: str = "",
+        stun_source: tuple[str, int] | None = None,
     ) -> None:
         self._call = call
         #: The address our SDP names instead of the local one (sip.public_host), or "".
         self._sdp_address = sdp_address
+        #: The STUN server's address, whose keepalive answers the RTP filter lets through.
+        self._stun_also = (stun_source,) if stun_source is not None else ()
         #: The latest RTCP snapshot (live quality while the call runs).
         self._rtcp: CallStats | None = None
         call.on_rtcp(self._on_rtcp)
@@ -283,9 +286,11 @@ class BaresipCall:
         signalling = media.signalling[0] if media.signalling else remote[0]
         self.source_ip = signalling
         ip, port = expected_source(remote[0], remote[1], signalling)
-        restrict_source(media.rtp_fd, ip, port)
+        # baresip's STUN keepalives go out of these sockets: a call whose keepalive goes
+        # unanswered is ended, so the STUN server's answers must pass too.
+        restrict_source(media.rtp_fd, ip, port, self._stun_also)
         if media.rtcp_fd >= 0:
-            restrict_source(media.rtcp_fd, ip, None if port is None else port + 1)
+            restrict_source(media.rtcp_fd, ip, None if port is None else port + 1, self._stun_also)
         self.log.debug("rtp_source_expected", address=f"{ip}:{port or '*'}")
 
     # -- the stack's events (loop thread) ---------------------------------------------------

@@ -141,6 +141,11 @@ class PjsipEngine:
     async def start(self) -> None:
         """Create the library, the UDP transport and the account; then register the
         ``[[sip.accounts]]`` (their outcome comes later, to ``Registrations``)."""
+        if self.settings.stun_server:
+            raise EngineStartError(
+                "sip.stun_server is not supported by the pjsip engine (untested there); "
+                "use the baresip engine, or sip.public_host behind 1:1 NAT"
+            )
         try:
             self._start()
         except pj.Error as exc:
