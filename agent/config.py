@@ -111,6 +111,9 @@ class SipSettings:
     host: str = "127.0.0.1"
     port: int = 5060
     public_host: str = ""
+    #: A STUN server ("host" or "host:port", port 3478 by default) that tells each call's
+    #: RTP sockets their public address, for the SDP (baresip engine only); "" = none.
+    stun_server: str = ""
     user: str = "agent"
     max_calls: int = MAX_CALLS_PER_PROCESS
     retry_after_s: int = 30
@@ -650,6 +653,22 @@ def _build(cls: Any, data: dict[str, Any], prefix: str) -> Any:
     return cls(**kwargs)
 
 
+#: The STUN port when ``sip.stun_server`` names none (RFC 5389).
+STUN_PORT = 3478
+
+
+def stun_host_port(text: str) -> tuple[str, int] | None:
+    """``sip.stun_server`` as (host, port); None when it is neither "host" nor "host:port"."""
+    host, sep, port = text.strip().partition(":")
+    if not host or any(c in host for c in " /@[]"):
+        return None
+    if not sep:
+        return host, STUN_PORT
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        return None
+    return host, int(port)
+
+
 def _validate(settings: Settings) -> None:
     sip = settings.sip
     bound = ENGINE_MAX_CALLS[sip.engine]
@@ -675,6 +694,10 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("sip.rtp_timeout_s: must be 0 (never) or positive")
     if not 0 <= sip.port <= 65535:
         raise ConfigError(f"sip.port: {sip.port} is not a UDP port")
+    if sip.stun_server and stun_host_port(sip.stun_server) is None:
+        raise ConfigError(
+            f"sip.stun_server: {sip.stun_server!r} is not host or host:port (IPv4 or a name)"
+        )
     if sip.drain_timeout_s < 0:
         raise ConfigError("sip.drain_timeout_s: must be 0 (end calls at once) or positive")
     if not 0 <= settings.http.port <= 65535:

@@ -58,6 +58,21 @@ def test_only_the_allowed_source_reaches_the_socket(sockets: dict[str, socket.so
     assert _arrivals(sockets) == [b"c"]
 
 
+def test_the_stun_server_is_let_through_besides_the_caller(
+    sockets: dict[str, socket.socket],
+) -> None:
+    rx = sockets["rx"]
+    stun = ("127.0.0.2", sockets["c"].getsockname()[1])
+    restrict_source(rx.fileno(), "127.0.0.1", sockets["a"].getsockname()[1], (stun,))
+    assert _arrivals(sockets) == [b"a", b"c"]
+    # Exactly the STUN server's port: another port of its address stays out.
+    restrict_source(rx.fileno(), "127.0.0.1", sockets["a"].getsockname()[1], (("127.0.0.2", 9),))
+    assert _arrivals(sockets) == [b"a"]
+    # With an unlatched caller (any port of its address) too.
+    restrict_source(rx.fileno(), "127.0.0.1", None, (stun,))
+    assert _arrivals(sockets) == [b"a", b"b", b"c"]
+
+
 def test_expected_source() -> None:
     # The SDP's address, exactly, when the caller can be reached there.
     assert expected_source("127.0.0.1", 4000, "127.0.0.1") == ("127.0.0.1", 4000)

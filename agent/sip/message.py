@@ -213,3 +213,11 @@ def sipfrag_status(body: str) -> tuple[int, str] | None:
     if len(parts) < 2 or not parts[0].startswith("SIP/") or not parts[1].isdigit():
         return None
     return int(parts[1]), parts[2] if len(parts) > 2 else ""
+
+
+def wants_sips_contact(request: SipRequest) -> bool:
+    """Whether our answer to ``request`` must carry a ``sips:`` Contact (RFC 5630): its
+    Request-URI is ``sips:`` and it came over TLS (its top Via says so)."""
+    via = (request.header("via") or "").split(",", 1)[0]
+    transport = via.strip().split(None, 1)[0].upper() if via.strip() else ""
+    return request.uri[:5].lower() == "sips:" and transport == "SIP/2.0/TLS"

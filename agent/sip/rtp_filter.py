@@ -47,10 +47,26 @@ def _k(value: int) -> int:
     return value & 0xFFFFFFFF
 
 
-def source_program(ip: str, port: int | None) -> list[tuple[int, int, int, int]]:
-    """A BPF program accepting only IPv4 datagrams from ``ip`` (and ``port``, if given)."""
+def _admit(ip: str, port: int) -> list[tuple[int, int, int, int]]:
+    """Accept datagrams from exactly ``ip``:``port``; anything else goes on to what follows."""
+    return [
+        (_BPF_LD | _BPF_W | _BPF_ABS, 0, 0, _k(_SKF_NET_OFF + 12)),
+        (_BPF_JMP | _BPF_JEQ | _BPF_K, 0, 4, int(ipaddress.IPv4Address(ip))),
+        (_BPF_LDX | _BPF_B | _BPF_MSH, 0, 0, _k(_SKF_NET_OFF)),
+        (_BPF_LD | _BPF_H | _BPF_IND, 0, 0, _k(_SKF_NET_OFF)),
+        (_BPF_JMP | _BPF_JEQ | _BPF_K, 0, 1, port),
+        (_BPF_RET | _BPF_K, 0, 0, _ACCEPT),
+    ]
+
+
+def source_program(
+    ip: str, port: int | None, also: tuple[tuple[str, int], ...] = ()
+) -> list[tuple[int, int, int, int]]:
+    """A BPF program accepting only IPv4 datagrams from ``ip`` (and ``port``, if given), and
+    from each exact address of ``also`` (a STUN server answering the socket's keepalives)."""
     address = int(ipaddress.IPv4Address(ip))
-    program: list[tuple[int, int, int, int]] = [
+    program: list[tuple[int, int, int, int]] = [op for ip_port in also for op in _admit(*ip_port)]
+    program += [
         # A = source address (IPv4 header bytes 12-15)
         (_BPF_LD | _BPF_W | _BPF_ABS, 0, 0, _k(_SKF_NET_OFF + 12)),
     ]
@@ -79,9 +95,12 @@ def _fprog(program: list[tuple[int, int, int, int]]) -> tuple[bytes, ctypes.Arra
     return struct.pack("HL", len(program), ctypes.addressof(filters)), filters
 
 
-def restrict_source(fd: int, ip: str, port: int | None = None) -> None:
-    """Let socket ``fd`` receive only from ``ip`` (and ``port``); replaces any earlier filter."""
-    fprog, _keep = _fprog(source_program(ip, port))
+def restrict_source(
+    fd: int, ip: str, port: int | None = None, also: tuple[tuple[str, int], ...] = ()
+) -> None:
+    """Let socket ``fd`` receive only from ``ip`` (and ``port``) and the exact addresses of
+    ``also``; replaces any earlier filter."""
+    fprog, _keep = _fprog(source_program(ip, port, also))
     with socket.socket(fileno=os.dup(fd)) as sock:
         # The kernel copies the program during the call; _keep holds it until then.
         sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)

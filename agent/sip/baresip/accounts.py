@@ -56,7 +56,13 @@ def registrar_domain(uri: str) -> str:
     return f"{host}:{port}" if port else host
 
 
-def account_aor(account: AccountSettings, password: str, codecs: tuple[str, ...], srtp: str) -> str:
+def account_aor(
+    account: AccountSettings,
+    password: str,
+    codecs: tuple[str, ...],
+    srtp: str,
+    medianat: tuple[str, ...] = (),
+) -> str:
     """The address-of-record line of ``account``'s user agent (holds the password: never
     log it). Raises ``ValueError`` for what baresip's account parser cannot carry."""
     domain = registrar_domain(account.registrar)
@@ -73,7 +79,7 @@ def account_aor(account: AccountSettings, password: str, codecs: tuple[str, ...]
         audio_codecs=codecs,
         dtmf_mode="rtpevent",
         # No video codecs: see agent.sip.baresip.stack_config.
-        extra_params=("video_codecs", *MEDIAENC[account.srtp or srtp]),
+        extra_params=("video_codecs", *MEDIAENC[account.srtp or srtp], *medianat),
     ).aor()
     if sips:
         aor = aor.replace("<sip:", "<sips:", 1)
@@ -114,8 +120,10 @@ class BaresipAccounts:
         codecs: tuple[str, ...],
         srtp: str,
         on_incoming: Callable[[baresip.Call], None],
+        medianat: tuple[str, ...] = (),
     ) -> None:
         self.registrations = registrations
+        self._medianat = medianat
         self._runtime = runtime
         self._executor = executor
         self._codecs = codecs
@@ -135,7 +143,9 @@ class BaresipAccounts:
         for name, state in self.registrations.accounts.items():
             settings = state.settings
             try:
-                aor = account_aor(settings, state.password, self._codecs, self._srtp)
+                aor = account_aor(
+                    settings, state.password, self._codecs, self._srtp, self._medianat
+                )
             except ValueError as exc:
                 raise EngineStartError(
                     f"sip.accounts {name!r}: the baresip engine cannot use it: {exc}"

@@ -72,10 +72,16 @@ class BaresipCall:
         *,
         local_uri: str = "",
         on_call_id: Callable[[BaresipCall], None] | None = None,
+        sdp_address: str = "",
+        stun_source: tuple[str, int] | None = None,
     ) -> None:
         """``local_uri`` (a call we placed): our From. ``on_call_id``: told once the SIP
         Call-ID of a call we placed is known (its first event carries it)."""
         self._call = call
+        #: The address our SDP names instead of the local one (sip.public_host), or "".
+        self._sdp_address = sdp_address
+        #: The STUN server's address, whose keepalive answers the RTP filter lets through.
+        self._stun_also = (stun_source,) if stun_source is not None else ()
         #: The latest RTCP snapshot (live quality while the call runs).
         self._rtcp: CallStats | None = None
         call.on_rtcp(self._on_rtcp)
@@ -227,6 +233,15 @@ class BaresipCall:
             self.log.warning("sip_command_failed", command=what, reason=str(exc)[:200])
 
     async def _answer(self) -> None:
+        call_id, address = self.sip_call_id, self._sdp_address
+
+        def prepare() -> None:
+            # Before the answer: the 200's SDP is built from the address.
+            if address:
+                native.set_sdp_address(call_id, address)
+            native.reach_sips_target(call_id)
+
+        await self._executor.run(prepare)
         await self._call.answer()
         await self._media_up()
 
@@ -289,9 +304,11 @@ class BaresipCall:
         signalling = media.signalling[0] if media.signalling else remote[0]
         self.source_ip = signalling
         ip, port = expected_source(remote[0], remote[1], signalling)
-        restrict_source(media.rtp_fd, ip, port)
+        # baresip's STUN keepalives go out of these sockets: a call whose keepalive goes
+        # unanswered is ended, so the STUN server's answers must pass too.
+        restrict_source(media.rtp_fd, ip, port, self._stun_also)
         if media.rtcp_fd >= 0:
-            restrict_source(media.rtcp_fd, ip, None if port is None else port + 1)
+            restrict_source(media.rtcp_fd, ip, None if port is None else port + 1, self._stun_also)
         self.log.debug("rtp_source_expected", address=f"{ip}:{port or '*'}")
 
     # -- the stack's events (loop thread) ---------------------------------------------------

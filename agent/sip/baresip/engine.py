@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import ipaddress
 import os
 import socket
 import ssl
@@ -26,11 +27,12 @@ from typing import Any
 import baresip
 import structlog
 
-from agent.config import SipSettings
+from agent.config import SipSettings, stun_host_port
+from agent.sip import stun_probe
 from agent.sip.baresip import native, stack_config
 from agent.sip.baresip.accounts import BaresipAccounts
 from agent.sip.baresip.call import BaresipCall
-from agent.sip.baresip.gate import STACK_CODECS, BaresipRequestGate
+from agent.sip.baresip.gate import STACK_CODECS, BaresipRequestGate, contact_uri
 from agent.sip.baresip.logs import StackLogs
 from agent.sip.baresip.media import MediaClock
 from agent.sip.engine import CallListener, DialError, EngineStartError, IncomingCall
@@ -56,6 +58,34 @@ def _port_taken(host: str, port: int, kind: int = socket.SOCK_DGRAM) -> bool:
         except OSError:
             return True
     return False
+
+
+def sdp_address(public_host: str) -> str:
+    """The IP address SDP names for ``sip.public_host`` (a name is resolved once, at start;
+    "" for none); raises ``EngineStartError`` when it does not resolve."""
+    if not public_host:
+        return ""
+    with contextlib.suppress(ValueError):
+        return str(ipaddress.ip_address(public_host))
+    try:
+        found = socket.getaddrinfo(public_host, None, socket.AF_INET, socket.SOCK_DGRAM)
+    except OSError as exc:
+        raise EngineStartError(f"sip.public_host {public_host!r} does not resolve: {exc}") from None
+    return str(found[0][4][0])
+
+
+def stun_source(server: str) -> tuple[str, int] | None:
+    """The IPv4 address and port ``sip.stun_server`` answers from (None without one); raises
+    ``EngineStartError`` when it does not resolve."""
+    parsed = stun_host_port(server) if server else None
+    if parsed is None:
+        return None
+    host, port = parsed
+    try:
+        found = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
+    except OSError as exc:
+        raise EngineStartError(f"sip.stun_server {host!r} does not resolve: {exc}") from None
+    return str(found[0][4][0]), port
 
 
 class BaresipEngine:
@@ -91,6 +121,10 @@ class BaresipEngine:
         #: Stack events of calls not yet known, kept while a dial is under way (see dial).
         self._dialing = 0
         self._unclaimed: list[baresip.StackEvent] = []
+        #: The IP address our SDP names ("" for the stack's own choice, the local one).
+        self._sdp_address = ""
+        #: Where sip.stun_server answers from: let through every call's RTP source filter.
+        self._stun_source: tuple[str, int] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -98,11 +132,10 @@ class BaresipEngine:
         problem = native.check_versions()
         if problem is not None:
             raise EngineStartError(f"the baresip engine cannot run with {problem}")
-        if self.settings.public_host:
-            raise EngineStartError(
-                "sip.public_host is not supported by the baresip engine (its SDP names "
-                "sip.host); use the pjsip engine behind NAT"
-            )
+        self._sdp_address = sdp_address(self.settings.public_host)
+        self._stun_source = stun_source(self.settings.stun_server)
+        if self._stun_source is not None:
+            await self._check_stun(self._stun_source)
         host = self.settings.host
         port = self.settings.port or _free_udp_port(host)
         # baresip logs a failed bind and carries on without SIP: check first.
@@ -137,7 +170,12 @@ class BaresipEngine:
                     f"cannot start SIP over TLS on {host}:{tls.port}: {os.strerror(status)}"
                 )
         gate = BaresipRequestGate(
-            self.policy, self.settings.codecs, loop, self._refusals.answered, self._in_dialog
+            self.policy,
+            self.settings.codecs,
+            loop,
+            self._refusals.answered,
+            self._in_dialog,
+            public_host=self.settings.public_host,
         )
         await self._executor.run(gate.install)
         self._gate = gate
@@ -151,6 +189,7 @@ class BaresipEngine:
                 tuple(STACK_CODECS[codec] for codec in self.settings.codecs),
                 self.settings.srtp,
                 self._incoming,
+                medianat=stack_config.medianat(self.settings),
             )
             try:
                 gate.contact_users = await accounts.create()
@@ -161,6 +200,18 @@ class BaresipEngine:
         self.clock.start(loop)
         if self._accounts is not None:
             await self._accounts.start()
+
+    async def _check_stun(self, server: tuple[str, int]) -> None:
+        """Refuse to start with a STUN server that does not answer (every call would wait
+        ~40 s for it and then be dropped); log the public address it reports."""
+        bind = "0.0.0.0" if self.settings.host in ("", "0.0.0.0") else self.settings.host
+        mapped = await stun_probe.probe(server, bind)
+        if mapped is None:
+            raise EngineStartError(
+                f"sip.stun_server {server[0]}:{server[1]} does not answer STUN Binding "
+                "requests (calls would wait for it and be dropped)"
+            )
+        log.info("sip_stun_mapped", server=f"{server[0]}:{server[1]}", public=mapped[0])
 
     def _tls_transport(self) -> native.TlsTransport | None:
         """The TLS transport to open: with a certificate (calls over TLS too), or for
@@ -233,7 +284,13 @@ class BaresipEngine:
     # -- calls -------------------------------------------------------------------------------
     def _incoming(self, stack_call: baresip.Call) -> None:
         assert self._executor is not None
-        call = BaresipCall(stack_call, self._executor, self._ended)
+        call = BaresipCall(
+            stack_call,
+            self._executor,
+            self._ended,
+            sdp_address=self._sdp_address,
+            stun_source=self._stun_source,
+        )
         call.on_media_ready = self._media_ready
         self.calls[call.call_id] = call
         self._by_sip_id[call.sip_call_id] = call
@@ -290,13 +347,32 @@ class BaresipEngine:
                 f"the baresip engine places calls from its account's own user ({user!r}); "
                 "--from with another needs the pjsip engine"
             )
+        # The Contact an incoming INVITE left on this user agent (sips:, TCP, another
+        # address) must not go out on the call we place: a UDP call gets ours, at
+        # sip.public_host when set. (A TCP or TLS account's calls keep baresip's own.)
+        udp = (
+            not account
+            or self._registrations is None
+            or self._registrations.accounts[account].settings.transport == "udp"
+        )
+        ours = native.Arrival((self.settings.host, self.bound_port), "udp")
+        public_host = self.settings.public_host
+        # Bound to every address with no public one: only baresip knows which it sends from.
+        udp = udp and bool(public_host or self.settings.host not in ("0.0.0.0", "::"))
         self._dialing += 1
         try:
             gate = self._gate
-            if gate is not None:
-                await self._executor.run(
-                    lambda: gate.offer_all_codecs(native.account_of(native_ua))
-                )
+
+            def prepare() -> None:
+                if gate is not None:
+                    gate.offer_all_codecs(native.account_of(native_ua))
+                if udp:
+                    user = native.agent_contact_user(native_ua)
+                    native.set_agent_contact(
+                        native_ua, contact_uri("sip:", user, ours, public_host)
+                    )
+
+            await self._executor.run(prepare)
             stack_call = await agent.dial(uri)
         except (baresip.BaresipError, ValueError) as exc:
             raise DialError(f"INVITE not sent: {str(exc)[:200]}") from None
@@ -304,7 +380,12 @@ class BaresipEngine:
             self._dialing -= 1
         local = f"sip:{user}@{domain}"
         call = BaresipCall(
-            stack_call, self._executor, self._ended, local_uri=local, on_call_id=self._call_id_known
+            stack_call,
+            self._executor,
+            self._ended,
+            local_uri=local,
+            on_call_id=self._call_id_known,
+            stun_source=self._stun_source,
         )
         call.remote_uri = uri
         call.on_media_ready = self._media_ready

@@ -19,7 +19,10 @@ account of the user agent baresip is about to hand the INVITE to (the process's 
 ``[[sip.accounts]]`` one). And it shows the policy the account's user name where baresip's
 Contact user stands (``agent-<random>`` when two user agents share a user): the registrar
 puts that in the Request-URI of the calls it delivers, and routing must see the user it
-registered. And for an
+registered. It also sets the Contact
+baresip answers each new INVITE with (``contact_uri``): ``sip.public_host`` behind NAT, and
+``sips:`` for a ``sips:`` call over TLS (baresip itself always says ``sip:`` and the address
+the request came to). And for an
 INVITE without an offer, whose ACK then brings no answer either (what scanners send),
 baresip would drop the dialog without a word: the gate tells the call (acknowledged without
 media, as on every engine) and ends it so that libre's own handling of that ACK sends a BYE.
@@ -66,6 +69,20 @@ def _with_user(uri: str, user: str) -> str:
     return f"{scheme}:{user}@{rest.split('@', 1)[1]}"
 
 
+def contact_uri(request_uri: str, user: str, arrival: native.Arrival, public_host: str) -> str:
+    """The Contact URI our answer to a new INVITE carries: ``sips:`` for a ``sips:``
+    Request-URI that came over TLS (RFC 5630: the caller requires it), at ``public_host``
+    when one is set (behind NAT: where callers reach us), else the address it came to; the
+    transport named unless it is UDP (or implied by ``sips:``)."""
+    sips = request_uri[:5].lower() == "sips:" and arrival.transport == "tls"
+    host, port = arrival.address
+    host = public_host or host
+    if ":" in host:
+        host = f"[{host}]"
+    suffix = "" if arrival.transport == "udp" or sips else f";transport={arrival.transport}"
+    return f"{'sips' if sips else 'sip'}:{user}@{host}:{port}{suffix}"
+
+
 def invite_defect(request: SipRequest) -> Answer | None:
     """Why baresip must not see this new INVITE (the answer to send instead), or None."""
     scheme = request.uri.split(":", 1)[0].lower()
@@ -96,8 +113,10 @@ class BaresipRequestGate:
         loop: asyncio.AbstractEventLoop,
         on_answer: Callable[[SipRequest, Answer], None],
         on_in_dialog: Callable[[SipRequest, str], None],
+        public_host: str = "",
     ) -> None:
         self.policy = policy
+        self._public_host = public_host
         self._codecs = codecs
         self._loop = loop
         self._on_answer = on_answer
@@ -147,6 +166,7 @@ class BaresipRequestGate:
             answer = invite_defect(request)
             if answer is None:
                 self._choose_codecs(msg, body)
+                self._set_contact(msg, request)
                 if not body.strip():
                     self._late_offers[request.header("call-id") or ""] = None
                     while len(self._late_offers) > _LATE_OFFERS_KEPT:
@@ -187,6 +207,17 @@ class BaresipRequestGate:
             # this listener returns, on this same thread: the choice holds for this INVITE.
             native.set_account_codecs(account, ",".join(STACK_CODECS[c] for c in chosen))
             self._chosen[key] = chosen
+
+    def _set_contact(self, msg: Any, request: SipRequest) -> None:
+        """The Contact of the call baresip is about to accept (see ``contact_uri``).
+
+        Set for every new INVITE, since one user agent answers over UDP, TCP and TLS:
+        each call gets the Contact of the way its INVITE came."""
+        local = native.arrival(msg)
+        user = native.contact_user(msg)
+        if local is None or user is None:
+            return  # baresip answers 404 itself, or a transport we leave to baresip
+        native.set_contact(msg, contact_uri(request.uri, user, local, self._public_host))
 
     def _respond(self, msg: Any, request: SipRequest | None, answer: Answer) -> None:
         if answer.code:  # code 0: dropped unanswered

@@ -18,7 +18,10 @@ needs, with the struct layouts of libre 4.10 (the version that wheel bundles;
 - the user agent baresip will hand a new INVITE to (``account_for``), a new user agent's
   Contact user and the registration lifetime its registrar granted (``newest_agent``,
   ``registration_expires``);
-- a TLS transport on a port and with PEM text of our choosing (``add_tls_transport``).
+- a TLS transport on a port and with PEM text of our choosing (``add_tls_transport``);
+- where a request arrived (``arrival``), the Contact a user agent's next call answers with
+  (``set_contact``) and the address a call's SDP names (``set_sdp_address``): for
+  ``sip.public_host`` and ``sips:`` calls, which baresip has no setting for.
 
 libre is not thread-safe: everything marked *re thread* must run on baresip's ``baresip-re``
 thread, either inside a callback libre makes (the request listener) or through
@@ -120,6 +123,18 @@ _ffi.cdef(
     int call_modify(struct call *call);
     struct ua *uag_find_msg(const struct sip_msg *msg);
     const char *ua_local_cuser(const struct ua *ua);
+    void ua_pub_gruu_set(struct ua *ua, const struct pl *pval);
+    struct sipsess; struct sip_dialog;
+    /* the head of baresip's struct call, without and with its debug MAGIC_DECL */
+    struct call_head { struct le le; const void *cfg; struct ua *ua; struct account *acc;
+                       struct sipsess *sess; };
+    struct call_head_magic { uint32_t magic; struct le le; const void *cfg; struct ua *ua;
+                             struct account *acc; struct sipsess *sess; };
+    struct sip_dialog *sipsess_dialog(const struct sipsess *sess);
+    const char *sip_dialog_callid(const struct sip_dialog *dlg);
+    const struct uri *sip_dialog_route(const struct sip_dialog *dlg);
+    int sip_dialog_tp(const struct sip_dialog *dlg);
+    const struct sa *call_laddr(const struct call *call);
     struct re_printf;
     int ua_print_status(struct re_printf *pf, const struct ua *ua);
     int _re_sdprintf(char **strp, const char *fmt, ...);
@@ -210,6 +225,136 @@ def read_request(msg: Any) -> RawRequest | None:
         return None
     text = bytes(_ffi.buffer(mb.buf, mb.end)).decode("utf-8", "replace")
     return RawRequest(text, source)
+
+
+#: libre's ``enum sip_transp``: a request's transport, by its number.
+TRANSPORTS = {0: "udp", 1: "tcp", 2: "tls"}
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """Where a request arrived: our address and port, and its transport ("udp", ...)."""
+
+    address: Address
+    transport: str
+
+
+def arrival(msg: Any) -> Arrival | None:
+    """Our end of ``msg`` (``struct sip_msg`` ``dst`` and ``tp``); None for a transport this
+    module does not name (WebSocket) or an unreadable address (*re thread*)."""
+    transport = TRANSPORTS.get(int(msg.tp))
+    local = _address(_ffi.addressof(msg.dst))
+    if transport is None or local is None:
+        return None
+    return Arrival(local, transport)
+
+
+def set_contact(msg: Any, uri: str) -> bool:
+    """Make ``uri`` the Contact of the call the new INVITE ``msg`` is about to create; False
+    when baresip has no user agent for it (*re thread*).
+
+    baresip's Contact is its user agent's "contact user" and the address the request came to
+    (libre's ``sip_contact_print``), unless the user agent has a public GRUU, which libre
+    prints as the whole URI: so the URI is set as that user agent's GRUU. The dialog copies
+    it when baresip accepts the INVITE, right after this listener returns on this thread,
+    so each call keeps the Contact set for its own INVITE. (REGISTER takes the contact
+    user, not the GRUU: registrations are not changed.)
+    """
+    agent = _lib.uag_find_msg(msg)
+    if agent == _ffi.NULL:
+        return False
+    set_agent_contact(agent, uri)
+    return True
+
+
+def set_agent_contact(agent: Any, uri: str) -> None:
+    """Make ``uri`` the Contact of what user agent ``agent`` (``struct ua *``) sends next:
+    the next call it accepts or places (its public GRUU, see ``set_contact``; *re
+    thread*)."""
+    encoded = uri.encode()
+    keep = _ffi.new("char[]", encoded)
+    _lib.ua_pub_gruu_set(agent, _ffi.new("struct pl *", (keep, len(encoded))))
+
+
+def agent_contact_user(agent: Any) -> str:
+    """The contact user of user agent ``agent`` (``struct ua *``; *re thread*)."""
+    user = _lib.ua_local_cuser(agent)
+    return "" if user == _ffi.NULL else _ffi.string(user).decode()
+
+
+def contact_user(msg: Any) -> str | None:
+    """The contact user of the user agent baresip hands the new INVITE ``msg`` to; None
+    for none (*re thread*)."""
+    agent = _lib.uag_find_msg(msg)
+    if agent == _ffi.NULL:
+        return None
+    user = _lib.ua_local_cuser(agent)
+    return None if user == _ffi.NULL else _ffi.string(user).decode()
+
+
+def set_sdp_address(call_id: str, address: str) -> bool:
+    """Name ``address`` (an IP address) in the o= and c= lines of the call's SDP from now
+    on; False when the call is gone or the address does not parse (*re thread*).
+
+    baresip takes the call's SDP address from the interface facing the caller and has no
+    setting for it; for a call it answers, nothing sets it again (only a call it places
+    resets it per offer), so writing it once before the answer holds for the call's life.
+    """
+    call = _lib.uag_call_find(call_id.encode())
+    if call == _ffi.NULL:
+        return False
+    laddr = _lib.call_laddr(call)
+    if laddr == _ffi.NULL:
+        return False
+    # call_laddr points into the call's SDP session (sdp_session_laddr): set it in place.
+    target = _ffi.cast("struct sa *", laddr)
+    return bool(_lib.sa_set_str(target, address.encode(), _lib.sa_port(target)) == 0)
+
+
+def _dialog(call: Any, call_id: str) -> Any:
+    """The ``struct sip_dialog *`` of ``call``, or NULL when neither layout of the head of
+    baresip's ``struct call`` checks out: its user agent must be ``call_get_ua``'s and its
+    dialog's Call-ID ``call_id``."""
+    agent = _lib.call_get_ua(call)
+    for layout in ("struct call_head *", "struct call_head_magic *"):
+        head = _ffi.cast(layout, call)
+        if head.ua != agent or head.sess == _ffi.NULL:
+            continue
+        dialog = _lib.sipsess_dialog(head.sess)
+        if dialog == _ffi.NULL:
+            continue
+        found = _lib.sip_dialog_callid(dialog)
+        if found != _ffi.NULL and _ffi.string(found).decode("utf-8", "replace") == call_id:
+            return dialog
+    return _ffi.NULL
+
+
+def reach_sips_target(call_id: str) -> bool:
+    """Let libre send the call's in-dialog requests (BYE, re-INVITE, REFER) to a caller
+    whose Contact is ``sips:``; False when the call, its dialog or a ``sips:`` target is
+    not found (*re thread*).
+
+    libre refuses to send any request to a ``sips:`` route (ENOSYS), so the agent could not
+    hang up on, hold or transfer a ``sips:`` caller. The dialog keeps the transport the
+    INVITE came over (TLS, checked by the caller of this), and the Request-URI stays the
+    caller's ``sips:`` Contact: only the route's scheme as libre reads it becomes "sip"
+    (the first three letters of "sips"). A target refresh by the caller (a re-INVITE with a
+    new Contact) decodes it again; until this runs again for it, the agent's requests fail
+    as before.
+    """
+    call = _lib.uag_call_find(call_id.encode())
+    if call == _ffi.NULL:
+        return False
+    dialog = _dialog(call, call_id)
+    if dialog == _ffi.NULL:
+        return False
+    if int(_lib.sip_dialog_tp(dialog)) != _SIP_TRANSP_TLS:
+        return False  # never over a transport a sips: target rules out
+    route = _ffi.cast("struct uri *", _lib.sip_dialog_route(dialog))
+    if _text(route.scheme).lower() != "sips":
+        return False
+    route.scheme.l = 3
+    return True
 
 
 def contact_parses(contact: str) -> bool:

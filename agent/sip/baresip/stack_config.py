@@ -14,7 +14,8 @@ What is chosen here, and why:
   nothing and baresip then ends with a BYE after 32 s;
 - one catch-all user agent: the request gate decides which numbers are answered (and one
   more per ``[[sip.accounts]]`` entry, ``agent.sip.baresip.accounts``);
-- SDES-SRTP (``mediaenc``) on the catch-all user agent as ``sip.srtp`` says;
+- SDES-SRTP (``mediaenc``) on the catch-all user agent as ``sip.srtp`` says, and
+  ``sip.stun_server`` as its media NAT (``medianat=stun``) on every user agent;
 - the stack's own ring timeout as a backstop only: the agent answers or refuses a ringing
   call well within ``sip.session_timeout_s``.
 """
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import baresip
 
-from agent.config import SipSettings
+from agent.config import SipSettings, stun_host_port
 from agent.sip.baresip.accounts import MEDIAENC
 from agent.sip.baresip.gate import STACK_CODECS
 
@@ -59,6 +60,15 @@ def runtime_config(settings: SipSettings, port: int) -> baresip.Config:
     )
 
 
+def medianat(settings: SipSettings) -> tuple[str, ...]:
+    """The account parameters that make baresip ask ``sip.stun_server`` for each call's
+    public RTP address (its ``stun`` media NAT module); none without a server."""
+    server = stun_host_port(settings.stun_server) if settings.stun_server else None
+    if server is None:
+        return ()
+    return ("medianat=stun", f"stunserver=stun:{server[0]}:{server[1]}")
+
+
 def account(settings: SipSettings, port: int) -> str:
     """The address-of-record line of the process's own user agent."""
     aor = baresip.Account(
@@ -71,7 +81,12 @@ def account(settings: SipSettings, port: int) -> str:
         dtmf_mode="rtpevent",
         # catchall: INVITEs to any user part reach this agent; which numbers are answered is
         # the request gate's routing (agent.sip.routing), baresip would 404 all but sip.user.
-        extra_params=("video_codecs", "catchall=yes", *MEDIAENC[settings.srtp]),
+        extra_params=(
+            "video_codecs",
+            "catchall=yes",
+            *MEDIAENC[settings.srtp],
+            *medianat(settings),
+        ),
     ).aor()
     # Without a transport in its URI: baresip hands a user agent only the INVITEs of its
     # URI's transport, and this one takes calls over UDP, TCP and TLS alike.

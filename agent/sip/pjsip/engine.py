@@ -24,7 +24,7 @@ import structlog
 
 from agent.config import PJSUA_CALL_SLOTS, SipSettings
 from agent.sip.engine import CallListener, DialError, EngineStartError, IncomingCall
-from agent.sip.message import codecs_for_offer
+from agent.sip.message import SipRequest, codecs_for_offer, wants_sips_contact
 from agent.sip.pjsip.accounts import (
     UNREGISTER_WAIT_S,
     AnsweringAccount,
@@ -122,6 +122,9 @@ class PjsipEngine:
         self._refusals = RefusalLog()
         self._ep: pj.Endpoint | None = None
         self._account: AnsweringAccount | None = None
+        self._account_config: pj.AccountConfig | None = None
+        #: The Contact a sips: call over TLS is answered with ("" without a TLS listener).
+        self._sips_contact = ""
         self._registrations = registrations
         self._accounts: PjsipAccounts | None = None
         self._log_writer = _LogForwarder()
@@ -138,6 +141,11 @@ class PjsipEngine:
     async def start(self) -> None:
         """Create the library, the UDP transport and the account; then register the
         ``[[sip.accounts]]`` (their outcome comes later, to ``Registrations``)."""
+        if self.settings.stun_server:
+            raise EngineStartError(
+                "sip.stun_server is not supported by the pjsip engine (untested there); "
+                "use the baresip engine, or sip.public_host behind 1:1 NAT"
+            )
         try:
             self._start()
         except pj.Error as exc:
@@ -223,6 +231,10 @@ class PjsipEngine:
         account = AnsweringAccount(self._incoming)
         account.create(acfg, True)
         self._account = account
+        self._account_config = acfg
+        if "tls" in transports and tls.cert_file:
+            tls_port = ep.transportGetInfo(transports["tls"]).localName.rsplit(":", 1)[1]
+            self._sips_contact = f"<sips:{self.settings.user}@{host}:{tls_port}>"
         if registrations is not None and registrations.accounts:
             self._accounts = PjsipAccounts(
                 registrations,
@@ -259,11 +271,31 @@ class PjsipEngine:
             ep.codecSetPriority(codec_id, wanted.get(codec_id, 0))
         self._enabled = codecs
 
-    def _before_new_call(self, offer_sdp: str) -> None:
+    def _before_new_call(self, request: SipRequest, offer_sdp: str) -> None:
         """The request gate lets a new INVITE through to pjsua (loop thread, before pjsua
-        reads it): retired calls go first, and the codec the call will use is chosen."""
+        reads it): retired calls go first, and the codec and Contact the call will use are
+        chosen."""
         self._destroy_retired()
         self._enable_codecs(codecs_for_offer(offer_sdp, self.settings.codecs))
+        self._choose_contact(request)
+
+    def _choose_contact(self, request: SipRequest) -> None:
+        """A ``sips:`` Contact for a ``sips:`` call over TLS, pjsua's own otherwise.
+
+        pjsua answers a call over TLS with a ``sip:`` Contact (the wheel's
+        ``PJSUA_SECURE_SCHEME``), which a caller that dialled ``sips:`` refuses (480). Only
+        a forced Contact says otherwise, and it is the account's: so the engine's own
+        account is given it (``Account.modify``) right before pjsua reads a ``sips:``
+        INVITE, and loses it before any other. pjsua copies it into the call's dialog as it
+        reads the INVITE, right after this, on this thread.
+        """
+        account, cfg = self._account, self._account_config
+        if account is None or cfg is None:
+            return
+        contact = self._sips_contact if wants_sips_contact(request) else ""
+        if cfg.sipConfig.contactForced != contact:
+            cfg.sipConfig.contactForced = contact
+            account.modify(cfg)
 
     async def run(self) -> None:
         """Drive PJSIP from the loop: SIP events, retiring ended calls, waking call sessions.

@@ -173,7 +173,7 @@ class PjsipRequestGate:
         self,
         policy: RequestPolicy,
         on_answer: Callable[[SipRequest, Answer], None],
-        before_new_call: Callable[[str], None],
+        before_new_call: Callable[[SipRequest, str], None],
     ) -> None:
         self.policy = policy
         self._on_answer = on_answer
@@ -233,7 +233,7 @@ class PjsipRequestGate:
             answer = self.policy.decide(request)
             if answer is None:
                 if request.method == "INVITE" and not request.in_dialog:
-                    self._before_new_call(body)
+                    self._before_new_call(request, body)
                 return 0
             if answer.code:
                 self._respond(rdata, answer)
