@@ -8,6 +8,7 @@ import signal
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -280,3 +281,23 @@ async def test_a_taken_http_port_stops_the_start_with_status_2() -> None:
         assert agent.proc is not None
         assert await agent.proc.wait() == 2
         assert any("cannot listen for HTTP" in line for line in agent.raw)
+
+
+async def test_a_probe_cancelled_as_its_connect_fails_stops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The agent stopping right after start-up, backend down: the cancel lands as the first
+    # connect is refused. On Python 3.11 asyncio.wait_for swallowed that cancel, the probe
+    # went on forever and the agent never finished stopping.
+    async def refused(host: str, port: int) -> Any:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        raise ConnectionRefusedError(111, "Connect call failed")
+
+    monkeypatch.setattr(asyncio, "open_connection", refused)
+    probe = BackendProbe("ws://127.0.0.1:9/v1/realtime", interval_s=0.05)
+    task = asyncio.create_task(probe.run())
+    done, _ = await asyncio.wait({task}, timeout=1.0)
+    assert done == {task} and task.cancelled()
+    assert probe.reachable is False

@@ -211,8 +211,10 @@ class LocalSession:
                 if deadline is None:
                     await self._wake.wait()
                     continue
+                # asyncio.timeout, not wait_for (which can swallow a cancel on 3.11).
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), max(deadline - loop.time(), 0))
+                    async with asyncio.timeout_at(deadline):
+                        await self._wake.wait()
         except Exception:
             log.exception("local realtime server failed while streaming a response")
             await self.connection.close(1011, "internal error")

@@ -51,9 +51,11 @@ class BackendProbe:
 
     async def check(self) -> bool:
         try:
-            _, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), self.timeout_s
-            )
+            # asyncio.timeout, not wait_for: on 3.11 a cancel arriving as the connect fails
+            # was swallowed by wait_for, the probe went on forever and the agent never
+            # finished stopping (a SIGTERM right after start-up with the backend down).
+            async with asyncio.timeout(self.timeout_s):
+                _, writer = await asyncio.open_connection(self.host, self.port)
         except (OSError, TimeoutError) as exc:
             self._settle(False, str(exc) or type(exc).__name__)
             return False

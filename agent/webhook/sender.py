@@ -180,8 +180,11 @@ class WebhookSender:
             wait = None
             if self._queue and len(self._active) < MAX_PARALLEL:
                 wait = max(0.0, self._queue[0].at - now)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+            # arrives as its inner wait ends, and this loop would then outlive close().
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
 
     def _launch_due(self) -> float:
         """Start the attempts that are due, as many as may run at once; the time now."""
