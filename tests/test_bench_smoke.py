@@ -17,13 +17,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agent.config import Settings
 from bench import barge_in, capacity, latency, pacing
 from bench.harness import AgentAudio, write_json
-from testbed.peers import REPO
+from testbed.peers import DEFAULT_SIP_ENGINE, REPO
 
 pytestmark = [pytest.mark.sipp, pytest.mark.timeout(180)]
-_DEFAULT_ENGINE = Settings().sip.engine
 
 
 def _round_trip(result: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -149,7 +147,7 @@ def test_rtcp_jitter_is_rfc3550s_smoothed_estimate() -> None:
 async def test_latency_quick_on_gpt_live_over_both_transports(tmp_path: Path) -> None:
     modes = [AgentAudio(), AgentAudio(passthrough=True)]
     transports = ("websocket", "webrtc")
-    run = latency.run(modes, 1, 3.0, _DEFAULT_ENGINE, transports, protocol="live")
+    run = latency.run(modes, 1, 3.0, DEFAULT_SIP_ENGINE, transports, protocol="live")
     result = _round_trip(await run, tmp_path / "latency.json")
     rows = {(row["transport"], row["audio"]) for row in result["rows"]}
     # Live on WebSocket takes the call's G.711 as is; over WebRTC it is resampled to Opus.

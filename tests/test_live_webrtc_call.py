@@ -24,12 +24,12 @@ from openai.types.live.live_create_params import LiveCreateParams
 from pydantic import TypeAdapter
 
 from agent.audio.levels import rms_dbfs
-from agent.config import Settings
 from agent.local.backend import Backend
 from agent.local.replies import Reply, ReplyRequest
 from agent.local.webrtc.tracked_live import TrackedLive
 from testbed.oracle import LIVE, validate_client_event, validate_server_event
 from testbed.peers import (
+    DEFAULT_SIP_ENGINE,
     AgentProcess,
     RtpPeer,
     engine_args,
@@ -44,7 +44,6 @@ from tests.local_helpers import tone
 
 pytestmark = [pytest.mark.sipp, pytest.mark.timeout(90)]
 
-_DEFAULT_ENGINE = Settings().sip.engine
 _SALES = "sip:sales@127.0.0.1:5999"
 
 
@@ -126,7 +125,7 @@ async def test_a_live_call_over_webrtc_talks_both_ways_and_a_barge_in_cuts_withi
     backend = Backend("long", LongReply, transcriber=HeardTranscriber("wait a moment"))
     # The server queues up to 2 s on its track: all of that must be dropped at the barge-in.
     async with RecordingServer(backend=backend, live_lead_ms=2000, webrtc=True) as server:
-        agent = await _agent(server, _profile(tmp_path), _DEFAULT_ENGINE)
+        agent = await _agent(server, _profile(tmp_path), DEFAULT_SIP_ENGINE)
         peer = await RtpPeer.open()
         try:
             listening = (await agent.wait_for("agent_listening", 5))[0]
@@ -172,7 +171,7 @@ async def test_a_live_call_over_webrtc_talks_both_ways_and_a_barge_in_cuts_withi
             assert await agent.stop() == 0
 
 
-@pytest.mark.parametrize("engine", [_DEFAULT_ENGINE, "pjsip"])
+@pytest.mark.above_sip
 async def test_a_live_call_over_webrtc_delegates_a_transfer(engine: str, tmp_path: Path) -> None:
     backend, _ = scripted_backend("can I speak to a person please")
     async with RecordingServer(backend=backend, webrtc=True) as server:

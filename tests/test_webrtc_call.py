@@ -25,7 +25,8 @@ from testbed.peers import AgentProcess, RtpPeer, engine_args, free_port, peer_ca
 from testbed.recording import RecordedSession, RecordingServer, stamped
 from testbed.responders import tone_responder
 
-pytestmark = [pytest.mark.sipp, pytest.mark.timeout(90)]
+# The transport to the model is above the SIP edge: once, on the default engine.
+pytestmark = [pytest.mark.above_sip, pytest.mark.sipp, pytest.mark.timeout(90)]
 
 _LONG_ANSWER = "This is a long answer that the caller will interrupt."
 

@@ -14,16 +14,21 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import Settings
 from agent.realtime.connection import RealtimeConnectError
 from agent.realtime.dialect import Dialect
 from agent.realtime.endpoint import RealtimeEndpoint, SdpExchange
 from agent.realtime.webrtc.connection import WebRtcConnection
-from testbed.peers import REPO, AgentProcess, engine_args, free_port, run_sipp
+from testbed.peers import (
+    DEFAULT_SIP_ENGINE,
+    REPO,
+    AgentProcess,
+    engine_args,
+    free_port,
+    run_sipp,
+)
 from testbed.recording import RecordingServer
 from testbed.sdp_proxy import SpoilingProxy
 
-_DEFAULT_ENGINE = Settings().sip.engine
 #: What each spoiled exchange must be reported as.
 _LINES = {
     "ice": "ICE failed",
@@ -68,7 +73,7 @@ async def test_a_call_whose_webrtc_session_fails_is_refused_with_503(
         agent = AgentProcess(
             free_port(),
             ["--realtime-url", server.url, "--webrtc-url", proxy.url, "--transport", "webrtc",
-             "--config", str(config), *engine_args(_DEFAULT_ENGINE)],
+             "--config", str(config), *engine_args(DEFAULT_SIP_ENGINE)],
         )  # fmt: skip
         await agent.start()
         try:
