@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import base64
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from agent.audio.resample import StreamResampler
 from agent.local.events import Event, ProtocolError, new_id
@@ -44,25 +45,37 @@ class ServerTrack(OutboundAudio):
         self.sent(samples)
 
 
-class TrackedRealtime:
-    """``RealtimeProtocol`` over WebRTC (see the module docstring)."""
+class InnerSession(Protocol):
+    """What a tracked session needs of the sans-I/O protocol it wraps."""
 
-    def __init__(self, inner: RealtimeProtocol) -> None:
+    waker: Callable[[], None]
+
+    def poll(self, now: float) -> list[Event]: ...
+
+    def next_deadline(self) -> float | None: ...
+
+    @property
+    def ended(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+    def error_event(self, err: ProtocolError, client_event_id: str | None = None) -> Event: ...
+
+
+Inner = TypeVar("Inner", bound=InnerSession)
+
+
+class TrackedSession(ABC, Generic[Inner]):
+    """The ``SessionProtocol`` contract of a protocol whose audio rides the media tracks:
+    what both protocols do the same. ``_outgoing`` takes the audio off the events, and
+    events the track's own progress produces wait in ``_pending`` for the next poll."""
+
+    def __init__(self, inner: Inner, track: ServerTrack) -> None:
         self.inner = inner
-        self.track = ServerTrack(inner.session.output_codec.rate)
-        self.track.sent = self._frame_sent
-        self._track_rate = inner.session.output_codec.rate
+        self.track = track
         self._waker: Callable[[], None] = _no_wake
         self._pending: list[Event] = []
-        self._playing: str | None = None  # the response whose audio is on the track
-        self._done: set[str] = set()  # responses the protocol finished
-        self._dropped: set[str] = set()  # responses whose audio was cleared
-        self._down: StreamResampler | None = None
-        self._down_rate = 0
-        #: PCM16 of the caller's track as the protocol took it (tests read it).
-        self.caller_audio = bytearray()
 
-    # -- the SessionProtocol contract ------------------------------------------------------
     @property
     def waker(self) -> Callable[[], None]:
         return self._waker
@@ -71,15 +84,6 @@ class TrackedRealtime:
     def waker(self, wake: Callable[[], None]) -> None:
         self._waker = wake
         self.inner.waker = wake
-
-    def start(self) -> list[Event]:
-        return self._outgoing(self.inner.start())
-
-    def receive(self, message: str | bytes, now: float) -> list[Event]:
-        event = _json(message)
-        if event is not None and event.get("type") == "output_audio_buffer.clear":
-            return self.clear_playout()
-        return self._outgoing(self.inner.receive(message, now))
 
     def poll(self, now: float) -> list[Event]:
         pending, self._pending = self._pending, []
@@ -98,6 +102,36 @@ class TrackedRealtime:
 
     def error_event(self, err: ProtocolError, client_event_id: str | None = None) -> Event:
         return self.inner.error_event(err, client_event_id)
+
+    @abstractmethod
+    def _outgoing(self, events: list[Event]) -> list[Event]:
+        """``events`` with the protocol's audio moved onto the track."""
+
+
+class TrackedRealtime(TrackedSession[RealtimeProtocol]):
+    """``RealtimeProtocol`` over WebRTC (see the module docstring)."""
+
+    def __init__(self, inner: RealtimeProtocol) -> None:
+        super().__init__(inner, ServerTrack(inner.session.output_codec.rate))
+        self.track.sent = self._frame_sent
+        self._track_rate = inner.session.output_codec.rate
+        self._playing: str | None = None  # the response whose audio is on the track
+        self._done: set[str] = set()  # responses the protocol finished
+        self._dropped: set[str] = set()  # responses whose audio was cleared
+        self._down: StreamResampler | None = None
+        self._down_rate = 0
+        #: PCM16 of the caller's track as the protocol took it (tests read it).
+        self.caller_audio = bytearray()
+
+    # -- the SessionProtocol contract ------------------------------------------------------
+    def start(self) -> list[Event]:
+        return self._outgoing(self.inner.start())
+
+    def receive(self, message: str | bytes, now: float) -> list[Event]:
+        event = _json(message)
+        if event is not None and event.get("type") == "output_audio_buffer.clear":
+            return self.clear_playout()
+        return self._outgoing(self.inner.receive(message, now))
 
     # -- the caller's track ----------------------------------------------------------------
     def caller_audio_in(self, pcm: bytes, now: float) -> None:

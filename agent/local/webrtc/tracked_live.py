@@ -19,38 +19,31 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable
 from typing import Any
 
 from agent.audio.resample import StreamResampler
 from agent.local.events import Event, ProtocolError
 from agent.local.live.protocol import LiveProtocol
-from agent.local.webrtc.tracked import ServerTrack
+from agent.local.webrtc.tracked import ServerTrack, TrackedSession
 from agent.realtime.webrtc.media import TRACK_RATE
 
 _AUDIO_DELTA = "session.output_audio.delta"
 _APPEND = "session.input_audio.append"
 
 
-def _no_wake() -> None:
-    return None
-
-
-class TrackedLive:
+class TrackedLive(TrackedSession[LiveProtocol]):
     """``LiveProtocol`` over WebRTC (see the module docstring)."""
 
     def __init__(self, inner: LiveProtocol, session: object, now: float) -> None:
         """Start the session with the creation request's ``session``; raises
         ``ProtocolError`` (nothing started) when the real server would refuse it."""
-        self.inner = inner
-        self._started = inner.start_media(session, now)
+        started = inner.start_media(session, now)
         codec = inner.input_codec
         assert codec is not None  # started
+        super().__init__(inner, ServerTrack(codec.rate))
+        self._started = started
         self._codec = codec
-        self.track = ServerTrack(codec.rate)
         self._down = StreamResampler(TRACK_RATE, codec.rate)
-        self._waker: Callable[[], None] = _no_wake
-        self._pending: list[Event] = []
         #: The ``session`` of the request that created the session (tests validate it).
         self.creation = session
         #: PCM16 of the caller's track as the protocol took it (tests read it).
@@ -60,15 +53,6 @@ class TrackedLive:
         self.cuts: list[tuple[float, int]] = []
 
     # -- the SessionProtocol contract ------------------------------------------------------
-    @property
-    def waker(self) -> Callable[[], None]:
-        return self._waker
-
-    @waker.setter
-    def waker(self, wake: Callable[[], None]) -> None:
-        self._waker = wake
-        self.inner.waker = wake
-
     def start(self) -> list[Event]:
         started, self._started = self._started, []
         return started
@@ -85,24 +69,6 @@ class TrackedLive:
             cid = event.get("event_id")
             return [self.inner.error_event(err, cid if isinstance(cid, str) else None)]
         return self._outgoing(self.inner.receive(message, now))
-
-    def poll(self, now: float) -> list[Event]:
-        pending, self._pending = self._pending, []
-        return pending + self._outgoing(self.inner.poll(now))
-
-    def next_deadline(self) -> float | None:
-        return self.inner.next_deadline()
-
-    @property
-    def ended(self) -> bool:
-        return self.inner.ended
-
-    def close(self) -> None:
-        self.track.stop()
-        self.inner.close()
-
-    def error_event(self, err: ProtocolError, client_event_id: str | None = None) -> Event:
-        return self.inner.error_event(err, client_event_id)
 
     # -- the caller's track ----------------------------------------------------------------
     def caller_audio_in(self, pcm: bytes, now: float) -> None:
