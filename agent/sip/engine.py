@@ -18,6 +18,7 @@ The engine's media thread (if it has one) touches only the frame source given to
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
@@ -27,6 +28,23 @@ from agent.sip.request_policy import Admission, CallRefused
 
 class SipCommandError(Exception):
     """A SIP command (transfer, DTMF) could not be carried out; ``str()`` says why."""
+
+
+#: Our hold's (or resume's) re-INVITE unanswered this long failed.
+HOLD_ANSWER_TIMEOUT_S = 5.0
+
+
+async def reinvite_answered(answer: asyncio.Future[None], verb: str) -> None:
+    """Wait for the far end's answer to our ``verb`` (hold, resume) re-INVITE, which the
+    engine resolves (or fails with ``SipCommandError``); ``SipCommandError`` when none comes
+    within ``HOLD_ANSWER_TIMEOUT_S``."""
+    try:
+        async with asyncio.timeout(HOLD_ANSWER_TIMEOUT_S):
+            await answer
+    except TimeoutError:
+        raise SipCommandError(
+            f"no answer to the {verb} re-INVITE within {HOLD_ANSWER_TIMEOUT_S:g} s"
+        ) from None
 
 
 class DialError(SipCommandError):

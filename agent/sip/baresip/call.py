@@ -24,14 +24,12 @@ from baresip.stats import CallStats
 from agent.observe.ids import new_call_id
 from agent.sip.baresip import native
 from agent.sip.baresip.media import AudioPump
-from agent.sip.engine import CallListener, FrameSource, SipCommandError
+from agent.sip.engine import CallListener, FrameSource, SipCommandError, reinvite_answered
 from agent.sip.message import sipfrag_status
 from agent.sip.rtp_filter import expected_source, restrict_source
 
 #: A REFER whose outcome has not come in this long is reported failed (the call stays).
 TRANSFER_TIMEOUT_S = 30.0
-#: Our hold's (or resume's) re-INVITE unanswered this long failed.
-HOLD_ANSWER_TIMEOUT_S = 5.0
 #: No re-INVITE goes while another offer is in flight: tried again this often.
 HOLD_RETRIES = 5
 HOLD_RETRY_S = 0.2
@@ -185,12 +183,7 @@ class BaresipCall:
                 raise SipCommandError(f"{verb} not sent: another re-INVITE stays in flight")
             if status != 0:
                 raise SipCommandError(f"{verb} not sent: {os.strerror(status)}")
-            try:
-                await asyncio.wait_for(answer, HOLD_ANSWER_TIMEOUT_S)
-            except TimeoutError:
-                raise SipCommandError(
-                    f"no answer to the {verb} re-INVITE within {HOLD_ANSWER_TIMEOUT_S:g} s"
-                ) from None
+            await reinvite_answered(answer, verb)
         finally:
             self._reinvite_answer = None
         self._local_held = hold

@@ -18,13 +18,10 @@ import pjsua2 as pj
 import structlog
 
 from agent.observe.ids import new_call_id
-from agent.sip.engine import CallListener, FrameSource, SipCommandError
+from agent.sip.engine import CallListener, FrameSource, SipCommandError, reinvite_answered
 from agent.sip.message import sdp_audio_address
 from agent.sip.pjsip.media_port import BridgePort
 from agent.sip.rtp_filter import expected_source, find_udp_socket, restrict_source, split_address
-
-#: Our hold's (or resume's) re-INVITE unanswered this long failed.
-HOLD_ANSWER_TIMEOUT_S = 5.0
 
 
 def rtp_figures(stat: pj.StreamStat) -> dict[str, float | int]:
@@ -175,11 +172,7 @@ class _PjCall(pj.Call):
             self._reinvite_answer = None
             raise SipCommandError(f"{verb} not sent: {exc.reason}") from None
         try:
-            await asyncio.wait_for(answer, HOLD_ANSWER_TIMEOUT_S)
-        except TimeoutError:
-            raise SipCommandError(
-                f"no answer to the {verb} re-INVITE within {HOLD_ANSWER_TIMEOUT_S:g} s"
-            ) from None
+            await reinvite_answered(answer, verb)
         finally:
             self._reinvite_answer = None
         self.local_held = hold
