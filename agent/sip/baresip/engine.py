@@ -35,6 +35,7 @@ from agent.sip.baresip.call import BaresipCall
 from agent.sip.baresip.gate import STACK_CODECS, BaresipRequestGate, contact_uri
 from agent.sip.baresip.logs import StackLogs
 from agent.sip.baresip.media import MediaClock
+from agent.sip.baresip.register_contact import RegisterContactRewriter
 from agent.sip.engine import CallListener, DialError, EngineStartError, IncomingCall
 from agent.sip.message import SipRequest
 from agent.sip.refusals import RefusalLog
@@ -111,6 +112,8 @@ class BaresipEngine:
         self._sdp_address = ""
         #: Where sip.stun_server answers from: let through every call's RTP source filter.
         self._stun_source: tuple[str, int] | None = None
+        #: Keeps the REGISTER Contact rewrite's callbacks alive while libre holds them.
+        self._register_contact: native.RegisterContactHelper | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -183,9 +186,35 @@ class BaresipEngine:
                 await self.shutdown()
                 raise
             self._accounts = accounts
+            await self._publish_register_contact()
         self.clock.start(loop)
         if self._accounts is not None:
             await self._accounts.start()
+
+    async def _publish_register_contact(self) -> None:
+        """``sip.public_host`` in the Contact of the REGISTERs sent over UDP (libre names
+        the local address there: ``agent.sip.baresip.register_contact``)."""
+        public_host = self.settings.public_host
+        if not public_host or not any(
+            account.transport == "udp" for account in self.settings.accounts
+        ):
+            return
+        assert self._executor is not None
+        rewriter = RegisterContactRewriter(public_host)
+        helper = native.RegisterContactHelper(
+            rewriter.outgoing, rewriter.incoming, self._register_rewrite_failed
+        )
+        if await self._executor.run(lambda: helper.install(self.bound_port)):
+            self._register_contact = helper
+        else:
+            log.warning(
+                "sip_register_contact_local",
+                reason="the SIP UDP socket was not found: REGISTER names the local address",
+            )
+
+    def _register_rewrite_failed(self, error: BaseException) -> None:
+        # re thread; the datagram went on unchanged.
+        log.error("sip_register_contact_error", error=repr(error))
 
     def _tls_transport(self) -> native.TlsTransport | None:
         """The TLS transport to open: with a certificate (calls over TLS too), or for
