@@ -741,10 +741,13 @@ def _sip_udp_socket(port: int) -> Any:
     return _ffi.NULL
 
 
-def _rewrite(mb: Any, rewrite: Callable[[bytes], bytes | None]) -> None:
+def _rewrite(mb: Any, prefix: bytes, rewrite: Callable[[bytes], bytes | None]) -> None:
     """Replace the datagram ``mb`` holds (from ``pos`` to ``end``) by ``rewrite``'s bytes,
-    when it returns any."""
+    when it starts with ``prefix`` and ``rewrite`` returns any (only those are copied out:
+    every SIP datagram passes here)."""
     start, end = int(mb.pos), int(mb.end)
+    if end - start < len(prefix) or _ffi.buffer(mb.buf + start, len(prefix))[:] != prefix:
+        return
     replacement = rewrite(bytes(_ffi.buffer(mb.buf + start, end - start)))
     if replacement is None:
         return
@@ -754,8 +757,8 @@ def _rewrite(mb: Any, rewrite: Callable[[bytes], bytes | None]) -> None:
 
 
 class RegisterContactHelper:
-    """A libre UDP helper on the SIP socket: ``outgoing`` may rewrite each datagram sent,
-    ``incoming`` each datagram received, before libre's SIP stack sees it (*re thread*).
+    """A libre UDP helper on the SIP socket: ``outgoing`` may rewrite each REGISTER sent,
+    ``incoming`` each response received, before libre's SIP stack sees it (*re thread*).
 
     An exception in either is logged by ``on_error`` and the datagram passes unchanged.
     """
@@ -775,11 +778,11 @@ class RegisterContactHelper:
         self._recv = _ffi.callback(_HELPER_RECV, self._on_recv, onerror=self._failed)
 
     def _on_send(self, _err: Any, _dst: Any, mb: Any, _arg: Any) -> bool:
-        _rewrite(mb, self._outgoing)
+        _rewrite(mb, b"REGISTER ", self._outgoing)
         return False  # sent on as it now is
 
     def _on_recv(self, _src: Any, mb: Any, _arg: Any) -> bool:
-        _rewrite(mb, self._incoming)
+        _rewrite(mb, b"SIP/2.0 ", self._incoming)
         return False  # on to the SIP stack
 
     def _failed(self, _type: Any, value: BaseException, _tb: Any) -> bool:
