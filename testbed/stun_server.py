@@ -1,6 +1,10 @@
 """A minimal STUN server (RFC 5389 Binding only) on 127.0.0.1 for tests: it answers each
 Binding request with an XOR-MAPPED-ADDRESS naming ``public_ip`` and the request's source
-port (a 1:1 NAT in front of the agent), and keeps the source of every request it answered."""
+port (a 1:1 NAT in front of the agent), and keeps the source of every request it answered.
+
+An RFC 3489 request (no magic cookie: what pjsua sends from each call's RTP and RTCP
+sockets) gets a MAPPED-ADDRESS instead, as RFC 5389 section 12.2 has servers answer old
+clients."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import struct
 MAGIC_COOKIE = 0x2112A442
 _BINDING_REQUEST = 0x0001
 _BINDING_SUCCESS = 0x0101
+_MAPPED_ADDRESS = 0x0001
 _XOR_MAPPED_ADDRESS = 0x0020
 _HEADER = struct.Struct("!HHI12s")
 
@@ -20,12 +25,17 @@ def binding_response(request: bytes, public_ip: str, port: int) -> bytes | None:
     if len(request) < _HEADER.size:
         return None
     kind, _length, cookie, transaction = _HEADER.unpack_from(request)
-    if kind != _BINDING_REQUEST or cookie != MAGIC_COOKIE:
+    if kind != _BINDING_REQUEST:
         return None
-    address = struct.unpack("!I", socket.inet_aton(public_ip))[0] ^ MAGIC_COOKIE
-    value = struct.pack("!BBHI", 0, 0x01, port ^ (MAGIC_COOKIE >> 16), address)
-    attribute = struct.pack("!HH", _XOR_MAPPED_ADDRESS, len(value)) + value
-    return _HEADER.pack(_BINDING_SUCCESS, len(attribute), MAGIC_COOKIE, transaction) + attribute
+    address = struct.unpack("!I", socket.inet_aton(public_ip))[0]
+    if cookie == MAGIC_COOKIE:
+        value = struct.pack("!BBHI", 0, 0x01, port ^ (MAGIC_COOKIE >> 16), address ^ MAGIC_COOKIE)
+        attribute = struct.pack("!HH", _XOR_MAPPED_ADDRESS, len(value)) + value
+    else:
+        value = struct.pack("!BBHI", 0, 0x01, port, address)
+        attribute = struct.pack("!HH", _MAPPED_ADDRESS, len(value)) + value
+    # The whole 16-byte transaction id of RFC 3489 is echoed (the "cookie" is part of it).
+    return _HEADER.pack(_BINDING_SUCCESS, len(attribute), cookie, transaction) + attribute
 
 
 class StunServer(asyncio.DatagramProtocol):

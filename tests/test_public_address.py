@@ -1,8 +1,8 @@
 """End to end: ``sip.public_host`` (an agent behind 1:1 NAT). SIPp calls an agent that says
 its public address is 127.0.0.5 (a loopback alias: the whole of 127/8 is this machine): the
 200 OK's Contact and its SDP's o= and c= lines name 127.0.0.5, not the address the agent
-is bound to, and audio still flows both ways. And with ``sip.stun_server`` (baresip), the
-SDP names the RTP address a local STUN server reports.
+is bound to, and audio still flows both ways. And with ``sip.stun_server``, the
+SDP names the RTP address a local STUN server reports (both engines).
 """
 
 from __future__ import annotations
@@ -79,15 +79,16 @@ async def test_the_answer_names_the_public_address_and_audio_flows(
         assert await agent.stop() == 0
 
 
-async def test_stun_gives_the_sdp_its_public_rtp_address_on_baresip(
-    local_server: RecordingServer, tmp_path: Path
+async def test_stun_gives_the_sdp_its_public_rtp_address(
+    engine: str, local_server: RecordingServer, tmp_path: Path
 ) -> None:
     async with StunServer(MAPPED) as stun:
         host, port = stun.address
         config = tmp_path / "agent.toml"
         config.write_text(f'[sip]\nstun_server = "{host}:{port}"\n')
         agent = AgentProcess(
-            free_port(), ["--realtime-url", local_server.url, "--config", str(config)]
+            free_port(),
+            [*engine_args(engine), "--realtime-url", local_server.url, "--config", str(config)],
         )
         await agent.start()
         peer = await RtpPeer.open()

@@ -334,3 +334,27 @@ async def test_registers_over_tcp(engine: str, tmp_path: Path) -> None:
         assert registered and "transport=tcp" in registered[0].lower(), kamailio.lines[-5:]
     finally:
         await kamailio.stop()
+
+
+async def test_the_registered_contact_names_the_public_host(
+    engine: str, registrar: Registrar, local_server: RecordingServer, tmp_path: Path
+) -> None:
+    """Behind 1:1 NAT the registrar must store ``sip.public_host``, not the bound address;
+    and the agent still knows the lifetime Kamailio granted (3600 s, its max_expires, for
+    the 7200 asked), which it reads from its own binding in the 200 OK."""
+    agent = AgentProcess(
+        free_port(),
+        [*engine_args(engine), "--realtime-url", local_server.url,
+         "--config", str(_profile(registrar, tmp_path, engine, expires_s=7200)),
+         "--sip-public-host", "127.0.0.5"],
+        env={"KAM_PASSWORD": PASSWORD},
+    )  # fmt: skip
+    await agent.start()
+    try:
+        [line] = await agent.wait_for("sip_registration", 10)
+        assert (line["state"], line["expires_s"]) == ("registered", 3600)
+        await registrar.wait_for("registered sip:agent@", 5)
+        [saved] = [entry for entry in registrar.lines if "registered sip:agent@" in entry]
+        assert f"@127.0.0.5:{agent.sip_port}" in saved, saved
+    finally:
+        assert await agent.stop() == 0

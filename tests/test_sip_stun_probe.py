@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 
 from agent.config import STUN_PORT, stun_host_port
 from agent.sip.stun_probe import mapped_address, probe
@@ -37,3 +39,15 @@ def test_stun_server_setting() -> None:
     assert stun_host_port("127.0.0.1:3479") == ("127.0.0.1", 3479)
     for bad in ("", ":3478", "host:0", "host:x", "stun:host", "[::1]:3478"):
         assert stun_host_port(bad) is None, bad
+
+
+def test_an_rfc_3489_request_gets_a_plain_mapped_address() -> None:
+    """pjsua asks from each call's RTP socket without the magic cookie (RFC 3489); the test
+    server answers it as RFC 5389 section 12.2 has servers do, echoing the whole id."""
+    transaction = b"\x01\x02\x03\x04" + b"R" * 12
+    answer = binding_response(bytes.fromhex("0001 0000") + transaction, "198.51.100.4", 40000)
+    assert answer is not None
+    assert answer[4:20] == transaction
+    attribute, size, _, family, port, address = struct.unpack_from("!HHBBHI", answer, 20)
+    assert (attribute, size, family, port) == (0x0001, 8, 0x01, 40000)
+    assert socket.inet_ntoa(struct.pack("!I", address)) == "198.51.100.4"

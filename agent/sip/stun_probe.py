@@ -1,10 +1,12 @@
 """Ask a STUN server (RFC 5389 Binding) for our public address: the start-up check of
 ``sip.stun_server``.
 
-baresip asks the STUN server for every call's RTP address before it lets the call ring
-through to the agent; when the server does not answer, each call waits for libre's STUN
-transaction to time out (about 40 s) and is then dropped, with nothing logged. So the engine
-checks the server once at start and refuses to run with one that does not answer.
+Both engines ask the STUN server for every call's RTP address before the call rings through
+to the agent: baresip waits for libre's STUN transaction to time out (about 40 s) when the
+server does not answer, and then drops the call, with nothing logged; pjsua blocks its only
+thread (the asyncio loop's, in poll mode) for its STUN retransmissions and answers the call
+with the local address. So each engine checks the server once at start (``check_server``) and
+refuses to run with one that does not answer.
 """
 
 from __future__ import annotations
@@ -13,6 +15,13 @@ import asyncio
 import os
 import socket
 import struct
+
+import structlog
+
+from agent.config import stun_host_port
+from agent.sip.engine import EngineStartError
+
+log = structlog.get_logger("sip")
 
 MAGIC_COOKIE = 0x2112A442
 _BINDING_REQUEST = 0x0001
@@ -84,3 +93,31 @@ async def probe(
         return None
     finally:
         transport.close()
+
+
+def resolve_server(text: str) -> tuple[str, int] | None:
+    """The IPv4 address and port ``sip.stun_server`` answers from (None without one): what
+    the RTP source filter admits. Raises ``EngineStartError`` when the name does not
+    resolve."""
+    parsed = stun_host_port(text) if text else None
+    if parsed is None:
+        return None
+    host, port = parsed
+    try:
+        found = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
+    except OSError as exc:
+        raise EngineStartError(f"sip.stun_server {host!r} does not resolve: {exc}") from None
+    return str(found[0][4][0]), port
+
+
+async def check_server(server: tuple[str, int], sip_host: str) -> None:
+    """Refuse to start with a STUN server that does not answer (every call would wait for
+    it); log the public address it reports (``sip_stun_mapped``)."""
+    bind = "0.0.0.0" if sip_host in ("", "0.0.0.0") else sip_host
+    mapped = await probe(server, bind)
+    if mapped is None:
+        raise EngineStartError(
+            f"sip.stun_server {server[0]}:{server[1]} does not answer STUN Binding "
+            "requests (calls would wait for it and be dropped)"
+        )
+    log.info("sip_stun_mapped", server=f"{server[0]}:{server[1]}", public=mapped[0])

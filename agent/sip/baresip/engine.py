@@ -27,7 +27,7 @@ from typing import Any
 import baresip
 import structlog
 
-from agent.config import SipSettings, stun_host_port
+from agent.config import SipSettings
 from agent.sip import stun_probe
 from agent.sip.baresip import native, stack_config
 from agent.sip.baresip.accounts import BaresipAccounts
@@ -35,6 +35,7 @@ from agent.sip.baresip.call import BaresipCall
 from agent.sip.baresip.gate import STACK_CODECS, BaresipRequestGate, contact_uri
 from agent.sip.baresip.logs import StackLogs
 from agent.sip.baresip.media import MediaClock
+from agent.sip.baresip.register_contact import RegisterContactRewriter
 from agent.sip.engine import CallListener, DialError, EngineStartError, IncomingCall
 from agent.sip.message import SipRequest
 from agent.sip.refusals import RefusalLog
@@ -74,20 +75,6 @@ def sdp_address(public_host: str) -> str:
     return str(found[0][4][0])
 
 
-def stun_source(server: str) -> tuple[str, int] | None:
-    """The IPv4 address and port ``sip.stun_server`` answers from (None without one); raises
-    ``EngineStartError`` when it does not resolve."""
-    parsed = stun_host_port(server) if server else None
-    if parsed is None:
-        return None
-    host, port = parsed
-    try:
-        found = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
-    except OSError as exc:
-        raise EngineStartError(f"sip.stun_server {host!r} does not resolve: {exc}") from None
-    return str(found[0][4][0]), port
-
-
 class BaresipEngine:
     """Owns baresip for this process (``agent.sip.engine.SipEngine``)."""
 
@@ -125,6 +112,8 @@ class BaresipEngine:
         self._sdp_address = ""
         #: Where sip.stun_server answers from: let through every call's RTP source filter.
         self._stun_source: tuple[str, int] | None = None
+        #: Keeps the REGISTER Contact rewrite's callbacks alive while libre holds them.
+        self._register_contact: native.RegisterContactHelper | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -133,9 +122,9 @@ class BaresipEngine:
         if problem is not None:
             raise EngineStartError(f"the baresip engine cannot run with {problem}")
         self._sdp_address = sdp_address(self.settings.public_host)
-        self._stun_source = stun_source(self.settings.stun_server)
+        self._stun_source = stun_probe.resolve_server(self.settings.stun_server)
         if self._stun_source is not None:
-            await self._check_stun(self._stun_source)
+            await stun_probe.check_server(self._stun_source, self.settings.host)
         host = self.settings.host
         port = self.settings.port or _free_udp_port(host)
         # baresip logs a failed bind and carries on without SIP: check first.
@@ -197,21 +186,35 @@ class BaresipEngine:
                 await self.shutdown()
                 raise
             self._accounts = accounts
+            await self._publish_register_contact()
         self.clock.start(loop)
         if self._accounts is not None:
             await self._accounts.start()
 
-    async def _check_stun(self, server: tuple[str, int]) -> None:
-        """Refuse to start with a STUN server that does not answer (every call would wait
-        ~40 s for it and then be dropped); log the public address it reports."""
-        bind = "0.0.0.0" if self.settings.host in ("", "0.0.0.0") else self.settings.host
-        mapped = await stun_probe.probe(server, bind)
-        if mapped is None:
-            raise EngineStartError(
-                f"sip.stun_server {server[0]}:{server[1]} does not answer STUN Binding "
-                "requests (calls would wait for it and be dropped)"
+    async def _publish_register_contact(self) -> None:
+        """``sip.public_host`` in the Contact of the REGISTERs sent over UDP (libre names
+        the local address there: ``agent.sip.baresip.register_contact``)."""
+        public_host = self.settings.public_host
+        if not public_host or not any(
+            account.transport == "udp" for account in self.settings.accounts
+        ):
+            return
+        assert self._executor is not None
+        rewriter = RegisterContactRewriter(public_host)
+        helper = native.RegisterContactHelper(
+            rewriter.outgoing, rewriter.incoming, self._register_rewrite_failed
+        )
+        if await self._executor.run(lambda: helper.install(self.bound_port)):
+            self._register_contact = helper
+        else:
+            log.warning(
+                "sip_register_contact_local",
+                reason="the SIP UDP socket was not found: REGISTER names the local address",
             )
-        log.info("sip_stun_mapped", server=f"{server[0]}:{server[1]}", public=mapped[0])
+
+    def _register_rewrite_failed(self, error: BaseException) -> None:
+        # re thread; the datagram went on unchanged.
+        log.error("sip_register_contact_error", error=repr(error))
 
     def _tls_transport(self) -> native.TlsTransport | None:
         """The TLS transport to open: with a certificate (calls over TLS too), or for

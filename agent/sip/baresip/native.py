@@ -19,6 +19,8 @@ needs, with the struct layouts of libre 4.10 (the version that wheel bundles;
   Contact user and the registration lifetime its registrar granted (``newest_agent``,
   ``registration_expires``);
 - a TLS transport on a port and with PEM text of our choosing (``add_tls_transport``);
+- the Contact host of the REGISTERs sent over UDP (``RegisterContactHelper``: libre prints
+  it from the local address, ``agent.sip.baresip.register_contact`` says why);
 - where a request arrived (``arrival``), the Contact a user agent's next call answers with
   (``set_contact``) and the address a call's SDP names (``set_sdp_address``): for
   ``sip.public_host`` and ``sips:`` calls, which baresip has no setting for.
@@ -148,6 +150,16 @@ _ffi.cdef(
     int sa_set_str(struct sa *sa, const char *addr, uint16_t port);
     int sip_transp_add_sock(struct sip *sip, int tp, bool listen, const struct sa *laddr, ...);
     int sip_transp_laddr(struct sip *sip, struct sa *laddr, int tp, const struct sa *dst);
+    /* the heads of libre's private struct sip and struct sip_transport (src/sip) */
+    struct sip_head { struct list transpl; };
+    struct sip_transport_head { struct le le; struct sa laddr; struct sip *sip;
+                                void *ht_ccert; struct tls *tls; void *sock; int tp; };
+    struct udp_helper;
+    int udp_register_helper(struct udp_helper **uhp, struct udp_sock *us, int layer,
+                            bool (*sh)(int *err, struct sa *dst, struct mbuf *mb, void *arg),
+                            bool (*rh)(struct sa *src, struct mbuf *mb, void *arg),
+                            void *arg);
+    int mbuf_write_mem(struct mbuf *mb, const uint8_t *buf, size_t size);
     void dbg_init(int level, int flags);
     void dbg_handler_set(void (*ph)(int level, const char *p, size_t len, void *arg), void *arg);
     """
@@ -258,7 +270,7 @@ def set_contact(msg: Any, uri: str) -> bool:
     prints as the whole URI: so the URI is set as that user agent's GRUU. The dialog copies
     it when baresip accepts the INVITE, right after this listener returns on this thread,
     so each call keeps the Contact set for its own INVITE. (REGISTER takes the contact
-    user, not the GRUU: registrations are not changed.)
+    user, not the GRUU: ``RegisterContactHelper`` does the REGISTER's.)
     """
     agent = _lib.uag_find_msg(msg)
     if agent == _ffi.NULL:
@@ -698,3 +710,92 @@ class ReThreadExecutor:
         """Give the binding its own sink back."""
         _events.set_sink(self._inner)
         self._inner = None
+
+
+_SIP_TRANSP_UDP = 0
+_HELPER_SEND = "bool(int *, struct sa *, struct mbuf *, void *)"
+_HELPER_RECV = "bool(struct sa *, struct mbuf *, void *)"
+#: Below any helper libre or baresip adds to the SIP socket (they add none to it today).
+_HELPER_LAYER = -1000
+
+
+def _sip_udp_socket(port: int) -> Any:
+    """libre's ``struct udp_sock *`` of the SIP UDP transport on ``port``, or NULL when no
+    transport checks out (each candidate's list entry must point back at it and name the
+    stack's ``struct sip``: a wrong layout is refused, not followed; *re thread*)."""
+    sip = _lib.uag_sip()
+    if sip == _ffi.NULL:
+        return _ffi.NULL
+    entry = _ffi.cast("struct sip_head *", sip).transpl.head
+    while entry != _ffi.NULL:
+        transport = _ffi.cast("struct sip_transport_head *", entry.data)
+        if (
+            _ffi.cast("void *", transport) == _ffi.cast("void *", entry)
+            and transport.sip == sip
+            and transport.tp == _SIP_TRANSP_UDP
+            and transport.sock != _ffi.NULL
+            and _lib.sa_port(_ffi.addressof(transport.laddr)) == port
+        ):
+            return _ffi.cast("struct udp_sock *", transport.sock)
+        entry = entry.next
+    return _ffi.NULL
+
+
+def _rewrite(mb: Any, prefix: bytes, rewrite: Callable[[bytes], bytes | None]) -> None:
+    """Replace the datagram ``mb`` holds (from ``pos`` to ``end``) by ``rewrite``'s bytes,
+    when it starts with ``prefix`` and ``rewrite`` returns any (only those are copied out:
+    every SIP datagram passes here)."""
+    start, end = int(mb.pos), int(mb.end)
+    if end - start < len(prefix) or _ffi.buffer(mb.buf + start, len(prefix))[:] != prefix:
+        return
+    replacement = rewrite(bytes(_ffi.buffer(mb.buf + start, end - start)))
+    if replacement is None:
+        return
+    mb.end = start
+    if _lib.mbuf_write_mem(mb, replacement, len(replacement)) == 0:
+        mb.pos = start
+
+
+class RegisterContactHelper:
+    """A libre UDP helper on the SIP socket: ``outgoing`` may rewrite each REGISTER sent,
+    ``incoming`` each response received, before libre's SIP stack sees it (*re thread*).
+
+    An exception in either is logged by ``on_error`` and the datagram passes unchanged.
+    """
+
+    def __init__(
+        self,
+        outgoing: Callable[[bytes], bytes | None],
+        incoming: Callable[[bytes], bytes | None],
+        on_error: Callable[[BaseException], None],
+    ) -> None:
+        self._outgoing = outgoing
+        self._incoming = incoming
+        self._on_error = on_error
+        self._slot = _ffi.new("struct udp_helper **")
+        # Kept alive here: libre holds only the function pointers, until the socket closes.
+        self._send = _ffi.callback(_HELPER_SEND, self._on_send, onerror=self._failed)
+        self._recv = _ffi.callback(_HELPER_RECV, self._on_recv, onerror=self._failed)
+
+    def _on_send(self, _err: Any, _dst: Any, mb: Any, _arg: Any) -> bool:
+        _rewrite(mb, b"REGISTER ", self._outgoing)
+        return False  # sent on as it now is
+
+    def _on_recv(self, _src: Any, mb: Any, _arg: Any) -> bool:
+        _rewrite(mb, b"SIP/2.0 ", self._incoming)
+        return False  # on to the SIP stack
+
+    def _failed(self, _type: Any, value: BaseException, _tb: Any) -> bool:
+        self._on_error(value)
+        return False
+
+    def install(self, port: int) -> bool:
+        """On the SIP UDP socket bound to ``port``; False when it is not found (*re
+        thread*)."""
+        sock = _sip_udp_socket(port)
+        if sock == _ffi.NULL:
+            return False
+        status = _lib.udp_register_helper(
+            self._slot, sock, _HELPER_LAYER, self._send, self._recv, _ffi.NULL
+        )
+        return bool(status == 0)

@@ -44,7 +44,9 @@ def runtime_config(settings: SipSettings, port: int) -> baresip.Config:
     last_rtp = settings.rtp_port + settings.rtp_port_range - 1
     ring_s = max(RING_BACKSTOP_S, int(settings.session_timeout_s) + 30)
     return baresip.Config(
-        net_interface=settings.host,
+        # A wildcard is no interface: baresip then found no local address at all and
+        # opened no SIP socket. Without one it discovers every interface's.
+        net_interface=None if settings.host in ("", "0.0.0.0", "::") else settings.host,
         max_concurrent_calls=None,
         native_log_level="warning",
         rtp_timeout=0,

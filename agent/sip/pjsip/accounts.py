@@ -112,6 +112,8 @@ def account_config(
     # No SIP outbound (RFC 5626) flows: the registration's refreshes keep it alive, and a
     # registrar without the outbound module would refuse reg-id contacts.
     nat.sipOutboundUse = 0
+    # sip.stun_server is for media only (each call's RTP address), as on baresip.
+    nat.sipStunUse = pj.PJSUA_STUN_USE_DISABLED
     if public_host:
         # The Contact names the configured public address, not what the registrar saw.
         nat.contactRewriteUse = 0

@@ -23,6 +23,7 @@ import pjsua2 as pj
 import structlog
 
 from agent.config import PJSUA_CALL_SLOTS, SipSettings
+from agent.sip import stun_probe
 from agent.sip.engine import CallListener, DialError, EngineStartError, IncomingCall
 from agent.sip.message import SipRequest, codecs_for_offer, wants_sips_contact
 from agent.sip.pjsip.accounts import (
@@ -136,16 +137,16 @@ class PjsipEngine:
         self._codec_ids: set[str] = set()
         self._enabled: tuple[str, ...] = ()
         self._wakeup: asyncio.Future[None] | None = None
+        #: Where sip.stun_server answers from (None without one).
+        self._stun_server: tuple[str, int] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         """Create the library, the UDP transport and the account; then register the
         ``[[sip.accounts]]`` (their outcome comes later, to ``Registrations``)."""
-        if self.settings.stun_server:
-            raise EngineStartError(
-                "sip.stun_server is not supported by the pjsip engine (untested there); "
-                "use the baresip engine, or sip.public_host behind 1:1 NAT"
-            )
+        self._stun_server = stun_probe.resolve_server(self.settings.stun_server)
+        if self._stun_server is not None:
+            await stun_probe.check_server(self._stun_server, self.settings.host)
         try:
             self._start()
         except pj.Error as exc:
@@ -170,6 +171,14 @@ class PjsipEngine:
         ua.mainThreadOnly = True
         ua.maxCalls = PJSUA_CALL_SLOTS
         ua.userAgent = "voice-agent"
+        if self._stun_server is not None:
+            # Media only, as on baresip: each call's RTP and RTCP sockets ask it for their
+            # public address (pjsua's create_rtp_rtcp_sock), which the SDP then names. The
+            # SIP transport keeps sip.public_host or its own address (every account says
+            # sipStunUse=DISABLED): a STUN-mapped SIP port is only right behind a NAT that
+            # keeps it, which sip.public_host already covers.
+            ua.stunServer.append(f"{self._stun_server[0]}:{self._stun_server[1]}")
+            ua.stunTryIpv6 = False
         logc = cfg.logConfig
         logc.level = _PJ_LOG_LEVEL
         logc.consoleLevel = _PJ_LOG_LEVEL
@@ -228,6 +237,7 @@ class PjsipEngine:
         if self.settings.public_host:
             rtp.publicAddress = self.settings.public_host
         apply_srtp(acfg, self.settings.srtp)
+        acfg.natConfig.sipStunUse = pj.PJSUA_STUN_USE_DISABLED
         account = AnsweringAccount(self._incoming)
         account.create(acfg, True)
         self._account = account
