@@ -24,6 +24,7 @@ from testbed.oracle import validate_client_event, validate_server_event
 from testbed.peers import (
     CODEC_PT,
     CODEC_RATE,
+    DEFAULT_SIP_ENGINE,
     AgentProcess,
     RtpPeer,
     engine_args,
@@ -299,13 +300,16 @@ async def test_sequential_calls_leak_nothing(
         assert agent.proc is not None
         before = _process_resources(agent.proc.pid)
 
-        result = await run_sipp("uac_audio.xml", agent.sip_port, calls=20, rate=5, **caller)
+        # 20 on the default engine (the baresip issue's figure); a leak per call shows in 8
+        # as well on the other, which keeps the suite in its time.
+        calls = 20 if engine == DEFAULT_SIP_ENGINE else 8
+        result = await run_sipp("uac_audio.xml", agent.sip_port, calls=calls, rate=5, **caller)
         assert result.returncode == 0, result.output[-3000:]
-        await agent.wait_for("call_finished", 10, count=22)
+        await agent.wait_for("call_finished", 10, count=calls + 2)
         await asyncio.sleep(0.5)
         after = _process_resources(agent.proc.pid)
-        assert after == before, f"threads/fds before {before}, after 20 calls {after}"
-        assert len(local_server.sessions) == 22
+        assert after == before, f"threads/fds before {before}, after {calls} calls {after}"
+        assert len(local_server.sessions) == calls + 2
         await asyncio.wait_for(asyncio.gather(*(s.closed.wait() for s in local_server.sessions)), 5)
     finally:
         assert await agent.stop() == 0
