@@ -203,9 +203,9 @@ async def test_a_destination_outside_the_allow_patterns_sends_no_invite(
 async def test_a_number_goes_through_its_account(
     engine: str, model: RecordingServer, tmp_path: Path
 ) -> None:
-    """The account registers, the INVITE goes to the number at its registrar, From the
-    account (or, on PJSIP, the --from number), and answers the trunk's digest challenge with
-    the account's password."""
+    """The account registers, the INVITE goes to the number at its registrar with the
+    --from number as caller ID (PJSIP: From; baresip: P-Asserted-Identity, From the
+    account), and answers the trunk's digest challenge with the account's password."""
     trunk = await sipp_callee("uas_trunk.xml", tmp_path / "sipp", calls=2)
     config = _config(
         tmp_path,
@@ -215,13 +215,12 @@ async def test_a_number_goes_through_its_account(
         "username = 'agentline'\npassword_env = 'TRUNK_PASSWORD'\n",
         allow=r"\+4930[0-9]+",
     )
-    caller_id = ["--from", "+4930999"] if engine == "pjsip" else []
     command = CallCommand()
     status = await command.run(
         "+4930123456",
         [
             "--config", str(config), "--realtime-url", model.url, *engine_args(engine),
-            "--account", "trunk", *caller_id,
+            "--account", "trunk", "--from", "+4930999",
         ],
         env={"TRUNK_PASSWORD": "trunk-secret-1"},
     )  # fmt: skip
@@ -233,7 +232,11 @@ async def test_a_number_goes_through_its_account(
     # (baresip adds the account's ;transport=udp)
     assert f"INVITE sip:+4930123456@127.0.0.1:{trunk.port}" in messages
     assert 'username="agentline"' in messages
-    assert ("sip:+4930999@127.0.0.1" if caller_id else "From: <sip:agentline@") in messages
+    if engine == "pjsip":
+        assert "sip:+4930999@127.0.0.1" in messages
+    else:
+        assert "From: <sip:agentline@" in messages
+        assert "P-Asserted-Identity: <sip:+4930999@127.0.0.1" in messages
     (record,) = command.records()
     assert record["outbound"]["account"] == "trunk"
     assert record["outbound"]["outcome"] == "busy"

@@ -344,12 +344,12 @@ class BaresipEngine:
             if found is None:
                 raise DialError(f"no [[sip.accounts]] account {account!r} on the baresip engine")
             agent, native_ua, user, domain = found
+        headers: dict[str, str] = {}
         if from_user and from_user != user:
-            # One identity per user agent: baresip puts its account's AOR in From.
-            raise DialError(
-                f"the baresip engine places calls from its account's own user ({user!r}); "
-                "--from with another needs the pjsip engine"
-            )
+            # One identity per user agent: baresip puts its account's AOR in From, so the
+            # number to present goes where trunks read a caller ID when From is the
+            # account (RFC 3325's P-Asserted-Identity).
+            headers["P-Asserted-Identity"] = f"<sip:{from_user}@{domain}>"
         # The Contact an incoming INVITE left on this user agent (sips:, TCP, another
         # address) must not go out on the call we place: a UDP call gets ours, at
         # sip.public_host when set. (A TCP or TLS account's calls keep baresip's own.)
@@ -376,7 +376,7 @@ class BaresipEngine:
                     )
 
             await self._executor.run(prepare)
-            stack_call = await agent.dial(uri)
+            stack_call = await agent.dial(uri, headers=headers or None)
         except (baresip.BaresipError, ValueError) as exc:
             raise DialError(f"INVITE not sent: {str(exc)[:200]}") from None
         finally:
