@@ -380,7 +380,9 @@ class PjsipEngine:
             self._gate.close()
             self._gate = None
         gc.collect()
-        ep.libDestroy()
+        # Calls and registrations are ended above, each waited for: without NO_NETWORK,
+        # pjsua_destroy would also sleep a fixed second "for unregistrations" on every stop.
+        ep.libDestroy(pj.PJSUA_DESTROY_NO_NETWORK)
         self._ep = None
         BridgePort.waker = None
         self._waker.close()
