@@ -16,6 +16,7 @@ import ctypes
 import gc
 import os
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -48,6 +49,8 @@ _PJ_LOG_LEVEL = 2
 _PJ_CODECS = {"PCMU": "PCMU/8000/1", "PCMA": "PCMA/8000/1", "G722": "G722/16000/1"}
 #: Poll period while waiting for something to end (shutdown).
 _POLL_INTERVAL_S = 0.004
+#: How long the stack keeps running after a call's end when it shuts down (see shutdown).
+CALL_END_SETTLE_S = 1.0
 #: Without caller frames to wake it, the loop still handles SIP this often: INVITEs wait at
 #: most this long, and an idle agent wakes 40 times a second rather than 250.
 _IDLE_POLL_S = 0.025
@@ -130,6 +133,8 @@ class PjsipEngine:
         self._accounts: PjsipAccounts | None = None
         self._log_writer = _LogForwarder()
         self.calls: dict[str, _PjCall] = {}
+        #: When the last call ended (time.monotonic()): shutdown lets its transactions finish.
+        self._last_call_end = float("-inf")
         self._retired: list[_PjCall] = []
         self._deferred: list[_PjCall] = []
         self.bound_port: int = settings.port
@@ -364,6 +369,13 @@ class PjsipEngine:
             await asyncio.sleep(_POLL_INTERVAL_S)
         for call in list(self.calls.values()):
             self._retire(call)
+        # A call that just ended may still have a transaction finishing (a CANCELled INVITE's
+        # 487 to ACK, a BYE's 200): keep the stack running until a second after the last
+        # end, then destroy without pjsua's own fixed one-second wait.
+        settle_until = loop.time() + (self._last_call_end + CALL_END_SETTLE_S - time.monotonic())
+        while loop.time() < settle_until:
+            ep.libHandleEvents(0)
+            await asyncio.sleep(_POLL_INTERVAL_S)
         self._destroy_retired()
         if self._accounts is not None:
             if self._accounts.unregister():
@@ -380,8 +392,8 @@ class PjsipEngine:
             self._gate.close()
             self._gate = None
         gc.collect()
-        # Calls and registrations are ended above, each waited for: without NO_NETWORK,
-        # pjsua_destroy would also sleep a fixed second "for unregistrations" on every stop.
+        # Calls, their last transactions and registrations are ended above, each waited
+        # for: without NO_NETWORK, pjsua_destroy would sleep a fixed second on every stop.
         ep.libDestroy(pj.PJSUA_DESTROY_NO_NETWORK)
         self._ep = None
         BridgePort.waker = None
@@ -460,6 +472,7 @@ class PjsipEngine:
     def _retire(self, call: _PjCall) -> None:
         if self.calls.pop(call.call_id, None) is not None:
             self._retired.append(call)
+            self._last_call_end = time.monotonic()
 
     def _destroy_retired(self) -> None:
         # Outside the PJSUA2 callback that reported the disconnection: safe to drop the call.
