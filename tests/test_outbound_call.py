@@ -128,7 +128,8 @@ async def test_an_answered_call_is_a_conversation_both_ways(
     outbound = record["outbound"]
     assert outbound["outcome"] == "answered"
     assert [p["code"] for p in outbound["progress"]] == [180]
-    assert 0 < outbound["progress_ms"] <= outbound["answer_ms"] < outbound["end_ms"]
+    # On loopback the 180 can come within the INVITE's millisecond (baresip: ~1 ms): 0 too.
+    assert 0 <= outbound["progress_ms"] <= outbound["answer_ms"] < outbound["end_ms"]
     assert record["dialed_uri"] == callee.uri
     (line,) = command.events("outbound_call_outcome")
     assert line["outcome"] == "answered"
