@@ -28,6 +28,7 @@ from agent.realtime.models import (
     DEFAULT_REALTIME_MODEL,
     DEFAULT_TRANSCRIPTION_MODEL,
 )
+from agent.sip.rtp_filter import NAT_NETWORKS, nat_networks
 
 #: pjsua2-python is compiled with PJSUA_MAX_CALLS=4. pjsua itself answers 486 once every slot is
 #: taken; the request gate (agent/sip/pjsip/gate.py) answers INVITEs beyond capacity with our
@@ -114,6 +115,10 @@ class SipSettings:
     #: A STUN server ("host" or "host:port", port 3478 by default) that tells each call's
     #: RTP sockets their public address, for the SDP (baresip engine only); "" = none.
     stun_server: str = ""
+    #: SDP addresses that mark a caller as behind NAT when its signalling comes from another
+    #: address: its RTP is taken from any port of the signalling address, and the agent's RTP
+    #: goes back to where the first packet came from (symmetric RTP).
+    nat_networks: tuple[str, ...] = NAT_NETWORKS
     user: str = "agent"
     max_calls: int = MAX_CALLS_PER_PROCESS
     retry_after_s: int = 30
@@ -698,6 +703,10 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(
             f"sip.stun_server: {sip.stun_server!r} is not host or host:port (IPv4 or a name)"
         )
+    try:
+        nat_networks(sip.nat_networks)
+    except ValueError as exc:
+        raise ConfigError(f"sip.nat_networks: {exc} (IPv4 addresses or CIDRs)") from None
     if sip.drain_timeout_s < 0:
         raise ConfigError("sip.drain_timeout_s: must be 0 (end calls at once) or positive")
     if not 0 <= settings.http.port <= 65535:

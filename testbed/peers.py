@@ -148,10 +148,12 @@ class RtpPeer(asyncio.DatagramProtocol):
         self._dtmf_seq, self._dtmf_ts = 1, 8000
 
     @classmethod
-    async def open(cls, port: int = 0) -> RtpPeer:
+    async def open(cls, port: int = 0, host: str = HOST) -> RtpPeer:
+        """A peer on ``host`` (another loopback address stands in for a caller's private
+        one) and ``port`` (0: a free one)."""
         loop = asyncio.get_running_loop()
         peer = cls()
-        address = (HOST, port or free_rtp_port())
+        address = (host, port or free_rtp_port())
         await loop.create_datagram_endpoint(lambda: peer, local_addr=address)
         return peer
 

@@ -11,6 +11,7 @@ from agent.sip.rtp_filter import (
     expected_source,
     find_udp_socket,
     is_private,
+    nat_networks,
     restrict_source,
     split_address,
 )
@@ -80,6 +81,22 @@ def test_expected_source() -> None:
     # Behind NAT: the signalling address, port to be latched.
     assert expected_source("192.168.1.20", 4000, "198.51.100.1") == ("198.51.100.1", None)
     assert is_private("100.64.1.1") and is_private("10.1.2.3") and not is_private("127.0.0.1")
+
+
+def test_nat_networks_decide_who_is_behind_nat() -> None:
+    # sip.nat_networks = []: a LAN whose private SDP addresses are reachable as they are.
+    assert expected_source("192.168.1.20", 4000, "10.0.0.5", nat_networks(())) == (
+        "192.168.1.20",
+        4000,
+    )
+    # Another range of the operator's.
+    ours = nat_networks(("198.18.0.0/15",))
+    assert expected_source("198.18.3.4", 4000, "203.0.113.7", ours) == ("203.0.113.7", None)
+    assert expected_source("192.168.1.20", 4000, "203.0.113.7", ours) == ("192.168.1.20", 4000)
+    # The caller's SDP naming its own signalling address is never taken for NAT.
+    assert expected_source("198.18.3.4", 4000, "198.18.3.4", ours) == ("198.18.3.4", 4000)
+    with pytest.raises(ValueError):
+        nat_networks(("10.0.0.0/33",))
 
 
 def test_split_address() -> None:

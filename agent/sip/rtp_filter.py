@@ -145,27 +145,46 @@ def split_address(text: str) -> tuple[str, int] | None:
     return host, int(port)
 
 
-#: Addresses a caller behind NAT puts in its SDP: RFC 1918, CGNAT (RFC 6598), link-local.
-_NAT_RANGES = tuple(
-    ipaddress.IPv4Network(net)
-    for net in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16")
-)
+#: Addresses a caller behind NAT puts in its SDP: RFC 1918, CGNAT (RFC 6598), link-local
+#: (the default of ``sip.nat_networks``).
+NAT_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16")
 
 
-def is_private(ip: str) -> bool:
+def nat_networks(texts: tuple[str, ...] = NAT_NETWORKS) -> tuple[ipaddress.IPv4Network, ...]:
+    """``sip.nat_networks`` as networks (IPv4 CIDRs or single addresses); ValueError names
+    the first entry that is neither."""
+    networks = []
+    for text in texts:
+        try:
+            networks.append(ipaddress.IPv4Network(text.strip()))
+        except ValueError as exc:
+            raise ValueError(f"{text!r}: {exc}") from None
+    return tuple(networks)
+
+
+_DEFAULT_NETWORKS = nat_networks()
+
+
+def is_private(ip: str, networks: tuple[ipaddress.IPv4Network, ...] = _DEFAULT_NETWORKS) -> bool:
     """An address only reachable behind a NAT (so RTP will come from elsewhere)."""
     address = ipaddress.IPv4Address(ip)
-    return any(address in net for net in _NAT_RANGES)
+    return any(address in net for net in networks)
 
 
-def expected_source(sdp_ip: str, sdp_port: int, signaling_ip: str) -> tuple[str, int | None]:
+def expected_source(
+    sdp_ip: str,
+    sdp_port: int,
+    signaling_ip: str,
+    networks: tuple[ipaddress.IPv4Network, ...] = _DEFAULT_NETWORKS,
+) -> tuple[str, int | None]:
     """Where a call's RTP may come from, before any has arrived.
 
-    The address the caller's SDP names, exactly; unless that is a private address other than
-    the one its signalling came from (a caller behind NAT, whose packets come from the NAT's
-    public address and a port nobody knows yet): then any port of the signalling address,
-    until the first packet latches the exact source.
+    The address the caller's SDP names, exactly; unless that is a private address (one of
+    ``networks``) other than the one its signalling came from (a caller behind NAT, whose
+    packets come from the NAT's public address and a port nobody knows yet): then any port
+    of the signalling address, until the first packet latches the exact source, which the
+    agent's RTP then goes back to (symmetric RTP).
     """
-    if sdp_ip != signaling_ip and is_private(sdp_ip):
+    if sdp_ip != signaling_ip and is_private(sdp_ip, networks):
         return signaling_ip, None
     return sdp_ip, sdp_port

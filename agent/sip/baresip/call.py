@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Awaitable, Callable, Coroutine
+from ipaddress import IPv4Network
 from typing import Any
 
 import baresip
@@ -23,6 +24,7 @@ from baresip.stats import CallStats
 
 from agent.observe.ids import new_call_id
 from agent.sip.baresip import native
+from agent.sip.baresip.latch import MediaLatch
 from agent.sip.baresip.media import AudioPump
 from agent.sip.engine import CallListener, FrameSource, SipCommandError, reinvite_answered
 from agent.sip.message import sipfrag_status
@@ -72,6 +74,7 @@ class BaresipCall:
         on_call_id: Callable[[BaresipCall], None] | None = None,
         sdp_address: str = "",
         stun_source: tuple[str, int] | None = None,
+        nat_networks: tuple[IPv4Network, ...] = (),
     ) -> None:
         """``local_uri`` (a call we placed): our From. ``on_call_id``: told once the SIP
         Call-ID of a call we placed is known (its first event carries it)."""
@@ -80,6 +83,8 @@ class BaresipCall:
         self._sdp_address = sdp_address
         #: The STUN server's address, whose keepalive answers the RTP filter lets through.
         self._stun_also = (stun_source,) if stun_source is not None else ()
+        #: SDP addresses that mark the far end as behind NAT (``sip.nat_networks``).
+        self._nat_networks = nat_networks
         #: The latest RTCP snapshot (live quality while the call runs).
         self._rtcp: CallStats | None = None
         call.on_rtcp(self._on_rtcp)
@@ -97,6 +102,7 @@ class BaresipCall:
         self.log = structlog.get_logger("sip").bind(
             call_id=self.call_id, sip_call_id=self.sip_call_id
         )
+        self._latch = MediaLatch(executor, self.log, self._stun_also)
         self.pump: AudioPump | None = None
         self._source: FrameSource | None = None
         self._codec: str | None = None
@@ -261,7 +267,11 @@ class BaresipCall:
         media = await self._executor.run(lambda: native.call_media(call_id))
         if media is None or self._disconnected:
             return
-        self._guard(media)
+        if self._guard(media):
+            self._latch.log = self.log  # bound to the Call-ID, which a call we place learns late
+            await self._latch.follow(call_id, media, self.source_ip)
+        else:
+            self._latch.forget()
         if media.codec is None or not media.rate:
             return  # a late offer: known at the ACK
         if self._codec != media.codec:
@@ -284,8 +294,9 @@ class BaresipCall:
         if self._confirmed_pending:
             self._confirm()
 
-    def _guard(self, media: native.CallMedia) -> None:
-        """Let the call's RTP and RTCP sockets receive only from the caller's media address.
+    def _guard(self, media: native.CallMedia) -> bool:
+        """Let the call's RTP and RTCP sockets receive only from the caller's media address;
+        True when the caller is behind NAT (``MediaLatch`` then follows its source).
 
         baresip takes RTP from anyone on the call's port and hands it up as the caller's
         audio; a kernel filter on the sockets keeps strangers out.
@@ -293,16 +304,20 @@ class BaresipCall:
         remote = media.remote_rtp
         if remote is None or media.rtp_fd < 0:
             self.log.warning("rtp_guard_unavailable")
-            return
+            return False
         signalling = media.signalling[0] if media.signalling else remote[0]
         self.source_ip = signalling
-        ip, port = expected_source(remote[0], remote[1], signalling)
+        ip, port = expected_source(remote[0], remote[1], signalling, self._nat_networks)
+        latched = self._latch.rtp
+        if port is None and latched is not None and latched[0] == ip:
+            return True  # already latched: the latch keeps its exact source
         # baresip's STUN keepalives go out of these sockets: a call whose keepalive goes
         # unanswered is ended, so the STUN server's answers must pass too.
         restrict_source(media.rtp_fd, ip, port, self._stun_also)
         if media.rtcp_fd >= 0:
             restrict_source(media.rtcp_fd, ip, None if port is None else port + 1, self._stun_also)
         self.log.debug("rtp_source_expected", address=f"{ip}:{port or '*'}")
+        return port is None
 
     # -- the stack's events (loop thread) ---------------------------------------------------
     @property
@@ -378,6 +393,7 @@ class BaresipCall:
             self.listener.on_hold(held)
 
     def _closed(self, text: str) -> None:
+        self._latch.forget()
         if self._disconnected:
             return
         self._disconnected = True

@@ -41,6 +41,7 @@ from agent.sip.message import SipRequest
 from agent.sip.refusals import RefusalLog
 from agent.sip.registration import Registrations
 from agent.sip.request_policy import Admission, CallRefused, Gatekeeper, RequestPolicy
+from agent.sip.rtp_filter import nat_networks
 
 log = structlog.get_logger("sip")
 _POLL_INTERVAL_S = 0.02
@@ -112,6 +113,7 @@ class BaresipEngine:
         self._sdp_address = ""
         #: Where sip.stun_server answers from: let through every call's RTP source filter.
         self._stun_source: tuple[str, int] | None = None
+        self._nat_networks = nat_networks(settings.nat_networks)
         #: Keeps the REGISTER Contact rewrite's callbacks alive while libre holds them.
         self._register_contact: native.RegisterContactHelper | None = None
 
@@ -293,6 +295,7 @@ class BaresipEngine:
             self._ended,
             sdp_address=self._sdp_address,
             stun_source=self._stun_source,
+            nat_networks=self._nat_networks,
         )
         call.on_media_ready = self._media_ready
         self.calls[call.call_id] = call
@@ -389,6 +392,7 @@ class BaresipEngine:
             local_uri=local,
             on_call_id=self._call_id_known,
             stun_source=self._stun_source,
+            nat_networks=self._nat_networks,
         )
         call.remote_uri = uri
         call.on_media_ready = self._media_ready

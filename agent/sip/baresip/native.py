@@ -21,6 +21,9 @@ needs, with the struct layouts of libre 4.10 (the version that wheel bundles;
 - a TLS transport on a port and with PEM text of our choosing (``add_tls_transport``);
 - the Contact host of the REGISTERs sent over UDP (``RegisterContactHelper``: libre prints
   it from the local address, ``agent.sip.baresip.register_contact`` says why);
+- symmetric RTP for a caller behind NAT: the source of the first media datagram on a call's
+  socket (``watch_media_source``) and where the call's RTP and RTCP go from then on
+  (``set_media_destination``): baresip sends to its SDP's address only;
 - where a request arrived (``arrival``), the Contact a user agent's next call answers with
   (``set_contact``) and the address a call's SDP names (``set_sdp_address``): for
   ``sip.public_host`` and ``sips:`` calls, which baresip has no setting for.
@@ -41,6 +44,7 @@ from typing import Any, TypeVar
 
 import baresip
 import cffi
+import structlog
 from baresip import _events
 from baresip import _native as _baresip_native
 
@@ -160,6 +164,15 @@ _ffi.cdef(
                             bool (*rh)(struct sa *src, struct mbuf *mb, void *arg),
                             void *arg);
     int mbuf_write_mem(struct mbuf *mb, const uint8_t *buf, size_t size);
+    /* the heads of baresip's private struct sender (src/stream.c: where a stream sends, what
+       stream_raddr points into) and libre's private struct rtp_sock (src/rtp/rtp.c) */
+    struct stream_sender { void *metric; struct sa raddr_rtp; struct sa raddr_rtcp;
+                           int pt_enc; bool enabled; void *lock; };
+    struct rtp_sock_head { uint16_t seq; uint32_t ssrc; void *sock_rtp; void *sock_rtcp;
+                           struct sa local; struct sa rtcp_peer; void *recvh; void *rtcph;
+                           void *arg; void *rtcp; bool rtcp_mux; };
+    int mtx_lock(void *mtx);
+    int mtx_unlock(void *mtx);
     void dbg_init(int level, int flags);
     void dbg_handler_set(void (*ph)(int level, const char *p, size_t len, void *arg), void *arg);
     """
@@ -799,3 +812,156 @@ class RegisterContactHelper:
             self._slot, sock, _HELPER_LAYER, self._send, self._recv, _ffi.NULL
         )
         return bool(status == 0)
+
+
+# -- symmetric RTP --------------------------------------------------------------------------
+#: Above every helper the stack puts on a media socket (STUN and ICE at 0 or below, SDES-SRTP
+#: at 10, bundle at 40): a datagram reaches this layer only once the stack takes it as media
+#: (decrypted and authenticated under SRTP), so no forged packet is latched onto.
+_MEDIA_WATCH_LAYER = 100
+
+
+def _audio_stream(call_id: str) -> tuple[Any, Any]:
+    """The call's audio and its stream, or NULLs (*re thread*)."""
+    call = _lib.uag_call_find(call_id.encode())
+    if call == _ffi.NULL:
+        return _ffi.NULL, _ffi.NULL
+    audio = _lib.call_audio(call)
+    if audio == _ffi.NULL:
+        return _ffi.NULL, _ffi.NULL
+    return audio, _lib.audio_strm(audio)
+
+
+def _media_socket(stream: Any, rtcp: bool) -> Any:
+    """A stream's RTP (``rtcp``: RTCP) ``struct udp_sock *``, or NULL."""
+    sockets = _lib.stream_rtp_sock(stream)
+    if sockets == _ffi.NULL:
+        return _ffi.NULL
+    sock = _lib.rtcp_sock(sockets) if rtcp else _lib.rtp_sock(sockets)
+    return _ffi.cast("struct udp_sock *", sock)
+
+
+class _MediaWatch:
+    """One pending watch: its libre helper and who is told the source."""
+
+    def __init__(self, on_source: Callable[[Address], None]) -> None:
+        self.slot = _ffi.new("struct udp_helper **")
+        self.on_source = on_source
+
+
+#: Pending watches by key. One callback serves them all and lives as long as the process, so
+#: a helper left on a socket (its call ended unlatched; the socket frees it) never calls into
+#: freed code: it finds no entry and passes the datagram on.
+_media_watches: dict[int, _MediaWatch] = {}
+_media_watch_keys = iter(range(1, 2**62))
+
+
+def _on_media_datagram(src: Any, mb: Any, arg: Any) -> bool:
+    key = int(_ffi.cast("uintptr_t", arg))
+    watch = _media_watches.get(key)
+    if watch is None:
+        return False
+    start = int(mb.pos)
+    if int(mb.end) - start < 8 or mb.buf[start] >> 6 != 2:
+        return False  # not RTP or RTCP (version 2)
+    source = _address(src)
+    if source is None:
+        return False
+    del _media_watches[key]
+    # Safe inside the helper's own callback: libre's receive loop took the next helper
+    # before calling this one, and holds no lock meanwhile.
+    _lib.mem_deref(watch.slot[0])
+    watch.on_source(source)
+    return False  # on to the stack as media
+
+
+def _media_watch_failed(_type: Any, value: BaseException, _tb: Any) -> bool:
+    structlog.get_logger("sip").error("rtp_latch_failed", error=repr(value))
+    return False
+
+
+_media_datagram = _ffi.callback(_HELPER_RECV, _on_media_datagram, onerror=_media_watch_failed)
+
+
+def watch_media_source(
+    call_id: str, rtcp: bool, on_source: Callable[[Address], None]
+) -> int | None:
+    """Tell ``on_source`` (on the re thread) where the first media datagram the stack accepts
+    on the call's RTP (``rtcp``: RTCP) socket came from, once; a key for
+    ``forget_media_watch``, or None when the call or its socket is gone (*re thread*)."""
+    _, stream = _audio_stream(call_id)
+    if stream == _ffi.NULL:
+        return None
+    sock = _media_socket(stream, rtcp)
+    if sock == _ffi.NULL:
+        return None
+    key = next(_media_watch_keys)
+    watch = _MediaWatch(on_source)
+    _media_watches[key] = watch
+    status = _lib.udp_register_helper(
+        watch.slot, sock, _MEDIA_WATCH_LAYER, _ffi.NULL, _media_datagram, _ffi.cast("void *", key)
+    )
+    if status != 0:
+        del _media_watches[key]
+        return None
+    return key
+
+
+def forget_media_watch(key: int) -> None:
+    """Stop telling a watch's source (its call ended); any thread. Its helper stays on the
+    socket, which frees it, and passes every datagram on."""
+    _media_watches.pop(key, None)
+
+
+def _payload_type(codec: Any) -> int | None:
+    if codec == _ffi.NULL or codec.pt == _ffi.NULL:
+        return None
+    text = _ffi.string(codec.pt).decode()
+    return int(text) if text.isdigit() else None
+
+
+def set_media_destination(call_id: str, rtp: Address | None, rtcp: Address | None) -> bool:
+    """Send the call's RTP to ``rtp`` and its RTCP to ``rtcp`` (either None: unchanged) from
+    now on, not where its SDP said; False when the call is gone or a layout check fails
+    (*re thread*).
+
+    baresip keeps the destination in its stream's private sender, which ``stream_raddr``
+    points into and its transmit thread reads under the sender's lock; RTCP reports go to
+    the RTP socket's own copy (``rtcp_peer``, read on this thread). The checks: the sender's
+    payload type is the negotiated codec's, its lock exists, and the RTP socket's head
+    names the sockets libre's accessors return. A re-INVITE's SDP puts the SDP's address
+    back (``stream_update``): call this again after each.
+    """
+    audio, stream = _audio_stream(call_id)
+    if stream == _ffi.NULL:
+        return False
+    raddr = _lib.stream_raddr(stream)
+    sockets = _lib.stream_rtp_sock(stream)
+    if raddr == _ffi.NULL or sockets == _ffi.NULL:
+        return False
+    sender = _ffi.cast(
+        "struct stream_sender *",
+        _ffi.cast("char *", raddr) - _ffi.offsetof("struct stream_sender", "raddr_rtp"),
+    )
+    head = _ffi.cast("struct rtp_sock_head *", sockets)
+    expected_pt = _payload_type(_lib.audio_codec(audio, True))
+    if (
+        sender.lock == _ffi.NULL
+        or (expected_pt is not None and expected_pt < 96 and sender.pt_enc != expected_pt)
+        or head.sock_rtp != _lib.rtp_sock(sockets)
+        or head.sock_rtcp != _lib.rtcp_sock(sockets)
+    ):
+        return False
+    if rtcp is None and head.rtcp_mux:
+        rtcp = rtp  # RTCP shares the RTP socket, and so its destination
+    _lib.mtx_lock(sender.lock)
+    try:
+        if rtp is not None:
+            _lib.sa_set_str(_ffi.addressof(sender.raddr_rtp), rtp[0].encode(), rtp[1])
+        if rtcp is not None:
+            _lib.sa_set_str(_ffi.addressof(sender.raddr_rtcp), rtcp[0].encode(), rtcp[1])
+    finally:
+        _lib.mtx_unlock(sender.lock)
+    if rtcp is not None:
+        _lib.sa_set_str(_ffi.addressof(head.rtcp_peer), rtcp[0].encode(), rtcp[1])
+    return True

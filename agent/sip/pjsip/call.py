@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from ipaddress import IPv4Network
 from typing import Any
 
 import pjsua2 as pj
@@ -60,11 +61,18 @@ class _PjCall(pj.Call):
     thisown: bool  # SWIG's: whether Python owns (and may delete) the C++ object
 
     def __init__(
-        self, account: pj.Account, call_id: int, on_retire: Any, source_ip: str = ""
+        self,
+        account: pj.Account,
+        call_id: int,
+        on_retire: Any,
+        source_ip: str = "",
+        nat_networks: tuple[IPv4Network, ...] = (),
     ) -> None:
         super().__init__(account, call_id)
         #: Where the INVITE came from: the only address a NAT-ed caller's RTP may latch onto.
         self.source_ip = source_ip
+        #: SDP addresses that mark the far end as behind NAT (``sip.nat_networks``).
+        self._nat_networks = nat_networks
         self.call_id = new_call_id()
         #: A call we place (``call_id`` INVALID: ``place`` makes it): its info comes then.
         self.outgoing = call_id == pj.PJSUA_INVALID_ID
@@ -447,7 +455,9 @@ class _PjCall(pj.Call):
             if fd is None:
                 self.log.warning("rtp_guard_unavailable", local=local_text)
                 continue
-            ip, port = expected_source(remote[0], remote[1], self.source_ip or remote[0])
+            ip, port = expected_source(
+                remote[0], remote[1], self.source_ip or remote[0], self._nat_networks
+            )
             restrict_source(fd, ip, port)
             if port is None and is_rtp:
                 self._unlatched = (index, fd)

@@ -39,6 +39,7 @@ from agent.sip.pjsip.media_port import BridgePort, FrameWaker
 from agent.sip.refusals import RefusalLog
 from agent.sip.registration import Registrations
 from agent.sip.request_policy import Admission, CallRefused, Gatekeeper, RequestPolicy
+from agent.sip.rtp_filter import nat_networks
 from agent.sip.stack_log import StackLog
 
 log = structlog.get_logger("sip")
@@ -144,6 +145,7 @@ class PjsipEngine:
         self._wakeup: asyncio.Future[None] | None = None
         #: Where sip.stun_server answers from (None without one).
         self._stun_server: tuple[str, int] | None = None
+        self._nat_networks = nat_networks(settings.nat_networks)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -402,7 +404,7 @@ class PjsipEngine:
     # -- calls -------------------------------------------------------------------------------
     def _incoming(self, pj_call_id: int, source_ip: str, body: str) -> None:
         assert self._account is not None
-        call = _PjCall(self._account, pj_call_id, self._retire, source_ip)
+        call = _PjCall(self._account, pj_call_id, self._retire, source_ip, self._nat_networks)
         if body:
             call.guard_offer(body)
         self.calls[call.call_id] = call
@@ -447,7 +449,9 @@ class PjsipEngine:
         # offer carries every configured codec.
         self._destroy_retired()
         self._enable_codecs(self.settings.codecs)
-        call = _PjCall(pj_account, pj.PJSUA_INVALID_ID, self._retire)
+        call = _PjCall(
+            pj_account, pj.PJSUA_INVALID_ID, self._retire, nat_networks=self._nat_networks
+        )
         call.listener = listener
         self._log_writer.muted = True
         try:
