@@ -9,7 +9,6 @@ OPTIONS; every wait is bounded. Its log lines are kept for the test to read.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import socket
 import tempfile
@@ -17,6 +16,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from testbed.peers import reap
 
 CONFIG = Path(__file__).resolve().parent / "kamailio" / "registrar.cfg"
 KAMAILIO = shutil.which("kamailio") or (
@@ -138,14 +139,4 @@ class Registrar:
         """SIGTERM, then the exit status; kills after ``timeout_s``."""
         if self.proc is None:
             return 0
-        if self.proc.returncode is None:
-            self.proc.terminate()
-            try:
-                await asyncio.wait_for(self.proc.wait(), timeout_s)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-        if self._reader is not None:
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(self._reader, 5)
-        return int(self.proc.returncode or 0)
+        return await reap(self.proc, self._reader, timeout_s, terminate=True)

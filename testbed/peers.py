@@ -277,6 +277,29 @@ class RtpPeer(asyncio.DatagramProtocol):
             self.transport.close()
 
 
+async def reap(
+    proc: asyncio.subprocess.Process,
+    reader: asyncio.Task[None] | None,
+    timeout_s: float,
+    *,
+    terminate: bool,
+) -> int:
+    """A child's exit status: SIGTERM first (``terminate``), killed when it has not exited
+    within ``timeout_s``; then what it printed, read to the end (``reader``)."""
+    if proc.returncode is None:
+        if terminate:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), timeout_s)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+    if reader is not None:
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(reader, 5)
+    return int(proc.returncode or 0)
+
+
 @dataclass(kw_only=True)
 class JsonLinesChild:
     """A ``voice-agent`` command as a child process: its output read as it comes, each line
@@ -308,17 +331,10 @@ class JsonLinesChild:
     async def stop(self, timeout_s: float = 15.0) -> int:
         """SIGTERM (drain), then the exit status; kills after ``timeout_s``."""
         assert self.proc is not None
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), timeout_s)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-        if self._reader is not None:
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(self._reader, 5)
-        return int(self.proc.returncode or 0)
+        return await reap(self.proc, self._reader, timeout_s, terminate=True)
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [line for line in self.lines if line.get("event") == name]
 
 
 @dataclass
@@ -359,9 +375,6 @@ class AgentProcess(JsonLinesChild):
             [json.loads(line) for line in path.read_text().splitlines()]
             for path in sorted(self.records_dir.glob("*.jsonl"))
         ]
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        return [line for line in self.lines if line.get("event") == name]
 
     async def wait_for(self, name: str, timeout_s: float, count: int = 1) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout_s
@@ -542,18 +555,7 @@ class CallCommand(JsonLinesChild):
         ]  # fmt: skip
         await self._spawn(command, REPO, child_env)
         assert self.proc is not None
-        try:
-            await asyncio.wait_for(self.proc.wait(), timeout_s)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
-        if self._reader is not None:
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(self._reader, 5)
-        return int(self.proc.returncode or 0)
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        return [line for line in self.lines if line.get("event") == name]
+        return await reap(self.proc, self._reader, timeout_s, terminate=False)
 
     def records(self) -> list[dict[str, Any]]:
         """The call records written (one JSON document per call)."""
