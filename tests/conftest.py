@@ -1,16 +1,25 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import AsyncIterator
 
 import pytest
 
 from testbed.peers import DEFAULT_SIP_ENGINE, SIP_ENGINES
+from testbed.recording import RecordingServer
 
 
 @pytest.fixture(params=SIP_ENGINES)
 def engine(request: pytest.FixtureRequest) -> str:
     """The SIP engine the agent under test runs on (every end-to-end test runs on each)."""
     return str(request.param)
+
+
+@pytest.fixture
+async def local_server() -> AsyncIterator[RecordingServer]:
+    """The minimal realtime server on 127.0.0.1 (a free port), recording every session."""
+    async with RecordingServer("127.0.0.1", 0) as server:
+        yield server
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -17,7 +17,6 @@ import random
 import shutil
 import socket
 import struct
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -43,12 +42,6 @@ pytestmark = [pytest.mark.sipp, pytest.mark.timeout(120)]
 #: The SIP engines every abuse test runs on.
 ENGINES = SIP_ENGINES
 STRANGER = "127.0.0.2"
-
-
-@pytest.fixture
-async def local_server() -> AsyncIterator[RecordingServer]:
-    async with RecordingServer("127.0.0.1", 0) as server:
-        yield server
 
 
 async def _agent(engine: str, url: str, tmp_path: Path, config: str = "") -> AgentProcess:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import signal
 import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -161,12 +160,6 @@ async def test_http_listener_serves_the_routes_and_refuses_a_taken_port() -> Non
 
 
 # -- on real calls ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def local_server() -> AsyncIterator[RecordingServer]:
-    async with RecordingServer("127.0.0.1", 0) as server:
-        yield server
 
 
 async def _call(agent: AgentProcess, call_ms: int, workdir: Path) -> int:

@@ -15,7 +15,6 @@ import asyncio
 import socket
 import struct
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -36,12 +35,6 @@ pytestmark = [pytest.mark.sipp, pytest.mark.timeout(90)]
 
 #: The caller's private address, as its SDP names it.
 PRIVATE = "127.0.0.9"
-
-
-@pytest.fixture
-async def local_server() -> AsyncIterator[RecordingServer]:
-    async with RecordingServer("127.0.0.1", 0) as server:
-        yield server
 
 
 async def _stranger(target: tuple[str, int], packets: int) -> socket.socket:

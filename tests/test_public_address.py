@@ -8,7 +8,6 @@ SDP names the RTP address a local STUN server reports (both engines).
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -23,12 +22,6 @@ pytestmark = [pytest.mark.sipp, pytest.mark.timeout(90)]
 PUBLIC = "127.0.0.5"
 #: What the test's STUN server says each RTP socket's public address is.
 MAPPED = "127.0.0.6"
-
-
-@pytest.fixture
-async def local_server() -> AsyncIterator[RecordingServer]:
-    async with RecordingServer("127.0.0.1", 0) as server:
-        yield server
 
 
 def received_200(message_log: str) -> str:

@@ -44,12 +44,6 @@ TRUNK_GREETING = "Thank the caller for calling the trunk line."
 
 
 @pytest.fixture
-async def local_server() -> AsyncIterator[RecordingServer]:
-    async with RecordingServer("127.0.0.1", 0) as server:
-        yield server
-
-
-@pytest.fixture
 async def registrar() -> AsyncIterator[Registrar]:
     kamailio = Registrar(free_port(), {"agent": PASSWORD})
     await kamailio.start()

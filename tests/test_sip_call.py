@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -36,12 +35,6 @@ from testbed.peers import (
 from testbed.recording import RecordedSession, RecordingServer
 
 pytestmark = [pytest.mark.sipp, pytest.mark.timeout(120)]
-
-
-@pytest.fixture
-async def local_server() -> AsyncIterator[RecordingServer]:
-    async with RecordingServer("127.0.0.1", 0) as server:
-        yield server
 
 
 async def _agent(engine: str, server_url: str, *extra: str) -> AgentProcess:

@@ -11,7 +11,6 @@ import json
 import socket
 import sys
 import wave
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +22,6 @@ from testbed.peers import REPO, AgentProcess, engine_args, free_port, speech_lik
 from testbed.recording import RecordingServer
 
 pytestmark = [pytest.mark.sipp, pytest.mark.timeout(90)]
-
-
-@pytest.fixture
-async def local_server() -> AsyncIterator[RecordingServer]:
-    async with RecordingServer("127.0.0.1", 0) as server:
-        yield server
 
 
 def _write_wav(path: Path, pcm: bytes) -> None:

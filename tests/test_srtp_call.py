@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import baresip
@@ -30,12 +29,6 @@ from testbed.recording import RecordingServer
 pytestmark = [pytest.mark.sipp, pytest.mark.timeout(90)]
 
 FRAME = 320  # 20 ms of 8 kHz PCM16
-
-
-@pytest.fixture
-async def local_server() -> AsyncIterator[RecordingServer]:
-    async with RecordingServer("127.0.0.1", 0) as server:
-        yield server
 
 
 async def _srtp_caller(uri: str, quiet_s: float, talk_s: float, ca: Path | None = None) -> bytes:

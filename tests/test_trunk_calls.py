@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -41,12 +40,6 @@ greeting = "Thank the caller for calling sales."
 instructions = "You are the support line."
 greeting = "Ask the caller which product they need help with."
 """
-
-
-@pytest.fixture
-async def local_server() -> AsyncIterator[RecordingServer]:
-    async with RecordingServer("127.0.0.1", 0) as server:
-        yield server
 
 
 async def _agent(engine: str, url: str, tmp_path: Path, profile: str) -> AgentProcess:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 
@@ -28,12 +27,6 @@ pytestmark = [pytest.mark.above_sip, pytest.mark.sipp, pytest.mark.timeout(120)]
 
 SECRET = "whsec-end-to-end-secret"
 ENV = {"VA_HOOK_SECRET": SECRET}
-
-
-@pytest.fixture
-async def local_server() -> AsyncIterator[RecordingServer]:
-    async with RecordingServer("127.0.0.1", 0) as server:
-        yield server
 
 
 def _config(tmp_path: Path, webhook: str, extra: str = "") -> Path:
