@@ -16,9 +16,10 @@ Per call (``AudioPump``):
   come for ``FILL_AFTER_TICKS`` (the caller's RTP paused: silence suppression, a muted
   phone), a frame of silence per tick, as a media clock would, so the model's turn
   detection hears the caller stop instead of hearing nothing;
-- transmit: ``PREFILL_FRAMES`` ahead of the transmit thread, plus one frame per tick that
-  passed (so a late tick is made up, not lost); every second the real depth is read back and
-  corrected by a frame, which keeps the buffer from creeping either way;
+- transmit: the clock's margin (``TransmitMargin``: one frame, more while the loop runs
+  late) ahead of the transmit thread, plus one frame per tick that passed (so a late tick is
+  made up, not lost); every second the real depth is read back and corrected by a frame,
+  which keeps the buffer from creeping either way;
 - a flush of the frame source (barge-in) flushes the native buffer too, and writing waits a
   tick, since baresip drops what is written before its next transmit tick along with it;
 - nothing is pulled or written while the far end holds the call;
@@ -34,18 +35,28 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import structlog
 from baresip import AudioNotActive, AudioRestarted
 
 from agent.audio.pcm import FRAME_MS, frame_bytes
 from agent.sip.engine import FrameSource, SilenceSource
 
+_log = structlog.get_logger("sip")
 TICK_S = FRAME_MS / 1000
-#: Frames kept written ahead of the transmit thread: 20 ms of lateness of the ticker costs
-#: nothing (its p99 lateness was 3.8 ms at 150 calls), and a barge-in flushes it. Each frame
-#: more costs every reply ~27 ms on the way out (bench/latency.py, G.711 passthrough,
-#: outbound p50: 24 ms with 0 frames, 44 ms with 1, 77 ms with 2); 0 would leave no margin
-#: at all for a late tick, so a gap at the caller.
+#: Frames kept written ahead of the transmit thread while the ticker keeps time: 20 ms of
+#: lateness costs nothing (its p99 lateness was 3.8 ms at 150 calls), and a barge-in flushes
+#: it. Each frame more costs every reply ~27 ms on the way out (bench/latency.py, G.711
+#: passthrough, outbound p50: 24 ms with 0 frames, 44 ms with 1, 77 ms with 2); 0 would
+#: leave no margin at all for a late tick, so a gap at the caller.
 PREFILL_FRAMES = 1
+#: The most frames kept ahead, however late the loop runs (60 ms): a loop later than that is
+#: a machine out of CPU, which more latency for every caller would not cure.
+MAX_MARGIN_FRAMES = 3
+#: A tick this much later than the margin leaves the transmit thread may find its buffer
+#: empty: it polls every 4 ms, and the write itself takes time.
+MARGIN_SAFETY_S = 0.008
+#: Ticks on time after which the margin gives a frame back (10 s).
+CALM_TICKS = 500
 #: Caller frames kept while the shell is late (1 s); older ones are dropped and counted.
 INBOUND_LIMIT = 50
 #: Ticks without caller audio after which silence stands in for it (beyond RTP jitter).
@@ -54,6 +65,37 @@ FILL_AFTER_TICKS = 3
 CHECK_EVERY = 50
 #: A loop this many ticks late restarts the schedule instead of running the backlog.
 RESYNC_TICKS = 10
+
+
+class TransmitMargin:
+    """How many frames every call keeps written ahead of its transmit thread (sans-I/O).
+
+    ``PREFILL_FRAMES`` while the ticker keeps time. A tick so late that the transmit thread
+    may have run dry (within ``MARGIN_SAFETY_S`` of the margin) adds a frame, up to
+    ``MAX_MARGIN_FRAMES``, for every call at once: what delays the loop delays every call's
+    writes. After ``CALM_TICKS`` ticks on time the margin gives a frame back, so a passing
+    stall costs a little latency for a while, not for good. Growing writes one frame more and
+    shrinking one fewer: no audio is lost either way, only its distance from the wire moves.
+    """
+
+    def __init__(self) -> None:
+        self.frames = PREFILL_FRAMES
+        self._calm = 0
+        self.raised = 0
+
+    def tick(self, lateness_s: float) -> int:
+        """The margin after a tick that ran ``lateness_s`` behind its deadline."""
+        if lateness_s > self.frames * TICK_S - MARGIN_SAFETY_S:
+            self._calm = 0
+            if self.frames < MAX_MARGIN_FRAMES:
+                self.frames += 1
+                self.raised += 1
+            return self.frames
+        self._calm += 1
+        if self._calm >= CALM_TICKS and self.frames > PREFILL_FRAMES:
+            self.frames -= 1
+            self._calm = 0
+        return self.frames
 
 
 class AudioPump:
@@ -76,6 +118,8 @@ class AudioPump:
         self._ticks = 0
         #: Read the real depth at the next transmit (start, restart, flush): fill up to it.
         self._check = True
+        #: Frames kept ahead of the transmit thread (the clock's ``TransmitMargin``).
+        self._margin = PREFILL_FRAMES
         self.frames_in = 0
         self.frames_filled = 0
         self.frames_out = 0
@@ -83,12 +127,13 @@ class AudioPump:
         self.restarts = 0
         self.tx_rejected_frames = 0
 
-    def exchange(self, ticks: int) -> bool:
-        """One tick (``ticks`` of them when the loop was late); True when caller frames came."""
+    def exchange(self, ticks: int, margin: int = PREFILL_FRAMES) -> bool:
+        """One tick (``ticks`` of them when the loop was late), keeping ``margin`` frames
+        ahead of the transmit thread; True when caller frames came."""
         try:
             arrived = self._receive()
             if not self.held:
-                self._transmit(ticks)
+                self._transmit(ticks, margin)
             return arrived
         except AudioRestarted:
             self.restarts += 1
@@ -126,7 +171,7 @@ class AudioPump:
             self.inbound_dropped += 1
         inbound.append(frame)
 
-    def _transmit(self, ticks: int) -> None:
+    def _transmit(self, ticks: int, margin: int) -> None:
         source = self.source
         if source.flushes != self._flushes:
             self._flushes = source.flushes
@@ -139,13 +184,17 @@ class AudioPump:
             self._pause_ticks -= 1
             return
         self._ticks += 1
-        owed = ticks
+        # A wider margin is one frame more now; a narrower one, one fewer.
+        owed = ticks + margin - self._margin
+        self._margin = margin
         if self._check or self._ticks % CHECK_EVERY == 0:
             info = self.audio.info()
             if not info.tx_ready:
                 return
             self._check = False
-            owed += PREFILL_FRAMES - info.tx_buffered // self.frame_bytes
+            # What is buffered already counts every tick that passed: the one frame the
+            # thread takes before the next tick, and the margin.
+            owed = 1 + margin - info.tx_buffered // self.frame_bytes
         for _ in range(max(0, owed)):
             frame = source.pull()
             if self.audio.write(frame) < len(frame):
@@ -191,6 +240,7 @@ class MediaClock:
         self._timer: asyncio.TimerHandle | None = None
         self._next = 0.0
         self.late_ticks = 0
+        self.margin = TransmitMargin()
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -206,6 +256,13 @@ class MediaClock:
         loop = self._loop
         assert loop is not None
         now = loop.time()
+        before = self.margin.frames
+        margin = self.margin.tick(now - self._next)
+        if margin != before:
+            # At most one line per late spell and one per CALM_TICKS after it.
+            _log.info(
+                "media_margin_changed", frames=margin, lateness_ms=round((now - self._next) * 1e3)
+            )
         ticks = 1 + int((now - self._next) / TICK_S)
         if ticks > RESYNC_TICKS:
             self.late_ticks += ticks
@@ -215,7 +272,7 @@ class MediaClock:
             self.late_ticks += ticks - 1
         self._next += ticks * TICK_S
         self._timer = loop.call_at(self._next, self._tick)
-        arrived = [pump for pump in self.pumps.values() if pump.exchange(ticks)]
+        arrived = [pump for pump in self.pumps.values() if pump.exchange(ticks, margin)]
         for pump in arrived:
             # A failing listener must not stop the clock for every other call.
             with contextlib.suppress(Exception):
