@@ -426,6 +426,11 @@ def analyse(run: LevelRun) -> dict[str, Any]:
             np.concatenate(rtcp_jitter) if rtcp_jitter else np.zeros(0), 3
         ),
         "caller_send_late_ms": percentiles(late, 3),
+        # baresip: the frames kept ahead of the transmit threads grew after a late tick.
+        "transmit_margin_max": max(
+            (int(e["frames"]) for a in run.agents for e in a.events("media_margin_changed")),
+            default=1,
+        ),
         **(_cpu(run, window) if window else {}),
         **_memory(run),
         "idle": run.idle,
