@@ -858,16 +858,16 @@ _media_watch_keys = iter(range(1, 2**62))
 
 def _on_media_datagram(src: Any, mb: Any, arg: Any) -> bool:
     key = int(_ffi.cast("uintptr_t", arg))
-    watch = _media_watches.get(key)
-    if watch is None:
+    if key not in _media_watches:
         return False
     start = int(mb.pos)
     if int(mb.end) - start < 8 or mb.buf[start] >> 6 != 2:
         return False  # not RTP or RTCP (version 2)
     source = _address(src)
-    if source is None:
+    # One atomic pop: the loop thread may forget the watch (its call ended) meanwhile.
+    watch = _media_watches.pop(key, None) if source is not None else None
+    if watch is None or source is None:
         return False
-    del _media_watches[key]
     # Safe inside the helper's own callback: libre's receive loop took the next helper
     # before calling this one, and holds no lock meanwhile.
     _lib.mem_deref(watch.slot[0])
