@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +20,8 @@ from agent.http.listener import HttpListener
 from agent.http.routes import health_routes
 from agent.observe.backend_probe import BackendProbe
 from agent.observe.call_metrics import CallMetrics
+from agent.observe.gc_pauses import GcPauses
+from agent.observe.gc_pauses import settle as settle_gc
 from agent.observe.ids import new_call_id
 from agent.observe.metrics import AgentMetrics
 from agent.observe.readiness import Readiness
@@ -123,16 +126,21 @@ class AgentApp:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set, then drain active calls and shut down cleanly."""
+        pauses = GcPauses(self.metrics.observe_gc)
         try:
-            await self.start()
+            await self.start(settle=True)
+            pauses.install()
             await stop.wait()
             await self.drain(self.settings.sip.drain_timeout_s)
         finally:
+            pauses.uninstall()
             await self.close()
 
-    async def start(self, *, http: bool = True, inbound: bool = True) -> None:
+    async def start(self, *, http: bool = True, inbound: bool = True, settle: bool = False) -> None:
         """Start everything: the embedded backend, SIP, (``http``) the HTTP listener.
-        ``inbound=False``: every INVITE is refused (503), as ``voice-agent call`` runs."""
+        ``inbound=False``: every INVITE is refused (503), as ``voice-agent call`` runs.
+        ``settle``: a serving process, whose start-up objects live as long as it does, freezes
+        them out of the garbage collector's work (``agent.observe.gc_pauses``)."""
         self.inbound = inbound
         if choose_provider(self.settings) == "local":
             # Imported here: the local backend's models load only when it is used.
@@ -182,6 +190,15 @@ class AgentApp:
                 settings.host, settings.port, routes, max_body_bytes=MAX_REQUEST_BYTES
             )
             await self.http.start()
+        if settle:
+            # Before the probe: readiness must not wait behind the one long collection.
+            began = time.perf_counter()
+            frozen = settle_gc()
+            log.info(
+                "gc_settled",
+                frozen_objects=frozen,
+                ms=round((time.perf_counter() - began) * 1e3, 1),
+            )
         self._probe = BackendProbe(self.endpoint.url)
         self._probe_task = asyncio.create_task(self._probe.run(), name="backend-probe")
         log.info(

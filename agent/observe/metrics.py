@@ -61,6 +61,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 _CALL_SECONDS = (5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 _CONNECT_SECONDS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
+_GC_PAUSE_SECONDS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 _FIRST_AUDIO_SECONDS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 
 
@@ -124,6 +125,14 @@ class AgentMetrics:
             buckets=_FIRST_AUDIO_SECONDS,
             registry=registry,
         )
+        self.gc_pause = Histogram(
+            "voice_agent_gc_pause_seconds",
+            "Garbage collections, by generation: how long each stopped the event loop, and "
+            "with it every call's audio.",
+            ["generation"],
+            buckets=_GC_PAUSE_SECONDS,
+            registry=registry,
+        )
         self.barge_ins = Counter(
             "voice_agent_barge_ins",
             "Caller turns that cut agent audio short.",
@@ -177,6 +186,10 @@ class AgentMetrics:
         self.outbound_calls.labels(outcome).inc()
         if rule:
             self.outbound_refused.labels(rule).inc()
+
+    def observe_gc(self, seconds: float, generation: int) -> None:
+        """A garbage collection that stopped the loop for ``seconds``."""
+        self.gc_pause.labels(str(generation)).observe(seconds)
 
     def registration_state(self, account: str, registered: bool) -> None:
         self.registration.labels(account).set(1.0 if registered else 0.0)

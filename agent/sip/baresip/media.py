@@ -258,7 +258,7 @@ class MediaClock:
         now = loop.time()
         before = self.margin.frames
         margin = self.margin.tick(now - self._next)
-        if margin != before:
+        if margin != before and self.pumps:
             # At most one line per late spell and one per CALM_TICKS after it.
             _log.info(
                 "media_margin_changed", frames=margin, lateness_ms=round((now - self._next) * 1e3)
