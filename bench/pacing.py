@@ -38,6 +38,11 @@ class _Info:
     tx_buffered = 0
 
 
+class _Stats:
+    tx_silence_frames = 0
+    tx_starved_frames = 0
+
+
 class _Audio:
     """``call.audio`` as the pump sees it: a frame to read each tick, writes all taken."""
 
@@ -58,6 +63,9 @@ class _Audio:
 
     def info(self) -> _Info:
         return self._info
+
+    def stats(self) -> _Stats:
+        return _Stats()
 
 
 def _pumps(calls: int) -> list[AudioPump]:

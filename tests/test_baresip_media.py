@@ -39,13 +39,21 @@ class _Info:
 
 
 @dataclass
+class _Stats:
+    tx_silence_frames: int
+    tx_starved_frames: int = 0
+
+
+@dataclass
 class TransmitThread:
-    """baresip's ``Audio TX`` thread and the buffer the pump writes into."""
+    """baresip's ``Audio TX`` thread and the buffer the pump writes into. While stalled
+    (starved of CPU) it sends nothing, then catches up on every frame that came due."""
 
     buffered: int = 0
     next_send_ms: int = 0
     sent: int = 0
     underruns: int = 0
+    stalled_until_ms: int = 0
 
     def read(self, _size: int) -> bytes:
         return b""
@@ -60,10 +68,15 @@ class TransmitThread:
     def info(self) -> _Info:
         return _Info(True, self.buffered)
 
+    def stats(self) -> _Stats:
+        return _Stats(self.underruns)  # what it sent as silence, for want of audio
+
     def run_until(self, now_ms: int) -> None:
         """Its 4 ms polls up to ``now_ms``: one frame per 20 ms once the first is written."""
         if not self.sent and not self.underruns and self.buffered == 0:
             self.next_send_ms = now_ms  # not started: the first write starts it
+            return
+        if now_ms < self.stalled_until_ms:
             return
         while self.next_send_ms <= now_ms:
             if self.buffered >= FRAME:
@@ -113,7 +126,15 @@ class SimulatedLoop:
                 timer.callback()
 
 
-def _run(seconds: float, stall_every_s: float, stall_ms: int, stop_stalls_at_s: float) -> Any:
+def _run(
+    seconds: float,
+    stall_every_s: float,
+    stall_ms: int,
+    stop_stalls_at_s: float,
+    stall_transmit: bool = False,
+) -> Any:
+    """``stall_ms`` stalls of the loop (``stall_transmit``: of the transmit thread) every
+    ``stall_every_s``, until ``stop_stalls_at_s``."""
     loop = SimulatedLoop()
     tx = TransmitThread()
     pump = AudioPump(tx, RATE, lambda: None)
@@ -126,7 +147,10 @@ def _run(seconds: float, stall_every_s: float, stall_ms: int, stop_stalls_at_s: 
     stall_every = int(stall_every_s * 1000)
     for ms in range(1, steps + 1):
         if stall_every and ms % stall_every == 0 and ms < stop_stalls_at_s * 1000:
-            loop.stalled_until = loop.now + stall_ms / 1000
+            if stall_transmit:
+                tx.stalled_until_ms = ms + stall_ms
+            else:
+                loop.stalled_until = loop.now + stall_ms / 1000
         loop.step()
         tx.run_until(ms)
         if ms % 20 == 0:
@@ -173,3 +197,33 @@ def test_a_loop_on_time_keeps_one_frame_ahead_and_never_runs_dry() -> None:
     assert tx.underruns == 0
     assert clock.margin.raised == 0
     assert {depth for at, depth in depths if at > 1} <= {PREFILL_FRAMES, PREFILL_FRAMES + 1}
+
+
+def test_silence_the_stack_sent_while_fed_steadily_widens_the_margin() -> None:
+    loop = SimulatedLoop()
+    tx = TransmitThread()
+    pump = AudioPump(tx, RATE, lambda: None)
+    pump.source = SilenceSource(RATE)
+    clock = MediaClock()
+    clock.pumps["call"] = pump
+    clock.start(cast(Any, loop))
+
+    def run_ms(ms: int) -> None:
+        for _ in range(ms):
+            loop.step()
+            tx.run_until(round(loop.now * 1000))
+
+    run_ms(3000)
+    assert clock.margin.frames == PREFILL_FRAMES and pump.dry_spells == 0
+    # The thread sent a frame of silence although every tick wrote one (it ran dry).
+    tx.underruns += 1
+    run_ms(1100)  # the next once-a-second check reads the stack's count
+    assert pump.dry_spells == 1 and clock.margin.frames == PREFILL_FRAMES + 1
+
+    # Silence after a flush (a barge-in empties the buffer on purpose) is no reason.
+    pump.source.flushes += 1
+    run_ms(20)
+    tx.underruns += 3
+    run_ms(1100)
+    assert pump.dry_spells == 1 and clock.margin.frames == PREFILL_FRAMES + 1
+    clock.stop()

@@ -17,9 +17,13 @@ Per call (``AudioPump``):
   phone), a frame of silence per tick, as a media clock would, so the model's turn
   detection hears the caller stop instead of hearing nothing;
 - transmit: the clock's margin (``TransmitMargin``: one frame, more while the loop runs
-  late) ahead of the transmit thread, plus one frame per tick that passed (so a late tick is
-  made up, not lost); every second the real depth is read back and corrected by a frame,
-  which keeps the buffer from creeping either way;
+  late or a transmit thread runs dry) ahead of the transmit thread, plus one frame per tick
+  that passed (so a late tick is made up, not lost); every second the real depth is read
+  back and corrected by a frame, which keeps the buffer from creeping either way, and the
+  stack's count of frames it sent as silence for want of audio is read too: the pump writes
+  a frame every tick (silence when the agent says nothing), so a count that grew while it
+  fed the call steadily means the thread ran dry (it ran late, then caught up faster than
+  the ticks), and the margin grows;
 - a flush of the frame source (barge-in) flushes the native buffer too, and writing waits a
   tick, since baresip drops what is written before its next transmit tick along with it;
 - nothing is pulled or written while the far end holds the call;
@@ -83,6 +87,14 @@ class TransmitMargin:
         self._calm = 0
         self.raised = 0
 
+    def ran_dry(self) -> None:
+        """A transmit thread found nothing to send although the ticks kept time: its own
+        lateness (a starved thread catching up) ate the margin."""
+        self._calm = 0
+        if self.frames < MAX_MARGIN_FRAMES:
+            self.frames += 1
+            self.raised += 1
+
     def tick(self, lateness_s: float) -> int:
         """The margin after a tick that ran ``lateness_s`` behind its deadline."""
         if lateness_s > self.frames * TICK_S - MARGIN_SAFETY_S:
@@ -120,6 +132,15 @@ class AudioPump:
         self._check = True
         #: Frames kept ahead of the transmit thread (the clock's ``TransmitMargin``).
         self._margin = PREFILL_FRAMES
+        #: The stack's count of frames sent as silence at the last check, and whether the
+        #: pump has fed every tick since (no flush, hold or restart in between).
+        self._silence_seen = 0
+        self._steady = False
+        #: Set when the transmit thread ran dry while fed steadily; the clock takes it.
+        self.ran_dry = False
+        self.dry_spells = 0
+        #: The stack's frames padded mid-frame (audio ran out within a frame), as last read.
+        self.tx_starved_frames = 0
         self.frames_in = 0
         self.frames_filled = 0
         self.frames_out = 0
@@ -132,10 +153,13 @@ class AudioPump:
         ahead of the transmit thread; True when caller frames came."""
         try:
             arrived = self._receive()
-            if not self.held:
+            if self.held:
+                self._steady = False
+            else:
                 self._transmit(ticks, margin)
             return arrived
         except AudioRestarted:
+            self._steady = False
             self.restarts += 1
             self._partial = b""
             self._check = True
@@ -179,6 +203,7 @@ class AudioPump:
             # baresip drains at its next transmit tick, dropping what is written meanwhile.
             self._pause_ticks = 1
             self._check = True
+            self._steady = False
             return
         if self._pause_ticks:
             self._pause_ticks -= 1
@@ -191,6 +216,7 @@ class AudioPump:
             info = self.audio.info()
             if not info.tx_ready:
                 return
+            self._note_dry()
             self._check = False
             # What is buffered already counts every tick that passed: the one frame the
             # thread takes before the next tick, and the margin.
@@ -200,6 +226,16 @@ class AudioPump:
             if self.audio.write(frame) < len(frame):
                 self.tx_rejected_frames += 1
             self.frames_out += 1
+
+    def _note_dry(self) -> None:
+        stats = self.audio.stats()
+        silence = stats.tx_silence_frames
+        self.tx_starved_frames = stats.tx_starved_frames
+        if self._steady and silence > self._silence_seen:
+            self.ran_dry = True
+            self.dry_spells += 1
+        self._silence_seen = silence
+        self._steady = True
 
     def discard_received(self) -> int:
         """Drop the caller audio the native buffer holds now (a call we placed: its early
@@ -224,6 +260,9 @@ class AudioPump:
             "inbound_dropped": self.inbound_dropped,
             "audio_restarts": self.restarts,
             "tx_rejected_frames": self.tx_rejected_frames,
+            "tx_dry_spells": self.dry_spells,
+            "tx_silence_frames": self._silence_seen,
+            "tx_starved_frames": self.tx_starved_frames,
         }
         source_stats = getattr(self.source, "stats", None)
         if callable(source_stats):
@@ -256,14 +295,10 @@ class MediaClock:
         loop = self._loop
         assert loop is not None
         now = loop.time()
+        lateness = now - self._next
         before = self.margin.frames
-        margin = self.margin.tick(now - self._next)
-        if margin != before and self.pumps:
-            # At most one line per late spell and one per CALM_TICKS after it.
-            _log.info(
-                "media_margin_changed", frames=margin, lateness_ms=round((now - self._next) * 1e3)
-            )
-        ticks = 1 + int((now - self._next) / TICK_S)
+        margin = self.margin.tick(lateness)
+        ticks = 1 + int(lateness / TICK_S)
         if ticks > RESYNC_TICKS:
             self.late_ticks += ticks
             ticks = 1
@@ -273,6 +308,21 @@ class MediaClock:
         self._next += ticks * TICK_S
         self._timer = loop.call_at(self._next, self._tick)
         arrived = [pump for pump in self.pumps.values() if pump.exchange(ticks, margin)]
+        dry = 0
+        for pump in self.pumps.values():
+            if pump.ran_dry:
+                pump.ran_dry = False
+                dry += 1
+        if dry:
+            self.margin.ran_dry()  # once: what starves one thread starves them all
+        if self.margin.frames != before and self.pumps:
+            # At most one line per late spell and one per CALM_TICKS after it.
+            _log.info(
+                "media_margin_changed",
+                frames=self.margin.frames,
+                lateness_ms=round(lateness * 1e3),
+                calls_ran_dry=dry,
+            )
         for pump in arrived:
             # A failing listener must not stop the clock for every other call.
             with contextlib.suppress(Exception):
