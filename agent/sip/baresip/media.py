@@ -297,7 +297,9 @@ class MediaClock:
         now = loop.time()
         lateness = now - self._next
         before = self.margin.frames
-        margin = self.margin.tick(lateness)
+        # Only a loop late while calls are up says anything about their audio (start-up, a
+        # model loading, would otherwise raise the margin of the first calls).
+        margin = self.margin.tick(lateness) if self.pumps else self.margin.frames
         ticks = 1 + int(lateness / TICK_S)
         if ticks > RESYNC_TICKS:
             self.late_ticks += ticks
