@@ -17,6 +17,7 @@ import struct
 import sys
 import tempfile
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,78 @@ def engine_args(engine: str) -> list[str]:
     return ["--engine", engine]
 
 
+def _xdist_worker() -> tuple[int, int] | None:
+    """This pytest-xdist worker's index and the number of workers; None outside xdist."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...
+    count = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if not worker.startswith("gw") or not count:
+        return None
+    return int(worker.removeprefix("gw")), int(count)
+
+
+#: Where tests pick their ports (``free_port``) under pytest-xdist: each worker probes only
+#: its own share of this block, so a port one worker found free and closed can never be
+#: taken meanwhile by the other. Below the kernel's ephemeral ports (32768-60999, which
+#: every ``bind(port 0)`` draws from), clear of the agents' RTP ports (below) and of the
+#: benchmarks' (bench/harness.py, from 20000).
+_PICKED_PORTS = range(10000, 20000)
+#: Each worker's agents get their own RTP range: worker n from 6000 + 200 n, 200 ports
+#: (sip.rtp_port_range's default; serial runs keep the default 4000-4199).
+_AGENT_RTP_BASE = 6000
+_AGENT_RTP_SPAN = SipSettings.rtp_port_range
+
+
+def _worker_ports() -> range | None:
+    worker = _xdist_worker()
+    if worker is None:
+        return None
+    index, count = worker
+    share = len(_PICKED_PORTS) // max(count, 1)
+    first = _PICKED_PORTS.start + index * share
+    return range(first, first + share)
+
+
+def _is_free(port: int) -> bool:
+    """Nothing is bound to ``port`` on HOST, over UDP or TCP."""
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                return False
+    return True
+
+
+#: The next port this worker hands out; ports go in turn (a random start, for runs side by
+#: side), so one just handed out is not handed out again before the block wraps around.
+_next_port: int | None = None
+
+
+def _free_run_in(ports: range, span: int, even: bool) -> int:
+    global _next_port
+    if _next_port is None or _next_port not in ports:
+        _next_port = ports.start + int.from_bytes(os.urandom(2), "big") % len(ports)
+    for _ in range(len(ports)):
+        first = _next_port
+        if first + span > ports.stop:
+            _next_port = ports.start
+            continue
+        if even and first % 2:
+            _next_port = first + 1
+            continue
+        if all(_is_free(port) for port in range(first, first + span)):
+            _next_port = first + span
+            return first
+        _next_port = first + 1
+    raise RuntimeError(f"no free run of {span} ports in {ports}")
+
+
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    """A port on HOST nothing is bound to (``kind``: UDP or TCP; under pytest-xdist, both
+    and from this worker's own ports)."""
+    ports = _worker_ports()
+    if ports is not None:
+        return _free_run_in(ports, 1, even=False)
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
@@ -58,6 +130,9 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
 
 def free_rtp_port(span: int = 2) -> int:
     """An even UDP port with the ``span - 1`` ports after it free too (RTP, RTCP, ...)."""
+    ports = _worker_ports()
+    if ports is not None:
+        return _free_run_in(ports, span, even=True)
     for _ in range(50):
         port = free_port()
         if port % 2 or port + span > 65000:
@@ -71,6 +146,21 @@ def free_rtp_port(span: int = 2) -> int:
         except OSError:
             continue
     raise RuntimeError("no free run of RTP ports")
+
+
+def worker_rtp_args(args: list[str], cwd: Path) -> list[str]:
+    """``--rtp-port`` giving an agent this pytest-xdist worker's own RTP range, unless the
+    test chose its ports (``--rtp-port``, or ``sip.rtp_port`` in its ``--config``) or runs
+    outside xdist (then the default)."""
+    worker = _xdist_worker()
+    if worker is None or "--rtp-port" in args:
+        return []
+    if "--config" in args:
+        path = cwd / args[args.index("--config") + 1]
+        if {"rtp_port", "rtp_port_range"} & set(tomllib.loads(path.read_text()).get("sip", {})):
+            return []
+    first = _AGENT_RTP_BASE + worker[0] * _AGENT_RTP_SPAN
+    return ["--rtp-port", f"{first}-{first + _AGENT_RTP_SPAN - 1}"]
 
 
 def speech_like(seconds: float, rate: int = 8000, dbfs: float = -15.0) -> np.ndarray:
@@ -359,7 +449,7 @@ class AgentProcess(JsonLinesChild):
             "--sip-host", HOST, "--sip-port", str(self.sip_port), "--log-format", "json",
             "--env-file", os.devnull, "--records-dir", str(self.records_dir),
             # A free port for health and metrics (agents run side by side); see http_url.
-            "--http-port", "0", *self.args,
+            "--http-port", "0", *worker_rtp_args(self.args, self.cwd), *self.args,
         ]  # fmt: skip
         await self._spawn(command, self.cwd, env)
         await self.wait_for("agent_listening", timeout_s)

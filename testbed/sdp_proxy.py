@@ -13,13 +13,12 @@ failures a provider or a network can cause after the HTTP exchange succeeded.
 from __future__ import annotations
 
 import re
-import socket
 from types import TracebackType
 
 import aiohttp
 from aiohttp import web
 
-from testbed.peers import HOST
+from testbed.peers import HOST, free_port
 
 _CANDIDATE = re.compile(r"^(a=candidate:\S+ \d+ \S+ \d+ \S+ )(\d+)( .*)$")
 _FINGERPRINT = re.compile(r"^(a=fingerprint:sha-\d+ )([0-9A-Fa-f:]+)$")
@@ -27,19 +26,12 @@ _CREDENTIAL = re.compile(r"^(a=ice-(?:ufrag|pwd):)(\S+)$")
 SPOILS = ("ice", "dtls", "http401")
 
 
-def _dead_udp_port() -> int:
-    """A UDP port on loopback that was free a moment ago (nothing answers there)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 def spoil_answer(answer: str, spoil: str) -> str:
     """``answer`` with its candidates and credentials (``ice``) or its fingerprint (``dtls``)
     spoiled."""
     if spoil not in ("ice", "dtls"):
         raise ValueError(f"not a way to spoil an answer: {spoil!r}")
-    port = _dead_udp_port()
+    port = free_port()  # nothing answers there
     lines, spoiled = [], 0
     for line in answer.split("\r\n"):
         new = line
