@@ -34,6 +34,7 @@ def _agent_audio_packets(peer: RtpPeer) -> list[tuple[float, bool]]:
     return out
 
 
+@pytest.mark.exclusive  # the truncate within 40 ms of what was heard
 async def test_barge_in_stops_audio_and_truncates_to_what_was_heard(
     engine: str, tmp_path: Path
 ) -> None:

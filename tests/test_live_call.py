@@ -148,6 +148,7 @@ class LongReply:
         return Reply("A long reply.", iter([tone(6000, dbfs=-13).astype("<i2").tobytes()]))
 
 
+@pytest.mark.exclusive  # silence within 40 ms of the server's signal
 async def test_a_live_barge_in_stops_the_agent_within_40_ms_of_the_servers_signal(
     engine: str, tmp_path: Path
 ) -> None:

@@ -119,6 +119,7 @@ class LongReply:
         return Reply("A long reply.", iter([tone(6000, dbfs=-13).astype("<i2").tobytes()]))
 
 
+@pytest.mark.exclusive  # the truncate within 60 ms of what was heard
 async def test_a_live_call_over_webrtc_talks_both_ways_and_a_barge_in_cuts_within_60_ms(
     tmp_path: Path,
 ) -> None:

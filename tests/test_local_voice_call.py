@@ -32,7 +32,14 @@ from testbed.peers import CODEC_PT, AgentProcess, RtpPeer, engine_args, free_por
 from testbed.recording import RecordedSession, RecordingServer
 from testbed.voice import PHRASES, spoken, telephone, word_error_rate
 
-pytestmark = [pytest.mark.above_sip, pytest.mark.sipp, pytest.mark.slow, pytest.mark.timeout(150)]
+# Exclusive: the speech models (whisper, piper, silero) must keep up with real time.
+pytestmark = [
+    pytest.mark.above_sip,
+    pytest.mark.sipp,
+    pytest.mark.slow,
+    pytest.mark.exclusive,
+    pytest.mark.timeout(150),
+]
 
 GOODBYE = "Goodbye, and thank you."
 PROFILE = """

@@ -89,6 +89,7 @@ def _heard_packets(peer: RtpPeer) -> int:
     return sum(rms_dbfs(peer.decode(packet)) > LOUD_DBFS for packet in peer.packets)
 
 
+@pytest.mark.exclusive  # recording and truncate agree within 40 ms
 async def test_a_recorded_call_with_a_barge_in_and_its_call_record(tmp_path: Path) -> None:
     async with RecordingServer(responder_factory=NoiseResponder) as server:
         agent = AgentProcess(
@@ -289,6 +290,7 @@ async def test_the_recording_notice_plays_before_the_greeting(tmp_path: Path) ->
     assert any(_loud_frames(right)[:60])  # the notice is in the recording
 
 
+@pytest.mark.exclusive  # a turn's latency to within 40 ms
 async def test_a_turn_s_latency_reaches_the_call_record(tmp_path: Path) -> None:
     profile = tmp_path / "turns.toml"
     profile.write_text('[agent]\ngreeting = ""\n')

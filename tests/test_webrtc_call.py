@@ -74,6 +74,7 @@ def _tracked(session: RecordedSession) -> TrackedRealtime:
     return session.protocol
 
 
+@pytest.mark.exclusive  # the truncate within 60 ms of what was heard
 async def test_a_call_over_webrtc_talks_both_ways_and_barge_in_cuts_within_60_ms(
     engine: str, tmp_path: Path
 ) -> None:
