@@ -243,6 +243,7 @@ async def test_a_killed_agent_leaves_a_playable_recording(tmp_path: Path) -> Non
     assert any(_loud_frames(right))
 
 
+@pytest.mark.exclusive  # every 20 ms frame of the 600 ms notice heard on time
 async def test_the_recording_notice_plays_before_the_greeting(tmp_path: Path) -> None:
     notice = tmp_path / "notice.wav"
     with wave.open(str(notice), "wb") as wav:
