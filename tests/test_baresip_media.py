@@ -46,14 +46,12 @@ class _Stats:
 
 @dataclass
 class TransmitThread:
-    """baresip's ``Audio TX`` thread and the buffer the pump writes into. While stalled
-    (starved of CPU) it sends nothing, then catches up on every frame that came due."""
+    """baresip's ``Audio TX`` thread and the buffer the pump writes into."""
 
     buffered: int = 0
     next_send_ms: int = 0
     sent: int = 0
     underruns: int = 0
-    stalled_until_ms: int = 0
 
     def read(self, _size: int) -> bytes:
         return b""
@@ -75,8 +73,6 @@ class TransmitThread:
         """Its 4 ms polls up to ``now_ms``: one frame per 20 ms once the first is written."""
         if not self.sent and not self.underruns and self.buffered == 0:
             self.next_send_ms = now_ms  # not started: the first write starts it
-            return
-        if now_ms < self.stalled_until_ms:
             return
         while self.next_send_ms <= now_ms:
             if self.buffered >= FRAME:
@@ -126,15 +122,8 @@ class SimulatedLoop:
                 timer.callback()
 
 
-def _run(
-    seconds: float,
-    stall_every_s: float,
-    stall_ms: int,
-    stop_stalls_at_s: float,
-    stall_transmit: bool = False,
-) -> Any:
-    """``stall_ms`` stalls of the loop (``stall_transmit``: of the transmit thread) every
-    ``stall_every_s``, until ``stop_stalls_at_s``."""
+def _one_call() -> tuple[SimulatedLoop, TransmitThread, AudioPump, MediaClock]:
+    """A clock serving one call's pump (fed silence) on a simulated loop, started."""
     loop = SimulatedLoop()
     tx = TransmitThread()
     pump = AudioPump(tx, RATE, lambda: None)
@@ -142,15 +131,18 @@ def _run(
     clock = MediaClock()
     clock.pumps["call"] = pump
     clock.start(cast(Any, loop))
+    return loop, tx, pump, clock
+
+
+def _run(seconds: float, stall_every_s: float, stall_ms: int, stop_stalls_at_s: float) -> Any:
+    """``stall_ms`` stalls of the loop every ``stall_every_s``, until ``stop_stalls_at_s``."""
+    loop, tx, _pump, clock = _one_call()
     depths: list[tuple[float, int]] = []
     steps = int(seconds * 1000)
     stall_every = int(stall_every_s * 1000)
     for ms in range(1, steps + 1):
         if stall_every and ms % stall_every == 0 and ms < stop_stalls_at_s * 1000:
-            if stall_transmit:
-                tx.stalled_until_ms = ms + stall_ms
-            else:
-                loop.stalled_until = loop.now + stall_ms / 1000
+            loop.stalled_until = loop.now + stall_ms / 1000
         loop.step()
         tx.run_until(ms)
         if ms % 20 == 0:
@@ -200,13 +192,7 @@ def test_a_loop_on_time_keeps_one_frame_ahead_and_never_runs_dry() -> None:
 
 
 def test_silence_the_stack_sent_while_fed_steadily_widens_the_margin() -> None:
-    loop = SimulatedLoop()
-    tx = TransmitThread()
-    pump = AudioPump(tx, RATE, lambda: None)
-    pump.source = SilenceSource(RATE)
-    clock = MediaClock()
-    clock.pumps["call"] = pump
-    clock.start(cast(Any, loop))
+    loop, tx, pump, clock = _one_call()
 
     def run_ms(ms: int) -> None:
         for _ in range(ms):
