@@ -50,10 +50,6 @@ class MediaLatch:
         self.rtcp: Address | None = None
         self._watches: list[int] = []
 
-    @property
-    def latched(self) -> bool:
-        return self.rtp is not None
-
     async def follow(self, call_id: str, media: native.CallMedia, signalling_ip: str) -> None:
         """After each negotiation of a NAT-ed call: watch for its first media, or (already
         latched onto its signalling address) send there again."""

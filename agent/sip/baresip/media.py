@@ -88,8 +88,9 @@ class TransmitMargin:
         self.raised = 0
 
     def ran_dry(self) -> None:
-        """A transmit thread found nothing to send although the ticks kept time: its own
-        lateness (a starved thread catching up) ate the margin."""
+        """A frame more (and the calm count restarted): a transmit thread found nothing to
+        send, because the ticks came late or its own lateness (a starved thread catching
+        up) ate the margin."""
         self._calm = 0
         if self.frames < MAX_MARGIN_FRAMES:
             self.frames += 1
@@ -98,10 +99,7 @@ class TransmitMargin:
     def tick(self, lateness_s: float) -> int:
         """The margin after a tick that ran ``lateness_s`` behind its deadline."""
         if lateness_s > self.frames * TICK_S - MARGIN_SAFETY_S:
-            self._calm = 0
-            if self.frames < MAX_MARGIN_FRAMES:
-                self.frames += 1
-                self.raised += 1
+            self.ran_dry()  # or as good as: this late, it may have
             return self.frames
         self._calm += 1
         if self._calm >= CALM_TICKS and self.frames > PREFILL_FRAMES:
@@ -309,9 +307,11 @@ class MediaClock:
             self.late_ticks += ticks - 1
         self._next += ticks * TICK_S
         self._timer = loop.call_at(self._next, self._tick)
-        arrived = [pump for pump in self.pumps.values() if pump.exchange(ticks, margin)]
+        arrived: list[AudioPump] = []
         dry = 0
         for pump in self.pumps.values():
+            if pump.exchange(ticks, margin):
+                arrived.append(pump)
             if pump.ran_dry:
                 pump.ran_dry = False
                 dry += 1

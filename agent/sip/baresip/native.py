@@ -607,6 +607,15 @@ class CallMedia:
     rtcp_fd: int
 
 
+def _media_socket(stream: Any, rtcp: bool) -> Any:
+    """A stream's RTP (``rtcp``: RTCP) ``struct udp_sock *``, or NULL."""
+    sockets = _lib.stream_rtp_sock(stream)
+    if sockets == _ffi.NULL:
+        return _ffi.NULL
+    sock = _lib.rtcp_sock(sockets) if rtcp else _lib.rtp_sock(sockets)
+    return _ffi.cast("struct udp_sock *", sock)
+
+
 def call_media(call_id: str) -> CallMedia | None:
     """The call's audio stream, or None when the call or its audio is gone (*re thread*)."""
     call = _lib.uag_call_find(call_id.encode())
@@ -624,15 +633,9 @@ def call_media(call_id: str) -> CallMedia | None:
     if stream == _ffi.NULL:
         return CallMedia(name, rate, signalling, None, -1, -1)
     remote = _address(_lib.stream_raddr(stream))
-    sockets = _lib.stream_rtp_sock(stream)
-    rtp_fd = rtcp_fd = -1
-    if sockets != _ffi.NULL:
-        rtp = _lib.rtp_sock(sockets)
-        rtcp = _lib.rtcp_sock(sockets)
-        if rtp != _ffi.NULL:
-            rtp_fd = int(_lib.udp_sock_fd(_ffi.cast("struct udp_sock *", rtp)))
-        if rtcp != _ffi.NULL:
-            rtcp_fd = int(_lib.udp_sock_fd(_ffi.cast("struct udp_sock *", rtcp)))
+    rtp, rtcp = _media_socket(stream, False), _media_socket(stream, True)
+    rtp_fd = int(_lib.udp_sock_fd(rtp)) if rtp != _ffi.NULL else -1
+    rtcp_fd = int(_lib.udp_sock_fd(rtcp)) if rtcp != _ffi.NULL else -1
     return CallMedia(name, rate, signalling, remote, rtp_fd, rtcp_fd)
 
 
@@ -830,15 +833,6 @@ def _audio_stream(call_id: str) -> tuple[Any, Any]:
     if audio == _ffi.NULL:
         return _ffi.NULL, _ffi.NULL
     return audio, _lib.audio_strm(audio)
-
-
-def _media_socket(stream: Any, rtcp: bool) -> Any:
-    """A stream's RTP (``rtcp``: RTCP) ``struct udp_sock *``, or NULL."""
-    sockets = _lib.stream_rtp_sock(stream)
-    if sockets == _ffi.NULL:
-        return _ffi.NULL
-    sock = _lib.rtcp_sock(sockets) if rtcp else _lib.rtp_sock(sockets)
-    return _ffi.cast("struct udp_sock *", sock)
 
 
 class _MediaWatch:
