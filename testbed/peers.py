@@ -209,6 +209,39 @@ def write_g711_stream(path: Path, codec: str, talk_s: float = 1.2, pause_s: floa
     return path
 
 
+class RtpStranger:
+    """Someone who is not the call's peer, on a loopback address and port of its own: it
+    sends RTP to a call's port, and counts what the agent sends it back (which must be
+    nothing)."""
+
+    def __init__(self, host: str = HOST) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((host, 0))
+        self.sock.setblocking(False)
+
+    async def flood(
+        self, target: tuple[str, int], packets: int, payload: bytes, interval_s: float
+    ) -> None:
+        """``packets`` PCMU packets of ``payload``, one every ``interval_s``."""
+        for seq in range(packets):
+            header = struct.pack("!BBHII", 0x80, 0, seq & 0xFFFF, seq * 160, 0xBAD)
+            self.sock.sendto(header + payload, target)
+            await asyncio.sleep(interval_s)
+
+    def received(self) -> int:
+        """Datagrams received since the last call."""
+        count = 0
+        while True:
+            try:
+                self.sock.recv(2048)
+            except BlockingIOError:
+                return count
+            count += 1
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 @dataclass
 class RtpPacket:
     arrival: float

@@ -15,8 +15,6 @@ import contextlib
 import json
 import random
 import shutil
-import socket
-import struct
 from pathlib import Path
 
 import pytest
@@ -28,6 +26,7 @@ from testbed.peers import (
     SIP_ENGINES,
     AgentProcess,
     RtpPeer,
+    RtpStranger,
     engine_args,
     free_port,
     run_sipp,
@@ -215,19 +214,13 @@ async def test_unacknowledged_answers_free_their_slots_and_reach_no_model(
         assert await agent.stop() == 0
 
 
-def _rtp(seq: int, payload: bytes, ssrc: int) -> bytes:
-    return struct.pack("!BBHII", 0x80, 0, seq & 0xFFFF, seq * 160, ssrc) + payload
-
-
 @pytest.mark.parametrize("engine", ENGINES)
 async def test_rtp_from_a_stranger_reaches_neither_the_model_nor_gets_the_agent_audio(
     engine: str, local_server: RecordingServer, tmp_path: Path
 ) -> None:
     agent = await _agent(engine, local_server.url, tmp_path)
     peer = await RtpPeer.open()
-    stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    stranger.bind((STRANGER, 0))
-    stranger.setblocking(False)
+    stranger = RtpStranger(STRANGER)
     try:
         # The caller talks for a second and then pauses its RTP altogether.
         peer.talk(talk_then_pause(1.0, 0.1), "PCMU")
@@ -246,17 +239,9 @@ async def test_rtp_from_a_stranger_reaches_neither_the_model_nor_gets_the_agent_
         heard_before = len(session.input_audio)
         # A stranger floods the call's RTP port with loud audio (the caller is silent).
         loud = bytes([0x00, 0x80] * 80)  # full-scale mu-law square wave
-        for seq in range(150):
-            stranger.sendto(_rtp(seq, loud, 0xBAD), agent_rtp)
-            await asyncio.sleep(0.01)
+        await stranger.flood(agent_rtp, 150, loud, 0.01)
         await asyncio.sleep(0.5)
-        stolen = 0
-        while True:
-            try:
-                stranger.recv(2048)
-                stolen += 1
-            except BlockingIOError:
-                break
+        stolen = stranger.received()
         assert stolen == 0, f"the stranger received {stolen} packets of the agent's audio"
         heard = bytes(session.input_audio[heard_before:])
         assert len(heard) > 24000, "caller audio stopped reaching the model"

@@ -12,8 +12,6 @@ again, do not send the agent's audio back there.
 from __future__ import annotations
 
 import asyncio
-import socket
-import struct
 import time
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from testbed.peers import (
     HOST,
     AgentProcess,
     RtpPeer,
+    RtpStranger,
     engine_args,
     free_port,
     run_sipp,
@@ -35,29 +34,6 @@ pytestmark = [pytest.mark.sipp, pytest.mark.timeout(90)]
 
 #: The caller's private address, as its SDP names it.
 PRIVATE = "127.0.0.9"
-
-
-async def _stranger(target: tuple[str, int], packets: int) -> socket.socket:
-    """Another port of the caller's address sends loud RTP to the call's port; the socket
-    is returned open, so what the agent might send it can be counted."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((HOST, 0))
-    sock.setblocking(False)
-    for seq in range(packets):
-        header = struct.pack("!BBHII", 0x80, 0, seq, seq * 160, 0xBAD)
-        sock.sendto(header + b"\x00" * 160, target)  # PCMU 0x00: a full-scale sample
-        await asyncio.sleep(0.02)
-    return sock
-
-
-def _received(sock: socket.socket) -> int:
-    count = 0
-    while True:
-        try:
-            sock.recv(2048)
-        except BlockingIOError:
-            return count
-        count += 1
 
 
 async def test_the_agent_answers_where_the_callers_rtp_comes_from(
@@ -74,7 +50,7 @@ async def test_the_agent_answers_where_the_callers_rtp_comes_from(
     private_side = await RtpPeer.open(host=PRIVATE)
     # The caller as the agent meets it: the NAT's address, another port.
     caller = await RtpPeer.open()
-    stranger: socket.socket | None = None
+    stranger = RtpStranger()  # another port of the caller's own address
     try:
         calling = run_sipp(
             "uac_peer_hold.xml", agent.sip_port, keys=private_side.sipp_keys("PCMU"),
@@ -90,7 +66,7 @@ async def test_the_agent_answers_where_the_callers_rtp_comes_from(
         assert latched[0]["address"] == f"{HOST}:{caller.port}"
         await asyncio.sleep(0.5)
         before_stranger = len(caller.packets)
-        stranger = await _stranger(agent_rtp, 50)
+        await stranger.flood(agent_rtp, 50, b"\x00" * 160, 0.02)  # full-scale samples
 
         result = await sipp
         ended = time.monotonic()
@@ -109,13 +85,12 @@ async def test_the_agent_answers_where_the_callers_rtp_comes_from(
         first_heard = caller.packets[0].arrival
         late = [p for p in private_side.packets if p.arrival > first_heard + 0.1]
         assert len(late) <= 4, f"{len(late)} packets still went to the SDP's address"
-        assert _received(stranger) == 0
+        assert stranger.received() == 0
         # And the caller's speech reached the model.
         assert len(local_server.sessions) == 1
         assert rms_dbfs(bytes(local_server.sessions[0].input_audio)) > -40
     finally:
         caller.close()
         private_side.close()
-        if stranger is not None:
-            stranger.close()
+        stranger.close()
         assert await agent.stop() == 0
