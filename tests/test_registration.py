@@ -9,6 +9,7 @@ SIP engines.
 from __future__ import annotations
 
 import io
+import re
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -330,25 +331,59 @@ async def test_registers_over_tcp(engine: str, tmp_path: Path) -> None:
         await kamailio.stop()
 
 
+@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
 async def test_the_registered_contact_names_the_public_host(
-    engine: str, registrar: Registrar, local_server: RecordingServer, tmp_path: Path
+    engine: str, transport: str, local_server: RecordingServer, tmp_path: Path
 ) -> None:
-    """Behind 1:1 NAT the registrar must store ``sip.public_host``, not the bound address;
-    and the agent still knows the lifetime Kamailio granted (3600 s, its max_expires, for
-    the 7200 asked), which it reads from its own binding in the 200 OK."""
+    """Behind 1:1 NAT the registrar must store ``sip.public_host``, not the bound address,
+    over every transport; and the agent still knows the lifetime Kamailio granted (3600 s,
+    its max_expires, for the 7200 asked), which it reads from its own binding in the 200 OK.
+    On shutdown the binding goes: the un-REGISTER names the same public Contact."""
+    certs = make_certificates(tmp_path / "certs")
+    stream = free_port(socket.SOCK_STREAM)
+    kamailio = Registrar(
+        free_port(), {"agent": PASSWORD},
+        tcp_port=stream if transport == "tcp" else None,
+        tls_port=stream if transport == "tls" else None,
+        tls_cert=certs.cert, tls_key=certs.key,
+    )  # fmt: skip
+    await kamailio.start()
+    registrar_port = kamailio.port if transport == "udp" else stream
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'[sip]\nengine = "{engine}"\nallow_from = []\n\n'
+        f'[sip.tls]\nca_file = "{certs.ca}"\n\n[[sip.accounts]]\nname = "kam"\n'
+        f'registrar = "sip:127.0.0.1:{registrar_port}"\ntransport = "{transport}"\n'
+        'username = "agent"\npassword_env = "KAM_PASSWORD"\nexpires_s = 7200\n'
+    )
     agent = AgentProcess(
         free_port(),
-        [*engine_args(engine), "--realtime-url", local_server.url,
-         "--config", str(_profile(registrar, tmp_path, engine, expires_s=7200)),
+        [*engine_args(engine), "--realtime-url", local_server.url, "--config", str(config),
          "--sip-public-host", "127.0.0.5"],
         env={"KAM_PASSWORD": PASSWORD},
     )  # fmt: skip
     await agent.start()
     try:
-        [line] = await agent.wait_for("sip_registration", 10)
-        assert (line["state"], line["expires_s"]) == ("registered", 3600)
-        await registrar.wait_for("registered sip:agent@", 5)
-        [saved] = [entry for entry in registrar.lines if "registered sip:agent@" in entry]
-        assert f"@127.0.0.5:{agent.sip_port}" in saved, saved
+        try:
+            [line] = await agent.wait_for("sip_registration", 15)
+            assert (line["state"], line["expires_s"]) == ("registered", 3600), line
+            await kamailio.wait_for("registered sip:agent@", 5)
+            [saved] = _registers(kamailio)
+            assert re.match(r"<sip:agent[^@]*@127\.0\.0\.5:", saved), saved
+            if transport == "udp":
+                assert f"@127.0.0.5:{agent.sip_port}" in saved, saved
+            else:
+                assert f";transport={transport}>" in saved.lower(), saved
+            assert not agent.events("sip_register_contact_error"), agent.raw[-5:]
+        finally:
+            assert await agent.stop() == 0
+        await kamailio.wait_for("no binding left for sip:agent@", 5)
     finally:
-        assert await agent.stop() == 0
+        await kamailio.stop()
+
+
+def _registers(kamailio: Registrar) -> list[str]:
+    """Kamailio's log line for each REGISTER it accepted (with its Contact)."""
+    return [
+        line.split(" contact ", 1)[1] for line in kamailio.lines if "registered sip:agent@" in line
+    ]

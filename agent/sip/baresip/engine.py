@@ -194,28 +194,33 @@ class BaresipEngine:
             await self._accounts.start()
 
     async def _publish_register_contact(self) -> None:
-        """``sip.public_host`` in the Contact of the REGISTERs sent over UDP (libre names
-        the local address there: ``agent.sip.baresip.register_contact``)."""
+        """``sip.public_host`` in the Contact of the REGISTERs (libre names the local
+        address there: ``agent.sip.baresip.register_contact``)."""
         public_host = self.settings.public_host
-        if not public_host or not any(
-            account.transport == "udp" for account in self.settings.accounts
-        ):
+        transports = {account.transport for account in self.settings.accounts}
+        if not public_host or not transports:
             return
         assert self._executor is not None
         rewriter = RegisterContactRewriter(public_host)
         helper = native.RegisterContactHelper(
             rewriter.outgoing, rewriter.incoming, self._register_rewrite_failed
         )
-        if await self._executor.run(lambda: helper.install(self.bound_port)):
-            self._register_contact = helper
-        else:
+        self._register_contact = helper
+        if "udp" in transports and not await self._executor.run(
+            lambda: helper.install(self.bound_port)
+        ):
             log.warning(
                 "sip_register_contact_local",
                 reason="the SIP UDP socket was not found: REGISTER names the local address",
             )
+        if transports & {"tcp", "tls"} and not await self._executor.run(helper.install_streams):
+            log.warning(
+                "sip_register_contact_local",
+                reason="no SIP stack to trace: REGISTER over TCP or TLS names the local address",
+            )
 
     def _register_rewrite_failed(self, error: BaseException) -> None:
-        # re thread; the datagram went on unchanged.
+        # re thread; the message went on unchanged.
         log.error("sip_register_contact_error", error=repr(error))
 
     def _tls_transport(self) -> native.TlsTransport | None:
@@ -268,6 +273,10 @@ class BaresipEngine:
         if self._accounts is not None:
             await self._accounts.unregister()
             self._accounts = None
+        if self._executor is not None and self._register_contact is not None:
+            with contextlib.suppress(baresip.BaresipError):
+                await self._executor.run(self._register_contact.uninstall_streams)
+            self._register_contact = None
         if self._executor is not None and self._gate is not None:
             with contextlib.suppress(baresip.BaresipError):
                 await self._executor.run(self._gate.uninstall)

@@ -19,8 +19,8 @@ needs, with the struct layouts of libre 4.10 (the version that wheel bundles;
   Contact user and the registration lifetime its registrar granted (``newest_agent``,
   ``registration_expires``);
 - a TLS transport on a port and with PEM text of our choosing (``add_tls_transport``);
-- the Contact host of the REGISTERs sent over UDP (``RegisterContactHelper``: libre prints
-  it from the local address, ``agent.sip.baresip.register_contact`` says why);
+- the Contact host of the REGISTERs, over UDP, TCP and TLS (``RegisterContactHelper``: libre
+  prints it from the local address, ``agent.sip.baresip.register_contact`` says why);
 - symmetric RTP for a caller behind NAT: the source of the first media datagram on a call's
   socket (``watch_media_source``) and where the call's RTP and RTCP go from then on
   (``set_media_destination``): baresip sends to its SDP's address only;
@@ -171,6 +171,37 @@ _ffi.cdef(
     struct rtp_sock_head { uint16_t seq; uint32_t ssrc; void *sock_rtp; void *sock_rtcp;
                            struct sa local; struct sa rtcp_peer; void *recvh; void *rtcph;
                            void *arg; void *rtcp; bool rtcp_mux; };
+    /* libre's private struct sip in full, its struct sip_conn (a SIP TCP or TLS connection,
+       src/sip/transp.c) and the heads of struct tcp_conn and struct tcp_helper (src/tcp) */
+    struct sip_full { struct list transpl; struct list lsnrl; struct list reql;
+                      void *ht_ctrans; void *ht_strans; void *ht_strans_mrg; void *ht_conn;
+                      void *ht_udpconn; void *ht_conncfg; void *dnsc; void *stun;
+                      void *websock; char *software; void *exith; void *traceh; void *arg;
+                      bool closing; uint8_t tos; int tp_def; };
+    struct tmr { struct le le; uintptr_t llock; void *th; void *arg; uint64_t jfs;
+                 const char *file; int line; };
+    struct tcp_conn;
+    struct sip_conn { struct le he; struct list ql; struct list kal; struct tmr tmr;
+                      struct tmr tmr_ka; struct sa laddr; struct sa paddr; void *sc;
+                      struct tcp_conn *tc; struct mbuf *mb; struct sip *sip;
+                      uint32_t ka_interval; bool established; int tp; void *websock_conn; };
+    struct tcp_helper_head { struct le le; int layer; void *estabh; void *sendh; void *recvh;
+                             void *arg; };
+    struct hash;
+    struct list *hash_list(const struct hash *h, uint32_t key);
+    uint32_t sa_hash(const struct sa *sa, int flag);
+    bool sa_cmp(const struct sa *l, const struct sa *r, int flag);
+    int tcp_conn_peer_get(const struct tcp_conn *tc, struct sa *peer);
+    struct tcp_helper;
+    int tcp_register_helper(struct tcp_helper **thp, struct tcp_conn *tc, int layer,
+                            bool (*eh)(int *err, bool active, void *arg),
+                            bool (*sh)(int *err, struct mbuf *mb, void *arg),
+                            bool (*rh)(int *err, struct mbuf *mb, bool *estab, void *arg),
+                            void *arg);
+    void sip_set_trace_handler(struct sip *sip,
+                               void (*traceh)(bool tx, int tp, const struct sa *src,
+                                              const struct sa *dst, const uint8_t *pkt,
+                                              size_t len, void *arg));
     int mtx_lock(void *mtx);
     int mtx_unlock(void *mtx);
     void dbg_init(int level, int flags);
@@ -773,10 +804,12 @@ def _rewrite(mb: Any, prefix: bytes, rewrite: Callable[[bytes], bytes | None]) -
 
 
 class RegisterContactHelper:
-    """A libre UDP helper on the SIP socket: ``outgoing`` may rewrite each REGISTER sent,
-    ``incoming`` each response received, before libre's SIP stack sees it (*re thread*).
+    """libre helpers on the SIP transports: ``outgoing`` may rewrite each REGISTER sent,
+    ``incoming`` each response received, before libre's SIP stack sees it (*re thread*):
+    one UDP helper on the SIP socket (``install``), and one TCP helper on each SIP TCP or
+    TLS connection a REGISTER goes out on (``install_streams``).
 
-    An exception in either is logged by ``on_error`` and the datagram passes unchanged.
+    An exception in either is logged by ``on_error`` and the message passes unchanged.
     """
 
     def __init__(
@@ -805,6 +838,35 @@ class RegisterContactHelper:
         self._on_error(value)
         return False
 
+    def outgoing(self, message: bytes) -> bytes | None:
+        return self._outgoing(message)
+
+    def incoming(self, message: bytes) -> bytes | None:
+        return self._incoming(message)
+
+    def report(self, error: BaseException) -> None:
+        self._on_error(error)
+
+    def install_streams(self) -> bool:
+        """On every SIP TCP and TLS connection, from the REGISTER that opens it (through
+        libre's SIP trace, which this takes over); False without a stack (*re thread*)."""
+        global _stream_contact
+        sip = _lib.uag_sip()
+        if sip == _ffi.NULL:
+            return False
+        _stream_contact = self
+        _lib.sip_set_trace_handler(sip, _sip_trace)
+        return True
+
+    def uninstall_streams(self) -> None:
+        """Stop rewriting on SIP connections (*re thread*)."""
+        global _stream_contact
+        if _stream_contact is self:
+            _stream_contact = None
+            sip = _lib.uag_sip()
+            if sip != _ffi.NULL:
+                _lib.sip_set_trace_handler(sip, _ffi.NULL)
+
     def install(self, port: int) -> bool:
         """On the SIP UDP socket bound to ``port``; False when it is not found (*re
         thread*)."""
@@ -815,6 +877,116 @@ class RegisterContactHelper:
             self._slot, sock, _HELPER_LAYER, self._send, self._recv, _ffi.NULL
         )
         return bool(status == 0)
+
+
+# -- the REGISTER Contact over TCP and TLS --------------------------------------------------
+_SIP_TRANSP_TCP = 1
+#: libre's ``SA_ALL``: address and port (how it hashes and compares a connection's peer).
+_SA_ALL = 3
+#: Above TLS, which libre starts at layer 0 on a SIP connection: sending runs the helpers
+#: from the highest layer down and receiving from the lowest up, so this one sees plain text.
+_STREAM_HELPER_LAYER = 100
+_STREAM_SEND = "bool(int *, struct mbuf *, void *)"
+_STREAM_RECV = "bool(int *, struct mbuf *, bool *, void *)"
+_TRACE = "void(bool, int, const struct sa *, const struct sa *, const uint8_t *, size_t, void *)"
+
+#: The helper whose rewriters the SIP connections' helpers call (one stack per process).
+#: The callbacks below live as long as the process: a connection helper left after the
+#: engine stopped finds None here and passes everything on.
+_stream_contact: RegisterContactHelper | None = None
+
+
+def _stream_failed(_type: Any, value: BaseException, _tb: Any) -> None:
+    helper = _stream_contact
+    if helper is not None:
+        helper.report(value)
+
+
+def _on_stream_send(_err: Any, mb: Any, _arg: Any) -> bool:
+    helper = _stream_contact
+    if helper is not None:
+        _rewrite(mb, b"REGISTER ", helper.outgoing)
+    return False  # on down to TLS or the socket
+
+
+def _on_stream_recv(_err: Any, mb: Any, _estab: Any, _arg: Any) -> bool:
+    # A TCP read is not a message: a response whose head is split over two reads passes
+    # unchanged (libre then assumes the lifetime it asked for, as without the rewrite).
+    helper = _stream_contact
+    if helper is not None:
+        _rewrite(mb, b"SIP/2.0 ", helper.incoming)
+    return False  # on to the SIP stack
+
+
+def _on_sip_trace(tx: bool, tp: int, src: Any, dst: Any, pkt: Any, size: int, _arg: Any) -> None:
+    """libre's SIP trace, called just before each message is handed to its connection: a
+    REGISTER's connection gets the helper first, so even the one that opened it is rewritten
+    (libre prints the Contact when it opens the connection, before any helper could be
+    there; *re thread*)."""
+    helper = _stream_contact
+    if not tx or helper is None or tp not in (_SIP_TRANSP_TCP, _SIP_TRANSP_TLS):
+        return
+    if size < 9 or _ffi.buffer(pkt, 9)[:] != b"REGISTER ":
+        return
+    connection = _sip_connection(src, dst, secure=tp == _SIP_TRANSP_TLS)
+    if connection == _ffi.NULL:
+        helper.report(RuntimeError("its SIP connection was not found: the layout check failed"))
+    elif not _has_stream_helper(connection):
+        status = _lib.tcp_register_helper(
+            _ffi.NULL, connection, _STREAM_HELPER_LAYER, _ffi.NULL,
+            _stream_send, _stream_recv, _ffi.NULL,
+        )  # fmt: skip
+        if status != 0:
+            helper.report(OSError(status, "tcp_register_helper failed"))
+
+
+_stream_send = _ffi.callback(_STREAM_SEND, _on_stream_send, error=False, onerror=_stream_failed)
+_stream_recv = _ffi.callback(_STREAM_RECV, _on_stream_recv, error=False, onerror=_stream_failed)
+_sip_trace = _ffi.callback(_TRACE, _on_sip_trace, onerror=_stream_failed)
+
+
+def _sip_connection(src: Any, dst: Any, secure: bool) -> Any:
+    """The ``struct tcp_conn *`` of libre's SIP connection from ``src`` to ``dst``, or NULL
+    (*re thread*). Found as libre's own ``conn_find`` does, in ``struct sip``'s connection
+    table; each layout is checked before it is followed: ``struct sip``'s trace handler must
+    be ours, and a connection must be its own list entry, name the stack's ``struct sip``
+    and both addresses, and its TCP connection the same peer."""
+    sip = _lib.uag_sip()
+    if sip == _ffi.NULL:
+        return _ffi.NULL
+    stack = _ffi.cast("struct sip_full *", sip)
+    if stack.traceh != _ffi.cast("void *", _sip_trace) or stack.ht_conn == _ffi.NULL:
+        return _ffi.NULL
+    bucket = _lib.hash_list(_ffi.cast("struct hash *", stack.ht_conn), _lib.sa_hash(dst, _SA_ALL))
+    entry = bucket.head if bucket != _ffi.NULL else _ffi.NULL
+    peer = _ffi.new("struct sa *")
+    while entry != _ffi.NULL:
+        conn = _ffi.cast("struct sip_conn *", entry.data)
+        if (
+            _ffi.cast("void *", conn) == _ffi.cast("void *", entry)
+            and conn.sip == sip
+            and (conn.sc != _ffi.NULL) == secure
+            and conn.tc != _ffi.NULL
+            and _lib.sa_cmp(_ffi.addressof(conn.paddr), dst, _SA_ALL)
+            and _lib.sa_cmp(_ffi.addressof(conn.laddr), src, _SA_ALL)
+            and _lib.tcp_conn_peer_get(conn.tc, peer) == 0
+            and _lib.sa_cmp(peer, dst, _SA_ALL)
+        ):
+            return conn.tc
+        entry = entry.next
+    return _ffi.NULL
+
+
+def _has_stream_helper(connection: Any) -> bool:
+    """Whether the TCP connection already has our helper (``struct tcp_conn`` begins with
+    its list of helpers; *re thread*)."""
+    entry = _ffi.cast("struct list *", connection).head
+    ours = _ffi.cast("void *", _stream_send)
+    while entry != _ffi.NULL:
+        if _ffi.cast("struct tcp_helper_head *", entry.data).sendh == ours:
+            return True
+        entry = entry.next
+    return False
 
 
 # -- symmetric RTP --------------------------------------------------------------------------

@@ -87,8 +87,15 @@ def apply_srtp(cfg: pj.AccountConfig, policy: str) -> None:
 
 
 def account_config(
-    account: AccountSettings, password: str, transport_id: int, public_host: str, srtp: str
+    account: AccountSettings,
+    password: str,
+    transport_id: int,
+    public_host: str,
+    srtp: str,
+    listen_port: int = 0,
 ) -> pj.AccountConfig:
+    """pjsua's configuration of a registering account; ``listen_port`` is the port its
+    transport listens on (for a Contact at ``public_host`` over TCP or TLS)."""
     host, port = registrar_host(account.registrar)
     cfg = pj.AccountConfig()
     cfg.idUri = (
@@ -117,6 +124,14 @@ def account_config(
     if public_host:
         # The Contact names the configured public address, not what the registrar saw.
         nat.contactRewriteUse = 0
+        if account.transport != "udp":
+            # A transport's public address names its listener only: pjsua puts a TCP or TLS
+            # connection's own local address in the Contact. So it is given the Contact:
+            # the public host and the port that listener has, where the NAT forwards.
+            host = f"[{public_host}]" if ":" in public_host else public_host
+            cfg.sipConfig.contactForced = (
+                f"<sip:{account.username}@{host}:{listen_port};transport={account.transport}>"
+            )
     return cfg
 
 
@@ -163,12 +178,15 @@ class PjsipAccounts:
         state = self.registrations.accounts[name]
         settings = state.settings
         account = _RegisteringAccount(name, self._on_incoming, self._state)
+        transport_id = self._transports[settings.transport]
+        listener = pj.Endpoint.instance().transportGetInfo(transport_id).localName
         cfg = account_config(
             settings,
             state.password,
-            self._transports[settings.transport],
+            transport_id,
             self._public_host,
             self._srtp,
+            int(listener.rsplit(":", 1)[1]),
         )
         try:
             account.create(cfg, False)
