@@ -19,6 +19,9 @@ per call; frames lost (inbound frames the agent dropped, gaps inside the agent's
 the agent counted them and as the caller heard them, RTP packets lost); the caller-side
 inter-arrival jitter of the agent's RTP (|interval - 20 ms|, kernel receive timestamps);
 and the CPU of the helpers and the whole machine, to see when the 2 cores run out.
+The helpers (stream server, caller, SIPp) stand in for other machines but share these cores;
+``--harness-nice 10`` runs them at a lower priority, so the agents get the cores first, as
+they would on a machine of their own.
 Levels after the listed ones keep going (150, 200, 300, ...) while a level stays clean.
 """
 
@@ -52,6 +55,7 @@ from bench.harness import (
     calls_per_process,
     environment,
     finish_sipp,
+    lower_priority,
     percentiles,
     rtp_ports_per_process,
     start_agents,
@@ -160,6 +164,7 @@ class LevelRun:
     sipp_returncode: int
     sipp_tail: str
     engine: str = "pjsip"
+    harness_nice: int = 0
 
 
 @dataclass(frozen=True)
@@ -203,8 +208,10 @@ async def run_level(
     profile: Path | None = None,
     engine: str = "pjsip",
     ports: Ports = Ports(),
+    harness_nice: int = 0,
 ) -> LevelRun:
-    """Place ``calls`` concurrent calls on ``engine`` and record everything about them."""
+    """Place ``calls`` concurrent calls on ``engine`` and record everything about them; the
+    stream server, the caller and SIPp at niceness ``harness_nice``."""
     per_process = calls_per_process(engine, calls)
     agents_needed = max(1, math.ceil(calls / per_process))
     server = await Child.start("bench.stream_server", "--out", str(workdir / "server.json"))
@@ -212,6 +219,8 @@ async def run_level(
         "bench.rtp_caller", "--legs", str(calls), "--out", str(workdir / "caller.npz"),
         "--max-seconds", str(call_s + 300),
     )  # fmt: skip
+    for child in (server, caller):
+        lower_priority(child.pid, harness_nice)
     agents: list[AgentProcess] = []
     timeline = Timeline()
     stop_sampling = asyncio.Event()
@@ -235,6 +244,7 @@ async def run_level(
         )  # fmt: skip
         loop = asyncio.get_running_loop()
         pss_at = loop.time() + ramp_s + 1 + max(0.0, call_s - ramp_s) / 2
+        lower_priority(sipp.pid, harness_nice)
         helper_pids = {"server": server.pid, "caller": caller.pid, "sipp": sipp.pid}
         sampler = asyncio.create_task(
             _sample_until(timeline, [*pids, *helper_pids.values()], stop_sampling, pss_at)
@@ -267,6 +277,7 @@ async def run_level(
         sipp_returncode=outcome.returncode,
         sipp_tail=outcome.output[-2000:],
         engine=engine,
+        harness_nice=harness_nice,
     )
 
 
@@ -414,6 +425,7 @@ def analyse(run: LevelRun) -> dict[str, Any]:
     return {
         "engine": run.engine,
         "calls": run.calls,
+        "harness_nice": run.harness_nice,
         "agents": len(run.agents),
         "answered": answered,
         "failed": max(run.sipp_failed, run.calls - run.sipp_successful),
@@ -611,6 +623,7 @@ async def run(
     profile_dir: Path | None = None,
     engines: Sequence[str] = ("pjsip",),
     ports: Ports = Ports(),
+    harness_nice: int = 0,
 ) -> dict[str, Any]:
     """Run each level on each engine in turn (fresh processes for each); with ``extend``,
     keep going past the listed levels while an engine's last level was clean."""
@@ -629,7 +642,9 @@ async def run(
                 profile = (
                     profile_dir / f"profile-capacity-{engine}-{calls}.txt" if profile_dir else None
                 )
-                level = await run_level(calls, call_s, Path(tmp), audio, profile, engine, ports)
+                level = await run_level(
+                    calls, call_s, Path(tmp), audio, profile, engine, ports, harness_nice
+                )
             row = analyse(level)
             rows.append(row)
             still_clean[engine] = _clean(row)
@@ -643,6 +658,7 @@ async def run(
         "environment": environment(),
         "call_s": call_s,
         "audio": audio.label,
+        "harness_nice": harness_nice,
         "engines": list(engines),
         "calls_per_process": {e: "all" if e == "baresip" else CALLS_PER_AGENT for e in engines},
         "levels": rows,
@@ -685,6 +701,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", type=Path, help="directory for py-spy profiles of one agent per level"
     )
+    parser.add_argument(
+        "--harness-nice", type=int, default=0, choices=range(20), metavar="0-19",
+        help="niceness of the stream server, caller and SIPp (default 0: the agents' equals); "
+        "10 gives the agents first claim on the cores, as when the callers and the model "
+        "are other machines",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     engines = [e.strip() for e in args.engine.split(",") if e.strip()]
     unknown = [e for e in engines if e not in ENGINES]
@@ -712,7 +734,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.rtp_ports[1] - args.rtp_ports[0] + 1 < needed:
             parser.error(f"--rtp-ports: the largest level needs {needed} ports")
     audio = AgentAudio(args.quality, args.passthrough, args.batch_ms)
-    result = asyncio.run(run(levels, call_s, audio, extend, args.profile, engines, ports))
+    result = asyncio.run(
+        run(levels, call_s, audio, extend, args.profile, engines, ports, args.harness_nice)
+    )
     print()
     print(format_table(result))
     write_json(result, args.json)

@@ -9,6 +9,7 @@ what the benchmarks report, not what tests assert.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 
 from bench import barge_in, capacity, latency, pacing
-from bench.harness import AgentAudio, write_json
+from bench.harness import AgentAudio, lower_priority, write_json
 from testbed.peers import DEFAULT_SIP_ENGINE, REPO
 
 pytestmark = [pytest.mark.sipp, pytest.mark.timeout(180)]
@@ -55,6 +56,24 @@ async def test_capacity_quick(engine: str, tmp_path: Path) -> None:
     assert row["rss_mb_per_call"] > 0 and row["pss_mb_per_call"] > 0
     assert result["largest_clean_calls"][engine] in (0, 2)
     assert "Successful" not in capacity.format_table(result)  # renders, no SIPp noise
+
+
+def test_the_harness_runs_below_the_agents_priority() -> None:
+    """``--harness-nice``: every thread of a helper, those it started before too."""
+    helper = subprocess.Popen(
+        [sys.executable, "-c", "import threading, time; threading.Thread(target=time.sleep,"
+         " args=(30,)).start(); print(flush=True); time.sleep(30)"],
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert helper.stdout is not None and helper.stdout.readline() == b"\n"
+        lower_priority(helper.pid, 7)
+        tasks = list(Path(f"/proc/{helper.pid}/task").iterdir())
+        assert len(tasks) == 2
+        assert all(os.getpriority(os.PRIO_PROCESS, int(task.name)) == 7 for task in tasks)
+    finally:
+        helper.kill()
+        helper.wait()
 
 
 @pytest.mark.above_sip
