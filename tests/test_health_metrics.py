@@ -226,6 +226,10 @@ async def test_metrics_count_the_calls_placed(
         assert sample(text, "voice_agent_lost_frames_total", direction="to_caller") == 0
         logged = [line["interruptions"] for line in agent.events("call_finished")]
         assert sample(text, "voice_agent_barge_ins_total") == sum(logged)
+        # Start-up's objects were frozen once; the collections since (two calls' worth of
+        # frames make young-generation ones) are timed.
+        assert len(agent.events("gc_settled")) == 1
+        assert sample(text, "voice_agent_gc_pause_seconds_count", generation="0") > 0
     finally:
         probe.close()
         assert await agent.stop() == 0
