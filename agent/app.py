@@ -23,6 +23,7 @@ from agent.observe.call_metrics import CallMetrics
 from agent.observe.gc_pauses import GcPauses
 from agent.observe.gc_pauses import settle as settle_gc
 from agent.observe.ids import new_call_id
+from agent.observe.loop_priority import raise_loop_priority
 from agent.observe.metrics import AgentMetrics
 from agent.observe.readiness import Readiness
 from agent.observe.record_store import RecordStore
@@ -127,6 +128,12 @@ class AgentApp:
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set, then drain active calls and shut down cleanly."""
         pauses = GcPauses(self.metrics.observe_gc)
+        nice = self.settings.audio.loop_nice
+        refused = raise_loop_priority(nice)
+        if refused is None and nice:
+            log.info("loop_priority", nice=nice)
+        elif refused is not None:
+            log.warning("loop_priority_unavailable", nice=nice, reason=refused)
         try:
             await self.start(settle=True)
             pauses.install()

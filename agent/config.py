@@ -316,6 +316,9 @@ class AudioSettings:
     #: Send G.711 to the model as is (session format audio/pcmu or audio/pcma) when the call's
     #: codec matches: no resampling and no resampler delay, at the model's 8 kHz input quality.
     g711_passthrough: bool = False
+    #: Niceness of the event loop thread, which paces every call's audio (-20..0; 0 leaves
+    #: the scheduler alone): ahead of the SIP stack's threads when the cores run short.
+    loop_nice: int = -10
 
 
 @dataclass(frozen=True)
@@ -728,6 +731,8 @@ def _validate(settings: Settings) -> None:
     _validate_webhook(settings.webhook, settings.records, settings.secrets)
     if settings.audio.append_batch_ms not in (20, 40):
         raise ConfigError("audio.append_batch_ms: must be 20 or 40")
+    if not -20 <= settings.audio.loop_nice <= 0:
+        raise ConfigError("audio.loop_nice: must be between -20 and 0")
     _validate_session_extras(settings)
     _validate_records(settings.records)
     _validate_amd(settings)

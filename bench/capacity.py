@@ -691,6 +691,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-ms", type=int, default=20, help="the agents' append batch")
     parser.add_argument("--passthrough", action="store_true", help="G.711 passthrough sessions")
     parser.add_argument(
+        "--loop-nice", type=int, default=-10, help="the agents' audio.loop_nice (0: off)"
+    )
+    parser.add_argument(
         "--sip-ports", type=_port_range,
         help="SIP ports for the agents and SIPp, e.g. 5300-5399 (default: free ports)",
     )  # fmt: skip
@@ -733,7 +736,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.rtp_ports[1] - args.rtp_ports[0] + 1 < needed:
             parser.error(f"--rtp-ports: the largest level needs {needed} ports")
-    audio = AgentAudio(args.quality, args.passthrough, args.batch_ms)
+    audio = AgentAudio(args.quality, args.passthrough, args.batch_ms, args.loop_nice)
     result = asyncio.run(
         run(levels, call_s, audio, extend, args.profile, engines, ports, args.harness_nice)
     )

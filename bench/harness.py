@@ -58,11 +58,15 @@ class AgentAudio:
     quality: str = "LQ"
     passthrough: bool = False
     batch_ms: int = 20
+    #: ``audio.loop_nice`` (the agent's default: -10).
+    loop_nice: int = -10
 
     @property
     def label(self) -> str:
         base = "G.711 passthrough" if self.passthrough else f"soxr {self.quality}"
-        return base if self.batch_ms == 20 else f"{base}, {self.batch_ms} ms appends"
+        if self.batch_ms != 20:
+            base += f", {self.batch_ms} ms appends"
+        return base if self.loop_nice == -10 else f"{base}, loop niceness {self.loop_nice}"
 
 
 def agent_config(
@@ -97,6 +101,7 @@ def agent_config(
         f'resampler_quality = "{audio.quality}"\n'
         f"g711_passthrough = {'true' if audio.passthrough else 'false'}\n"
         f"append_batch_ms = {audio.batch_ms}\n"
+        f"loop_nice = {audio.loop_nice}\n"
         "[records]\n"
         'dir = ""\n'
     )

@@ -47,6 +47,7 @@ def test_values_are_read_and_typed(tmp_path: Path) -> None:
         ('[profiles.p.tools]\nbuiltin = ["x"]\n', "tools.builtin: 'x'"),
         ('[sip]\nallow_from = ["10.0.0.0/33"]\n', "sip.allow_from[0]"),
         ('[sip]\nnat_networks = ["192.168.0.0/33"]\n', "sip.nat_networks: '192.168.0.0/33'"),
+        ("[audio]\nloop_nice = 5\n", "audio.loop_nice: must be between -20 and 0"),
         (
             '[[sip.accounts]]\nname = "t"\nregistrar = "sip:h"\nusername = "u"\n'
             'password_env = "NOT_SET_ANYWHERE"\n',
