@@ -130,12 +130,13 @@ class AgentApp:
         pauses = GcPauses(self.metrics.observe_gc)
         nice = self.settings.audio.loop_nice
         refused = raise_loop_priority(nice)
-        if refused is None and nice:
-            log.info("loop_priority", nice=nice)
-        elif refused is not None:
-            log.warning("loop_priority_unavailable", nice=nice, reason=refused)
         try:
             await self.start(settle=True)
+            # Told once started: a start that fails says only why.
+            if refused is None and nice:
+                log.info("loop_priority", nice=nice)
+            elif refused is not None:
+                log.warning("loop_priority_unavailable", nice=nice, reason=refused)
             pauses.install()
             await stop.wait()
             await self.drain(self.settings.sip.drain_timeout_s)

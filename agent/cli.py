@@ -64,6 +64,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--http-host", help="address of the health and metrics listener")
     serve.add_argument(
+        "--loop-nice",
+        type=int,
+        metavar="N",
+        help="niceness of the event loop thread, -20..0 (audio.loop_nice; 0: off)",
+    )
+    serve.add_argument(
         "--http-port", type=int, help="port of the health and metrics listener (0: a free one)"
     )
     serve.add_argument("--log-format", choices=("console", "json"))
@@ -228,6 +234,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             "http": {"host": getattr(args, "http_host", None), "port": args.http_port},
             "log": {"format": args.log_format, "level": args.log_level},
             "records": {"dir": args.records_dir},
+            "audio": {"loop_nice": getattr(args, "loop_nice", None)},
         }
     if args.command == "call":
         overrides |= {

@@ -151,6 +151,7 @@ async def start_agents(
                 *engine_args(engine),
                 *extra_args,
             ],
+            loop_nice=None,  # the profile's: audio.loop_nice, as a deployment runs it
         )
         agents.append(agent)
         async with gate:

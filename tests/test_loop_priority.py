@@ -92,7 +92,9 @@ async def test_a_serving_agent_runs_its_loop_at_loop_nice(
     stack's, executors) at 0."""
     config = tmp_path / "agent.toml"
     config.write_text("[audio]\nloop_nice = -7\n")
-    agent = AgentProcess(free_port(), ["--realtime-url", local_server.url, "--config", str(config)])
+    agent = AgentProcess(
+        free_port(), ["--realtime-url", local_server.url, "--config", str(config)], loop_nice=None
+    )
     await agent.start()
     try:
         assert agent.proc is not None
@@ -108,5 +110,22 @@ async def test_a_serving_agent_runs_its_loop_at_loop_nice(
             [line] = agent.events("loop_priority_unavailable")
             assert "CAP_SYS_NICE" in line["reason"]
             assert os.getpriority(os.PRIO_PROCESS, pid) == 0
+    finally:
+        assert await agent.stop() == 0
+
+
+@pytest.mark.skipif(not _privileged(), reason="needs CAP_SYS_NICE (runs as root in CI)")
+async def test_loop_nice_on_the_command_line_wins_over_the_profile(
+    local_server: RecordingServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text("[audio]\nloop_nice = -7\n")
+    agent = AgentProcess(
+        free_port(), ["--realtime-url", local_server.url, "--config", str(config)], loop_nice=-3
+    )
+    await agent.start()
+    try:
+        assert agent.proc is not None
+        assert os.getpriority(os.PRIO_PROCESS, agent.proc.pid) == -3
     finally:
         assert await agent.stop() == 0
