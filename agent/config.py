@@ -316,8 +316,9 @@ class AudioSettings:
     #: Send G.711 to the model as is (session format audio/pcmu or audio/pcma) when the call's
     #: codec matches: no resampling and no resampler delay, at the model's 8 kHz input quality.
     g711_passthrough: bool = False
-    #: Niceness of the event loop thread, which paces every call's audio (-20..0; 0 leaves
-    #: the scheduler alone): ahead of the SIP stack's threads when the cores run short.
+    #: Niceness of the event loop thread on the baresip engine, whose media ticker there paces
+    #: every call's audio (-20..0; 0 leaves the scheduler alone): ahead of the SIP stack's
+    #: threads when the cores run short. PJSIP paces with its own clock thread: not used.
     loop_nice: int = -10
 
 

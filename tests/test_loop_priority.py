@@ -114,6 +114,20 @@ async def test_a_serving_agent_runs_its_loop_at_loop_nice(
         assert await agent.stop() == 0
 
 
+async def test_on_pjsip_the_loop_stays_at_zero(local_server: RecordingServer) -> None:
+    """PJSIP paces audio with its own media clock thread, which a loop ahead of it delays."""
+    agent = AgentProcess(
+        free_port(), ["--realtime-url", local_server.url, "--engine", "pjsip"], loop_nice=-7
+    )
+    await agent.start()
+    try:
+        assert agent.proc is not None
+        assert os.getpriority(os.PRIO_PROCESS, agent.proc.pid) == 0
+        assert not agent.events("loop_priority") and not agent.events("loop_priority_unavailable")
+    finally:
+        assert await agent.stop() == 0
+
+
 @pytest.mark.skipif(not _privileged(), reason="needs CAP_SYS_NICE (runs as root in CI)")
 async def test_loop_nice_on_the_command_line_wins_over_the_profile(
     local_server: RecordingServer, tmp_path: Path
