@@ -1,14 +1,17 @@
 """The event loop's scheduling weight: ahead of the SIP stack's threads when cores run short.
 
-One thread, the asyncio loop, paces every call's audio (the baresip engine's media ticker,
-PJSIP's polling) and runs every call's bridge, while baresip runs three threads of its own
-per call (its transmit thread, which wakes every 4 ms, and the source and player of its audio
+On the baresip engine one thread, the asyncio loop, paces every call's audio (its media
+ticker) and runs every call's bridge, while baresip runs three threads of its own per call
+(its transmit thread, which wakes every 4 ms, and the source and player of its audio
 buffers). At equal niceness the scheduler shares the cores among all of them alike. At 150
 calls on 2 cores (``bench/capacity.py``) the loop was runnable for nearly all of every second
 but ran for only 0.46-0.58 s of it, waiting the rest on the run queue; the transmit threads
 then found nothing written and sent silence (1 800-150 000 lost frames a run). With the loop
 at niceness -10 it waited 0.14-0.28 s, and the losses were 535-5 900 frames, about half of
 them the benchmark's own stream server running late on the same cores.
+
+(PJSIP paces with its own media clock thread, at most 4 calls a process: there the engine
+leaves the loop at 0, as loops ahead of that clock made its RTP later.)
 
 Telephony servers do the same for their media threads (Asterisk's ``-p``, FreeSWITCH's
 ``-hp``). The niceness is the loop thread's alone: it is set with the scheduler's
