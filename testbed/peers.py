@@ -26,6 +26,7 @@ import numpy as np
 
 from agent.audio.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from agent.config import SipSettings
+from agent.ports import can_bind, unused_port
 
 HOST = "127.0.0.1"
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"
@@ -84,13 +85,7 @@ def _worker_ports() -> range | None:
 
 def _is_free(port: int) -> bool:
     """Nothing is bound to ``port`` on HOST, over UDP or TCP."""
-    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-        with socket.socket(socket.AF_INET, kind) as sock:
-            try:
-                sock.bind((HOST, port))
-            except OSError:
-                return False
-    return True
+    return can_bind(HOST, port) and can_bind(HOST, port, socket.SOCK_STREAM)
 
 
 #: The next port this worker hands out; ports go in turn (a random start, for runs side by
@@ -123,9 +118,7 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
     ports = _worker_ports()
     if ports is not None:
         return _free_run_in(ports, 1, even=False)
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+    return unused_port(HOST, kind)
 
 
 def free_rtp_port(span: int = 2) -> int:
@@ -654,11 +647,8 @@ async def sipp_callee(
     # Listening once its UDP port is taken.
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and not callee.task.done():
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            try:
-                probe.bind((HOST, port))
-            except OSError:
-                return callee
+        if not can_bind(HOST, port):
+            return callee
         await asyncio.sleep(0.05)
     raise AssertionError(f"SIPp never listened on {port}")
 

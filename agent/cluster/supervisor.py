@@ -33,6 +33,7 @@ from agent.cluster.child import Child
 from agent.cluster.frontdoor import check_kamailio, frontdoor_command, sip_ping
 from agent.cluster.plan import ClusterPlan, WorkerPlan
 from agent.config import ConfigError, Settings
+from agent.ports import unused_port
 from agent.realtime.endpoint import choose_provider
 
 log = structlog.get_logger("cluster")
@@ -57,12 +58,6 @@ class ClusterOptions:
     log_format: str = "console"
     log_level: str = ""
     records_dir: str | None = None
-
-
-def _free_tcp_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 class Cluster:
@@ -131,7 +126,7 @@ class Cluster:
 
     async def _start_backend(self) -> None:
         local = self.settings.local
-        port = _free_tcp_port("127.0.0.1")
+        port = unused_port("127.0.0.1", socket.SOCK_STREAM)
         command = [*self._python, "local-server", "--host", "127.0.0.1", "--port", str(port)]
         command += ["--log-format", "json"]
         if local.backend == "synthetic":

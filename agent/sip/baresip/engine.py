@@ -28,6 +28,7 @@ import baresip
 import structlog
 
 from agent.config import SipSettings
+from agent.ports import can_bind, unused_port
 from agent.sip import stun_probe
 from agent.sip.baresip import native, stack_config
 from agent.sip.baresip.accounts import BaresipAccounts
@@ -45,21 +46,6 @@ from agent.sip.rtp_filter import nat_networks
 
 log = structlog.get_logger("sip")
 _POLL_INTERVAL_S = 0.02
-
-
-def _free_udp_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def _port_taken(host: str, port: int, kind: int = socket.SOCK_DGRAM) -> bool:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
 
 
 def sdp_address(public_host: str) -> str:
@@ -128,10 +114,10 @@ class BaresipEngine:
         if self._stun_source is not None:
             await stun_probe.check_server(self._stun_source, self.settings.host)
         host = self.settings.host
-        port = self.settings.port or _free_udp_port(host)
+        port = self.settings.port or unused_port(host)
         # baresip logs a failed bind and carries on without SIP: check first.
         tcp = "tcp" in stack_config.transports(self.settings)
-        if _port_taken(host, port) or (tcp and _port_taken(host, port, socket.SOCK_STREAM)):
+        if not can_bind(host, port) or (tcp and not can_bind(host, port, socket.SOCK_STREAM)):
             raise EngineStartError(
                 f"cannot start SIP on {host}:{port}: {os.strerror(errno.EADDRINUSE)}"
             )
@@ -231,7 +217,7 @@ class BaresipEngine:
             account.transport == "tls" for account in self.settings.accounts
         ):
             return None
-        if tls.port and _port_taken(self.settings.host, tls.port, socket.SOCK_STREAM):
+        if tls.port and not can_bind(self.settings.host, tls.port, socket.SOCK_STREAM):
             raise EngineStartError(
                 f"cannot start SIP over TLS on {self.settings.host}:{tls.port}: "
                 f"{os.strerror(errno.EADDRINUSE)}"
