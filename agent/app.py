@@ -128,10 +128,7 @@ class AgentApp:
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set, then drain active calls and shut down cleanly."""
         pauses = GcPauses(self.metrics.observe_gc)
-        # On baresip the loop's media ticker paces every call; PJSIP paces with its own media
-        # clock thread, and loops ahead of it made its RTP later (bench/capacity.py, 50 calls
-        # on 13 processes: jitter p99 4.3 -> 7.3 ms), so there the loop stays at 0.
-        nice = self.settings.audio.loop_nice if self.settings.sip.engine == "baresip" else 0
+        nice = self.settings.audio.loop_nice if self.sip.loop_paces_audio else 0
         refused = raise_loop_priority(nice)
         try:
             await self.start(settle=True)

@@ -205,6 +205,9 @@ class SipEngine(Protocol):
 
     #: The UDP port SIP is bound to (meaningful after ``start``).
     bound_port: int
+    #: Whether the event loop thread paces the calls' audio, so that ``audio.loop_nice``
+    #: is for it (``agent.observe.loop_priority``).
+    loop_paces_audio: bool
 
     async def start(self) -> None:
         """Bind the transport and start the stack; raises ``EngineStartError``."""

@@ -65,6 +65,9 @@ def sdp_address(public_host: str) -> str:
 class BaresipEngine:
     """Owns baresip for this process (``agent.sip.engine.SipEngine``)."""
 
+    #: One media ticker on the loop paces every call (``agent.sip.baresip.media``).
+    loop_paces_audio = True
+
     def __init__(
         self,
         settings: SipSettings,
