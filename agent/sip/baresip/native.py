@@ -154,8 +154,7 @@ _ffi.cdef(
     int sa_set_str(struct sa *sa, const char *addr, uint16_t port);
     int sip_transp_add_sock(struct sip *sip, int tp, bool listen, const struct sa *laddr, ...);
     int sip_transp_laddr(struct sip *sip, struct sa *laddr, int tp, const struct sa *dst);
-    /* the heads of libre's private struct sip and struct sip_transport (src/sip) */
-    struct sip_head { struct list transpl; };
+    /* the head of libre's private struct sip_transport (src/sip) */
     struct sip_transport_head { struct le le; struct sa laddr; struct sip *sip;
                                 void *ht_ccert; struct tls *tls; void *sock; int tp; };
     struct udp_helper;
@@ -171,9 +170,9 @@ _ffi.cdef(
     struct rtp_sock_head { uint16_t seq; uint32_t ssrc; void *sock_rtp; void *sock_rtcp;
                            struct sa local; struct sa rtcp_peer; void *recvh; void *rtcph;
                            void *arg; void *rtcp; bool rtcp_mux; };
-    /* libre's private struct sip in full, its struct sip_conn (a SIP TCP or TLS connection,
+    /* libre's private struct sip (src/sip/sip.h), its struct sip_conn (a SIP TCP or TLS connection,
        src/sip/transp.c) and the heads of struct tcp_conn and struct tcp_helper (src/tcp) */
-    struct sip_full { struct list transpl; struct list lsnrl; struct list reql;
+    struct sip_private { struct list transpl; struct list lsnrl; struct list reql;
                       void *ht_ctrans; void *ht_strans; void *ht_strans_mrg; void *ht_conn;
                       void *ht_udpconn; void *ht_conncfg; void *dnsc; void *stun;
                       void *websock; char *software; void *exith; void *traceh; void *arg;
@@ -773,7 +772,7 @@ def _sip_udp_socket(port: int) -> Any:
     sip = _lib.uag_sip()
     if sip == _ffi.NULL:
         return _ffi.NULL
-    entry = _ffi.cast("struct sip_head *", sip).transpl.head
+    entry = _ffi.cast("struct sip_private *", sip).transpl.head
     while entry != _ffi.NULL:
         transport = _ffi.cast("struct sip_transport_head *", entry.data)
         if (
@@ -818,34 +817,25 @@ class RegisterContactHelper:
         incoming: Callable[[bytes], bytes | None],
         on_error: Callable[[BaseException], None],
     ) -> None:
-        self._outgoing = outgoing
-        self._incoming = incoming
-        self._on_error = on_error
+        self.outgoing = outgoing
+        self.incoming = incoming
+        self.on_error = on_error
         self._slot = _ffi.new("struct udp_helper **")
         # Kept alive here: libre holds only the function pointers, until the socket closes.
         self._send = _ffi.callback(_HELPER_SEND, self._on_send, onerror=self._failed)
         self._recv = _ffi.callback(_HELPER_RECV, self._on_recv, onerror=self._failed)
 
     def _on_send(self, _err: Any, _dst: Any, mb: Any, _arg: Any) -> bool:
-        _rewrite(mb, b"REGISTER ", self._outgoing)
+        _rewrite(mb, b"REGISTER ", self.outgoing)
         return False  # sent on as it now is
 
     def _on_recv(self, _src: Any, mb: Any, _arg: Any) -> bool:
-        _rewrite(mb, b"SIP/2.0 ", self._incoming)
+        _rewrite(mb, b"SIP/2.0 ", self.incoming)
         return False  # on to the SIP stack
 
     def _failed(self, _type: Any, value: BaseException, _tb: Any) -> bool:
-        self._on_error(value)
+        self.on_error(value)
         return False
-
-    def outgoing(self, message: bytes) -> bytes | None:
-        return self._outgoing(message)
-
-    def incoming(self, message: bytes) -> bytes | None:
-        return self._incoming(message)
-
-    def report(self, error: BaseException) -> None:
-        self._on_error(error)
 
     def install_streams(self) -> bool:
         """On every SIP TCP and TLS connection, from the REGISTER that opens it (through
@@ -899,7 +889,7 @@ _stream_contact: RegisterContactHelper | None = None
 def _stream_failed(_type: Any, value: BaseException, _tb: Any) -> None:
     helper = _stream_contact
     if helper is not None:
-        helper.report(value)
+        helper.on_error(value)
 
 
 def _on_stream_send(_err: Any, mb: Any, _arg: Any) -> bool:
@@ -930,14 +920,14 @@ def _on_sip_trace(tx: bool, tp: int, src: Any, dst: Any, pkt: Any, size: int, _a
         return
     connection = _sip_connection(src, dst, secure=tp == _SIP_TRANSP_TLS)
     if connection == _ffi.NULL:
-        helper.report(RuntimeError("its SIP connection was not found: the layout check failed"))
+        helper.on_error(RuntimeError("its SIP connection was not found: the layout check failed"))
     elif not _has_stream_helper(connection):
         status = _lib.tcp_register_helper(
             _ffi.NULL, connection, _STREAM_HELPER_LAYER, _ffi.NULL,
             _stream_send, _stream_recv, _ffi.NULL,
         )  # fmt: skip
         if status != 0:
-            helper.report(OSError(status, "tcp_register_helper failed"))
+            helper.on_error(OSError(status, "tcp_register_helper failed"))
 
 
 _stream_send = _ffi.callback(_STREAM_SEND, _on_stream_send, error=False, onerror=_stream_failed)
@@ -954,7 +944,7 @@ def _sip_connection(src: Any, dst: Any, secure: bool) -> Any:
     sip = _lib.uag_sip()
     if sip == _ffi.NULL:
         return _ffi.NULL
-    stack = _ffi.cast("struct sip_full *", sip)
+    stack = _ffi.cast("struct sip_private *", sip)
     if stack.traceh != _ffi.cast("void *", _sip_trace) or stack.ht_conn == _ffi.NULL:
         return _ffi.NULL
     bucket = _lib.hash_list(_ffi.cast("struct hash *", stack.ht_conn), _lib.sa_hash(dst, _SA_ALL))
