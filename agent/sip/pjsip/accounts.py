@@ -86,6 +86,12 @@ def apply_srtp(cfg: pj.AccountConfig, policy: str) -> None:
     media.srtpSecureSignaling = 0
 
 
+def transport_port(transport_id: int) -> int:
+    """The port a pjsua transport is bound to (its ``localName`` is ``host:port``)."""
+    name = pj.Endpoint.instance().transportGetInfo(transport_id).localName
+    return int(name.rsplit(":", 1)[1])
+
+
 def account_config(
     account: AccountSettings,
     password: str,
@@ -179,14 +185,13 @@ class PjsipAccounts:
         settings = state.settings
         account = _RegisteringAccount(name, self._on_incoming, self._state)
         transport_id = self._transports[settings.transport]
-        listener = pj.Endpoint.instance().transportGetInfo(transport_id).localName
         cfg = account_config(
             settings,
             state.password,
             transport_id,
             self._public_host,
             self._srtp,
-            int(listener.rsplit(":", 1)[1]),
+            transport_port(transport_id),
         )
         try:
             account.create(cfg, False)

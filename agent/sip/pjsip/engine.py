@@ -32,6 +32,7 @@ from agent.sip.pjsip.accounts import (
     AnsweringAccount,
     PjsipAccounts,
     apply_srtp,
+    transport_port,
 )
 from agent.sip.pjsip.call import PjsipCall, _PjCall
 from agent.sip.pjsip.gate import PjsipRequestGate
@@ -219,7 +220,7 @@ class PjsipEngine:
             transport_id = ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
         finally:
             self._log_writer.muted = False
-        self.bound_port = int(ep.transportGetInfo(transport_id).localName.rsplit(":", 1)[1])
+        self.bound_port = transport_port(transport_id)
         transports = {"udp": transport_id}
         registrations = self._registrations
         if registrations is not None and any(
@@ -254,7 +255,7 @@ class PjsipEngine:
         self._account = account
         self._account_config = acfg
         if "tls" in transports and tls.cert_file:
-            tls_port = ep.transportGetInfo(transports["tls"]).localName.rsplit(":", 1)[1]
+            tls_port = transport_port(transports["tls"])
             self._sips_contact = f"<sips:{self.settings.user}@{host}:{tls_port}>"
         if registrations is not None and registrations.accounts:
             self._accounts = PjsipAccounts(
