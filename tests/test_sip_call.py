@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import signal
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -273,6 +275,14 @@ async def test_cancel_while_ringing_ends_cleanly(engine: str) -> None:
             writer.close()
         stall.close()
         assert await agent.stop() == 0
+
+
+def _thread_names(pid: int) -> list[str]:
+    names = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
+            names.append(Path(f"/proc/{pid}/task/{task}/comm").read_text().strip())
+    return names
 
 
 def _process_resources(pid: int) -> tuple[int, int]:
@@ -550,13 +560,20 @@ async def test_ten_concurrent_calls_in_one_baresip_process_carry_audio_both_ways
     try:
         for peer in peers:
             peer.talk(talk_then_pause(1.2, 1.5), "PCMA")
-        results = await asyncio.gather(
+        calls = asyncio.gather(
             *(
                 run_sipp("uac_peer.xml", agent.sip_port,
                          **_peer_caller(peer, "PCMA", 5000, workdir))
                 for peer, workdir in zip(peers, workdirs, strict=True)
             )
         )  # fmt: skip
+        await agent.wait_for("call_answered", 10, count=10)
+        assert agent.proc is not None
+        threads = Counter(_thread_names(agent.proc.pid))
+        results = await calls
+        # Per call the stack runs its transmit thread and the source's clock, and no player
+        # thread: received audio is read from call.audio (agent.sip.baresip.player).
+        assert (threads["Audio TX"], threads["aumem_src"], threads["aumem_play"]) == (10, 10, 0)
         for result in results:
             assert result.returncode == 0, result.output[-3000:]
         answered = agent.events("call_answered")

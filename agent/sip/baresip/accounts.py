@@ -61,7 +61,7 @@ def account_aor(
     password: str,
     codecs: tuple[str, ...],
     srtp: str,
-    medianat: tuple[str, ...] = (),
+    media_params: tuple[str, ...] = (),
 ) -> str:
     """The address-of-record line of ``account``'s user agent (holds the password: never
     log it). Raises ``ValueError`` for what baresip's account parser cannot carry."""
@@ -79,7 +79,7 @@ def account_aor(
         audio_codecs=codecs,
         dtmf_mode="rtpevent",
         # No video codecs: see agent.sip.baresip.stack_config.
-        extra_params=("video_codecs", *MEDIAENC[account.srtp or srtp], *medianat),
+        extra_params=("video_codecs", *MEDIAENC[account.srtp or srtp], *media_params),
     ).aor()
     if sips:
         aor = aor.replace("<sip:", "<sips:", 1)
@@ -120,10 +120,10 @@ class BaresipAccounts:
         codecs: tuple[str, ...],
         srtp: str,
         on_incoming: Callable[[baresip.Call], None],
-        medianat: tuple[str, ...] = (),
+        media_params: tuple[str, ...] = (),
     ) -> None:
         self.registrations = registrations
-        self._medianat = medianat
+        self._media_params = media_params
         self._runtime = runtime
         self._executor = executor
         self._codecs = codecs
@@ -144,7 +144,7 @@ class BaresipAccounts:
             settings = state.settings
             try:
                 aor = account_aor(
-                    settings, state.password, self._codecs, self._srtp, self._medianat
+                    settings, state.password, self._codecs, self._srtp, self._media_params
                 )
             except ValueError as exc:
                 raise EngineStartError(

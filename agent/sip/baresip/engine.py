@@ -36,6 +36,7 @@ from agent.sip.baresip.call import BaresipCall
 from agent.sip.baresip.gate import STACK_CODECS, BaresipRequestGate, contact_uri
 from agent.sip.baresip.logs import StackLogs
 from agent.sip.baresip.media import MediaClock
+from agent.sip.baresip.player import DiscardingPlayer
 from agent.sip.baresip.register_contact import RegisterContactRewriter
 from agent.sip.engine import CallListener, DialError, EngineStartError, IncomingCall
 from agent.sip.message import SipRequest
@@ -91,6 +92,7 @@ class BaresipEngine:
         self._executor: native.ReThreadExecutor | None = None
         self._gate: BaresipRequestGate | None = None
         self._logs = StackLogs()
+        self._player = DiscardingPlayer()
         self._accounts: BaresipAccounts | None = None
         #: The engine's own ``struct ua *`` (re thread only; its account's codecs are set
         #: before each call it places).
@@ -140,6 +142,11 @@ class BaresipEngine:
         self.bound_port = port
         loop = asyncio.get_running_loop()
         self._executor = native.ReThreadExecutor(runtime)
+        # Before the first call: the stack's configuration names this player for all of them.
+        status = await self._executor.run(self._player.register)
+        if status != 0:
+            await self._close_runtime()
+            raise EngineStartError(f"cannot register the audio player: {os.strerror(status)}")
         # The user agent just created, before any account's.
         self._native_agent, _ = await self._executor.run(native.newest_agent)
         if tls is not None:
@@ -169,7 +176,7 @@ class BaresipEngine:
                 tuple(STACK_CODECS[codec] for codec in self.settings.codecs),
                 self.settings.srtp,
                 self._incoming,
-                medianat=stack_config.medianat(self.settings),
+                media_params=stack_config.media_params(self.settings),
             )
             try:
                 gate.contact_users = await accounts.create()
@@ -270,6 +277,9 @@ class BaresipEngine:
             with contextlib.suppress(baresip.BaresipError):
                 await self._executor.run(self._gate.uninstall)
             self._gate = None
+        if self._executor is not None:
+            with contextlib.suppress(baresip.BaresipError):
+                await self._executor.run(self._player.unregister)
         await self._close_runtime()
 
     async def _close_runtime(self) -> None:

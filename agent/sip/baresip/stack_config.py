@@ -16,6 +16,8 @@ What is chosen here, and why:
   more per ``[[sip.accounts]]`` entry, ``agent.sip.baresip.accounts``);
 - SDES-SRTP (``mediaenc``) on the catch-all user agent as ``sip.srtp`` says, and
   ``sip.stun_server`` as its media NAT (``medianat=stun``) on every user agent;
+- the thread-less ``discard`` player (``agent.sip.baresip.player``), since received audio is
+  read from ``call.audio``;
 - the stack's own ring timeout as a backstop only: the agent answers or refuses a ringing
   call well within ``sip.session_timeout_s``.
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 import baresip
 
 from agent.config import SipSettings, stun_host_port
+from agent.sip.baresip import player
 from agent.sip.baresip.accounts import MEDIAENC
 from agent.sip.baresip.gate import STACK_CODECS
 
@@ -71,6 +74,14 @@ def medianat(settings: SipSettings) -> tuple[str, ...]:
     return ("medianat=stun", f"stunserver=stun:{server[0]}:{server[1]}")
 
 
+def media_params(settings: SipSettings) -> tuple[str, ...]:
+    """The account parameters of every user agent's calls: the thread-less player (received
+    audio is read from ``call.audio``; the default player's per-call thread would only pull
+    it again to throw it away) and the media NAT."""
+    # "module,device": the player has no devices, the comma is still required.
+    return (f"audio_player={player.NAME},", *medianat(settings))
+
+
 def account(settings: SipSettings, port: int) -> str:
     """The address-of-record line of the process's own user agent."""
     aor = baresip.Account(
@@ -87,7 +98,7 @@ def account(settings: SipSettings, port: int) -> str:
             "video_codecs",
             "catchall=yes",
             *MEDIAENC[settings.srtp],
-            *medianat(settings),
+            *media_params(settings),
         ),
     ).aor()
     # Without a transport in its URI: baresip hands a user agent only the INVITEs of its
