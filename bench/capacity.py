@@ -387,7 +387,7 @@ def _memory(run: LevelRun) -> dict[str, float]:
 #: ``media_stats`` counters summed over a level's calls (the ``tx_`` ones: baresip only).
 _SUMMED = (
     "frames_in", "frames_out", "inbound_dropped", "gap_frames", "underruns",
-    "tx_silence_frames", "tx_starved_frames", "tx_dry_spells",
+    "tx_silence_frames", "tx_dry_spells",
 )  # fmt: skip
 
 
@@ -433,10 +433,9 @@ def analyse(run: LevelRun) -> dict[str, Any]:
         "frames_lost": frames_lost,
         "inbound_dropped": counters.get("inbound_dropped", 0),
         "gap_frames_agent": counters.get("gap_frames", 0),
-        # baresip: frames its transmit threads sent as silence or padded for want of audio,
+        # baresip: ptimes its transmit threads found no frame for (they send nothing then),
         # and the times they ran dry while the agent fed them every tick.
         "stack_silence_frames": counters.get("tx_silence_frames", 0),
-        "stack_starved_frames": counters.get("tx_starved_frames", 0),
         "transmit_dry_spells": counters.get("tx_dry_spells", 0),
         "silent_frames_heard": silent,
         "rtp_packets_lost": rtp_lost,

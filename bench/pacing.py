@@ -40,7 +40,6 @@ class _Info:
 
 class _Stats:
     tx_silence_frames = 0
-    tx_starved_frames = 0
 
 
 class _Audio:

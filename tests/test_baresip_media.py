@@ -41,7 +41,6 @@ class _Info:
 @dataclass
 class _Stats:
     tx_silence_frames: int
-    tx_starved_frames: int = 0
 
 
 @dataclass

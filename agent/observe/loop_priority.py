@@ -1,9 +1,10 @@
 """The event loop's scheduling weight: ahead of the SIP stack's threads when cores run short.
 
 On the baresip engine one thread, the asyncio loop, paces every call's audio (its media
-ticker) and runs every call's bridge, while baresip runs three threads of its own per call
-(its transmit thread, which wakes every 4 ms, and the source and player of its audio
-buffers). At equal niceness the scheduler shares the cores among all of them alike. At 150
+ticker) and runs every call's bridge, while baresip runs a transmit thread of its own per
+call, which wakes every 4 ms (when this was measured, baresip-python's audio source and
+player added two more per call; the agent's own replace them now, ``agent.sip.baresip.source``
+and ``.player``). At equal niceness the scheduler shares the cores among all of them alike. At 150
 calls on 2 cores (``bench/capacity.py``) the loop was runnable for nearly all of every second
 but ran for only 0.46-0.58 s of it, waiting the rest on the run queue; the transmit threads
 then found nothing written and sent silence (1 800-150 000 lost frames a run). With the loop

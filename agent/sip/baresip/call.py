@@ -26,6 +26,7 @@ from agent.observe.ids import new_call_id
 from agent.sip.baresip import native
 from agent.sip.baresip.latch import MediaLatch
 from agent.sip.baresip.media import AudioPump
+from agent.sip.baresip.source import StackAudio
 from agent.sip.engine import CallListener, FrameSource, SipCommandError, reinvite_answered
 from agent.sip.message import sipfrag_status
 from agent.sip.rtp_filter import expected_source, restrict_source
@@ -278,7 +279,8 @@ class BaresipCall:
             self._codec, self._rate = media.codec, media.rate
             self.log.info("sip_media_active", codec=media.codec, rate=media.rate)
             if self.pump is None:
-                self.pump = AudioPump(self._call.audio, media.rate, self._frames)
+                audio = StackAudio(self._call.audio, call_id)
+                self.pump = AudioPump(audio, media.rate, self._frames)
                 if self.outgoing:
                     # What the stack buffered since a 183 is the network's early media
                     # (ringback, announcements), not the callee: it never reaches the agent.

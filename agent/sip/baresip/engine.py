@@ -38,6 +38,7 @@ from agent.sip.baresip.logs import StackLogs
 from agent.sip.baresip.media import MediaClock
 from agent.sip.baresip.player import DiscardingPlayer
 from agent.sip.baresip.register_contact import RegisterContactRewriter
+from agent.sip.baresip.source import ClockSource, keep_idle_feeds_sending
 from agent.sip.engine import CallListener, DialError, EngineStartError, IncomingCall
 from agent.sip.message import SipRequest
 from agent.sip.refusals import RefusalLog
@@ -86,13 +87,14 @@ class BaresipEngine:
         self.bound_port: int = settings.port
         self.calls: dict[str, BaresipCall] = {}
         self._by_sip_id: dict[str, BaresipCall] = {}
-        self.clock = MediaClock()
+        self.clock = MediaClock(idle=keep_idle_feeds_sending)
         self._runtime: baresip.Runtime | None = None
         self._agent: baresip.UserAgent | None = None
         self._executor: native.ReThreadExecutor | None = None
         self._gate: BaresipRequestGate | None = None
         self._logs = StackLogs()
         self._player = DiscardingPlayer()
+        self._source = ClockSource()
         self._accounts: BaresipAccounts | None = None
         #: The engine's own ``struct ua *`` (re thread only; its account's codecs are set
         #: before each call it places).
@@ -142,11 +144,13 @@ class BaresipEngine:
         self.bound_port = port
         loop = asyncio.get_running_loop()
         self._executor = native.ReThreadExecutor(runtime)
-        # Before the first call: the stack's configuration names this player for all of them.
-        status = await self._executor.run(self._player.register)
-        if status != 0:
-            await self._close_runtime()
-            raise EngineStartError(f"cannot register the audio player: {os.strerror(status)}")
+        # Before the first call: every user agent's account names these two.
+        parts = (("source", self._source.register), ("player", self._player.register))
+        for part, register in parts:
+            status = await self._executor.run(register)
+            if status != 0:
+                await self._close_runtime()
+                raise EngineStartError(f"cannot register the audio {part}: {os.strerror(status)}")
         # The user agent just created, before any account's.
         self._native_agent, _ = await self._executor.run(native.newest_agent)
         if tls is not None:
@@ -280,6 +284,7 @@ class BaresipEngine:
         if self._executor is not None:
             with contextlib.suppress(baresip.BaresipError):
                 await self._executor.run(self._player.unregister)
+                await self._executor.run(self._source.unregister)
         await self._close_runtime()
 
     async def _close_runtime(self) -> None:

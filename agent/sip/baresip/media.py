@@ -1,8 +1,9 @@
 """Pacing the audio of every baresip call from one ticker on the event loop.
 
-baresip-python's ``call.audio`` never blocks and never calls back: received audio waits in a
-native ring buffer until read, and what is written waits until the call's native transmit
-thread sends it, one ptime (20 ms) at a time, silence when it runs dry. So the application
+baresip never calls back per frame: received audio waits in a native ring buffer until read
+(``call.audio``), and what is written (through the agent's own audio source,
+``agent.sip.baresip.source``) waits in the stack's transmit buffer until the call's transmit
+thread sends it, one ptime (20 ms) at a time, nothing when it runs dry. So the application
 paces itself. One ``MediaClock`` does it for all calls: a single timer callback every 20 ms
 (at absolute deadlines, so it never drifts) reads each call's caller audio into 20 ms
 frames and keeps its transmit buffer a couple of frames deep from the call's frame source,
@@ -20,12 +21,12 @@ Per call (``AudioPump``):
   late or a transmit thread runs dry) ahead of the transmit thread, plus one frame per tick
   that passed (so a late tick is made up, not lost); every second the real depth is read
   back and corrected by a frame, which keeps the buffer from creeping either way, and the
-  stack's count of frames it sent as silence for want of audio is read too: the pump writes
-  a frame every tick (silence when the agent says nothing), so a count that grew while it
-  fed the call steadily means the thread ran dry (it ran late, then caught up faster than
-  the ticks), and the margin grows;
-- a flush of the frame source (barge-in) flushes the native buffer too, and writing waits a
-  tick, since baresip drops what is written before its next transmit tick along with it;
+  stack's count of ptimes that found no frame is read too: the pump writes a frame every
+  tick (silence when the agent says nothing), so a count that grew while it fed the call
+  steadily means the thread ran dry (it ran late, then caught up faster than the ticks),
+  and the margin grows;
+- a flush of the frame source (barge-in) empties the stack's transmit buffer too, and what
+  the source holds after it is written in the same tick;
 - nothing is pulled or written while the far end holds the call;
 - renegotiation (``AudioRestarted``) loses what the native buffers held: counted, prefilled
   again.
@@ -124,21 +125,18 @@ class AudioPump:
         self.source: FrameSource = SilenceSource(rate)
         self._flushes = 0
         self.held = False
-        self._pause_ticks = 0
         self._ticks = 0
         #: Read the real depth at the next transmit (start, restart, flush): fill up to it.
         self._check = True
         #: Frames kept ahead of the transmit thread (the clock's ``TransmitMargin``).
         self._margin = PREFILL_FRAMES
-        #: The stack's count of frames sent as silence at the last check, and whether the
-        #: pump has fed every tick since (no flush, hold or restart in between).
+        #: The stack's count of ptimes that found no frame, at the last check, and whether
+        #: the pump has fed every tick since (no flush, hold or restart in between).
         self._silence_seen = 0
         self._steady = False
         #: Set when the transmit thread ran dry while fed steadily; the clock takes it.
         self.ran_dry = False
         self.dry_spells = 0
-        #: The stack's frames padded mid-frame (audio ran out within a frame), as last read.
-        self.tx_starved_frames = 0
         self.frames_in = 0
         self.frames_filled = 0
         self.frames_out = 0
@@ -195,17 +193,14 @@ class AudioPump:
 
     def _transmit(self, ticks: int, margin: int) -> None:
         source = self.source
-        if source.flushes != self._flushes:
+        flushed = source.flushes != self._flushes
+        if flushed:
+            # Emptied at once (agent.sip.baresip.source): what the source holds now, the
+            # audio after the barge-in, is written in this same tick, so RTP never pauses.
             self._flushes = source.flushes
             self.audio.flush_tx()
-            # baresip drains at its next transmit tick, dropping what is written meanwhile.
-            self._pause_ticks = 1
             self._check = True
             self._steady = False
-            return
-        if self._pause_ticks:
-            self._pause_ticks -= 1
-            return
         self._ticks += 1
         # A wider margin is one frame more now; a narrower one, one fewer.
         owed = ticks + margin - self._margin
@@ -214,7 +209,8 @@ class AudioPump:
             info = self.audio.info()
             if not info.tx_ready:
                 return
-            self._note_dry()
+            if not flushed:  # a ptime found empty between the flush and the refill is no reason
+                self._note_dry()
             self._check = False
             # What is buffered already counts every tick that passed: the one frame the
             # thread takes before the next tick, and the margin.
@@ -228,7 +224,6 @@ class AudioPump:
     def _note_dry(self) -> None:
         stats = self.audio.stats()
         silence = stats.tx_silence_frames
-        self.tx_starved_frames = stats.tx_starved_frames
         if self._steady and silence > self._silence_seen:
             self.ran_dry = True
             self.dry_spells += 1
@@ -260,7 +255,6 @@ class AudioPump:
             "tx_rejected_frames": self.tx_rejected_frames,
             "tx_dry_spells": self.dry_spells,
             "tx_silence_frames": self._silence_seen,
-            "tx_starved_frames": self.tx_starved_frames,
         }
         source_stats = getattr(self.source, "stats", None)
         if callable(source_stats):
@@ -269,10 +263,12 @@ class AudioPump:
 
 
 class MediaClock:
-    """One timer on the loop, every 20 ms, serving every call's ``AudioPump``."""
+    """One timer on the loop, every 20 ms, serving every call's ``AudioPump``, and ``idle``
+    (the transmit paths no pump serves yet) on every tick."""
 
-    def __init__(self) -> None:
+    def __init__(self, idle: Callable[[], None] | None = None) -> None:
         self.pumps: dict[str, AudioPump] = {}
+        self._idle = idle
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._next = 0.0
@@ -307,6 +303,8 @@ class MediaClock:
             self.late_ticks += ticks - 1
         self._next += ticks * TICK_S
         self._timer = loop.call_at(self._next, self._tick)
+        if self._idle is not None:
+            self._idle()
         arrived: list[AudioPump] = []
         dry = 0
         for pump in self.pumps.values():

@@ -43,6 +43,8 @@ _ffi.cdef(
     """
 )
 _lib: Any = _ffi.dlopen(_baresip_native.__file__)
+#: The stack keeps the name's pointer, not a copy: it lives as long as the module.
+_NAME_TEXT = _ffi.new("char[]", NAME.encode())
 _ALLOC_TYPE = (
     "int(struct auplay_st **, const struct auplay *, struct auplay_prm *, const char *,"
     " void (*)(struct auframe *, void *), void *)"
@@ -80,7 +82,7 @@ class DiscardingPlayer:
             return 0
         registration = _ffi.new("struct auplay **")
         players = _lib.baresip_auplayl()
-        status = int(_lib.auplay_register(registration, players, NAME.encode(), _alloc_callback))
+        status = int(_lib.auplay_register(registration, players, _NAME_TEXT, _alloc_callback))
         if status == 0:
             self._registration = registration
         return status

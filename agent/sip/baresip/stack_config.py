@@ -16,8 +16,8 @@ What is chosen here, and why:
   more per ``[[sip.accounts]]`` entry, ``agent.sip.baresip.accounts``);
 - SDES-SRTP (``mediaenc``) on the catch-all user agent as ``sip.srtp`` says, and
   ``sip.stun_server`` as its media NAT (``medianat=stun``) on every user agent;
-- the thread-less ``discard`` player (``agent.sip.baresip.player``), since received audio is
-  read from ``call.audio``;
+- the media clock's own thread-less audio source (``clock``, ``agent.sip.baresip.source``)
+  and player (``discard``, ``agent.sip.baresip.player``);
 - the stack's own ring timeout as a backstop only: the agent answers or refuses a ringing
   call well within ``sip.session_timeout_s``.
 """
@@ -27,7 +27,7 @@ from __future__ import annotations
 import baresip
 
 from agent.config import SipSettings, stun_host_port
-from agent.sip.baresip import player
+from agent.sip.baresip import player, source
 from agent.sip.baresip.accounts import MEDIAENC
 from agent.sip.baresip.gate import STACK_CODECS
 
@@ -75,11 +75,11 @@ def medianat(settings: SipSettings) -> tuple[str, ...]:
 
 
 def media_params(settings: SipSettings) -> tuple[str, ...]:
-    """The account parameters of every user agent's calls: the thread-less player (received
-    audio is read from ``call.audio``; the default player's per-call thread would only pull
-    it again to throw it away) and the media NAT."""
-    # "module,device": the player has no devices, the comma is still required.
-    return (f"audio_player={player.NAME},", *medianat(settings))
+    """The account parameters of every user agent's calls: the media clock's thread-less
+    source (``agent.sip.baresip.source``) and player (``agent.sip.baresip.player``) instead
+    of baresip-python's, which run a thread per call each, and the media NAT."""
+    # "module,device": neither has devices, the comma is still required.
+    return (f"audio_source={source.NAME},", f"audio_player={player.NAME},", *medianat(settings))
 
 
 def account(settings: SipSettings, port: int) -> str:
