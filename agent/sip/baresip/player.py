@@ -11,8 +11,8 @@ and pulls nothing. The playback buffer then stays full at its configured maximum
 which runs anyway); nothing else reads it.
 
 At 100 calls that is 100 fewer threads waking 50 times a second each, competing with the
-event loop that paces every call (``agent.sip.baresip.media``); ``bench/capacity.py``
-measured it side by side against ``aumem``'s player (README, Capacity).
+event loop that paces every call (``agent.sip.baresip.media``); measured together with the
+agent's own source (``agent.sip.baresip.source``, README "Benchmarks").
 
 *re thread*: ``register`` and ``unregister`` run on baresip's ``baresip-re`` thread (through
 ``native.ReThreadExecutor``), as does the allocation callback, once per call's audio start.

@@ -9,8 +9,8 @@ move a frame from a ring the application writes into that buffer (silence when t
 empty). The agent has its own clock already, one timer for all calls
 (``agent.sip.baresip.media.MediaClock``), so it registers the source ``clock``: one
 ``CallFeed`` per call's source instance, which the clock's writes go through to the read
-handler at once. Per call that is one thread fewer waking 50 times a second, and a frame
-no longer waits for the source thread's tick (0-20 ms) on its way out.
+handler at once. Per call that is one thread fewer waking 50 times a second, and one
+hand-off fewer between two clocks (``bench/results/capacity-own-audio.json``).
 
 What the pump reads back comes from the transmit half of baresip's private ``struct audio``
 (``struct autx`` of baresip 4.10, the one the pinned wheel bundles): its buffer, to know how
@@ -33,7 +33,7 @@ from typing import Any
 
 import cffi
 import structlog
-from baresip import AudioRestarted
+from baresip import AudioNotActive, AudioRestarted
 from baresip import _native as _baresip_native
 
 _log = structlog.get_logger("sip")
@@ -298,9 +298,10 @@ class StackAudio:
     """A call's audio for ``AudioPump``: received audio from the binding's ``call.audio``,
     transmitted audio through the call's current ``CallFeed``.
 
-    A new feed (the stack restarted the source: a re-INVITE that changed the codec) raises
-    ``AudioRestarted`` once, as the binding does for its own streams, so the pump fills the
-    new buffer afresh.
+    As the binding does for its own streams: no feed (the source not started yet, or
+    released at the call's end) raises ``AudioNotActive``, and a new one (the stack restarted
+    the source: a re-INVITE that changed the codec) ``AudioRestarted`` once, so the pump
+    fills the new buffer afresh.
     """
 
     def __init__(self, received: Any, call_id: str) -> None:
@@ -308,8 +309,10 @@ class StackAudio:
         self._call_id = call_id
         self._feed: CallFeed | None = None
 
-    def _current(self) -> CallFeed | None:
+    def _current(self) -> CallFeed:
         feed = feeds.get(self._call_id)
+        if feed is None:
+            raise AudioNotActive("the call's audio source is not running")
         if feed is not self._feed:
             known, self._feed = self._feed, feed
             if known is not None:
@@ -322,22 +325,17 @@ class StackAudio:
 
     def write(self, frame: bytes) -> int:
         feed = self._current()
-        if feed is None:
-            return 0
         feed.claimed = True
         return feed.write(frame)
 
     def flush_tx(self) -> None:
-        feed = self._current()
-        if feed is not None:
-            feed.flush()
+        self._current().flush()
 
     def info(self) -> FeedInfo:
         feed = self._current()
-        if feed is None or not feed.ready():
+        if not feed.ready():
             return FeedInfo(False, 0)
         return FeedInfo(True, feed.buffered())
 
     def stats(self) -> FeedStats:
-        feed = self._current()
-        return FeedStats(0 if feed is None else feed.underruns())
+        return FeedStats(self._current().underruns())
