@@ -30,15 +30,14 @@ import structlog
 from agent.config import SipSettings
 from agent.ports import can_bind, unused_port
 from agent.sip import stun_probe
-from agent.sip.baresip import native, stack_config
+from agent.sip.baresip import native, player, source, stack_config
 from agent.sip.baresip.accounts import BaresipAccounts
 from agent.sip.baresip.call import BaresipCall
 from agent.sip.baresip.gate import STACK_CODECS, BaresipRequestGate, contact_uri
 from agent.sip.baresip.logs import StackLogs
 from agent.sip.baresip.media import MediaClock
-from agent.sip.baresip.player import DiscardingPlayer
 from agent.sip.baresip.register_contact import RegisterContactRewriter
-from agent.sip.baresip.source import ClockSource, keep_idle_feeds_sending
+from agent.sip.baresip.source import keep_idle_feeds_sending
 from agent.sip.engine import CallListener, DialError, EngineStartError, IncomingCall
 from agent.sip.message import SipRequest
 from agent.sip.refusals import RefusalLog
@@ -93,8 +92,8 @@ class BaresipEngine:
         self._executor: native.ReThreadExecutor | None = None
         self._gate: BaresipRequestGate | None = None
         self._logs = StackLogs()
-        self._player = DiscardingPlayer()
-        self._source = ClockSource()
+        #: The agent's own audio source and player (one media clock instead of a thread each).
+        self._drivers = {"source": source.registration(), "player": player.registration()}
         self._accounts: BaresipAccounts | None = None
         #: The engine's own ``struct ua *`` (re thread only; its account's codecs are set
         #: before each call it places).
@@ -145,9 +144,8 @@ class BaresipEngine:
         loop = asyncio.get_running_loop()
         self._executor = native.ReThreadExecutor(runtime)
         # Before the first call: every user agent's account names these two.
-        parts = (("source", self._source.register), ("player", self._player.register))
-        for part, register in parts:
-            status = await self._executor.run(register)
+        for part, driver in self._drivers.items():
+            status = await self._executor.run(driver.register)
             if status != 0:
                 await self._close_runtime()
                 raise EngineStartError(f"cannot register the audio {part}: {os.strerror(status)}")
@@ -283,8 +281,8 @@ class BaresipEngine:
             self._gate = None
         if self._executor is not None:
             with contextlib.suppress(baresip.BaresipError):
-                await self._executor.run(self._player.unregister)
-                await self._executor.run(self._source.unregister)
+                for driver in self._drivers.values():
+                    await self._executor.run(driver.unregister)
         await self._close_runtime()
 
     async def _close_runtime(self) -> None:

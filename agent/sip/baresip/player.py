@@ -26,6 +26,8 @@ from typing import Any
 import cffi
 from baresip import _native as _baresip_native
 
+from agent.sip.baresip.driver import Registration
+
 #: The player's name in the stack's configuration (``audio_player``); at most 15 bytes.
 NAME = "discard"
 
@@ -70,25 +72,13 @@ def _alloc(stp: Any, _ap: Any, _prm: Any, _device: Any, _wh: Any, _arg: Any) -> 
 _alloc_callback = _ffi.callback(_ALLOC_TYPE, _alloc, onerror=_on_alloc_failed)
 
 
-class DiscardingPlayer:
-    """The ``discard`` player, registered with the running stack while this object holds it."""
+def _add() -> tuple[int, Any]:
+    handle = _ffi.new("struct auplay **")
+    players = _lib.baresip_auplayl()
+    status = int(_lib.auplay_register(handle, players, _NAME_TEXT, _alloc_callback))
+    return status, handle[0] if status == 0 else None
 
-    def __init__(self) -> None:
-        self._registration: Any = None
 
-    def register(self) -> int:
-        """Make ``discard`` available to calls; 0 or an errno (*re thread*)."""
-        if self._registration is not None:
-            return 0
-        registration = _ffi.new("struct auplay **")
-        players = _lib.baresip_auplayl()
-        status = int(_lib.auplay_register(registration, players, _NAME_TEXT, _alloc_callback))
-        if status == 0:
-            self._registration = registration
-        return status
-
-    def unregister(self) -> None:
-        """Take ``discard`` out of the stack's list (*re thread*; after the last call)."""
-        if self._registration is not None:
-            _lib.mem_deref(self._registration[0])
-            self._registration = None
+def registration() -> Registration:
+    """The ``discard`` player, for the engine to register and release (*re thread*)."""
+    return Registration(_add, _lib.mem_deref)

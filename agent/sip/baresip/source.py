@@ -36,6 +36,8 @@ import structlog
 from baresip import AudioNotActive, AudioRestarted
 from baresip import _native as _baresip_native
 
+from agent.sip.baresip.driver import Registration
+
 _log = structlog.get_logger("sip")
 #: The source's name in each account's ``audio_source`` (at most 15 bytes).
 NAME = "clock"
@@ -270,28 +272,16 @@ _alloc_callback = _ffi.callback(
 _release_callback = _ffi.callback("void(void *)", _release, onerror=_release_failed)
 
 
-class ClockSource:
-    """The ``clock`` source, registered with the running stack while this object holds it."""
+def _add() -> tuple[int, Any]:
+    handle = _ffi.new("struct ausrc **")
+    sources = _lib.baresip_ausrcl()
+    status = int(_lib.ausrc_register(handle, sources, _NAME_TEXT, _alloc_callback))
+    return status, handle[0] if status == 0 else None
 
-    def __init__(self) -> None:
-        self._registration: Any = None
 
-    def register(self) -> int:
-        """Make ``clock`` available to calls; 0 or an errno (*re thread*)."""
-        if self._registration is not None:
-            return 0
-        registration = _ffi.new("struct ausrc **")
-        sources = _lib.baresip_ausrcl()
-        status = int(_lib.ausrc_register(registration, sources, _NAME_TEXT, _alloc_callback))
-        if status == 0:
-            self._registration = registration
-        return status
-
-    def unregister(self) -> None:
-        """Take ``clock`` out of the stack's list (*re thread*; after the last call)."""
-        if self._registration is not None:
-            _lib.mem_deref(self._registration[0])
-            self._registration = None
+def registration() -> Registration:
+    """The ``clock`` source, for the engine to register and release (*re thread*)."""
+    return Registration(_add, _lib.mem_deref)
 
 
 class StackAudio:
