@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from baresip import AudioNotActive, AudioRestarted
+from structlog.testing import capture_logs
 
 from agent.sip.baresip import source
 from agent.sip.baresip.source import CallFeed, StackAudio
@@ -37,25 +38,35 @@ def _stack_audio(layout: str, state: Any, psize: int) -> Any:
 def test_the_transmit_half_is_trusted_only_when_it_names_this_feed(layout: str) -> None:
     state = _ffi.new("char[1]")
     audio = _stack_audio(layout, state, 320)
-    feed = CallFeed(state, audio, _ffi.NULL, _ffi.NULL, _prm(8000))
+    feed = CallFeed("call", state, audio, _ffi.NULL, _ffi.NULL, _prm(8000))
     assert feed.frame_bytes == 320
     assert feed.ready()
 
     # Another source's state, or another frame size (a G.722 call's 640 bytes against an
     # 8 kHz feed): nothing is written, read or flushed.
     other = _ffi.new("char[1]")
-    stranger = CallFeed(other, audio, _ffi.NULL, _ffi.NULL, _prm(8000))
+    stranger = CallFeed("call", other, audio, _ffi.NULL, _ffi.NULL, _prm(8000))
     assert not stranger.ready()
     assert stranger.write(bytes(320)) == 0
     assert stranger.buffered() == 0 and stranger.underruns() == 0
-    wideband = CallFeed(state, audio, _ffi.NULL, _ffi.NULL, _prm(16000))
+    wideband = CallFeed("call", state, audio, _ffi.NULL, _ffi.NULL, _prm(16000))
     assert not wideband.ready()
+
+
+def test_a_layout_that_never_checks_out_is_told_once_with_the_call() -> None:
+    audio = _stack_audio("struct audio_head *", _ffi.new("char[1]"), 320)
+    feed = CallFeed("call-7", _ffi.new("char[1]"), audio, _ffi.NULL, _ffi.NULL, _prm(8000))
+    with capture_logs() as logs:
+        for _ in range(3 * source._VALIDATE_TRIES):
+            assert not feed.ready()
+    told = [line for line in logs if line["event"] == "baresip_audio_source_unchecked"]
+    assert len(told) == 1 and told[0]["sip_call_id"] == "call-7"
 
 
 def test_a_released_feed_takes_nothing() -> None:
     state = _ffi.new("char[1]")
     audio = _stack_audio("struct audio_head *", state, 320)
-    feed = CallFeed(state, audio, _ffi.NULL, _ffi.NULL, _prm(8000))
+    feed = CallFeed("call", state, audio, _ffi.NULL, _ffi.NULL, _prm(8000))
     assert feed.ready()
     feed.close()
     assert feed.write(bytes(320)) == 0

@@ -109,7 +109,10 @@ class FeedStats:
 class CallFeed:
     """One source instance of one call: the stack's read handler, fed from the loop."""
 
-    def __init__(self, state: Any, audio: Any, read_handler: Any, arg: Any, prm: Any) -> None:
+    def __init__(
+        self, call_id: str, state: Any, audio: Any, read_handler: Any, arg: Any, prm: Any
+    ) -> None:
+        self.call_id = call_id
         self._state = state
         self._audio = audio
         self._read_handler = read_handler
@@ -135,7 +138,12 @@ class CallFeed:
             return self._tx
         self._tries += 1
         if self._tries == _VALIDATE_TRIES:
-            _log.error("baresip_audio_source_unchecked", reason="struct audio layout unknown")
+            # Once per call: the agent stays silent on it (the stack sends nothing).
+            _log.error(
+                "baresip_audio_source_unchecked",
+                sip_call_id=self.call_id,
+                reason="baresip's struct audio is not the layout of baresip 4.10",
+            )
         # The stack stores our state and its own buffer size once the allocation returns:
         # until both are there (or in a layout this module does not know) nothing is read.
         for layout in ("struct audio_head *", "struct audio_head_magic *"):
@@ -247,7 +255,7 @@ def _alloc(
     state = _lib.mem_zalloc(1, _release_callback)
     if state == _ffi.NULL:
         return errno.ENOMEM
-    feed = CallFeed(state, _ffi.cast("struct audio *", arg), read_handler, arg, prm)
+    feed = CallFeed(call_id, state, _ffi.cast("struct audio *", arg), read_handler, arg, prm)
     _by_state[int(_ffi.cast("uintptr_t", state))] = (call_id, feed)
     feeds[call_id] = feed
     stp[0] = _ffi.cast("struct ausrc_st *", state)
