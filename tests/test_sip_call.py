@@ -569,7 +569,12 @@ async def test_ten_concurrent_calls_in_one_baresip_process_carry_audio_both_ways
         )  # fmt: skip
         await agent.wait_for("call_answered", 10, count=10)
         assert agent.proc is not None
+        # The stack starts a call's audio at the ACK, which may come a little after the answer.
+        deadline = time.monotonic() + 3
         threads = Counter(_thread_names(agent.proc.pid))
+        while threads["Audio TX"] < 10 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            threads = Counter(_thread_names(agent.proc.pid))
         results = await calls
         # Per call the stack runs its transmit thread alone: the media clock feeds it, and
         # received audio is read from call.audio (agent.sip.baresip.source and .player).
