@@ -53,6 +53,26 @@ def test_the_transmit_half_is_trusted_only_when_it_names_this_feed(layout: str) 
     assert not wideband.ready()
 
 
+def test_a_write_hands_the_stack_a_copy_of_the_frame_of_the_calls_size() -> None:
+    state = _ffi.new("char[1]")
+    audio = _stack_audio("struct audio_head *", state, 320)
+    handed: list[tuple[bytes, int, int, int]] = []
+
+    def read_handler(af: Any, _arg: Any) -> None:
+        samples = bytes(_ffi.buffer(af.sampv, 2 * af.sampc))
+        handed.append((samples, af.sampc, af.srate, af.ch))
+        _ffi.memmove(af.sampv, bytes(2 * af.sampc), 2 * af.sampc)  # a muted source, in place
+
+    handler = _ffi.callback("void(struct auframe *, void *)", read_handler)
+    feed = CallFeed("call", state, audio, handler, _ffi.NULL, _prm(8000))
+    frame = bytes(range(256)) + bytes(64)
+    assert feed.write(frame) == 320
+    assert handed == [(frame, 160, 8000, 1)]
+    assert frame == bytes(range(256)) + bytes(64)  # the caller's bytes stay as they were
+    # A 16 kHz frame on an 8 kHz call would be played at half speed: refused.
+    assert feed.write(bytes(640)) == 0 and len(handed) == 1
+
+
 def test_a_layout_that_never_checks_out_is_told_once_with_the_call() -> None:
     audio = _stack_audio("struct audio_head *", _ffi.new("char[1]"), 320)
     feed = CallFeed("call-7", _ffi.new("char[1]"), audio, _ffi.NULL, _ffi.NULL, _prm(8000))

@@ -37,7 +37,6 @@ from agent.sip.baresip.gate import STACK_CODECS, BaresipRequestGate, contact_uri
 from agent.sip.baresip.logs import StackLogs
 from agent.sip.baresip.media import MediaClock
 from agent.sip.baresip.register_contact import RegisterContactRewriter
-from agent.sip.baresip.source import keep_idle_feeds_sending
 from agent.sip.engine import CallListener, DialError, EngineStartError, IncomingCall
 from agent.sip.message import SipRequest
 from agent.sip.refusals import RefusalLog
@@ -86,7 +85,7 @@ class BaresipEngine:
         self.bound_port: int = settings.port
         self.calls: dict[str, BaresipCall] = {}
         self._by_sip_id: dict[str, BaresipCall] = {}
-        self.clock = MediaClock(idle=keep_idle_feeds_sending)
+        self.clock = MediaClock(idle=source.keep_idle_feeds_sending)
         self._runtime: baresip.Runtime | None = None
         self._agent: baresip.UserAgent | None = None
         self._executor: native.ReThreadExecutor | None = None

@@ -43,7 +43,7 @@ _log = structlog.get_logger("sip")
 NAME = "clock"
 #: libre's AUFMT_S16LE: the only sample format the clock writes.
 _S16LE = 0
-#: Allocations after which a feed whose layout never checked out stops trying.
+#: Reads of the stack's struct after which a feed whose layout never checked out stops trying.
 _VALIDATE_TRIES = 50
 
 _ffi = cffi.FFI()
@@ -124,7 +124,13 @@ class CallFeed:
         self._closed = False
         self._tx: Any = None
         self._tries = 0
+        # One frame, set up once and handed to the stack each write: its samples are ours to
+        # copy into (the stack may mute them in place), not a Python bytes object's memory.
+        self._samples = _ffi.new("uint8_t[]", self.frame_bytes)
         self._frame = _ffi.new("struct auframe *")
+        _lib.auframe_init(
+            self._frame, _S16LE, self._samples, self.frame_bytes // 2, self.rate, self.channels
+        )
         self._silence = bytes(self.frame_bytes)
         #: Set once a call's pump writes here; until then ``keep_idle_feeds_sending`` does.
         self.claimed = False
@@ -159,16 +165,14 @@ class CallFeed:
         return self._tx
 
     def write(self, frame: bytes) -> int:
-        """Hand one frame to the stack (loop thread); the bytes taken (0 once released)."""
+        """Hand one frame of the call's size to the stack (loop thread); the bytes taken (0
+        once released, or for a frame of another size)."""
         with self._lock:
-            if self._closed or self._transmit_half() is None:
+            if self._closed or len(frame) != self.frame_bytes or self._transmit_half() is None:
                 return 0
-            samples = _ffi.from_buffer(frame)
-            _lib.auframe_init(
-                self._frame, _S16LE, samples, len(frame) // 2, self.rate, self.channels
-            )
+            _ffi.memmove(self._samples, frame, self.frame_bytes)
             self._read_handler(self._frame, self._arg)
-            return len(frame)
+            return self.frame_bytes
 
     def keep_sending(self) -> None:
         """A frame of silence unless the stack holds one ahead already (loop thread)."""
@@ -203,7 +207,7 @@ class CallFeed:
 #: The current feed of each call, by baresip's call id (the SIP Call-ID), and every feed by
 #: its state's address, for the release. Written on the re thread, read on the loop.
 feeds: dict[str, CallFeed] = {}
-_by_state: dict[int, tuple[str, CallFeed]] = {}
+_by_state: dict[int, CallFeed] = {}
 
 
 def keep_idle_feeds_sending() -> None:
@@ -235,13 +239,12 @@ def _call_of(audio: Any) -> str | None:
 
 
 def _release(state: Any) -> None:
-    key = int(_ffi.cast("uintptr_t", state))
-    call_id, feed = _by_state.pop(key, (None, None))
+    feed = _by_state.pop(int(_ffi.cast("uintptr_t", state)), None)
     if feed is None:
         return
     feed.close()
-    if call_id is not None and feeds.get(call_id) is feed:
-        del feeds[call_id]
+    if feeds.get(feed.call_id) is feed:
+        del feeds[feed.call_id]
 
 
 def _alloc(
@@ -249,14 +252,15 @@ def _alloc(
 ) -> int:
     if prm == _ffi.NULL or prm.fmt != _S16LE or not (prm.srate and prm.ch and prm.ptime):
         return errno.ENOTSUP
-    call_id = _call_of(_ffi.cast("struct audio *", arg))
+    audio = _ffi.cast("struct audio *", arg)
+    call_id = _call_of(audio)
     if call_id is None:
         return errno.EINVAL
     state = _lib.mem_zalloc(1, _release_callback)
     if state == _ffi.NULL:
         return errno.ENOMEM
-    feed = CallFeed(call_id, state, _ffi.cast("struct audio *", arg), read_handler, arg, prm)
-    _by_state[int(_ffi.cast("uintptr_t", state))] = (call_id, feed)
+    feed = CallFeed(call_id, state, audio, read_handler, arg, prm)
+    _by_state[int(_ffi.cast("uintptr_t", state))] = feed
     feeds[call_id] = feed
     stp[0] = _ffi.cast("struct ausrc_st *", state)
     return 0
