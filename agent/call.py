@@ -263,7 +263,11 @@ class CallSession:
         self._conn: RealtimeTransport | None = None
         #: Bumped with each new session: a tool's result for an earlier one is not sent.
         self._generation = 0
-        self._frames_ready = asyncio.Event()
+        #: Set while caller audio flows to the model (``_uplink``); it ends the uplink.
+        self._uplink_stop: asyncio.Future[None] | None = None
+        #: Set while a send of the uplink waits for the connection (flow control): caller
+        #: frames wait in the engine meanwhile, as they would behind a slow network.
+        self._uplink_waiting = False
         self._confirmed = asyncio.Event()
         self._ended = asyncio.Event()
         self._hangup_code: int | None = None
@@ -273,6 +277,7 @@ class CallSession:
         self._transfers: list[asyncio.Future[TransferOutcome]] = []
         self._malformed: set[str] = set()
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_deadline = 0.0
         self._sends: set[asyncio.Future[None]] = set()
         self.started_at = time.monotonic()
         call.listener = self
@@ -386,7 +391,19 @@ class CallSession:
         """Only calls we place ring (``agent.outbound.session``)."""
 
     def on_frames(self) -> None:
-        self._frames_ready.set()
+        """Caller frames are waiting: through the bridge and on to the model now, in the
+        media clock's callback, rather than by waking a task per call per tick (the loop's
+        busiest path: at 150 calls it runs 7 500 times a second)."""
+        stop = self._uplink_stop
+        if stop is None or stop.done() or self._uplink_waiting or self._ended.is_set():
+            return
+        try:
+            self._carry_up()
+        except Exception:
+            # A bug, not the caller's doing: the call ends (as a failed uplink task did),
+            # said once, and the clock serves every other call on.
+            self.log.exception("uplink_failed")
+            stop.set_result(None)
 
     def on_dtmf(self, digit: str, method: str) -> None:
         self._submit(self.bridge.caller_dtmf(digit, method, self._now()))
@@ -401,7 +418,6 @@ class CallSession:
     def on_disconnected(self, code: int, reason: str) -> None:
         self._hangup_code, self._hangup_reason = code, reason
         self._ended.set()
-        self._frames_ready.set()
 
     # -- the call's tools ask (loop thread) ---------------------------------------------------
     async def hang_up_when_quiet(self, reason: str) -> None:
@@ -815,18 +831,53 @@ class CallSession:
 
     # -- caller -> model ---------------------------------------------------------------------
     async def _uplink(self) -> None:
-        while not self._ended.is_set():
-            await self._frames_ready.wait()
-            self._frames_ready.clear()
-            now = self._now()
-            step = Step()
-            frames = self.call.take_frames()
-            if self.recording is not None:
-                self.recording.caller_frames(frames)
-            for frame in frames:
-                step.add(self.bridge.caller_frame(frame, now))
-            step.add(self.bridge.tick(now))
-            await self._carry_out(step)
+        """Caller audio flows (``on_frames``) while this waits; it returns if that fails."""
+        self._uplink_stop = asyncio.get_running_loop().create_future()
+        try:
+            await self._uplink_stop
+        finally:
+            self._uplink_stop = None
+
+    def _carry_up(self) -> None:
+        now = self._now()
+        step = Step()
+        frames = self.call.take_frames()
+        if self.recording is not None:
+            self.recording.caller_frames(frames)
+        for frame in frames:
+            step.add(self.bridge.caller_frame(frame, now))
+        step.add(self.bridge.tick(now))
+        self._apply_now(step)
+        conn = self._conn
+        if not step.requests or conn is None:
+            return
+        try:
+            texts = self._wire_texts(conn, self.adapter, step.requests)
+            for index, text in enumerate(texts):
+                if not conn.send_now(text):
+                    self._uplink_waits_for(conn, texts[index:])
+                    return
+        except Exception as exc:
+            # The session is going (the downlink will say so); nothing more to send.
+            self.log.debug("request_not_sent", error=str(exc))
+
+    def _uplink_waits_for(self, conn: RealtimeTransport, texts: list[str]) -> None:
+        """The connection holds writes back: ``texts`` go when it takes them, and the
+        uplink waits until then, so the caller's audio stays in order."""
+        self._uplink_waiting = True
+
+        async def send_rest() -> None:
+            try:
+                for text in texts:
+                    await conn.send(text)
+            except Exception as exc:
+                self.log.debug("request_not_sent", error=str(exc))
+            finally:
+                self._uplink_waiting = False
+
+        task = asyncio.ensure_future(send_rest())
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
 
     # -- model -> caller ---------------------------------------------------------------------
     async def _downlink(
@@ -961,18 +1012,27 @@ class CallSession:
     async def _send_to(
         self, conn: RealtimeTransport, adapter: ProtocolAdapter, requests: list[ClientRequest]
     ) -> None:
+        try:
+            for text in self._wire_texts(conn, adapter, requests):
+                await conn.send(text)
+        except Exception as exc:
+            # The session is going (the downlink will say so); nothing more to send.
+            self.log.debug("request_not_sent", error=str(exc))
+
+    @staticmethod
+    def _wire_texts(
+        conn: RealtimeTransport, adapter: ProtocolAdapter, requests: list[ClientRequest]
+    ) -> list[str]:
+        """The wire events for ``requests``; over WebRTC the caller's audio goes on the
+        track instead, here and now."""
         media = conn.media
+        texts: list[str] = []
         for request in requests:
             if media is not None and isinstance(request, AppendAudio):
-                media.send_audio(request.audio)  # WebRTC: the caller's audio rides the track
+                media.send_audio(request.audio)
                 continue
-            try:
-                for text in adapter.encode(request):
-                    await conn.send(text)
-            except Exception as exc:
-                # The session is going (the downlink will say so); nothing more to send.
-                self.log.debug("request_not_sent", request=type(request).__name__, error=str(exc))
-                return
+            texts.extend(adapter.encode(request))
+        return texts
 
     def _apply_now(self, step: Step) -> None:
         for line in step.lines:
@@ -1093,13 +1153,16 @@ class CallSession:
 
     def _schedule_tick(self) -> None:
         """Wake the bridge by its next deadline (DTMF batches, waits for quiet)."""
-        deadline = self.bridge.next_deadline
+        deadline = None if self._ended.is_set() else self.bridge.next_deadline
         if self._timer is not None:
+            if deadline == self._timer_deadline:
+                return  # every media tick asks: keep the timer rather than make it anew
             self._timer.cancel()
             self._timer = None
-        if deadline is not None and not self._ended.is_set():
+        if deadline is not None:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_at(deadline / 1000, self._tick)
+            self._timer_deadline = deadline
 
     def _tick(self) -> None:
         self._timer = None

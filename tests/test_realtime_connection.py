@@ -179,3 +179,45 @@ async def test_close_is_prompt_while_the_server_is_still_streaming() -> None:
         await conn.close()
         assert asyncio.get_running_loop().time() - started < 1.5
         await asyncio.wait_for(closed.wait(), 2)
+
+
+async def test_send_now_writes_in_order_and_holds_back_when_the_server_falls_behind() -> None:
+    """The uplink's synchronous write: every message arrives, in order, while the server
+    keeps up; once the server stops reading, flow control holds writes back and send_now
+    says so instead of buffering without bound; once closed, it writes nothing."""
+    from websockets.asyncio.server import ServerConnection, serve
+
+    received: list[str] = []
+    reading = asyncio.Event()
+    reading.set()
+    first_batch = asyncio.Event()
+
+    async def collecting(ws: ServerConnection) -> None:
+        async for message in ws:
+            assert isinstance(message, str)
+            received.append(message)
+            if len(received) == 50:
+                first_batch.set()
+            await reading.wait()  # cleared: the server reads no more, its buffers fill
+
+    async with serve(collecting, "127.0.0.1", 0, max_queue=1) as server:
+        port = server.sockets[0].getsockname()[1]
+        conn = await RealtimeConnection.open(_endpoint(f"ws://127.0.0.1:{port}/v1/realtime"), 5)
+        assert all(conn.send_now(json.dumps({"n": n})) for n in range(50))
+        await asyncio.wait_for(first_batch.wait(), 5)
+        assert [json.loads(m)["n"] for m in received] == list(range(50))
+
+        reading.clear()
+        big = json.dumps({"type": "input_audio_buffer.append", "audio": "A" * 65536})
+        written = 0
+        for _ in range(2000):  # ~130 MB at most: far beyond the sockets' buffers
+            if not conn.send_now(big):
+                break
+            written += 1
+            await asyncio.sleep(0)  # the transport writes what the socket takes
+        else:
+            pytest.fail("send_now never held back while the server read nothing")
+        assert written > 0
+        reading.set()
+        await conn.close()
+        assert not conn.send_now(json.dumps({"n": "after close"}))

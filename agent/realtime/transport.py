@@ -37,6 +37,13 @@ class RealtimeTransport(Protocol):
         """Send one wire event; raises when the connection is gone."""
         ...
 
+    def send_now(self, text: str) -> bool:
+        """Write one wire event at once, from a synchronous callback: True once written;
+        False, writing nothing, when the connection cannot take it without waiting (gone,
+        or its peer is behind and flow control holds writes back): ``send`` it then, which
+        waits, or raises when the connection is gone."""
+        ...
+
     def messages(self) -> AsyncIterator[str | bytes]:
         """The server's messages, in order, until the connection closes."""
         ...

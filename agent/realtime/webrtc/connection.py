@@ -170,6 +170,13 @@ class WebRtcConnection:
             raise ConnectionError(self._close_reason or "the data channel is not open")
         self._channel.send(text)
 
+    def send_now(self, text: str) -> bool:
+        """The data channel queues what it is given: a write never waits."""
+        if self._channel.readyState != "open":
+            return False
+        self._channel.send(text)
+        return True
+
     async def messages(self) -> AsyncIterator[str | bytes]:
         """The server's events until the channel or the connection closes."""
         while True:
