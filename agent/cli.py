@@ -293,7 +293,10 @@ def _serve(args: argparse.Namespace) -> int:
         profile = args.config.stem if args.config else "agent"
         await AgentApp(settings, profile).run(stop)
 
-    asyncio.run(main())
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
     return 0
 
 
