@@ -16,6 +16,7 @@ import structlog
 from agent.audio.notice import Notice, NoticeError, load_notice
 from agent.call import CallSession
 from agent.config import ConfigError, Settings
+from agent.event_loop import loop_kind
 from agent.http.listener import HttpListener
 from agent.http.routes import health_routes
 from agent.observe.backend_probe import BackendProbe
@@ -217,6 +218,7 @@ class AgentApp:
             transport=self.endpoint.transport,
             max_calls=self.settings.sip.max_calls,
             outbound_api=self.http is not None and self.settings.outbound.api,
+            event_loop=loop_kind(asyncio.get_running_loop()),
         )
         sip = self.settings.sip
         log.info(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import SIP_ENGINES, ConfigError, Settings, load_settings
+from agent.event_loop import run_serving
 from agent.observe.logging import configure_logging, get_logger, register_secret
 
 
@@ -293,10 +294,7 @@ def _serve(args: argparse.Namespace) -> int:
         profile = args.config.stem if args.config else "agent"
         await AgentApp(settings, profile).run(stop)
 
-    import uvloop
-
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main())
+    run_serving(main())
     return 0
 
 
@@ -343,7 +341,7 @@ def _cluster(args: argparse.Namespace) -> int:
             loop.add_signal_handler(signum, _handle, signum)
         await cluster.run(stop)
 
-    asyncio.run(main())
+    run_serving(main())
     return 0
 
 
@@ -440,7 +438,7 @@ def _local_server(args: argparse.Namespace) -> int:
     configure_logging(args.log_format)
     backend = make_backend("synthetic" if args.synthetic else "voice", str(args.brain or ""))
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_local_server(args.host, args.port, backend))
+        run_serving(run_local_server(args.host, args.port, backend))
     return 0
 
 

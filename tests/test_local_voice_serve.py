@@ -18,6 +18,8 @@ async def test_serve_without_a_key_starts_the_voice_backend(engine: str) -> None
     try:
         listening = agent.events("agent_listening")[0]
         assert listening["backend"].startswith("local ws://127.0.0.1:")
+        # Every call's media and session traffic runs on uvloop's loop (agent.event_loop).
+        assert listening["event_loop"] == "uvloop"
         loaded = await agent.wait_for("local_model_loaded", 30, count=2)
         assert {line["model"] for line in loaded} == {"piper en_US-joe-medium", "whisper tiny.en"}
         # Listening came first: calls are answered while the models load.
