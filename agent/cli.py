@@ -341,7 +341,9 @@ def _cluster(args: argparse.Namespace) -> int:
             loop.add_signal_handler(signum, _handle, signum)
         await cluster.run(stop)
 
-    run_serving(main())
+    # asyncio's own loop: the supervisor carries no call, and starts its children in process
+    # groups of their own, which uvloop's subprocess support does not offer.
+    asyncio.run(main())
     return 0
 
 

@@ -352,7 +352,9 @@ class PjsipEngine:
             loop.remove_reader(waker.fileno())
 
     def _wake_calls(self) -> None:
-        for call in self.calls.values():
+        # A copy: a listener carries the call's audio on at once, and what it decides (a
+        # hang-up) can end a call, and so change the table, before the loop is done.
+        for call in list(self.calls.values()):
             port = call.port
             if port is not None and port.inbound and call.listener is not None:
                 call.listener.on_frames()
