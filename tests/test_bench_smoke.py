@@ -139,6 +139,19 @@ def test_resampler_quick(tmp_path: Path) -> None:
     assert {row["quality"] for row in rows} >= {"LQ", "MQ"}
 
 
+def test_bridge_uplink_quick(tmp_path: Path) -> None:
+    out = tmp_path / "bridge_uplink.json"
+    done = subprocess.run(
+        [sys.executable, "bench/bridge_uplink.py", "--frames", "50", "--repeats", "1",
+         "--json", out],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert set(result["uplink_us_per_frame"]) == {"soxr LQ", "G.711 passthrough"}
+    assert all(us > 0 for us in result["ulaw_encode_us_per_frame"].values())
+
+
 async def test_pacing_quick(tmp_path: Path) -> None:
     result = _round_trip(await pacing.run([10], seconds=1.0), tmp_path / "pacing.json")
     assert [(row["mode"], row["calls"]) for row in result["rows"]] == [
