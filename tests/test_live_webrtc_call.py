@@ -197,6 +197,13 @@ async def test_a_live_call_over_webrtc_delegates_a_transfer(engine: str, tmp_pat
             session, tracked = _live_session(server)
             # The delegation ran the transfer tool, and the REFER went to the destination.
             assert agent.events("live_delegation")
+            # The tool's line comes once the transfer's outcome (SIPp's NOTIFY) is in, which
+            # races SIPp's own exit: wait for it rather than read the output at once.
+            await _until(
+                lambda: any(t.get("tool") == "transfer_call" for t in agent.events("tool_call")),
+                5,
+                "the agent never logged the transfer_call tool",
+            )
             (tool,) = [t for t in agent.events("tool_call") if t.get("tool") == "transfer_call"]
             assert tool["origin"] == "delegation"
             refer_to = [
