@@ -384,10 +384,9 @@ def _memory(run: LevelRun) -> dict[str, float]:
     }
 
 
-#: ``media_stats`` counters summed over a level's calls (the ``tx_`` ones: baresip only).
+#: ``media_stats`` counters summed over a level's calls (``tx_send_errors``: baresip only).
 _SUMMED = (
-    "frames_in", "frames_out", "inbound_dropped", "gap_frames", "underruns",
-    "tx_silence_frames", "tx_dry_spells",
+    "frames_in", "frames_out", "inbound_dropped", "gap_frames", "underruns", "tx_send_errors",
 )  # fmt: skip
 
 
@@ -433,10 +432,8 @@ def analyse(run: LevelRun) -> dict[str, Any]:
         "frames_lost": frames_lost,
         "inbound_dropped": counters.get("inbound_dropped", 0),
         "gap_frames_agent": counters.get("gap_frames", 0),
-        # baresip: ptimes its transmit threads found no frame for (they send nothing then),
-        # and the times they ran dry while the agent fed them every tick.
-        "stack_silence_frames": counters.get("tx_silence_frames", 0),
-        "transmit_dry_spells": counters.get("tx_dry_spells", 0),
+        # baresip: RTP sends the stack refused (the media clock sends every packet itself).
+        "rtp_send_errors": counters.get("tx_send_errors", 0),
         "silent_frames_heard": silent,
         "rtp_packets_lost": rtp_lost,
         "caller_frames_sent": sent,
@@ -449,11 +446,6 @@ def analyse(run: LevelRun) -> dict[str, Any]:
             np.concatenate(rtcp_jitter) if rtcp_jitter else np.zeros(0), 3
         ),
         "caller_send_late_ms": percentiles(late, 3),
-        # baresip: the frames kept ahead of the transmit threads grew after a late tick.
-        "transmit_margin_max": max(
-            (int(e["frames"]) for a in run.agents for e in a.events("media_margin_changed")),
-            default=1,
-        ),
         **(_cpu(run, window) if window else {}),
         **_memory(run),
         "idle": run.idle,

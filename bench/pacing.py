@@ -33,21 +33,11 @@ DEFAULT_JSON = RESULTS / "pacing.json"
 RATE = 8000
 
 
-class _Info:
-    tx_ready = True
-    tx_buffered = 0
-
-
-class _Stats:
-    tx_silence_frames = 0
-
-
 class _Audio:
     """``call.audio`` as the pump sees it: a frame to read each tick, writes all taken."""
 
     def __init__(self) -> None:
         self._frame = bytes(frame_bytes(RATE))
-        self._info = _Info()
         self.written = 0
 
     def read(self, _max_bytes: int) -> bytes:
@@ -57,14 +47,14 @@ class _Audio:
         self.written += 1
         return len(frame)
 
-    def flush_tx(self) -> None:
+    def ready(self) -> bool:
+        return True
+
+    def drop_pending(self) -> None:
         pass
 
-    def info(self) -> _Info:
-        return self._info
-
-    def stats(self) -> _Stats:
-        return _Stats()
+    def stats(self) -> dict[str, int]:
+        return {}
 
 
 def _pumps(calls: int) -> list[AudioPump]:

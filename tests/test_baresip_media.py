@@ -1,10 +1,10 @@
 """The baresip engine's media pacing without a network: the real ``MediaClock`` and
-``AudioPump`` on a simulated loop, against a model of baresip's transmit thread (it wakes
-every 4 ms and takes one 20 ms frame per ptime, sending nothing when it finds none).
+``AudioPump`` on a simulated loop, against a model of the call's audio source (which sends
+each frame written as the call's RTP at once, ``agent.sip.baresip.source``).
 
-What a caller would notice: a gap in the agent's audio each time the loop stalls past the
-frames written ahead. The margin grows after a stall, so recurring stalls stop costing gaps,
-and shrinks again once the loop keeps time, so the agent's replies get their latency back.
+What a caller would notice: a frame of the agent's audio every 20 ms while the loop keeps
+time; after a stall, the frames it owed at once and in order (late, never lost); nothing
+sent while the call is held, and none of the agent's audio spent before the stack can send.
 """
 
 from __future__ import annotations
@@ -15,71 +15,49 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-import pytest
-
-from agent.sip.baresip import media
-from agent.sip.baresip.media import (
-    CALM_TICKS,
-    MAX_MARGIN_FRAMES,
-    PREFILL_FRAMES,
-    AudioPump,
-    MediaClock,
-    TransmitMargin,
-)
+from agent.sip.baresip.media import CARRY_CHUNK, RESYNC_TICKS, AudioPump, MediaClock
 from agent.sip.engine import SilenceSource
 
 RATE = 8000
 FRAME = RATE // 50 * 2
 
 
-@dataclass
-class _Info:
-    tx_ready: bool
-    tx_buffered: int
+class Numbered(SilenceSource):
+    """A frame source whose every frame says which it is (its first two bytes)."""
+
+    def __init__(self) -> None:
+        super().__init__(RATE)
+        self.pulled = 0
+
+    def pull(self) -> bytes:
+        self.pulled += 1
+        return self.pulled.to_bytes(2, "little") + bytes(FRAME - 2)
 
 
 @dataclass
-class _Stats:
-    tx_silence_frames: int
+class Wire:
+    """The call's source as the pump sees it: each write is one packet on the wire now."""
 
-
-@dataclass
-class TransmitThread:
-    """baresip's ``Audio TX`` thread and the buffer the pump writes into."""
-
-    buffered: int = 0
-    next_send_ms: int = 0
-    sent: int = 0
-    underruns: int = 0
+    loop: SimulatedLoop
+    ready_now: bool = True
+    sent: list[tuple[float, int]] = field(default_factory=list)
+    dropped_pending: int = 0
 
     def read(self, _size: int) -> bytes:
         return b""
 
     def write(self, frame: bytes) -> int:
-        self.buffered += len(frame)
+        self.sent.append((self.loop.now, int.from_bytes(frame[:2], "little")))
         return len(frame)
 
-    def flush_tx(self) -> None:
-        self.buffered = 0
+    def ready(self) -> bool:
+        return self.ready_now
 
-    def info(self) -> _Info:
-        return _Info(True, self.buffered)
+    def drop_pending(self) -> None:
+        self.dropped_pending += 1
 
-    def stats(self) -> _Stats:
-        return _Stats(self.underruns)  # what it sent as silence, for want of audio
-
-    def run_until(self, now_ms: int) -> None:
-        """Its 4 ms polls up to ``now_ms``: one frame per 20 ms once the first is written."""
-        if not self.sent and not self.underruns and self.buffered == 0:
-            self.next_send_ms = now_ms  # not started: the first write starts it
-            return
-        while self.next_send_ms <= now_ms:
-            if self.buffered >= FRAME:
-                self.buffered -= FRAME
-                self.sent += 1
-            else:
-                self.underruns += 1
-            self.next_send_ms += 20
+    def stats(self) -> dict[str, int]:
+        return {}
 
 
 @dataclass(order=True)
@@ -102,9 +80,14 @@ class SimulatedLoop:
         self._timers: list[_Timer] = []
         self._seq = itertools.count()
         self.stalled_until = 0.0
+        self._ready: list[Callable[[], None]] = []
+        self.iterations = 0
 
     def time(self) -> float:
         return self.now
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        self._ready.append(callback)
 
     def call_at(self, when: float, callback: Callable[[], None]) -> _Timer:
         timer = _Timer(when, next(self._seq), callback)
@@ -115,100 +98,120 @@ class SimulatedLoop:
         self.now = round(self.now + 0.001, 6)
         if self.now < self.stalled_until:
             return  # stalled: every timer waits
-        while self._timers and self._timers[0].when <= self.now:
-            timer = heapq.heappop(self._timers)
-            if not timer.cancelled:
-                timer.callback()
+        # As asyncio's loops do: each iteration runs the timers due, then the callbacks ready
+        # when it began (those they add wait for the next iteration).
+        while True:
+            # A deadline of sums of 20 ms is due at its millisecond (no float's 1e-17 past it).
+            while self._timers and self._timers[0].when <= self.now + 1e-9:
+                timer = heapq.heappop(self._timers)
+                if not timer.cancelled:
+                    timer.callback()
+            ready, self._ready = self._ready, []
+            for callback in ready:
+                callback()
+            self.iterations += 1
+            if not self._ready:
+                return
 
 
-def _one_call() -> tuple[SimulatedLoop, TransmitThread, AudioPump, MediaClock]:
-    """A clock serving one call's pump (fed silence) on a simulated loop, started."""
+def _one_call() -> tuple[SimulatedLoop, Wire, AudioPump, MediaClock]:
+    """A clock serving one call's pump (fed numbered frames) on a simulated loop, started."""
     loop = SimulatedLoop()
-    tx = TransmitThread()
-    pump = AudioPump(tx, RATE, lambda: None)
-    pump.source = SilenceSource(RATE)
+    wire = Wire(loop)
+    pump = AudioPump(wire, RATE, lambda: None)
+    pump.source = Numbered()
     clock = MediaClock()
     clock.pumps["call"] = pump
     clock.start(cast(Any, loop))
-    return loop, tx, pump, clock
+    return loop, wire, pump, clock
 
 
-def _run(seconds: float, stall_every_s: float, stall_ms: int, stop_stalls_at_s: float) -> Any:
-    """``stall_ms`` stalls of the loop every ``stall_every_s``, until ``stop_stalls_at_s``."""
-    loop, tx, _pump, clock = _one_call()
-    depths: list[tuple[float, int]] = []
-    steps = int(seconds * 1000)
-    stall_every = int(stall_every_s * 1000)
-    for ms in range(1, steps + 1):
-        if stall_every and ms % stall_every == 0 and ms < stop_stalls_at_s * 1000:
-            loop.stalled_until = loop.now + stall_ms / 1000
+def _run(loop: SimulatedLoop, ms: int) -> None:
+    for _ in range(ms):
         loop.step()
-        tx.run_until(ms)
-        if ms % 20 == 0:
-            depths.append((ms / 1000, tx.buffered // FRAME))
-    clock.stop()
-    return tx, clock, depths
 
 
-def test_the_margin_grows_on_a_late_tick_and_gives_it_back_when_calm() -> None:
-    margin = TransmitMargin()
-    assert margin.tick(0.002) == PREFILL_FRAMES == 1
-    # 15 ms late: the one frame ahead was nearly gone.
-    assert margin.tick(0.015) == 2
-    assert margin.tick(0.015) == 2  # within the wider margin now
-    assert margin.tick(0.035) == 3
-    assert margin.tick(0.5) == MAX_MARGIN_FRAMES == 3
-    for _ in range(CALM_TICKS - 1):
-        assert margin.tick(0.001) == 3
-    assert margin.tick(0.001) == 2
-    for _ in range(CALM_TICKS):
-        margin.tick(0.001)
-    assert margin.frames == 1
-    assert margin.raised == 2
+def test_a_loop_on_time_sends_one_frame_every_20_ms() -> None:
+    loop, wire, _pump, clock = _one_call()
+    _run(loop, 2000)
+    times = [at for at, _ in wire.sent]
+    assert len(times) == 100
+    assert {round((b - a) * 1000) for a, b in itertools.pairwise(times)} == {20}
+    assert [number for _, number in wire.sent] == list(range(1, 101))
+    assert clock.late_ticks == 0
 
 
-def test_recurring_stalls_cost_one_gap_not_one_each(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A 50 ms stall every 2 s for 20 s, then 25 s of a loop on time.
-    tx, clock, depths = _run(45, stall_every_s=2, stall_ms=50, stop_stalls_at_s=20)
-    assert tx.sent > 2200
-    assert tx.underruns <= 1, f"{tx.underruns} gaps at the caller"
-    assert clock.margin.raised >= 1
-    # Calm again: back to one frame ahead (the latency of a loop that keeps time).
-    assert clock.margin.frames == PREFILL_FRAMES
-    assert max(depth for at, depth in depths if at > 43) <= PREFILL_FRAMES + 1
-
-    # The same stalls with the margin held at one frame: a gap at every stall.
-    monkeypatch.setattr(media, "MAX_MARGIN_FRAMES", PREFILL_FRAMES)
-    fixed, _, _ = _run(45, stall_every_s=2, stall_ms=50, stop_stalls_at_s=20)
-    assert fixed.underruns >= 8, fixed.underruns
+def test_after_a_stall_the_frames_owed_go_out_at_once_and_in_order() -> None:
+    loop, wire, _pump, clock = _one_call()
+    _run(loop, 1000)
+    loop.stalled_until = loop.now + 0.070  # 70 ms: the ticks due at 1.02, 1.04, 1.06 wait
+    _run(loop, 1000)
+    numbers = [number for _, number in wire.sent]
+    # Two seconds of audio, none of it lost or reordered.
+    assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) == 100
+    burst = [at for at, _ in wire.sent if abs(at - 1.070) < 0.0005]
+    assert len(burst) == 3  # the three owed, at 1.07; the next tick is on time again
+    assert clock.late_ticks == 2
 
 
-def test_a_loop_on_time_keeps_one_frame_ahead_and_never_runs_dry() -> None:
-    tx, clock, depths = _run(10, stall_every_s=0, stall_ms=0, stop_stalls_at_s=0)
-    assert tx.underruns == 0
-    assert clock.margin.raised == 0
-    assert {depth for at, depth in depths if at > 1} <= {PREFILL_FRAMES, PREFILL_FRAMES + 1}
+def test_a_loop_stalled_past_the_resync_starts_its_schedule_again() -> None:
+    loop, wire, _pump, clock = _one_call()
+    _run(loop, 200)
+    loop.stalled_until = loop.now + (RESYNC_TICKS + 5) * 0.020
+    _run(loop, 1000)
+    # The stall's frames are not sent in a burst the far end would drop anyway.
+    assert max(sum(1 for at, _ in wire.sent if abs(at - t) < 0.0005) for t, _ in wire.sent) == 1
+    assert clock.late_ticks >= RESYNC_TICKS
 
 
-def test_silence_the_stack_sent_while_fed_steadily_widens_the_margin() -> None:
-    loop, tx, pump, clock = _one_call()
+def test_nothing_is_pulled_before_the_stack_can_send_nor_while_held() -> None:
+    loop, wire, pump, _clock = _one_call()
+    source = cast(Numbered, pump.source)
+    wire.ready_now = False
+    _run(loop, 200)
+    assert source.pulled == 0 and not wire.sent  # the greeting waits, whole
+    wire.ready_now = True
+    _run(loop, 200)
+    assert [number for _, number in wire.sent][:1] == [1]
+    pump.held = True
+    pulled = source.pulled
+    _run(loop, 500)
+    assert source.pulled == pulled
+    pump.held = False
+    _run(loop, 100)
+    assert source.pulled == pulled + 5
 
-    def run_ms(ms: int) -> None:
-        for _ in range(ms):
-            loop.step()
-            tx.run_until(round(loop.now * 1000))
 
-    run_ms(3000)
-    assert clock.margin.frames == PREFILL_FRAMES and pump.dry_spells == 0
-    # The thread sent a frame of silence although every tick wrote one (it ran dry).
-    tx.underruns += 1
-    run_ms(1100)  # the next once-a-second check reads the stack's count
-    assert pump.dry_spells == 1 and clock.margin.frames == PREFILL_FRAMES + 1
-
-    # Silence after a flush (a barge-in empties the buffer on purpose) is no reason.
+def test_a_barge_in_drops_what_the_stack_holds_of_a_longer_packet_once() -> None:
+    loop, wire, pump, clock = _one_call()
+    _run(loop, 100)
     pump.source.flushes += 1
-    run_ms(20)
-    tx.underruns += 3
-    run_ms(1100)
-    assert pump.dry_spells == 1 and clock.margin.frames == PREFILL_FRAMES + 1
+    _run(loop, 100)
+    assert wire.dropped_pending == 1
     clock.stop()
+
+
+def test_the_callers_frames_go_on_a_few_calls_per_iteration_after_every_calls_rtp() -> None:
+    loop = SimulatedLoop()
+    wires = [Wire(loop) for _ in range(40)]
+    carried: list[tuple[int, int, int]] = []  # (call, loop iteration, packets on the wire)
+    clock = MediaClock()
+    for number, wire in enumerate(wires):
+
+        def on_frames(number: int = number) -> None:
+            carried.append((number, loop.iterations, sum(len(w.sent) for w in wires)))
+
+        pump = AudioPump(wire, RATE, on_frames)
+        pump.source = Numbered()
+        clock.pumps[str(number)] = pump
+    clock.start(cast(Any, loop))
+    _run(loop, 100)  # five ticks; silence stands in for the callers from the third on
+    tick = [entry for entry in carried if entry[2] == 40 * 5]
+    # Every call once, in order, CARRY_CHUNK per iteration: a tick due meanwhile would run
+    # between two of them, not behind all forty.
+    assert [number for number, _, _ in tick] == list(range(40))
+    per_iteration = [
+        len([1 for _, it, _ in tick if it == iteration])
+        for iteration in sorted({it for _, it, _ in tick})
+    ]
+    assert per_iteration == [CARRY_CHUNK, CARRY_CHUNK, 40 - 2 * CARRY_CHUNK]

@@ -203,7 +203,13 @@ async def test_transfer_sends_refer_to_the_allowlisted_uri_and_ends_the_leg(
             assert refer_to == [_BILLING]
             assert await _await_output(session, "xfer") == "The caller was transferred to billing."
             _check_client_events(session)
-            # The NOTIFY progress, in order: ringing, then the outcome.
+            # The NOTIFY progress, in order: ringing, then the outcome. SIPp may exit before
+            # the agent has logged the last NOTIFY it answered: that line is waited for.
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and not any(
+                s["final"] for s in agent.events("sip_transfer_status")
+            ):
+                await asyncio.sleep(0.05)
             statuses = [(s["code"], s["final"]) for s in agent.events("sip_transfer_status")]
             assert statuses[-1] == (200, True), statuses
             assert statuses.index((180, False)) < statuses.index((200, True)), statuses

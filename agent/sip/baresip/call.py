@@ -37,6 +37,8 @@ TRANSFER_TIMEOUT_S = 30.0
 HOLD_RETRIES = 5
 HOLD_RETRY_S = 0.2
 _DTMF = "0123456789*#ABCD"
+#: One digit as the binding sends it: pressed ~100 ms, then 120 ms of spacing.
+_DIGIT_S = 0.25
 
 
 def close_code(text: str, established: bool, rejected: int | None) -> int:
@@ -201,7 +203,17 @@ class BaresipCall:
             raise SipCommandError("the call has ended")
         if not digits or any(d not in _DTMF for d in digits.upper()):
             raise SipCommandError(f"not DTMF digits: {digits!r}")
-        self._spawn("dtmf", self._call.send_dtmf(digits))
+        self._spawn("dtmf", self._send_digits(digits))
+
+    async def _send_digits(self, digits: str) -> None:
+        # The media clock sends the RFC 4733 packets the stack queues, and polls for them
+        # only while digits may be queued: from now until a second after the last one.
+        audio = self.pump.audio if self.pump is not None else None
+        if isinstance(audio, StackAudio):
+            audio.expect_events(_DIGIT_S * len(digits) + 1.0)
+        await self._call.send_dtmf(digits)
+        if isinstance(audio, StackAudio):
+            audio.expect_events(1.0)
 
     def take_frames(self) -> list[bytes]:
         pump = self.pump
