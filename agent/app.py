@@ -24,6 +24,7 @@ from agent.observe.call_metrics import CallMetrics
 from agent.observe.gc_pauses import GcPauses
 from agent.observe.gc_pauses import settle as settle_gc
 from agent.observe.ids import new_call_id
+from agent.observe.loop_load import LoopLoad
 from agent.observe.loop_priority import raise_loop_priority
 from agent.observe.metrics import AgentMetrics
 from agent.observe.readiness import Readiness
@@ -80,7 +81,11 @@ class AgentApp:
                 "accounts_registered": lambda: self.registrations.all_registered,
             }
         )
-        self.metrics = AgentMetrics(lambda: len(self.sessions), lambda: self.readiness.ready)
+        #: The loop thread's busy share; new calls wait while it is over sip.max_loop_busy.
+        self.loop_load = LoopLoad(settings.sip.max_loop_busy)
+        self.metrics = AgentMetrics(
+            lambda: len(self.sessions), lambda: self.readiness.ready, lambda: self.loop_load.busy
+        )
         self.registrars = RegistrarSources()
         self.gatekeeper = CallGatekeeper(settings, self.registrars)
         self.registrations = Registrations(
@@ -187,7 +192,7 @@ class AgentApp:
             self.settings,
             self.sip,
             self._outbound_session,
-            has_room=lambda: len(self.sessions) < self.settings.sip.max_calls,
+            has_room=self._has_room,
             on_outcome=self.metrics.outbound_call,
         )
         if http:
@@ -210,6 +215,9 @@ class AgentApp:
             )
         self._probe = BackendProbe(self.endpoint.url)
         self._probe_task = asyncio.create_task(self._probe.run(), name="backend-probe")
+        # After the start-up's own work (imports done, the settling collection): from here
+        # on the loop's time is the calls'.
+        self.loop_load.start(asyncio.get_running_loop())
         log.info(
             "agent_listening",
             sip=f"sip:{self.settings.sip.user}@{self.settings.sip.host}:{self.sip.bound_port}",
@@ -247,6 +255,7 @@ class AgentApp:
 
     async def close(self) -> None:
         """Stop everything ``start`` started (whatever part of it did)."""
+        self.loop_load.stop()
         for task in (self._probe_task, self._poller):
             if task is not None:
                 task.cancel()
@@ -326,6 +335,10 @@ class AgentApp:
             if pending:
                 await asyncio.wait(pending, timeout=5.0)
 
+    def _has_room(self) -> bool:
+        """Room for one more call, in or out: under ``sip.max_calls``, the loop not overloaded."""
+        return len(self.sessions) < self.settings.sip.max_calls and not self.loop_load.overloaded
+
     def _admission(self) -> Answer | None:
         """The answer to a new INVITE (or OPTIONS) now: None while calls are taken."""
         retry_after = self.settings.sip.retry_after_s
@@ -335,6 +348,8 @@ class AgentApp:
             return unavailable(retry_after, "placing calls only", "outbound_only")
         if len(self.sessions) >= self.settings.sip.max_calls:
             return unavailable(retry_after, "at capacity", "at_capacity")
+        if self.loop_load.overloaded:
+            return unavailable(retry_after, "the event loop is overloaded", "overloaded")
         return None
 
     def _registration_changed(self, account: AccountState) -> None:

@@ -121,6 +121,10 @@ class SipSettings:
     nat_networks: tuple[str, ...] = NAT_NETWORKS
     user: str = "agent"
     max_calls: int = MAX_CALLS_PER_PROCESS
+    #: New calls get 503 while the event loop's thread has been busier than this share of
+    #: the last second (its CPU time over wall time; ``agent.observe.loop_load``): every
+    #: call's audio runs on that thread, and one call too many degrades them all. 1.0: off.
+    max_loop_busy: float = 0.9
     retry_after_s: int = 30
     #: G.722 first: wideband whenever the caller offers it.
     codecs: tuple[str, ...] = ("G722", "PCMU", "PCMA")
@@ -697,6 +701,8 @@ def _validate(settings: Settings) -> None:
             f"sip.rtp_port_range: {sip.rtp_port_range} ports cannot carry {sip.max_calls} "
             "calls (each takes an RTP and an RTCP port)"
         )
+    if not 0.0 < sip.max_loop_busy <= 1.0:
+        raise ConfigError("sip.max_loop_busy: must be above 0 and at most 1 (1: off)")
     if not 0.5 <= sip.ack_timeout_s <= 32:
         raise ConfigError("sip.ack_timeout_s: must be between 0.5 and 32 (SIP's own limit)")
     if sip.rtp_timeout_s < 0:

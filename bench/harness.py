@@ -60,13 +60,20 @@ class AgentAudio:
     batch_ms: int = 20
     #: ``audio.loop_nice`` (the agent's default: -10).
     loop_nice: int = -10
+    #: ``sip.max_loop_busy``; 1.0 (off) unless asked, so a level measures what the engine
+    #: carries rather than what the agent's overload guard lets in (its default: 0.9).
+    max_loop_busy: float = 1.0
 
     @property
     def label(self) -> str:
         base = "G.711 passthrough" if self.passthrough else f"soxr {self.quality}"
         if self.batch_ms != 20:
             base += f", {self.batch_ms} ms appends"
-        return base if self.loop_nice == -10 else f"{base}, loop niceness {self.loop_nice}"
+        if self.loop_nice != -10:
+            base += f", loop niceness {self.loop_nice}"
+        if self.max_loop_busy < 1.0:
+            base += f", max_loop_busy {self.max_loop_busy}"
+        return base
 
 
 def agent_config(
@@ -87,6 +94,7 @@ def agent_config(
         "[sip]\n"
         f'engine = "{engine}"\n'
         f"max_calls = {max_calls}\n"
+        f"max_loop_busy = {audio.max_loop_busy}\n"
         f"rtp_port = {rtp_port}\n"
         f"rtp_port_range = {ports}\n"
         # G.711 calls (SIPp offers PCMU): the figures in the README were measured so.

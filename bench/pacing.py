@@ -96,7 +96,8 @@ async def _tasks(calls: int, seconds: float) -> list[float]:
         while deadline < end:
             await asyncio.sleep(max(0.0, deadline - loop.time()))
             lateness.append(loop.time() - deadline)
-            pump.exchange(1)
+            pump.send(1)
+            pump.receive()
             pump.take_frames()
             deadline += TICK_S
 

@@ -214,4 +214,30 @@ def test_the_callers_frames_go_on_a_few_calls_per_iteration_after_every_calls_rt
         len([1 for _, it, _ in tick if it == iteration])
         for iteration in sorted({it for _, it, _ in tick})
     ]
-    assert per_iteration == [CARRY_CHUNK, CARRY_CHUNK, 40 - 2 * CARRY_CHUNK]
+    whole, rest = divmod(40, CARRY_CHUNK)
+    assert per_iteration == [CARRY_CHUNK] * whole + ([rest] if rest else [])
+
+
+def test_every_calls_rtp_goes_out_before_any_callers_audio_is_read() -> None:
+    loop = SimulatedLoop()
+    order: list[str] = []
+
+    class Logged(Wire):
+        def read(self, size: int) -> bytes:
+            order.append("read")
+            return super().read(size)
+
+        def write(self, frame: bytes) -> int:
+            order.append("write")
+            return super().write(frame)
+
+    clock = MediaClock()
+    for number in range(20):
+        pump = AudioPump(Logged(loop), RATE, lambda: None)
+        pump.source = Numbered()
+        clock.pumps[str(number)] = pump
+    clock.start(cast(Any, loop))
+    _run(loop, 100)  # five ticks
+    # Within each tick, the twenty sends, then the twenty reads: a packet's time on the wire
+    # does not depend on how much the calls before it had to read.
+    assert order == (["write"] * 20 + ["read"] * 20) * 5

@@ -48,6 +48,8 @@ def test_values_are_read_and_typed(tmp_path: Path) -> None:
         ('[sip]\nallow_from = ["10.0.0.0/33"]\n', "sip.allow_from[0]"),
         ('[sip]\nnat_networks = ["192.168.0.0/33"]\n', "sip.nat_networks: '192.168.0.0/33'"),
         ("[audio]\nloop_nice = 5\n", "audio.loop_nice: must be between -20 and 0"),
+        ("[sip]\nmax_loop_busy = 0\n", "sip.max_loop_busy: must be above 0 and at most 1"),
+        ("[sip]\nmax_loop_busy = 1.5\n", "sip.max_loop_busy: must be above 0 and at most 1"),
         (
             '[[sip.accounts]]\nname = "t"\nregistrar = "sip:h"\nusername = "u"\n'
             'password_env = "NOT_SET_ANYWHERE"\n',

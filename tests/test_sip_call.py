@@ -21,6 +21,7 @@ import pytest
 
 from agent.audio.levels import rms_dbfs
 from agent.realtime.dialect import Dialect
+from testbed.http_probe import sample, scrape
 from testbed.oracle import validate_client_event, validate_server_event
 from testbed.peers import (
     CODEC_PT,
@@ -28,6 +29,7 @@ from testbed.peers import (
     DEFAULT_SIP_ENGINE,
     AgentProcess,
     RtpPeer,
+    SippResult,
     engine_args,
     free_port,
     run_sipp,
@@ -155,26 +157,95 @@ async def test_sipp_rtp_stream_reaches_the_model(
         assert await agent.stop() == 0
 
 
+async def _one_call_up(
+    engine: str, server: RecordingServer, tmp_path: Path, config_text: str, call_ms: int
+) -> tuple[AgentProcess, Path, asyncio.Task[SippResult]]:
+    """An agent with the profile ``config_text``, answering one call (SIPp streams PCMU
+    for ``call_ms``); the caller's stream file, and SIPp's task."""
+    config = tmp_path / "agent.toml"
+    config.write_text(config_text)
+    agent = await _agent(engine, server.url, "--config", str(config))
+    stream = write_g711_stream(tmp_path / "caller.PCMU", "PCMU")
+    first = asyncio.create_task(
+        run_sipp("uac_audio.xml", agent.sip_port, **_sipp_caller(stream, "PCMU", call_ms))
+    )
+    try:
+        await agent.wait_for("call_answered", 10)
+    except BaseException:
+        first.cancel()
+        await agent.stop()
+        raise
+    return agent, stream, first
+
+
+async def _refused_with_503(agent: AgentProcess, tmp_path: Path, retry_after: str) -> None:
+    refused = await run_sipp(
+        "uac_expect_503.xml", agent.sip_port, fill={"retry_after": retry_after}, workdir=tmp_path
+    )
+    assert refused.returncode == 0, refused.output[-3000:]
+
+
 async def test_calls_beyond_capacity_get_503_with_retry_after(
     engine: str, local_server: RecordingServer, tmp_path: Path
 ) -> None:
-    config = tmp_path / "one-call.toml"
-    config.write_text("[sip]\nmax_calls = 1\nretry_after_s = 7\n")
-    agent = await _agent(engine, local_server.url, "--config", str(config))
+    agent, _, first = await _one_call_up(
+        engine, local_server, tmp_path, "[sip]\nmax_calls = 1\nretry_after_s = 7\n", 4000
+    )
     try:
-        stream = write_g711_stream(tmp_path / "caller.PCMU", "PCMU")
-        first = asyncio.create_task(
-            run_sipp("uac_audio.xml", agent.sip_port, **_sipp_caller(stream, "PCMU", 4000))
-        )
-        await agent.wait_for("call_answered", 10)
-        refused = await run_sipp(
-            "uac_expect_503.xml", agent.sip_port, fill={"retry_after": "7"}, workdir=tmp_path
-        )
-        assert refused.returncode == 0, refused.output[-3000:]
+        await _refused_with_503(agent, tmp_path, "7")
         assert (await first).returncode == 0
         rejected = agent.events("call_rejected")
         assert len(rejected) == 1 and rejected[0]["reason"] == "at capacity"
         assert rejected[0]["code"] == 503 and rejected[0]["sip_call_id"]
+    finally:
+        assert await agent.stop() == 0
+
+
+async def _flood(session: RecordedSession, text: str, seconds: float) -> int:
+    """Send the same server event for ``seconds``, as fast as the agent reads them."""
+    sent, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        await session.connection.send(text)
+        sent += 1
+    return sent
+
+
+async def test_calls_while_the_loop_is_overloaded_get_503_and_are_taken_once_it_recovers(
+    engine: str, local_server: RecordingServer, tmp_path: Path
+) -> None:
+    # A low limit: on a machine shared with other tests, a busy loop may get only part of a
+    # core, and busy counts the CPU time it got.
+    agent, stream, first = await _one_call_up(
+        engine, local_server, tmp_path, "[sip]\nmax_loop_busy = 0.4\nretry_after_s = 7\n", 8000
+    )
+    try:
+        session = local_server.sessions[0]
+        deadline = time.monotonic() + 5
+        while not (deltas := [e for e in session.sent if e["type"].endswith("audio.delta")]):
+            assert time.monotonic() < deadline, "the greeting never streamed"
+            await asyncio.sleep(0.05)
+        assert session.dialect is not None
+        validate_server_event(session.dialect, deltas[0])
+        # A reply streamed far ahead of real time, over and over: the agent's loop decodes
+        # and resamples it all, as fast as it can, for three seconds.
+        flood = asyncio.create_task(_flood(session, json.dumps(deltas[0]), 3.0))
+        overloaded = (await agent.wait_for("loop_overloaded", 3))[0]
+        assert overloaded["busy"] >= 0.4
+        await _refused_with_503(agent, tmp_path, "7")
+        rejected = (await agent.wait_for("call_rejected", 5))[0]
+        assert (rejected["reason"], rejected["code"]) == ("the event loop is overloaded", 503)
+        metrics = await scrape(agent.http_url)
+        assert sample(metrics, "voice_agent_rejected_calls_total", reason="overloaded") == 1
+        await flood
+        await agent.wait_for("loop_recovered", 5)
+        # The call in progress was never cut, and the next caller is taken.
+        assert (await first).returncode == 0
+        again = await run_sipp(
+            "uac_audio.xml", agent.sip_port, **_sipp_caller(stream, "PCMU", 1000)
+        )
+        assert again.returncode == 0, again.output[-3000:]
+        assert len(agent.events("call_answered")) == 2
+        assert len(agent.events("loop_overloaded")) == 1  # logged once, not per refusal
     finally:
         assert await agent.stop() == 0
 

@@ -50,6 +50,7 @@ REJECTIONS = (
     "auth_failed",
     "dropped",
     "srtp_required",
+    "overloaded",
 )
 #: An outbound call's outcomes (``agent.outbound.outcome``; not imported: the metrics name
 #: them for the series shown at zero, the outbound package decides them).
@@ -75,7 +76,12 @@ def call_outcome(answered: bool, ended_by: str) -> str:
 class AgentMetrics:
     """The metric families of one agent process, and the ways they change."""
 
-    def __init__(self, active_calls: Callable[[], int], ready: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        active_calls: Callable[[], int],
+        ready: Callable[[], bool],
+        loop_busy: Callable[[], float] = lambda: 0.0,
+    ) -> None:
         # The text format would show every counter's creation time as one more series.
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
@@ -90,6 +96,10 @@ class AgentMetrics:
             "voice_agent_ready", "1 while /readyz says ready (SIP up, backend reachable, "
             "not draining).", registry=registry,
         ).set_function(lambda: 1.0 if ready() else 0.0)  # fmt: skip
+        Gauge(
+            "voice_agent_loop_busy_ratio", "The event loop thread's CPU time over wall time in "
+            "the last second; new calls get 503 above sip.max_loop_busy.", registry=registry,
+        ).set_function(loop_busy)  # fmt: skip
         self.calls = Counter(
             "voice_agent_calls",
             "Calls that got a session, by outcome (answered, cancelled before the answer, "

@@ -163,8 +163,9 @@ class OutboundCalls:
         clock: Callable[[], float] = time.time,
     ) -> None:
         """``has_room``: whether the process can carry one more call (``sip.max_calls``,
-        shared with the calls it takes); ``on_outcome(outcome, rule)``: told of each call
-        that ended before a session existed (refused, with its rule; failed to dial)."""
+        shared with the calls it takes, and the event loop's load); ``on_outcome(outcome,
+        rule)``: told of each call that ended before a session existed (refused, with its
+        rule; failed to dial)."""
         self.settings = settings
         self._has_room = has_room
         self._on_outcome = on_outcome
@@ -205,7 +206,8 @@ class OutboundCalls:
         if refusal is None and not self._has_room():
             refusal = Refusal(
                 AT_CAPACITY,
-                f"sip.max_calls ({self.settings.sip.max_calls}) calls in progress, in and out",
+                f"no room for another call: sip.max_calls ({self.settings.sip.max_calls}) "
+                "in progress, in and out, or the event loop busier than sip.max_loop_busy",
             )
         if refusal is not None:
             raise self._refused(refusal, facts)
