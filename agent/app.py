@@ -335,9 +335,18 @@ class AgentApp:
             if pending:
                 await asyncio.wait(pending, timeout=5.0)
 
+    def _no_room(self) -> Answer | None:
+        """Why one more call, in or out, would not fit now (``sip.max_calls``, the loop's
+        load); None when it would."""
+        retry_after = self.settings.sip.retry_after_s
+        if len(self.sessions) >= self.settings.sip.max_calls:
+            return unavailable(retry_after, "at capacity", "at_capacity")
+        if self.loop_load.overloaded:
+            return unavailable(retry_after, "the event loop is overloaded", "overloaded")
+        return None
+
     def _has_room(self) -> bool:
-        """Room for one more call, in or out: under ``sip.max_calls``, the loop not overloaded."""
-        return len(self.sessions) < self.settings.sip.max_calls and not self.loop_load.overloaded
+        return self._no_room() is None
 
     def _admission(self) -> Answer | None:
         """The answer to a new INVITE (or OPTIONS) now: None while calls are taken."""
@@ -346,11 +355,7 @@ class AgentApp:
             return unavailable(retry_after, "draining", "draining")
         if not self.inbound:
             return unavailable(retry_after, "placing calls only", "outbound_only")
-        if len(self.sessions) >= self.settings.sip.max_calls:
-            return unavailable(retry_after, "at capacity", "at_capacity")
-        if self.loop_load.overloaded:
-            return unavailable(retry_after, "the event loop is overloaded", "overloaded")
-        return None
+        return self._no_room()
 
     def _registration_changed(self, account: AccountState) -> None:
         self.metrics.registration_state(account.settings.name, account.state == REGISTERED)

@@ -583,6 +583,14 @@ async def run_sipp(
     return result
 
 
+async def expect_503(sip_port: int, retry_after: str, workdir: Path) -> None:
+    """Place a call that must get ``503`` with ``Retry-After: retry_after`` (SIPp)."""
+    refused = await run_sipp(
+        "uac_expect_503.xml", sip_port, fill={"retry_after": retry_after}, workdir=workdir
+    )
+    assert refused.returncode == 0, refused.output[-3000:]
+
+
 @dataclass
 class SippCallee:
     """SIPp as a callee (a ``uas_*.xml`` scenario) on ``port``, running in the background:

@@ -15,7 +15,7 @@ import pytest
 from agent.audio.levels import rms_dbfs
 from testbed.cluster import ClusterProcess, call_through
 from testbed.http_probe import sample, scrape
-from testbed.peers import KAMAILIO, free_rtp_port, run_sipp
+from testbed.peers import KAMAILIO, expect_503, free_rtp_port
 
 pytestmark = [
     pytest.mark.sipp,
@@ -88,10 +88,7 @@ async def test_cluster_takes_more_calls_than_one_agent_spread_over_both(
         for _ in range(2 * MAX_CALLS)
     ]
     await cluster.wait_for("call_answered", 15, count=len(calls) + 2 * MAX_CALLS)
-    refused = await run_sipp(
-        "uac_expect_503.xml", cluster.sip_port, fill={"retry_after": "5"}, workdir=tmp_path
-    )
-    assert refused.returncode == 0, refused.output[-2000:]
+    await expect_503(cluster.sip_port, "5", tmp_path)
     for call in await asyncio.gather(*busy):
         assert call.result.returncode == 0, call.result.output[-2000:]
 

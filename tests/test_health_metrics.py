@@ -28,7 +28,7 @@ from agent.observe.readiness import Readiness
 from agent.sip.message import parse_request
 from agent.sip.request_policy import Answer, RequestPolicy, unavailable
 from testbed.http_probe import http_get, sample, scrape
-from testbed.peers import AgentProcess, RtpPeer, free_port, run_sipp, talk_then_pause
+from testbed.peers import AgentProcess, RtpPeer, expect_503, free_port, run_sipp, talk_then_pause
 from testbed.recording import RecordingServer
 from testbed.sip_probe import SipProbe, sdp_offer
 
@@ -194,10 +194,7 @@ async def test_metrics_count_the_calls_placed(
         during = await scrape(agent.http_url)
         assert sample(during, "voice_agent_active_calls") == 1
         # Full: this INVITE is refused before a session; so is one to another user part.
-        refused = await run_sipp(
-            "uac_expect_503.xml", agent.sip_port, fill={"retry_after": "7"}, workdir=tmp_path
-        )
-        assert refused.returncode == 0, refused.output[-2000:]
+        await expect_503(agent.sip_port, "7", tmp_path)
         assert await first == 0
         wrong = probe.send(
             "INVITE", ("127.0.0.1", agent.sip_port), user="admin",

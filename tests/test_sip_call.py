@@ -31,6 +31,7 @@ from testbed.peers import (
     RtpPeer,
     SippResult,
     engine_args,
+    expect_503,
     free_port,
     run_sipp,
     talk_then_pause,
@@ -178,13 +179,6 @@ async def _one_call_up(
     return agent, stream, first
 
 
-async def _refused_with_503(agent: AgentProcess, tmp_path: Path, retry_after: str) -> None:
-    refused = await run_sipp(
-        "uac_expect_503.xml", agent.sip_port, fill={"retry_after": retry_after}, workdir=tmp_path
-    )
-    assert refused.returncode == 0, refused.output[-3000:]
-
-
 async def test_calls_beyond_capacity_get_503_with_retry_after(
     engine: str, local_server: RecordingServer, tmp_path: Path
 ) -> None:
@@ -192,7 +186,7 @@ async def test_calls_beyond_capacity_get_503_with_retry_after(
         engine, local_server, tmp_path, "[sip]\nmax_calls = 1\nretry_after_s = 7\n", 4000
     )
     try:
-        await _refused_with_503(agent, tmp_path, "7")
+        await expect_503(agent.sip_port, "7", tmp_path)
         assert (await first).returncode == 0
         rejected = agent.events("call_rejected")
         assert len(rejected) == 1 and rejected[0]["reason"] == "at capacity"
@@ -201,13 +195,11 @@ async def test_calls_beyond_capacity_get_503_with_retry_after(
         assert await agent.stop() == 0
 
 
-async def _flood(session: RecordedSession, text: str, seconds: float) -> int:
+async def _flood(session: RecordedSession, text: str, seconds: float) -> None:
     """Send the same server event for ``seconds``, as fast as the agent reads them."""
-    sent, end = 0, time.monotonic() + seconds
+    end = time.monotonic() + seconds
     while time.monotonic() < end:
         await session.connection.send(text)
-        sent += 1
-    return sent
 
 
 async def test_calls_while_the_loop_is_overloaded_get_503_and_are_taken_once_it_recovers(
@@ -231,7 +223,7 @@ async def test_calls_while_the_loop_is_overloaded_get_503_and_are_taken_once_it_
         flood = asyncio.create_task(_flood(session, json.dumps(deltas[0]), 3.0))
         overloaded = (await agent.wait_for("loop_overloaded", 3))[0]
         assert overloaded["busy"] >= 0.4
-        await _refused_with_503(agent, tmp_path, "7")
+        await expect_503(agent.sip_port, "7", tmp_path)
         rejected = (await agent.wait_for("call_rejected", 5))[0]
         assert (rejected["reason"], rejected["code"]) == ("the event loop is overloaded", 503)
         metrics = await scrape(agent.http_url)
@@ -262,10 +254,7 @@ async def test_sigterm_drains_active_calls_and_refuses_new_ones(
     assert agent.proc is not None
     agent.proc.send_signal(signal.SIGTERM)
     await agent.wait_for("agent_draining", 5)
-    refused = await run_sipp(
-        "uac_expect_503.xml", agent.sip_port, fill={"retry_after": "30"}, workdir=tmp_path
-    )
-    assert refused.returncode == 0, refused.output[-3000:]
+    await expect_503(agent.sip_port, "30", tmp_path)
     # The agent's log line may reach us a moment after SIPp, which got the 503, exited.
     assert (await agent.wait_for("call_rejected", 5))[0]["reason"] == "draining"
     # The call in progress was not cut: it ran to the caller's BYE.
@@ -281,10 +270,7 @@ async def test_unreachable_realtime_backend_gets_503(engine: str, tmp_path: Path
     dead_url = f"ws://127.0.0.1:{free_port(1)}/v1/realtime"
     agent = await _agent(engine, dead_url)
     try:
-        refused = await run_sipp(
-            "uac_expect_503.xml", agent.sip_port, fill={"retry_after": "30"}, workdir=tmp_path
-        )
-        assert refused.returncode == 0, refused.output[-3000:]
+        await expect_503(agent.sip_port, "30", tmp_path)
         failure = await agent.wait_for("realtime_connect_failed", 5)
         assert "cannot connect" in failure[0]["error"]
     finally:
@@ -311,10 +297,7 @@ async def test_rejected_key_gets_503_and_never_reaches_the_logs(
     )
     await agent.start()
     try:
-        refused = await run_sipp(
-            "uac_expect_503.xml", agent.sip_port, fill={"retry_after": "30"}, workdir=tmp_path
-        )
-        assert refused.returncode == 0, refused.output[-3000:]
+        await expect_503(agent.sip_port, "30", tmp_path)
         failure = (await agent.wait_for("realtime_connect_failed", 5))[0]
         assert "HTTP 401" in failure["error"]
         assert failure["call_id"] and failure["sip_call_id"]
@@ -445,10 +428,7 @@ async def test_all_four_call_slots_carry_calls_and_the_fifth_invite_gets_503(
             )
         )  # fmt: skip
         await agent.wait_for("call_answered", 10, count=4)
-        refused = await run_sipp(
-            "uac_expect_503.xml", agent.sip_port, fill={"retry_after": "30"}, workdir=tmp_path
-        )
-        assert refused.returncode == 0, refused.output[-3000:]
+        await expect_503(agent.sip_port, "30", tmp_path)
         result = await four
         assert result.returncode == 0, result.output[-3000:]
         assert len(local_server.sessions) == 4

@@ -23,8 +23,8 @@ from testbed.peers import (
     REPO,
     AgentProcess,
     engine_args,
+    expect_503,
     free_port,
-    run_sipp,
 )
 from testbed.recording import RecordingServer
 from testbed.sdp_proxy import SpoilingProxy
@@ -77,10 +77,7 @@ async def test_a_call_whose_webrtc_session_fails_is_refused_with_503(
         )  # fmt: skip
         await agent.start()
         try:
-            refused = await run_sipp(
-                "uac_expect_503.xml", agent.sip_port, fill={"retry_after": "9"}, workdir=tmp_path
-            )
-            assert refused.returncode == 0, refused.output[-3000:]
+            await expect_503(agent.sip_port, "9", tmp_path)
             (failed,) = agent.events("realtime_connect_failed")
             assert _LINES[spoil] in failed["error"] and "\n" not in failed["error"], failed
             assert failed["call_id"]
