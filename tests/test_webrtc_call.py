@@ -185,12 +185,18 @@ async def test_end_call_over_webrtc_hangs_up_after_the_goodbye_was_heard(
             assert loud_ms >= reply_s * 1000 - 100, loud_ms
             line = (await agent.wait_for("tool_call", 5))[0]
             assert line["tool"] == "end_call" and line["outcome"] == "ok"
-            outputs = [
-                e
-                for e in session.received
-                if (e.get("item") or {}).get("type") == "function_call_output"
-            ]
-            assert outputs and outputs[0]["item"]["call_id"] == "call_end"
+            # The output goes on the channel once the hang-up is done, so it can follow the
+            # BYE; the connection's close lets it arrive.
+            outputs = await _until(
+                lambda: [
+                    e
+                    for e in session.received
+                    if (e.get("item") or {}).get("type") == "function_call_output"
+                ],
+                "the end_call output",
+                5.0,
+            )
+            assert outputs[0]["item"]["call_id"] == "call_end"
             finished = (await agent.wait_for("call_finished", 5))[0]
             assert (finished["ended_by"], finished["reason"]) == (
                 "agent",
