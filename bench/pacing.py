@@ -1,18 +1,24 @@
-"""Media pacing on the baresip engine: one ticker for every call, or one asyncio task per call.
+"""Media pacing on the baresip engine: one beat for every call (from a kernel timer or from
+the loop's timers), or one asyncio task per call.
 
 Usage: uv run python bench/pacing.py [--quick] [--json PATH] [--levels 10,50,150] [--seconds 10]
+       [--loop uvloop|asyncio]
 
 baresip-python never calls back per frame, so the engine paces each call's audio itself
-(agent/sip/baresip/media.py). Both ways are run here over the engine's own ``AudioPump`` (the
+(agent/sip/baresip/media.py). Each way is run here over the engine's own ``AudioPump`` (the
 code that moves one call's frames each tick), fed by an in-memory stand-in for
 ``call.audio`` that always has one frame to read and takes every frame written, so what
 differs is the pacing alone:
 
-- ``ticker``: the engine's ``MediaClock``, one loop timer every 20 ms serving every pump;
+- ``kernel``: the engine's ``MediaClock`` on its default beat, a Linux ``timerfd``
+  (``agent/audio/metronome.py``);
+- ``loop``: the same clock on the loop's own timers (``call_at`` at absolute deadlines);
 - ``tasks``: one asyncio task per call sleeping to its own absolute 20 ms deadlines.
 
-Per N: CPU of this process per call-second (the loop does nothing else) and how late the
-ticks ran (p50/p99 of the lateness of each wake-up against its deadline).
+Per N: CPU of this process per call-second (the loop does nothing else) and the beat's
+jitter, |interval - 20 ms| between consecutive wake-ups (of the clock, or of each task):
+what a caller's jitter buffer sees of the pacing, before any other work on the loop. The
+loop is uvloop's, as ``voice-agent serve`` runs (``--loop asyncio`` for asyncio's own).
 """
 
 from __future__ import annotations
@@ -24,13 +30,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import uvloop
 
+from agent.audio.metronome import KernelTimer, LoopTimer, Metronome, OnBeats
 from agent.audio.pcm import frame_bytes
 from agent.sip.baresip.media import TICK_S, AudioPump, MediaClock
 from bench.harness import RESULTS, environment, percentiles, write_json
 
 DEFAULT_JSON = RESULTS / "pacing.json"
 RATE = 8000
+MODES = ("kernel", "loop", "tasks")
+LOOPS = {"uvloop": uvloop.new_event_loop, "asyncio": asyncio.new_event_loop}
 
 
 class _Audio:
@@ -57,6 +67,27 @@ class _Audio:
         return {}
 
 
+class _Stamped:
+    """A metronome that notes when each of its beats reached the clock."""
+
+    def __init__(self, inner: Metronome, stamps: list[float]) -> None:
+        self.name = inner.name
+        self._inner = inner
+        self._stamps = stamps
+
+    def start(self, loop: asyncio.AbstractEventLoop, on_beats: OnBeats) -> None:
+        stamps = self._stamps
+
+        def stamped(beats: int) -> None:
+            stamps.append(time.monotonic())
+            on_beats(beats)
+
+        self._inner.start(loop, stamped)
+
+    def stop(self) -> None:
+        self._inner.stop()
+
+
 def _pumps(calls: int) -> list[AudioPump]:
     pumps = []
     for _ in range(calls):
@@ -65,37 +96,37 @@ def _pumps(calls: int) -> list[AudioPump]:
     return pumps
 
 
-async def _ticker(calls: int, seconds: float) -> list[float]:
+async def _clock(metronome: Metronome, calls: int, seconds: float) -> list[float]:
     loop = asyncio.get_running_loop()
-    clock = MediaClock()
-    lateness: list[float] = []
+    stamps: list[float] = []
+    clock = MediaClock(_Stamped(metronome, stamps), idle=None)
     for index, pump in enumerate(_pumps(calls)):
+        pump.on_frames = pump.take_frames
         clock.pumps[str(index)] = pump
-    original = clock._tick
-
-    def measured() -> None:
-        lateness.append(loop.time() - clock._next)
-        original()
-        for pump in clock.pumps.values():
-            pump.take_frames()
-
-    clock._tick = measured  # type: ignore[method-assign]
     clock.start(loop)
     await asyncio.sleep(seconds)
     clock.stop()
-    return lateness
+    return _jitter_ms([stamps])
+
+
+def _jitter_ms(wakeups: list[list[float]]) -> list[float]:
+    """|interval - 20 ms| between consecutive wake-ups of each sequence, in ms."""
+    out: list[float] = []
+    for stamps in wakeups:
+        out.extend(np.abs(np.diff(np.array(stamps)) - TICK_S) * 1000)
+    return out
 
 
 async def _tasks(calls: int, seconds: float) -> list[float]:
     loop = asyncio.get_running_loop()
-    lateness: list[float] = []
+    wakeups: list[list[float]] = [[] for _ in range(calls)]
     end = loop.time() + seconds
 
-    async def one(pump: AudioPump, offset: float) -> None:
+    async def one(pump: AudioPump, offset: float, stamps: list[float]) -> None:
         deadline = loop.time() + offset
         while deadline < end:
             await asyncio.sleep(max(0.0, deadline - loop.time()))
-            lateness.append(loop.time() - deadline)
+            stamps.append(time.monotonic())
             pump.send(1)
             pump.receive()
             pump.take_frames()
@@ -103,41 +134,68 @@ async def _tasks(calls: int, seconds: float) -> list[float]:
 
     # Calls start at random moments, so their deadlines spread over the 20 ms.
     offsets = np.random.default_rng(1).uniform(0, TICK_S, calls)
-    await asyncio.gather(*(one(p, float(o)) for p, o in zip(_pumps(calls), offsets, strict=True)))
-    return lateness
+    await asyncio.gather(
+        *(one(p, float(o), w) for p, o, w in zip(_pumps(calls), offsets, wakeups, strict=True))
+    )
+    return _jitter_ms(wakeups)
 
 
 async def measure(mode: str, calls: int, seconds: float) -> dict[str, Any]:
-    run = _ticker if mode == "ticker" else _tasks
     cpu0, wall0 = time.process_time(), time.monotonic()
-    lateness = await run(calls, seconds)
+    if mode == "tasks":
+        jitter = await _tasks(calls, seconds)
+    else:
+        metronome = KernelTimer(TICK_S) if mode == "kernel" else LoopTimer(TICK_S)
+        jitter = await _clock(metronome, calls, seconds)
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
     return {
         "mode": mode,
         "calls": calls,
         "cpu_ms_per_call_s": round(cpu * 1000 / (wall * calls), 4),
         "cpu_ms_per_s": round(cpu * 1000 / wall, 1),
-        "late_ms": percentiles(np.array(lateness) * 1000, 3),
+        "jitter_ms": percentiles(jitter, 3),
     }
 
 
-async def run(levels: list[int], seconds: float) -> dict[str, Any]:
+async def run(levels: list[int], seconds: float, loop: str) -> dict[str, Any]:
+    modes = [m for m in MODES if m != "kernel" or KernelTimer.available()]
     rows = []
     for calls in levels:
-        for mode in ("ticker", "tasks"):
+        for mode in modes:
             rows.append(await measure(mode, calls, seconds))
-    return {"benchmark": "pacing", "environment": environment(), "seconds": seconds, "rows": rows}
+    return {
+        "benchmark": "pacing",
+        "environment": environment(),
+        "loop": loop,
+        "seconds": seconds,
+        "rows": rows,
+    }
 
 
 def format_table(result: dict[str, Any]) -> str:
-    lines = [f"{'calls':>5} {'mode':>7} {'CPU ms/call-s':>13} {'loop ms/s':>9} {'late p50':>8} "
-             f"{'p99 ms':>7}"]  # fmt: skip
+    lines = [f"{'calls':>5} {'mode':>7} {'CPU ms/call-s':>13} {'loop ms/s':>9} "
+             f"{'jitter p50':>10} {'p99':>6} {'max ms':>7}"]  # fmt: skip
+    by_level: dict[int, dict[str, Any]] = {}
     for row in result["rows"]:
-        late = row["late_ms"]
+        jitter = row["jitter_ms"]
+        by_level.setdefault(row["calls"], {})[row["mode"]] = row
         lines.append(
             f"{row['calls']:>5} {row['mode']:>7} {row['cpu_ms_per_call_s']:>13.3f} "
-            f"{row['cpu_ms_per_s']:>9.1f} {late['p50']:>8.3f} {late['p99']:>7.3f}"
+            f"{row['cpu_ms_per_s']:>9.1f} {jitter['p50']:>10.3f} {jitter['p99']:>6.3f} "
+            f"{jitter['max']:>7.3f}"
         )
+    lines.append("ratios against the loop-timer clock (CPU, jitter p99):")
+    for calls, modes in by_level.items():
+        base = modes.get("loop")
+        if base is None:
+            continue
+        parts = [
+            f"{mode} {row['cpu_ms_per_call_s'] / base['cpu_ms_per_call_s']:.2f}, "
+            f"{row['jitter_ms']['p99'] / max(base['jitter_ms']['p99'], 1e-9):.2f}"
+            for mode, row in modes.items()
+            if mode != "loop"
+        ]
+        lines.append(f"{calls:>5}: " + "; ".join(parts))
     return "\n".join(lines)
 
 
@@ -147,12 +205,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write JSON")
     parser.add_argument("--levels", default="10,50,150", help="comma-separated N")
     parser.add_argument("--seconds", type=float, default=10.0, help="per mode and level")
+    parser.add_argument("--loop", choices=LOOPS, default="uvloop", help="the event loop")
     args = parser.parse_args(argv)
     if args.quick:
         levels, seconds = [10], 1.0
     else:
         levels, seconds = [int(n) for n in args.levels.split(",")], args.seconds
-    result = asyncio.run(run(levels, seconds))
+    with asyncio.Runner(loop_factory=LOOPS[args.loop]) as runner:
+        result = runner.run(run(levels, seconds, args.loop))
     print(format_table(result))
     write_json(result, args.json)
     print(f"wrote {args.json}")

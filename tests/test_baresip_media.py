@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from agent.sip.baresip.media import CARRY_CHUNK, RESYNC_TICKS, AudioPump, MediaClock
+from agent.audio.metronome import LoopTimer
+from agent.sip.baresip.media import CARRY_CHUNK, RESYNC_TICKS, TICK_S, AudioPump, MediaClock
 from agent.sip.engine import SilenceSource
 
 RATE = 8000
@@ -120,7 +121,7 @@ def _one_call() -> tuple[SimulatedLoop, Wire, AudioPump, MediaClock]:
     wire = Wire(loop)
     pump = AudioPump(wire, RATE, lambda: None)
     pump.source = Numbered()
-    clock = MediaClock()
+    clock = MediaClock(LoopTimer(TICK_S))
     clock.pumps["call"] = pump
     clock.start(cast(Any, loop))
     return loop, wire, pump, clock
@@ -195,7 +196,7 @@ def test_the_callers_frames_go_on_a_few_calls_per_iteration_after_every_calls_rt
     loop = SimulatedLoop()
     wires = [Wire(loop) for _ in range(40)]
     carried: list[tuple[int, int, int]] = []  # (call, loop iteration, packets on the wire)
-    clock = MediaClock()
+    clock = MediaClock(LoopTimer(TICK_S))
     for number, wire in enumerate(wires):
 
         def on_frames(number: int = number) -> None:
@@ -231,7 +232,7 @@ def test_every_calls_rtp_goes_out_before_any_callers_audio_is_read() -> None:
             order.append("write")
             return super().write(frame)
 
-    clock = MediaClock()
+    clock = MediaClock(LoopTimer(TICK_S))
     for number in range(20):
         pump = AudioPump(Logged(loop), RATE, lambda: None)
         pump.source = Numbered()

@@ -4,10 +4,11 @@ baresip never calls back per frame: received audio waits in a native ring buffer
 (``call.audio``), and what the agent says is sent by its own audio source
 (``agent.sip.baresip.source``) as soon as it is written: the source encodes the frame and
 sends it as the call's RTP, with no transmit thread in between. So the application paces
-itself. One ``MediaClock`` does it for all calls: a single timer callback every 20 ms (at
-absolute deadlines, so it never drifts) sends each call's next frame from its frame source,
-then reads each call's caller audio into 20 ms frames, then tells each call that got frames
-(``CARRY_CHUNK`` calls per loop iteration, so the next tick never waits behind them all).
+itself. One ``MediaClock`` does it for all calls: a single beat every 20 ms (a kernel timer
+on an absolute grid, ``agent.audio.metronome``, so it neither drifts nor rounds to the loop's
+milliseconds) sends each call's next frame from its frame source, then reads each call's
+caller audio into 20 ms frames, then tells each call that got frames (``CARRY_CHUNK`` calls
+per loop iteration, so the next tick never waits behind them all).
 ``bench/pacing.py`` measured the alternative (an asyncio task per call sleeping to its own
 deadlines) at several times the loop's CPU for the same work at 150 calls.
 
@@ -36,6 +37,7 @@ from typing import Any
 
 from baresip import AudioNotActive, AudioRestarted
 
+from agent.audio.metronome import Metronome, media_metronome
 from agent.audio.pcm import FRAME_MS, frame_bytes
 from agent.sip.engine import FrameSource, SilenceSource
 
@@ -44,7 +46,7 @@ TICK_S = FRAME_MS / 1000
 INBOUND_LIMIT = 50
 #: Ticks without caller audio after which silence stands in for it (beyond RTP jitter).
 FILL_AFTER_TICKS = 3
-#: A loop this many ticks late restarts the schedule instead of running the backlog.
+#: A loop this many ticks late sends one tick's frames, not the backlog.
 RESYNC_TICKS = 10
 #: Calls whose caller frames go on to their sessions per loop iteration after a tick. The
 #: loop runs a due timer before its next ready callback, so the next tick (and its RTP)
@@ -174,15 +176,17 @@ class AudioPump:
 
 
 class MediaClock:
-    """One timer on the loop, every 20 ms, serving every call's ``AudioPump``, and ``idle``
-    (the transmit paths no pump serves yet) on every tick."""
+    """One beat on the loop, every 20 ms, serving every call's ``AudioPump``, and ``idle``
+    (the transmit paths no pump serves yet) on every tick. The beat is ``metronome``'s, by
+    default the system's most precise (``agent.audio.metronome``: a kernel timer on Linux)."""
 
-    def __init__(self, idle: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, metronome: Metronome | None = None, idle: Callable[[], None] | None = None
+    ) -> None:
         self.pumps: dict[str, AudioPump] = {}
+        self.metronome = metronome or media_metronome(TICK_S)
         self._idle = idle
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._next = 0.0
         self.late_ticks = 0
         #: Pumps with caller frames for their sessions, in the order their ticks found them.
         self._to_carry: deque[AudioPump] = deque()
@@ -190,27 +194,20 @@ class MediaClock:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._next = loop.time() + TICK_S
-        self._timer = loop.call_at(self._next, self._tick)
+        self.metronome.start(loop, self._tick)
 
     def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.metronome.stop()
 
-    def _tick(self) -> None:
+    def _tick(self, ticks: int) -> None:
         loop = self._loop
         assert loop is not None
-        now = loop.time()
-        ticks = 1 + int((now - self._next) / TICK_S)
         if ticks > RESYNC_TICKS:
+            # A stall this long: its frames would reach the far end too late to play.
             self.late_ticks += ticks
             ticks = 1
-            self._next = now
         elif ticks > 1:
             self.late_ticks += ticks - 1
-        self._next += ticks * TICK_S
-        self._timer = loop.call_at(self._next, self._tick)
         if self._idle is not None:
             self._idle()
         # Every call's RTP first, so no call's packet waits behind another's reading; then
