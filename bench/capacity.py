@@ -19,7 +19,10 @@ callbacks; baresip's SIP/RTP thread and per-call transmit threads); RSS and PSS
 per call; frames lost (inbound frames the agent dropped, gaps inside the agent's audio as
 the agent counted them and as the caller heard them, RTP packets lost); the caller-side
 inter-arrival jitter of the agent's RTP (|interval - 20 ms|, kernel receive timestamps);
-and the CPU of the helpers and the whole machine, to see when the 2 cores run out.
+the inbound added latency on up to ``MARKER_LEGS`` calls, whose callers send tone markers
+that the stream server finds in the appended audio (the caller's send to the server's read
+of that append, p50/p99, and the share the resampler holds back); and the CPU of the helpers
+and the whole machine, to see when the 2 cores run out.
 The helpers (stream server, caller, SIPp) stand in for other machines but share these cores;
 ``--harness-nice 10`` runs them at a lower priority, so the agents get the cores first, as
 they would on a machine of their own.
@@ -64,7 +67,9 @@ from bench.harness import (
     stop_agents,
     write_json,
 )
-from bench.rtp_caller import FRAME_NS, LegRecord, load_legs
+from bench.latency import Sample, inbound_samples, pair_up
+from bench.rtp_caller import FRAME_MS, FRAME_NS, LegRecord, load_legs, marker_period
+from bench.stream_server import MARKER_LEG_ONSETS, Onset
 from testbed.peers import AgentProcess
 
 DEFAULT_JSON = RESULTS / "capacity.json"
@@ -73,6 +78,17 @@ EXTRA_LEVELS = (250, 300, 400)
 ENGINES = ("baresip", "pjsip")
 SAMPLE_INTERVAL_S = 0.5
 MACHINE_EVERY = 4
+#: Calls per level whose caller sends tone markers, each timed to the stream server (the
+#: inbound added latency); the rest send a steady tone the server does not decode.
+MARKER_LEGS = 10
+
+
+def marker_legs_of(calls: int) -> range:
+    """Which legs send markers: from the eleventh on when there are enough (their markers
+    come 300-480 ms apart, so a marker is told from the next even when the inbound path
+    holds it for 300 ms under load), else the first (100-280 ms apart)."""
+    first = MARKER_LEGS if calls >= 2 * MARKER_LEGS else 0
+    return range(first, min(calls, first + MARKER_LEGS))
 
 
 @dataclass
@@ -166,6 +182,9 @@ class LevelRun:
     sipp_tail: str
     engine: str = "pjsip"
     harness_nice: int = 0
+    audio: AgentAudio = field(default_factory=AgentAudio)
+    #: The legs that sent tone markers, timed from the caller to the server.
+    marker_legs: range = range(0)
 
 
 @dataclass(frozen=True)
@@ -215,10 +234,14 @@ async def run_level(
     stream server, the caller and SIPp at niceness ``harness_nice``."""
     per_process = calls_per_process(engine, calls)
     agents_needed = max(1, math.ceil(calls / per_process))
-    server = await Child.start("bench.stream_server", "--out", str(workdir / "server.json"))
+    marker_legs = marker_legs_of(calls)
+    server = await Child.start(
+        "bench.stream_server", "--out", str(workdir / "server.json"), "--markers"
+    )
     caller = await Child.start(
         "bench.rtp_caller", "--legs", str(calls), "--out", str(workdir / "caller.npz"),
         "--max-seconds", str(call_s + 300),
+        "--marker-legs", f"{marker_legs.start}-{marker_legs.stop - 1}",
     )  # fmt: skip
     for child in (server, caller):
         lower_priority(child.pid, harness_nice)
@@ -279,6 +302,8 @@ async def run_level(
         sipp_tail=outcome.output[-2000:],
         engine=engine,
         harness_nice=harness_nice,
+        audio=audio,
+        marker_legs=marker_legs,
     )
 
 
@@ -316,6 +341,67 @@ def rfc3550_jitter_ms(intervals_ms: np.ndarray) -> np.ndarray:
         estimate += (float(deviation) - estimate) / 16
         out[i] = estimate
     return out
+
+
+@dataclass
+class _RecordedOnsets:
+    """One session's tone onsets as the stream server wrote them (``latency.HasOnsets``)."""
+
+    rate: int
+    onsets: list[Onset]
+
+
+def _sent_while_up(leg: LegRecord) -> int:
+    # A leg talks on for a second after the agent's last packet (that is how it knows the
+    # call is over): count only what it sent while the call was up.
+    return int(np.count_nonzero(leg.tx_ns <= leg.rx_ns[-1])) if leg.rx_ns.size else 0
+
+
+def _positions_pair(session: _RecordedOnsets, leg_index: int) -> bool:
+    """Whether the session's onsets lie a whole number of marker periods apart: each caller
+    frame reached the server once, so a marker's position says which one it is. A frame
+    dropped or a silence filled in between moves every later onset off that grid."""
+    grid = marker_period(leg_index) * session.rate * FRAME_MS // 1000
+    steps = np.diff([onset.sample for onset in session.onsets])
+    return bool(steps.size) and not np.any(steps % grid)
+
+
+def inbound_latency(run: LevelRun, window: tuple[int, int]) -> dict[str, Any]:
+    """The caller's RTP send to the server reading the append that carries it, on the marker
+    legs, for the markers the server received in ``window``; and the part of it the
+    resampler holds back (the rest is the jitter buffer, the media tick and the bridge).
+
+    A marker is paired with the one the caller sent by its position in the appended audio,
+    which is exact while every caller frame reaches the server once; a call where that
+    failed (the agent dropped frames behind a late session) is left out and counted in
+    ``inbound_untimed_calls``, since its positions no longer say which marker is which."""
+    sessions = [
+        _RecordedOnsets(
+            int(stats.get("rate", 0)),
+            [Onset(*o) for o in stats.get("onsets", []) if window[0] <= o[2] <= window[1]],
+        )
+        for stats in run.server
+    ]
+    # A steady-tone leg has one onset, where its audio starts: only marker legs pair up.
+    marked = [s for s in sessions if s.rate and len(s.onsets) >= MARKER_LEG_ONSETS]
+    samples: list[Sample] = []
+    timed = untimed = 0
+    candidates = list(run.marker_legs)
+    for s_index, leg_index in pair_up(marked, run.legs, candidates) if candidates else []:
+        session, leg = marked[s_index], run.legs[leg_index]
+        if not _positions_pair(session, leg_index):
+            untimed += 1
+            continue
+        timed += 1
+        samples += inbound_samples(session, leg, leg_index, run.audio, False)
+    total = np.array([sample.total_ms for sample in samples])
+    held = np.array([sample.resampler_ms for sample in samples])
+    return {
+        "inbound_latency_ms": percentiles(total),
+        "inbound_resampler_ms": percentiles(held),
+        "inbound_timed_calls": timed,
+        "inbound_untimed_calls": untimed,
+    }
 
 
 def _rtp_lost(leg: LegRecord) -> int:
@@ -414,11 +500,7 @@ def analyse(run: LevelRun) -> dict[str, Any]:
     silent = sum(_silent_inside(leg) for leg in run.legs)
     gaps = max(counters.get("gap_frames", 0), silent)
     frames_lost = counters.get("inbound_dropped", 0) + gaps + rtp_lost
-    # A leg talks on for a second after the agent's last packet (that is how it knows the
-    # call is over): count only what it sent while the call was up.
-    sent = sum(
-        int(np.count_nonzero(leg.tx_ns <= leg.rx_ns[-1])) for leg in run.legs if leg.rx_ns.size
-    )
+    sent = sum(_sent_while_up(leg) for leg in run.legs)
     appended_frames = sum(s["appended_ms"] for s in run.server) // 20
     late: np.ndarray = (
         np.concatenate([leg.tx_late_ns for leg in run.legs]) / 1e6 if run.legs else np.zeros(0)
@@ -448,6 +530,7 @@ def analyse(run: LevelRun) -> dict[str, Any]:
             np.concatenate(rtcp_jitter) if rtcp_jitter else np.zeros(0), 3
         ),
         "caller_send_late_ms": percentiles(late, 3),
+        **(inbound_latency(run, window) if window else {}),
         **(_cpu(run, window) if window else {}),
         **_memory(run),
         "idle": run.idle,
@@ -475,6 +558,7 @@ _COLUMNS = (
     ("jitter p50", "jitter_ms.p50", 10),
     ("p99 ms", "jitter_ms.p99", 7),
     ("RTCP jitter p99", "rtcp_jitter_ms.p99", 15),
+    ("inbound p99 ms", "inbound_latency_ms.p99", 14),
 )
 
 

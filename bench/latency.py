@@ -42,7 +42,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -67,6 +67,7 @@ from bench.stream_server import (
     ONSET_QUIET_MS,
     BenchServer,
     BenchSession,
+    Onset,
     Reply,
 )
 
@@ -121,8 +122,19 @@ def _input_counts(audio: AgentAudio, frames: int, model_rate: int) -> np.ndarray
     return counts
 
 
-def _inbound_samples(
-    session: BenchSession, leg: LegRecord, leg_index: int, audio: AgentAudio, by_time: bool
+class HasOnsets(Protocol):
+    """The tone onsets a server found in one session's appended audio (a live
+    ``BenchSession``, or one read back from the stream server's output)."""
+
+    @property
+    def rate(self) -> int: ...
+
+    @property
+    def onsets(self) -> Sequence[Onset]: ...
+
+
+def inbound_samples(
+    session: HasOnsets, leg: LegRecord, leg_index: int, audio: AgentAudio, by_time: bool
 ) -> list[Sample]:
     """Each onset's latency. ``by_time`` pairs an onset with the last marker sent before it
     arrived: over WebRTC the agent's track pads the caller's audio with silence on its own
@@ -212,15 +224,19 @@ def _median_step(values: Sequence[int]) -> float:
     return float(np.median(np.diff(values))) if len(values) > 1 else 0.0
 
 
-def pair_up(sessions: Sequence[BenchSession], legs: Sequence[LegRecord]) -> list[tuple[int, int]]:
-    """(session, leg) index pairs, told apart by each one's marker period."""
+def pair_up(
+    sessions: Sequence[HasOnsets], legs: Sequence[LegRecord], candidates: Sequence[int] = ()
+) -> list[tuple[int, int]]:
+    """(session, leg) index pairs, told apart by each one's marker period; ``candidates``:
+    the indexes of the legs that sent markers (default: all)."""
+    indexes = list(candidates) or list(range(len(legs)))
     pairs = []
     for s_index, session in enumerate(sessions):
         frame = session.rate * FRAME_MS // 1000
         step = _median_step([o.sample for o in session.onsets]) / frame  # in frames
         if step == 0:
             continue
-        leg_index = min(range(len(legs)), key=lambda i: abs(marker_period(i) - step))
+        leg_index = min(indexes, key=lambda i: abs(marker_period(i) - step))
         pairs.append((s_index, leg_index))
     return pairs
 
@@ -285,7 +301,7 @@ async def run_mode(
     outbound: list[Sample] = []
     for s_index, leg_index in pair_up(server.sessions, legs):
         session, leg = server.sessions[s_index], legs[leg_index]
-        inbound += _inbound_samples(session, leg, leg_index, audio, transport == "webrtc")
+        inbound += inbound_samples(session, leg, leg_index, audio, transport == "webrtc")
         outbound += _outbound_samples(session, leg, audio)
     cpu_per_call_s = None
     if before is not None and after is not None:

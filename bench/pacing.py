@@ -16,7 +16,8 @@ differs is the pacing alone:
 - ``tasks``: one asyncio task per call sleeping to its own absolute 20 ms deadlines.
 
 Per N: CPU of this process per call-second (the loop does nothing else) and the beat's
-jitter, |interval - 20 ms| between consecutive wake-ups (of the clock, or of each task):
+jitter, |interval - 20 ms| between consecutive ticks of each of the clock's phases (its
+calls are spread over four, 5 ms apart), or between a task's wake-ups:
 what a caller's jitter buffer sees of the pacing, before any other work on the loop. The
 loop is uvloop's, as ``voice-agent serve`` runs (``--loop asyncio`` for asyncio's own).
 """
@@ -68,7 +69,8 @@ class _Audio:
 
 
 class _Stamped:
-    """A metronome that notes when each of its beats reached the clock."""
+    """A metronome that notes when each of its beats reached the clock (a call covering
+    several beats, after a stall, stamps each of them)."""
 
     def __init__(self, inner: Metronome, stamps: list[float]) -> None:
         self.name = inner.name
@@ -79,7 +81,7 @@ class _Stamped:
         stamps = self._stamps
 
         def stamped(beats: int) -> None:
-            stamps.append(time.monotonic())
+            stamps.extend([time.monotonic()] * beats)
             on_beats(beats)
 
         self._inner.start(loop, stamped)
@@ -96,17 +98,21 @@ def _pumps(calls: int) -> list[AudioPump]:
     return pumps
 
 
-async def _clock(metronome: Metronome, calls: int, seconds: float) -> list[float]:
+async def _clock(
+    timer: type[KernelTimer] | type[LoopTimer], calls: int, seconds: float
+) -> list[float]:
     loop = asyncio.get_running_loop()
     stamps: list[float] = []
-    clock = MediaClock(_Stamped(metronome, stamps), idle=None)
+    clock = MediaClock(lambda period: _Stamped(timer(period), stamps), idle=None)
     for index, pump in enumerate(_pumps(calls)):
         pump.on_frames = pump.take_frames
-        clock.pumps[str(index)] = pump
+        clock.add(str(index), pump)
     clock.start(loop)
     await asyncio.sleep(seconds)
     clock.stop()
-    return _jitter_ms([stamps])
+    # Each phase's beats are its calls' ticks, 20 ms apart.
+    phases = len(clock.phases)
+    return _jitter_ms([stamps[phase::phases] for phase in range(phases)])
 
 
 def _jitter_ms(wakeups: list[list[float]]) -> list[float]:
@@ -145,8 +151,7 @@ async def measure(mode: str, calls: int, seconds: float) -> dict[str, Any]:
     if mode == "tasks":
         jitter = await _tasks(calls, seconds)
     else:
-        metronome = KernelTimer(TICK_S) if mode == "kernel" else LoopTimer(TICK_S)
-        jitter = await _clock(metronome, calls, seconds)
+        jitter = await _clock(KernelTimer if mode == "kernel" else LoopTimer, calls, seconds)
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
     return {
         "mode": mode,

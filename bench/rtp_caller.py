@@ -195,10 +195,20 @@ class RtpCaller:
     """Runs many legs on one thread: a heap of send deadlines and one epoll for receiving."""
 
     def __init__(
-        self, legs: int, pattern: str = "tone", keep_audio: bool = False, skew_ppm: float = 0.0
+        self,
+        legs: int,
+        pattern: str = "tone",
+        keep_audio: bool = False,
+        skew_ppm: float = 0.0,
+        marker_legs: range = range(0),
     ) -> None:
+        """The legs in ``marker_legs`` send the ``markers`` pattern whatever ``pattern`` is
+        (the capacity benchmark times the inbound path on a sample of its calls)."""
         self.pattern = pattern
-        self.legs = [Leg(pattern_payloads(pattern, i), keep_audio) for i in range(legs)]
+        self.legs = [
+            Leg(pattern_payloads("markers" if i in marker_legs else pattern, i), keep_audio)
+            for i in range(legs)
+        ]
         self.stop_requested = False
         # A leg starts when the agent's first packet arrives, that is just after the agent's
         # media clock ticked; sending exactly every 20 ms from there would pin every frame to
@@ -303,6 +313,11 @@ def load_legs(path: Path) -> list[LegRecord]:
         ]
 
 
+def _leg_range(text: str) -> range:
+    first, _, last = text.partition("-")
+    return range(int(first), int(last or first) + 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="RTP caller legs for the benchmarks")
     parser.add_argument("--legs", type=int, required=True)
@@ -310,9 +325,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-audio", action="store_true")
     parser.add_argument("--max-seconds", type=float, default=600.0)
     parser.add_argument("--skew-ppm", type=float, default=0.0, help="caller clock slower by")
+    parser.add_argument(
+        "--marker-legs", type=_leg_range, default=range(0),
+        help="FIRST-LAST: the legs (0-based, inclusive) that send markers whatever --pattern is",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    caller = RtpCaller(args.legs, args.pattern, args.keep_audio, args.skew_ppm)
+    caller = RtpCaller(args.legs, args.pattern, args.keep_audio, args.skew_ppm, args.marker_legs)
 
     def _stop(_signum: int, _frame: FrameType | None) -> None:
         caller.stop_requested = True

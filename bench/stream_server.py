@@ -57,6 +57,10 @@ _APPEND_SUFFIX = '"}'
 #: steady reply is the same bytes and is base64-encoded once.
 REPLY_HZ = 500.0
 REPLY_DBFS = -16.0
+#: A session with fewer onsets than this in its first MARKER_LEG_WITHIN_S seconds of audio
+#: is a steady-tone caller (one onset, where its audio starts): it is not looked at further.
+MARKER_LEG_ONSETS = 3
+MARKER_LEG_WITHIN_S = 3
 #: Caller tone onsets (``markers``): a sample this loud after this much quiet (30 ms). The
 #: caller's marker tone peaks near 4600; a soxr filter's ringing before an onset stays far
 #: below.
@@ -257,6 +261,13 @@ class BenchSession:
             return
         if self.markers:
             self._find_onsets(base64.b64decode(payload), now_ns)
+            if (
+                len(self.onsets) < MARKER_LEG_ONSETS
+                and self.appended_samples > MARKER_LEG_WITHIN_S * self.rate
+            ):
+                # A steady tone, not markers: nothing more to find here (and the time to
+                # look at every append of every call is the helper's CPU, not the agent's).
+                self.markers = False
         self.appended_samples += size // self.sample_bytes
 
     def _find_onsets(self, data: bytes, now_ns: int) -> None:
@@ -417,6 +428,8 @@ class BenchSession:
             "appended_ms": self.appended_samples * 1000 // self.rate,
             "deltas_sent": self.deltas_sent,
             "connected_s": round((end - self.connected_ns) / 1e9, 3),
+            "rate": self.rate,
+            "onsets": [[o.sample, o.append_end, o.received_ns] for o in self.onsets],
         }
 
 
@@ -479,8 +492,8 @@ class BenchServer:
         return [session.stats() for session in self.sessions]
 
 
-async def _serve_until_stopped(reply: Reply, out: Path) -> None:
-    server = BenchServer(reply)
+async def _serve_until_stopped(reply: Reply, out: Path, markers: bool) -> None:
+    server = BenchServer(reply, markers=markers)
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -501,9 +514,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reply-s", type=float, default=3600.0, help="length of each reply")
     parser.add_argument("--chunk-ms", type=int, default=100, help="audio per delta")
     parser.add_argument("--lead-ms", type=int, default=200, help="how far replies run ahead")
+    parser.add_argument(
+        "--markers", action="store_true",
+        help="record the caller's tone onsets (sessions with none in their first seconds "
+        "stop being looked at)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     reply = Reply.steady(args.reply_s, args.chunk_ms, args.lead_ms)
-    asyncio.run(_serve_until_stopped(reply, args.out))
+    asyncio.run(_serve_until_stopped(reply, args.out, args.markers))
     return 0
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from agent.audio.metronome import LoopTimer
-from agent.sip.baresip.media import CARRY_CHUNK, RESYNC_TICKS, TICK_S, AudioPump, MediaClock
+from agent.sip.baresip.media import CARRY_CHUNK, PHASES, RESYNC_TICKS, AudioPump, MediaClock
 from agent.sip.engine import SilenceSource
 
 RATE = 8000
@@ -121,8 +121,8 @@ def _one_call() -> tuple[SimulatedLoop, Wire, AudioPump, MediaClock]:
     wire = Wire(loop)
     pump = AudioPump(wire, RATE, lambda: None)
     pump.source = Numbered()
-    clock = MediaClock(LoopTimer(TICK_S))
-    clock.pumps["call"] = pump
+    clock = MediaClock(LoopTimer)
+    clock.add("call", pump)
     clock.start(cast(Any, loop))
     return loop, wire, pump, clock
 
@@ -145,13 +145,16 @@ def test_a_loop_on_time_sends_one_frame_every_20_ms() -> None:
 def test_after_a_stall_the_frames_owed_go_out_at_once_and_in_order() -> None:
     loop, wire, _pump, clock = _one_call()
     _run(loop, 1000)
-    loop.stalled_until = loop.now + 0.070  # 70 ms: the ticks due at 1.02, 1.04, 1.06 wait
+    # The call's phase beats at 5 ms past each 20 ms: a stall to 1.06 holds up three ticks
+    # (1.005, 1.025, 1.045); the next, at 1.065, is on time again.
+    loop.stalled_until = loop.now + 0.060
     _run(loop, 1000)
     numbers = [number for _, number in wire.sent]
     # Two seconds of audio, none of it lost or reordered.
     assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) == 100
-    burst = [at for at, _ in wire.sent if abs(at - 1.070) < 0.0005]
-    assert len(burst) == 3  # the three owed, at 1.07; the next tick is on time again
+    burst = [at for at, _ in wire.sent if abs(at - 1.060) < 0.0005]
+    assert len(burst) == 3  # the three owed, at 1.06
+    assert any(abs(at - 1.065) < 0.0005 for at, _ in wire.sent)
     assert clock.late_ticks == 2
 
 
@@ -192,34 +195,35 @@ def test_a_barge_in_drops_what_the_stack_holds_of_a_longer_packet_once() -> None
     clock.stop()
 
 
-def test_the_callers_frames_go_on_a_few_calls_per_iteration_after_every_calls_rtp() -> None:
+def test_the_callers_frames_go_on_a_few_calls_per_iteration_after_their_phases_rtp() -> None:
     loop = SimulatedLoop()
     wires = [Wire(loop) for _ in range(40)]
-    carried: list[tuple[int, int, int]] = []  # (call, loop iteration, packets on the wire)
-    clock = MediaClock(LoopTimer(TICK_S))
+    carried: list[tuple[int, int, float]] = []  # (call, loop iteration, time)
+    clock = MediaClock(LoopTimer)
     for number, wire in enumerate(wires):
 
         def on_frames(number: int = number) -> None:
-            carried.append((number, loop.iterations, sum(len(w.sent) for w in wires)))
+            carried.append((number, loop.iterations, loop.now))
 
         pump = AudioPump(wire, RATE, on_frames)
         pump.source = Numbered()
-        clock.pumps[str(number)] = pump
+        clock.add(str(number), pump)
     clock.start(cast(Any, loop))
-    _run(loop, 100)  # five ticks; silence stands in for the callers from the third on
-    tick = [entry for entry in carried if entry[2] == 40 * 5]
-    # Every call once, in order, CARRY_CHUNK per iteration: a tick due meanwhile would run
-    # between two of them, not behind all forty.
-    assert [number for number, _, _ in tick] == list(range(40))
+    _run(loop, 100)  # five ticks of each phase; silence stands in from the third on
+    # The fifth tick of the first phase (at 85 ms): its ten calls, and no other.
+    tick = [entry for entry in carried if abs(entry[2] - 0.085) < 0.0005]
+    # Every call of the phase once, in order, CARRY_CHUNK per iteration: a beat due meanwhile
+    # would run between two of them, not behind all ten.
+    assert [number for number, _, _ in tick] == list(range(0, 40, PHASES))
     per_iteration = [
         len([1 for _, it, _ in tick if it == iteration])
         for iteration in sorted({it for _, it, _ in tick})
     ]
-    whole, rest = divmod(40, CARRY_CHUNK)
+    whole, rest = divmod(40 // PHASES, CARRY_CHUNK)
     assert per_iteration == [CARRY_CHUNK] * whole + ([rest] if rest else [])
 
 
-def test_every_calls_rtp_goes_out_before_any_callers_audio_is_read() -> None:
+def test_each_beat_sends_its_calls_rtp_before_reading_their_callers_audio() -> None:
     loop = SimulatedLoop()
     order: list[str] = []
 
@@ -232,13 +236,44 @@ def test_every_calls_rtp_goes_out_before_any_callers_audio_is_read() -> None:
             order.append("write")
             return super().write(frame)
 
-    clock = MediaClock(LoopTimer(TICK_S))
+    clock = MediaClock(LoopTimer)
     for number in range(20):
         pump = AudioPump(Logged(loop), RATE, lambda: None)
         pump.source = Numbered()
-        clock.pumps[str(number)] = pump
+        clock.add(str(number), pump)
     clock.start(cast(Any, loop))
-    _run(loop, 100)  # five ticks
-    # Within each tick, the twenty sends, then the twenty reads: a packet's time on the wire
-    # does not depend on how much the calls before it had to read.
-    assert order == (["write"] * 20 + ["read"] * 20) * 5
+    _run(loop, 100)  # twenty beats, five of each phase
+    # Within each beat, its five calls' sends, then their five reads: a packet's time on the
+    # wire does not depend on how much the calls before it had to read.
+    assert order == (["write"] * 5 + ["read"] * 5) * 20
+
+
+def test_calls_are_spread_over_the_phases_and_each_keeps_its_20_ms_spacing() -> None:
+    loop = SimulatedLoop()
+    clock = MediaClock(LoopTimer)
+    wires = {str(number): Wire(loop) for number in range(8)}
+    for call_id, wire in wires.items():
+        pump = AudioPump(wire, RATE, lambda: None)
+        pump.source = Numbered()
+        clock.add(call_id, pump)
+    clock.start(cast(Any, loop))
+    _run(loop, 1000)
+    offsets = {}
+    for call_id, wire in wires.items():
+        times = [at for at, _ in wire.sent]
+        assert len(times) == 50
+        assert {round((b - a) * 1000) for a, b in itertools.pairwise(times)} == {20}
+        offsets[call_id] = round(times[0] * 1000) % 20
+    # Two calls on each of the four phases, 5 ms apart.
+    assert sorted(offsets.values()) == [0, 0, 5, 5, 10, 10, 15, 15]
+    # A call that ends frees its phase: the next call to join is served there, 20 ms apart
+    # from the call that shares it and 5 ms from the others.
+    clock.remove("1")
+    joining = Wire(loop)
+    pump = AudioPump(joining, RATE, lambda: None)
+    pump.source = Numbered()
+    clock.add("new", pump)
+    assert clock.pumps.keys() == (set(wires) - {"1"}) | {"new"}
+    _run(loop, 100)
+    assert len(joining.sent) == 5
+    assert round(joining.sent[0][0] * 1000) % 20 == offsets["1"]

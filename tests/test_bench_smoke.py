@@ -51,6 +51,12 @@ async def test_capacity_quick(engine: str, tmp_path: Path) -> None:
     assert row["frames_appended"] > 0 and row["caller_frames_sent"] > 0
     assert row["empty_appends"] == 0
     _percentiles_ok(row["jitter_ms"])
+    # Both callers' tone markers were found in the appended audio and timed: each reached
+    # the server after it was sent, and well inside a second.
+    assert row["inbound_timed_calls"] == 2
+    _percentiles_ok(row["inbound_latency_ms"], lowest=0.0)
+    assert row["inbound_latency_ms"]["max"] < 1000
+    assert row["inbound_resampler_ms"]["p50"] % 20 == 0
     assert row["agent_cpu_ms_per_call_s"] > 0
     assert row["loop_thread_ms_per_call_s"] > 0 and row["media_threads_ms_per_call_s"] > 0
     assert row["rss_mb_per_call"] > 0 and row["pss_mb_per_call"] > 0

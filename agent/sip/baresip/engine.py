@@ -315,10 +315,10 @@ class BaresipEngine:
 
     def _media_ready(self, call: BaresipCall) -> None:
         if call.pump is not None and not call.disconnected:
-            self.clock.pumps[call.call_id] = call.pump
+            self.clock.add(call.call_id, call.pump)
 
     def _ended(self, call: BaresipCall) -> None:
-        self.clock.pumps.pop(call.call_id, None)
+        self.clock.remove(call.call_id)
         self.calls.pop(call.call_id, None)
         if self._by_sip_id.get(call.sip_call_id) is call:
             del self._by_sip_id[call.sip_call_id]
