@@ -516,8 +516,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lead-ms", type=int, default=200, help="how far replies run ahead")
     parser.add_argument(
         "--markers", action="store_true",
-        help="record the caller's tone onsets (sessions with none in their first seconds "
-        "stop being looked at)",
+        help="record the caller's tone onsets (a session with fewer than "
+        f"{MARKER_LEG_ONSETS} in its first {MARKER_LEG_WITHIN_S} s of audio is a steady "
+        "tone and stops being looked at)",
     )  # fmt: skip
     args = parser.parse_args(argv)
     reply = Reply.steady(args.reply_s, args.chunk_ms, args.lead_ms)

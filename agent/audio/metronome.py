@@ -1,14 +1,14 @@
-"""The 20 ms beat of a media clock on the event loop: a kernel timer where there is one.
+"""The periodic beat of a media clock on the event loop: a kernel timer where there is one.
 
-A media clock sends each call's next RTP packet on every beat, so a beat that comes late or
+A media clock sends calls' next RTP packets on its beats, so a beat that comes late or
 early is jitter every caller hears in their jitter buffer. An asyncio timer is a poor beat on
 uvloop: libuv keeps timers in whole milliseconds against a loop time read once per
 iteration, so an idle loop's 20 ms timer already fires 0.3 ms off at p50 and 0.8 ms at p99
 (``bench/pacing.py``). A Linux ``timerfd`` is the kernel's own periodic timer: the loop waits
 on its descriptor like on any socket, it becomes readable at the deadline to the microsecond,
-and reading it says how many periods have passed, so a loop held up for 70 ms learns it owes
-three beats without keeping a schedule of its own. Where there is none (not Linux), the loop
-timer does the job with the same contract.
+and reading it says how many periods have passed, so a loop held up for three periods
+learns it owes three beats without keeping a schedule of its own. Where there is none (not
+Linux), the loop timer does the job with the same contract.
 
 Contract: ``start(loop, on_beats)`` calls ``on_beats(n)`` on the loop thread once per period,
 ``n`` being the periods that passed since the previous call (1 on time, more after a stall);

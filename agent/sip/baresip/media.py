@@ -199,7 +199,6 @@ class MediaClock:
         phases: int = PHASES,
     ) -> None:
         self.phases: list[dict[str, AudioPump]] = [{} for _ in range(phases)]
-        self._phase_of: dict[str, int] = {}
         self.metronome = metronome(TICK_S / phases)
         self._idle = idle
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -218,16 +217,13 @@ class MediaClock:
     def add(self, call_id: str, pump: AudioPump) -> None:
         """Serve ``pump`` from the next beat of its phase (a call already served keeps its
         phase: a renegotiated call's packets keep their spacing)."""
-        phase = self._phase_of.get(call_id)
-        if phase is None:
-            phase = min(range(len(self.phases)), key=lambda p: len(self.phases[p]))
-            self._phase_of[call_id] = phase
-        self.phases[phase][call_id] = pump
+        served = [phase for phase in self.phases if call_id in phase]
+        phase = served[0] if served else min(self.phases, key=len)
+        phase[call_id] = pump
 
     def remove(self, call_id: str) -> None:
-        phase = self._phase_of.pop(call_id, None)
-        if phase is not None:
-            self.phases[phase].pop(call_id, None)
+        for phase in self.phases:
+            phase.pop(call_id, None)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
